@@ -1,0 +1,21 @@
+# slt-deploy: every target sets up what it needs itself (venv, pip pins, Debian packages).
+PY := .venv/bin/python
+SETUP := scripts/setup_env.sh
+
+.PHONY: setup demo test bench bench-train clean
+setup:
+	@bash $(SETUP)
+
+demo: setup
+	$(PY) -m slt_deploy.cli demo --out runs/demo
+
+test: setup
+	$(PY) -m pytest tests
+
+bench: bench-train
+
+bench-train: setup
+	$(PY) bench/train_fmnist.py
+
+clean:
+	rm -rf runs out .pytest_cache

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Creates/refreshes .venv with everything slt-deploy needs. Fast when nothing changed (stamp file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.stamp
+want=$(cat requirements.txt pyproject.toml scripts/setup_env.sh | sha256sum | cut -d' ' -f1)
+
+# Debian packages: the full Fashion-MNIST set (no download is possible at run time).
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  else
+    echo "note: Fashion-MNIST missing; install it with: sudo apt-get install dataset-fashion-mnist" >&2
+  fi
+fi
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then exit 0; fi
+[ -x $VENV/bin/python ] || $PY -m venv $VENV
+$VENV/bin/pip install -q --upgrade pip
+# torch first and pinned: the CPU build lies on disk; anything unpinned would fetch CUDA wheels.
+$VENV/bin/pip install -q torch==2.13.0
+$VENV/bin/pip install -q -r requirements.txt
+$VENV/bin/pip install -q --no-deps -e .
+echo "$want" > "$STAMP"

@@ -1,0 +1,188 @@
+"""Synaptic layers (conv and linear) that carry a pruning mask, optional binarization and optional batch norm.
+
+One layer computes, per time step,
+    training:  y = BN( op(x, Wq) * s )            (batch statistics)
+    eval:      y = op(x, Wq) * scale_c + bias_c   (binary layers: BN folded into a per-channel scale)
+               y = op(x, Wq * scale_c) + bias_c   (float layers: the scale is folded into the weight)
+where Wq = W * mask (float) or sign(W) * mask (binary, straight-through gradient), s = in_scale (float) or
+alpha * in_scale (binary, alpha = ||mask * W||_1 / ||mask||_1), and `op` is conv2d or a matmul over the last dim.
+
+`folded()` is the single place that computes (Wq, scale_c, bias_c); eval forward and the NIR frontend both use it,
+so the exported numbers are the ones the PyTorch reference computes. For binary layers with integer inputs
+(spikes, raw pixels) op(x, Wq) is an exact integer, which makes every runtime bit-identical (docs/ir.md).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _SignSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w):
+        ctx.save_for_backward(w)
+        return torch.where(w >= 0, torch.ones_like(w), -torch.ones_like(w))
+
+    @staticmethod
+    def backward(ctx, g):
+        (w,) = ctx.saved_tensors
+        return g * (w.abs() <= 1).to(g.dtype)
+
+
+class _TopKSTE(torch.autograd.Function):
+    """Edge-popup mask: 1 for the top-k |scores|, gradient passed straight to the scores."""
+
+    @staticmethod
+    def forward(ctx, scores, k):
+        flat = scores.abs().flatten()
+        mask = torch.zeros_like(flat)
+        if k > 0:
+            mask[torch.topk(flat, k, sorted=False).indices] = 1.0
+        return mask.view_as(scores)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+def sign_ste(w: torch.Tensor) -> torch.Tensor:
+    return _SignSTE.apply(w)
+
+
+class Synapse(nn.Module):
+    """Base of SConv2d and SLinear. Subclasses define `_op(x, w)` and the BN type."""
+
+    kind = "synapse"
+
+    def __init__(self, weight: torch.Tensor, bias: bool, bn: bool, binary: bool, in_scale: float):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(torch.zeros(weight.shape[0])) if bias else None
+        self.register_buffer("mask", torch.ones_like(weight))
+        self.bn = self._make_bn(weight.shape[0]) if bn else None
+        self.binary = bool(binary)
+        self.in_scale = float(in_scale)
+        self.scores = None  # set by multi-prize ticket search (edge-popup scores)
+        self.score_density = 1.0
+
+    # --- masks -------------------------------------------------------------------------------------------------
+    def effective_mask(self) -> torch.Tensor:
+        if self.scores is None:
+            return self.mask
+        k = int(round(self.score_density * self.mask.numel()))
+        return _TopKSTE.apply(self.scores, k)
+
+    def apply_mask_(self):
+        """Zero the pruned weights in place (called after every optimizer step)."""
+        with torch.no_grad():
+            if not self.binary:
+                self.weight.mul_(self.mask)
+
+    def freeze_scores(self):
+        """Turn learned scores into the fixed mask (end of a multi-prize search)."""
+        if self.scores is not None:
+            with torch.no_grad():
+                self.mask.copy_(self.effective_mask().detach())
+            self.scores = None
+
+    # --- arithmetic --------------------------------------------------------------------------------------------
+    def alpha(self, mask: torch.Tensor | None = None) -> torch.Tensor:
+        m = self.effective_mask() if mask is None else mask
+        return (self.weight.abs() * m).sum() / m.sum().clamp_min(1.0)
+
+    def quantized(self):
+        """(Wq, s): the weight used by op() and the scalar applied after it (before BN)."""
+        m = self.effective_mask()
+        if self.binary:
+            return sign_ste(self.weight) * m, self.alpha(m) * self.in_scale
+        return self.weight * m, torch.tensor(self.in_scale, device=self.weight.device)
+
+    def folded(self):
+        """Eval-time (Wq, scale_c, bias_c), BN folded. float32, computed in one fixed way."""
+        with torch.no_grad():
+            wq, s = self.quantized()
+            n = wq.shape[0]
+            scale = s.expand(n).clone()
+            bias = self.bias.detach().clone() if self.bias is not None else torch.zeros(n, device=wq.device)
+            if self.bn is not None:
+                g = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+                bias = (bias - self.bn.running_mean) * g + self.bn.bias
+                scale = scale * g
+            return wq.detach(), scale.detach(), bias.detach()
+
+    def _chan(self, v: torch.Tensor, ndim: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            wq, s = self.quantized()
+            y = self._op(x, wq) * s
+            if self.bias is not None:
+                y = y + self._chan(self.bias, y.ndim)
+            return self._bn(y) if self.bn is not None else y
+        wq, scale, bias = self.folded()
+        if self.binary:
+            y = self._op(x, wq) * self._chan(scale, x.ndim)
+        else:
+            y = self._op(x, wq * scale.view(-1, *([1] * (wq.ndim - 1))))
+        return y + self._chan(bias, y.ndim)
+
+    # --- bookkeeping -------------------------------------------------------------------------------------------
+    def n_kept(self) -> int:
+        return int(self.effective_mask().detach().sum().item())
+
+    def extra_repr(self):
+        return f"binary={self.binary}, in_scale={self.in_scale:g}, kept={self.n_kept()}/{self.mask.numel()}"
+
+
+class SConv2d(Synapse):
+    kind = "conv"
+
+    def __init__(self, cin, cout, k=3, stride=1, padding=None, bias=False, bn=True, binary=False, in_scale=1.0):
+        w = torch.empty(cout, cin, k, k)
+        nn.init.kaiming_uniform_(w, a=5 ** 0.5)
+        super().__init__(w, bias, bn, binary, in_scale)
+        self.stride = int(stride)
+        self.padding = k // 2 if padding is None else int(padding)
+
+    def _make_bn(self, n):
+        return nn.BatchNorm2d(n)
+
+    def _bn(self, y):
+        return self.bn(y)
+
+    def _chan(self, v, ndim):
+        return v.view(1, -1, 1, 1)
+
+    def _op(self, x, w):
+        return F.conv2d(x, w, None, self.stride, self.padding)
+
+
+class SLinear(Synapse):
+    """Linear over the last dim (works on [B, F] and on tokens [B, N, D])."""
+
+    kind = "linear"
+
+    def __init__(self, fin, fout, bias=True, bn=False, binary=False, in_scale=1.0):
+        w = torch.empty(fout, fin)
+        nn.init.kaiming_uniform_(w, a=5 ** 0.5)
+        super().__init__(w, bias, bn, binary, in_scale)
+
+    def _make_bn(self, n):
+        return nn.BatchNorm1d(n)
+
+    def _bn(self, y):
+        shp = y.shape
+        return self.bn(y.reshape(-1, shp[-1])).reshape(shp)
+
+    def _chan(self, v, ndim):
+        return v.view(*([1] * (ndim - 1)), -1)
+
+    def _op(self, x, w):
+        return F.linear(x, w)
+
+
+def synapses(model: nn.Module):
+    """(name, layer) for every synaptic layer, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, Synapse)]

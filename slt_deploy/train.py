@@ -1,0 +1,139 @@
+"""Surrogate-gradient training and evaluation. Runs on one process, or data-parallel under `torchrun`
+(torch.distributed DDP: gloo on CPU, NCCL on GPUs; BatchNorm synchronised so 2 processes compute what 1 would)."""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .nn import synapses
+
+
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def init_distributed():
+    """Start the process group when launched by torchrun (WORLD_SIZE > 1). Returns (rank, world)."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def make_optimizer(params, cfg):
+    name = cfg.get("optimizer", "adam").lower()
+    lr, wd = float(cfg.get("lr", 1e-3)), float(cfg.get("weight_decay", 0.0))
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(cfg.get("momentum", 0.9)), weight_decay=wd)
+    raise ValueError(f"unknown optimizer {name!r} (adam, adamw, sgd)")
+
+
+def make_schedule(opt, cfg, total_steps):
+    kind = cfg.get("schedule", "cosine")
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps)
+                                                                                      / max(1, total_steps))))
+    if kind in ("none", "constant", None):
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    raise ValueError(f"unknown schedule {kind!r} (cosine, constant)")
+
+
+def apply_masks(model):
+    for _, m in synapses(model):
+        m.apply_mask_()
+
+
+@torch.no_grad()
+def evaluate(model, split, batch_size=256, generator_seed=1234) -> float:
+    """Top-1 accuracy (%) of `model` on a data Split."""
+    was = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(generator_seed)
+    correct = 0
+    for i in range(0, len(split.x), batch_size):
+        logits = model(split.x[i:i + batch_size], generator=g)
+        correct += (logits.argmax(1) == split.y[i:i + batch_size]).sum().item()
+    model.train(was)
+    return 100.0 * correct / max(1, len(split.x))
+
+
+def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_epoch=None, seed=0):
+    """Train `model` on data.train; returns history [{epoch, loss, train_acc, val_acc, seconds}].
+    `on_epoch(epoch, model)` runs after every epoch (ticket searches hook in here: rewind points, EB masks)."""
+    rank, world = init_distributed()
+    dist = _dist()
+    if dist is not None:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    epochs = int(cfg.get("epochs", 1) if epochs is None else epochs)
+    bs = int(cfg.get("batch_size", 64))
+    n = len(data.train.x)
+    steps_per_epoch = max(1, n // bs)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, cfg)
+    sched = make_schedule(opt, cfg, epochs * steps_per_epoch)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if dist is not None else model
+    g = torch.Generator().manual_seed(seed + 17 + rank)
+    history = []
+    apply_masks(model)
+    for ep in range(epochs):
+        model.train()
+        t0 = time.time()
+        perm = torch.from_numpy(np.random.default_rng(seed + ep).permutation(n))
+        tot_loss, tot_ok, tot_n = 0.0, 0, 0
+        it = range(steps_per_epoch)
+        bar = tqdm(it, desc=f"epoch {ep + 1}/{epochs}", leave=False, disable=not progress or rank != 0)
+        for s in bar:
+            idx = perm[s * bs:(s + 1) * bs][rank::world]  # same global batch as 1 process, split across ranks
+            x, y = data.train.x[idx], data.train.y[idx]
+            logits = ddp(x, generator=g)
+            loss = F.cross_entropy(logits / model.T, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            apply_masks(model)
+            tot_loss += loss.item() * len(y)
+            tot_ok += (logits.argmax(1) == y).sum().item()
+            tot_n += len(y)
+            bar.set_postfix(loss=f"{tot_loss / tot_n:.3f}", acc=f"{100 * tot_ok / tot_n:.1f}")
+        rec = {"epoch": ep + 1, "loss": tot_loss / max(1, tot_n), "train_acc": 100.0 * tot_ok / max(1, tot_n),
+               "seconds": time.time() - t0}
+        if rank == 0 and len(data.val.x):
+            rec["val_acc"] = evaluate(model, data.val)
+        history.append(rec)
+        if progress and rank == 0:
+            msg = f"epoch {ep + 1}/{epochs}: loss {rec['loss']:.3f} train {rec['train_acc']:.1f}%"
+            if "val_acc" in rec:
+                msg += f" val {rec['val_acc']:.1f}%"
+            tqdm.write(msg + f" ({rec['seconds']:.1f}s)")
+        if on_epoch is not None:
+            on_epoch(ep + 1, model)
+    if dist is not None:
+        model = _unsync_bn(model)
+    return history
+
+
+def _unsync_bn(model):
+    """SyncBatchNorm back to each layer's own BatchNorm type (same parameters and statistics), so the model
+    saves and exports as usual."""
+    for _, m in synapses(model):
+        if isinstance(m.bn, torch.nn.SyncBatchNorm):
+            plain = m._make_bn(m.bn.num_features)
+            plain.load_state_dict(m.bn.state_dict())
+            m.bn = plain
+    return model
