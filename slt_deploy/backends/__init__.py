@@ -1,0 +1,46 @@
+"""The explicit target registry. A target is added by writing backends/<name>.py, which builds a Backend, and
+naming the module in TARGET_MODULES. Registering a name twice is an error."""
+from __future__ import annotations
+
+import importlib
+
+from ..errors import SltError
+from .base import Backend
+
+TARGETS: dict[str, Backend] = {}
+TARGET_MODULES = ["nir"]
+
+
+def register(backend: Backend) -> Backend:
+    if backend.name in TARGETS:
+        raise ValueError(f"target {backend.name!r} is registered twice")
+    TARGETS[backend.name] = backend
+    return backend
+
+
+def _load_all():
+    for mod in TARGET_MODULES:
+        m = importlib.import_module(f".{mod}", __package__)
+        if m.BACKEND.name not in TARGETS:
+            register(m.BACKEND)
+
+
+def get_target(name: str) -> Backend:
+    _load_all()
+    if name not in TARGETS:
+        raise SltError(f"unknown target {name!r}", f"registered targets: {', '.join(sorted(TARGETS))}")
+    return TARGETS[name]
+
+
+def all_targets() -> dict[str, Backend]:
+    _load_all()
+    return dict(TARGETS)
+
+
+def target_for_path(path: str) -> Backend:
+    _load_all()
+    for b in TARGETS.values():
+        if b.sniff is not None and b.sniff(path):
+            return b
+    raise SltError(f"{path} is not an artifact of any registered target",
+                   f"pass a checkpoint folder or a file exported with --target ({', '.join(sorted(TARGETS))})")

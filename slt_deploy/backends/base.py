@@ -1,0 +1,20 @@
+"""What a target is. A backend lowers an NIR graph (built by slt_deploy.ir.frontend, conventions in docs/ir.md)
+through its explicit list of passes and writes an artifact; its runner executes that artifact."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Backend:
+    name: str                      # what users type: --target NAME
+    description: str
+    suffix: str                    # artifact file suffix (".onnx", ".slt", ".nir") or "/" for a folder
+    passes: list = field(default_factory=list)   # pass functions (graph) -> (graph, modified), run in order
+    check: Callable = None         # (graph) -> list[str]: EVERY reason this target cannot take the graph ([] = ok)
+    write: Callable = None         # (graph, path, **options) -> None: writes atomically
+    runner: Callable = None        # (path, **kw) -> slt_deploy.runtime.Runner
+    tolerance: str = "exact"       # "exact" (bit-identical spikes/logits) or a sentence saying why not + bound
+    options: dict = field(default_factory=dict)  # export options: {name: (default, help)}
+    sniff: Callable = None         # (path) -> bool: is this file/folder an artifact of this target?
