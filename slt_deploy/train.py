@@ -74,7 +74,8 @@ def evaluate(model, split, batch_size=256, generator_seed=1234) -> float:
 
 def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_epoch=None, seed=0):
     """Train `model` on data.train; returns history [{epoch, loss, train_acc, val_acc, seconds}].
-    `on_epoch(epoch, model)` runs after every epoch (ticket searches hook in here: rewind points, EB masks)."""
+    `on_epoch(epoch, model)` runs after every epoch (ticket searches hook in here: rewind points, EB masks);
+    returning True stops training after that epoch."""
     rank, world = init_distributed()
     dist = _dist()
     if dist is not None:
@@ -121,8 +122,8 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
             if "val_acc" in rec:
                 msg += f" val {rec['val_acc']:.1f}%"
             tqdm.write(msg + f" ({rec['seconds']:.1f}s)")
-        if on_epoch is not None:
-            on_epoch(ep + 1, model)
+        if on_epoch is not None and on_epoch(ep + 1, model) is True:
+            break  # the callback asked to stop (Early-Bird search, rewind-point replay)
     if dist is not None:
         model = _unsync_bn(model)
     return history

@@ -157,4 +157,10 @@ def load_recipe(path_or_name: str) -> dict:
 def build_model(recipe: dict) -> SpikingNet:
     validate_recipe(recipe)
     torch.manual_seed(int(recipe.get("seed", 0)))
-    return SpikingNet(BUILDERS[recipe["arch"]["type"]](recipe), recipe)
+    net = SpikingNet(BUILDERS[recipe["arch"]["type"]](recipe), recipe)
+    for name in recipe.get("binary_layers") or []:  # tickets that mix binary and float layers
+        layer = dict(net.named_modules()).get(name)
+        if not hasattr(layer, "binary"):
+            raise SltError(f"recipe binary_layers: {name!r} is not a synaptic layer of {recipe['name']}")
+        layer.binary = True
+    return net
