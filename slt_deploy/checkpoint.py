@@ -19,7 +19,7 @@ from .zoo import DATASET_SHAPES, build_model, validate_recipe
 
 FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
-DT = 1e-3  # seconds per time step recorded in every artifact (NIR tau = dt / (1 - beta))
+DT = 1e-4  # seconds per step in every artifact; snntorch import_from_nir hard-codes dt = 1e-4, so we match it
 
 
 def atomic_write(path: str, data: bytes | str):

@@ -15,6 +15,7 @@ class Backend:
     check: Callable = None         # (graph) -> list[str]: EVERY reason this target cannot take the graph ([] = ok)
     write: Callable = None         # (graph, path, **options) -> None: writes atomically
     runner: Callable = None        # (path, **kw) -> slt_deploy.runtime.Runner
-    tolerance: str = "exact"       # "exact" (bit-identical spikes/logits) or a sentence saying why not + bound
+    tolerance: dict = field(default_factory=lambda: {"exact": True})  # or {"exact": False, "why": ..., bounds}
     options: dict = field(default_factory=dict)  # export options: {name: (default, help)}
     sniff: Callable = None         # (path) -> bool: is this file/folder an artifact of this target?
+    describe: Callable = None      # (path) -> {"layers": [row dicts], "meta": {...}, "notes": [str]} for inspect

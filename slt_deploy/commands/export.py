@@ -1,0 +1,30 @@
+import click
+
+from ..backends import all_targets
+from ..export import export
+
+
+@click.command("export")
+@click.argument("ckpt", type=click.Path())
+@click.option("--target", "-t", required=True, help="a registered target (see 'slt-deploy targets')")
+@click.option("--out", "-o", required=True, type=click.Path(), help="artifact path to write (atomically)")
+@click.option("--opt", multiple=True, metavar="KEY=VALUE", help="target option, e.g. --opt form=stateful")
+def command(ckpt, target, out, opt):
+    """Lower checkpoint folder CKPT through NIR and the target's passes and write its artifact."""
+    from ..errors import SltError
+
+    opts = {}
+    for o in opt:
+        if "=" not in o:
+            raise SltError(f"--opt {o!r} is not KEY=VALUE", "e.g. --opt form=stateful")
+        k, v = o.split("=", 1)
+        opts[k] = v
+    info = export(ckpt, target, out, **opts)
+    click.echo(f"{target}: wrote {out} ({info['seconds']:.2f}s; passes: {', '.join(info['passes']) or 'none'})")
+
+
+@click.command("targets")
+def targets_command():
+    """List the registered targets."""
+    for name, b in sorted(all_targets().items()):
+        click.echo(f"{name:10s} {b.suffix:6s} {b.description}")

@@ -1,0 +1,1 @@
+from .export import targets_command as command  # noqa: F401

@@ -1,0 +1,34 @@
+import json
+import sys
+
+import click
+
+from ..verify import verify
+
+
+@click.command("verify")
+@click.argument("ckpt", type=click.Path())
+@click.argument("artifact", type=click.Path())
+@click.option("--data", type=click.Choice(["auto", "fmnist", "digits"]), default="auto")
+@click.option("--limit", type=int, default=None, help="only the first N test samples")
+@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
+def command(ckpt, artifact, data, limit, data_dir, as_json):
+    """Run ARTIFACT through its runtime on real test data and compare with the PyTorch reference CKPT.
+    Exits 1 on a mismatch beyond the target's declared tolerance."""
+    rep = verify(ckpt, artifact, data, limit, data_dir)
+    if as_json:
+        click.echo(json.dumps(rep, indent=2, default=float))
+    else:
+        sa = rep["spike_agreement_min"]
+        click.echo(f"samples {rep['samples']} ({rep['dataset']}): logits bit-identical "
+                   f"{100 * rep['logits_bit_identical']:.2f}%, predictions agree {100 * rep['pred_agreement']:.2f}%, "
+                   f"max |dlogit| {rep['max_abs_logit_diff']:.3g}")
+        click.echo(f"spike rasters: {rep['spike_layers_compared']} layer(s) compared"
+                   + (f", min agreement {100 * sa:.4f}%" if sa is not None else " (runtime exposes none)"))
+        click.echo(f"accuracy: reference {rep['ref_accuracy']:.2f}%, artifact {rep['artifact_accuracy']:.2f}%")
+        tol = rep["tolerance"]
+        click.echo(("PASS" if rep["ok"] else "FAIL") + (" (exact)" if tol.get("exact", True)
+                                                         else f" (tolerance: {tol.get('why', '')})"))
+    if not rep["ok"]:
+        sys.exit(1)

@@ -1,0 +1,36 @@
+"""checkpoint -> NIR -> passes -> backend -> artifact: the one pipeline every target goes through."""
+from __future__ import annotations
+
+import time
+
+from .backends import get_target
+from .checkpoint import load
+from .errors import SltError
+from .ir.frontend import to_nir
+from .passes import run_pipeline
+from .passes.check_shapes import check_shapes
+
+
+def lower(ckpt_dir: str):
+    """-> (model, meta, graph): the checkpoint lowered to NIR and shape-checked."""
+    model, meta = load(ckpt_dir)
+    graph, _ = check_shapes(to_nir(model, meta))
+    return model, meta, graph
+
+
+def export(ckpt_dir: str, target: str, out: str, **options) -> dict:
+    backend = get_target(target)
+    t0 = time.time()
+    _, meta, graph = lower(ckpt_dir)
+    graph, changed = run_pipeline(graph, backend.passes)
+    reasons = backend.check(graph) if backend.check else []
+    if reasons:
+        raise SltError(f"target {target!r} cannot take {ckpt_dir} ({len(reasons)} reason(s)):\n  - "
+                       + "\n  - ".join(reasons))
+    unknown = set(options) - set(backend.options)
+    if unknown:
+        raise SltError(f"target {target!r} has no option(s) {sorted(unknown)}",
+                       f"its options: {sorted(backend.options) or 'none'}")
+    backend.write(graph, out, **options)
+    return {"target": target, "out": out, "passes": [p.__name__ for p in backend.passes], "modified_by": changed,
+            "seconds": time.time() - t0}

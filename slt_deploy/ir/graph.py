@@ -1,0 +1,88 @@
+"""Small helpers over nir.NIRGraph used by passes, backends and runtimes."""
+from __future__ import annotations
+
+import json
+
+import nir
+import numpy as np
+
+from . import meta as K
+
+
+def topo_order(g: nir.NIRGraph) -> list[str]:
+    """Node names in execution order (Kahn's algorithm, ties broken by node insertion order)."""
+    indeg = {n: 0 for n in g.nodes}
+    for _, d in g.edges:
+        indeg[d] += 1
+    order, ready = [], [n for n in g.nodes if indeg[n] == 0]
+    succ = {n: [] for n in g.nodes}
+    for s, d in g.edges:
+        succ[s].append(d)
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for d in succ[n]:
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                ready.append(d)
+    if len(order) != len(g.nodes):
+        raise ValueError("graph has a cycle (recurrent edges are not supported)")
+    return order
+
+
+def preds(g: nir.NIRGraph, name: str) -> list[str]:
+    """Predecessors of `name` in edge order (= the order their outputs are summed)."""
+    return [s for s, d in g.edges if d == name]
+
+
+def succs(g: nir.NIRGraph, name: str) -> list[str]:
+    return [d for s, d in g.edges if s == name]
+
+
+def gmeta(g: nir.NIRGraph, key: str, default=None):
+    v = (g.metadata or {}).get(key, default)
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.ndarray) and v.shape == () :
+        v = v.item()
+    return v
+
+
+def nmeta(node, key: str, default=None):
+    v = (getattr(node, "metadata", None) or {}).get(key, default)
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.ndarray) and v.shape == ():
+        v = v.item()
+    return v
+
+
+def op_of(node) -> str:
+    """What a node computes: the NIR type name, or its slt.op for slt-only Scale nodes."""
+    return nmeta(node, K.OP) or type(node).__name__
+
+
+def labels(g) -> list:
+    v = gmeta(g, K.LABELS)
+    return json.loads(v) if v else []
+
+
+def is_binary(node) -> bool:
+    return bool(nmeta(node, K.BINARY, 0))
+
+
+def binary_parts(weight: np.ndarray):
+    """(sign int8 array, scale per out channel float32) of a binary layer's effective weight (docs/ir.md)."""
+    w = np.asarray(weight, np.float32)
+    sign = np.sign(w).astype(np.int8)
+    scale = np.abs(w).reshape(w.shape[0], -1).max(axis=1).astype(np.float32)
+    return sign, scale
+
+
+def slt_only_nodes(g) -> list[str]:
+    """Nodes that other NIR tools cannot execute (slt.op other than 'add')."""
+    return [n for n, node in g.nodes.items() if nmeta(node, K.OP) not in (None, "add")]
+
+
+def synaptic_nodes(g) -> list[str]:
+    return [n for n, node in g.nodes.items() if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear))]
