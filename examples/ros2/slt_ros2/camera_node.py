@@ -1,0 +1,234 @@
+"""slt_camera: publishes real frames as sensor_msgs/Image at a set rate.
+
+source (parameter):
+  fmnist | digits          test images of Fashion-MNIST (/usr/share/datasets/fashion-mnist, or data_dir) or sklearn
+                           digits, each placed in the centre of a width x height frame; header.frame_id carries
+                           the index and true label: "<frame_id>|idx=<i>|label=<y>"
+  PATH.avi/.mp4/...        a video file (OpenCV), looped when loop is true
+  DIR                      a folder of images (png/jpg/bmp/pgm/ppm, sorted by name; OpenCV)
+  v4l2:N or /dev/videoN    a V4L2 camera through OpenCV
+
+    python -m slt_ros2.camera_node --ros-args -p source:=fmnist -p rate:=30.0 -p width:=640 -p height:=480
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.duration import Duration
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from slt_deploy.errors import SltError
+from slt_deploy.runtime.image import embed_image, encode_frame, resize
+
+from .perception_node import make_qos
+
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise SltError("this source needs OpenCV", "pip install -r requirements-ros.txt (opencv-python-headless)")
+    return cv2
+
+
+def dataset_frames(name: str, data_dir: str, start: int, count: int):
+    """-> (images float32 [N, C, h, w] raw units, labels int [N], input_max): the test split the project evaluates."""
+    from slt_deploy.data import FMNIST_DIR, FMNIST_FILES, load_digits, read_idx
+    if name == "fmnist":
+        d = data_dir or FMNIST_DIR
+        x = read_idx(d, FMNIST_FILES["test"][0]).astype(np.float32)[:, None]
+        y = read_idx(d, FMNIST_FILES["test"][1]).astype(np.int64)
+        input_max = 255.0
+    else:
+        ds = load_digits()
+        x, y, input_max = ds.test.x.numpy(), ds.test.y.numpy(), ds.input_max
+    end = len(x) if count <= 0 else min(len(x), start + count)
+    if start >= len(x):
+        raise SltError(f"start_index {start} is past the {len(x)} {name} test images", "use a smaller start_index")
+    return x[start:end], y[start:end], input_max
+
+
+class FrameSource:
+    """Yields (rgb uint8 [H, W, 3] or mono [H, W, 1], frame_id suffix) forever or until exhausted."""
+
+    def __init__(self, source: str, width: int, height: int, loop: bool, data_dir: str, start: int, count: int,
+                 channels: int):
+        self.width, self.height, self.loop, self.channels = width, height, loop, channels
+        self.kind = None
+        if source in ("fmnist", "digits"):
+            self.kind = "dataset"
+            self.x, self.y, self.input_max = dataset_frames(source, data_dir, start, count)
+            self.start = start
+            self.w, self.h = width or 640, height or 480
+        elif source.startswith("v4l2:") or source.startswith("/dev/video"):
+            cv2 = _cv2()
+            dev = int(source.split(":", 1)[1]) if source.startswith("v4l2:") else source
+            self.cap = cv2.VideoCapture(dev)
+            if not self.cap.isOpened():
+                raise SltError(f"cannot open camera {source}", "check the device exists and is not in use")
+            self.kind = "video"
+        elif os.path.isdir(source):
+            self.files = sorted(os.path.join(source, f) for f in os.listdir(source) if f.lower().endswith(IMAGE_EXT))
+            if not self.files:
+                raise SltError(f"no images ({', '.join(IMAGE_EXT)}) in {source}", "point source at a folder of images")
+            self.kind = "folder"
+        elif os.path.isfile(source):
+            cv2 = _cv2()
+            self.cap = cv2.VideoCapture(source)
+            if not self.cap.isOpened():
+                raise SltError(f"OpenCV cannot read video {source}", "use a format OpenCV decodes (avi, mp4)")
+            self.source = source
+            self.kind = "video"
+        else:
+            raise SltError(f"source {source!r} is not fmnist, digits, a video file, an image folder or v4l2:N",
+                           "see the camera section of examples/ros2/README.md")
+        self.i = 0
+
+    def _fit(self, bgr):
+        cv2 = _cv2()
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else bgr[:, :, None]
+        if self.width and self.height and rgb.shape[:2] != (self.height, self.width):
+            rgb = resize(rgb, self.height, self.width, "linear")
+        return rgb
+
+    def next(self):
+        if self.kind == "dataset":
+            if self.i >= len(self.x):
+                if not self.loop:
+                    return None
+                self.i = 0
+            i = self.i
+            self.i += 1
+            frame = embed_image(self.x[i], self.input_max, (self.h, self.w), channels=self.channels)
+            return frame, f"|idx={self.start + i}|label={int(self.y[i])}"
+        if self.kind == "folder":
+            if self.i >= len(self.files):
+                if not self.loop:
+                    return None
+                self.i = 0
+            path = self.files[self.i]
+            self.i += 1
+            bgr = _cv2().imread(path, 1)
+            if bgr is None:
+                raise SltError(f"OpenCV cannot read {path}", "remove it from the folder")
+            return self._fit(bgr), f"|{os.path.basename(path)}"
+        ok, bgr = self.cap.read()
+        if not ok and self.loop and hasattr(self, "source"):
+            self.cap.set(_cv2().CAP_PROP_POS_FRAMES, 0)
+            ok, bgr = self.cap.read()
+        if not ok:
+            return None
+        self.i += 1
+        return self._fit(bgr), ""
+
+
+class CameraNode(Node):
+    def __init__(self):
+        super().__init__("slt_camera")
+        p = self.declare_parameter
+        source = p("source", "fmnist").value
+        self.topic = p("topic", "image_raw").value
+        self.rate = float(p("rate", 30.0).value)
+        width, height = int(p("width", 640).value), int(p("height", 480).value)
+        self.encoding = p("encoding", "rgb8").value
+        self.row_padding = int(p("row_padding", 0).value)
+        self.frame_id = p("frame_id", "camera").value
+        self.count = int(p("count", 0).value)
+        loop = bool(p("loop", False).value)
+        self.wait_subs = int(p("wait_for_subscribers", 0).value)
+        self.wait_timeout = float(p("wait_timeout", 20.0).value)
+        qos = make_qos(p("qos", "sensor_data").value, int(p("qos_depth", 1).value))
+        if self.encoding not in ("rgb8", "bgr8", "mono8"):
+            raise SltError(f"camera encoding {self.encoding!r} not supported", "use rgb8, bgr8 or mono8")
+        self.frames = FrameSource(source, width, height, loop, p("data_dir", "").value,
+                                  int(p("start_index", 0).value), self.count if source in ("fmnist", "digits") else 0,
+                                  1 if self.encoding == "mono8" else 3)
+        self.pub = self.create_publisher(Image, self.topic, qos)
+        self.sent = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.loop, name="camera", daemon=True)
+        self.thread.start()
+        self.get_logger().info(f"publishing {source} on {self.topic} at {self.rate:g} Hz "
+                               f"({self.encoding}{f', {width}x{height}' if width and height else ''})")
+
+    def loop(self):
+        try:
+            if self.wait_subs > 0:
+                t_end = time.monotonic() + self.wait_timeout
+                while self.pub.get_subscription_count() < self.wait_subs and time.monotonic() < t_end:
+                    if self.done.wait(0.05):
+                        return
+                if self.pub.get_subscription_count() < self.wait_subs:
+                    self.get_logger().warning(f"only {self.pub.get_subscription_count()} subscribers after "
+                                              f"{self.wait_timeout:g} s; publishing anyway")
+                else:
+                    time.sleep(0.3)  # let the match settle on both sides
+            period = 1.0 / self.rate if self.rate > 0 else 0.0
+            t_next = time.perf_counter()
+            t_start = time.monotonic()
+            while not self.done.is_set() and (self.count <= 0 or self.sent < self.count):
+                item = self.frames.next()
+                if item is None:
+                    break
+                frame, suffix = item
+                data, step = encode_frame(frame, self.encoding, self.row_padding)
+                msg = Image()
+                msg.height, msg.width = frame.shape[:2]
+                msg.encoding, msg.step, msg.is_bigendian = self.encoding, step, 0
+                msg.data = data
+                msg.header.frame_id = self.frame_id + suffix
+                if period:
+                    delay = t_next - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    t_next = max(t_next + period, time.perf_counter() - period)  # no burst after a stall
+                msg.header.stamp = self.get_clock().now().to_msg()
+                self.pub.publish(msg)
+                self.sent += 1
+            dt = time.monotonic() - t_start
+            self.get_logger().info(f"sent {self.sent} frames in {dt:.2f} s ({self.sent / max(dt, 1e-9):.1f} Hz)")
+        except SltError as e:
+            self.get_logger().error(str(e))
+        except Exception as e:  # a camera that fails mid-stream: report, stop
+            self.get_logger().error(f"camera stopped: {type(e).__name__}: {e}")
+        finally:
+            self.done.set()
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = CameraNode()
+        ex = SingleThreadedExecutor()
+        ex.add_node(node)
+        while rclpy.ok() and not node.done.is_set():
+            ex.spin_once(timeout_sec=0.1)
+        if node is not None:  # let the last samples reach reliable subscribers before the process ends
+            node.pub.wait_for_all_acked(Duration(seconds=3.0))
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SltError as e:
+        print(f"slt_camera: error: {e}", file=sys.stderr, flush=True)
+        code = 2
+    finally:
+        if node is not None:
+            node.done.set()
+            node.thread.join(timeout=2.0)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""slt_perception: runs an exported slt-deploy model on camera images.
+
+Subscribes  image_topic        sensor_msgs/Image (mono8, rgb8, bgr8, rgba8, bgra8, mono16; any size, any row padding)
+Publishes   result_topic       vision_msgs/Classification when vision_msgs is installed (result_format auto), else
+                               std_msgs/String holding one JSON object per frame (see README "Result message")
+            diagnostics_topic  diagnostic_msgs/DiagnosticArray, every diagnostics_period s: latency p50/p99,
+                               FPS, dropped/malformed frames, modelled energy per frame
+
+Frames wait in a bounded queue of qos_depth frames (keep last N, the oldest is dropped and counted), so a slow
+model never makes memory grow. Malformed frames are logged and skipped. Ctrl-C / SIGTERM stop it cleanly.
+
+    python -m slt_ros2.perception_node --ros-args -p model:=CKPT_OR_ARTIFACT -p backend:=torch
+"""
+from __future__ import annotations
+
+import collections
+import json
+import math
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from slt_deploy.errors import SltError
+from slt_deploy.runtime.image import CROPS, INTERPOLATIONS, MAX_PIXELS, decode_frame, to_model_input
+
+from .stats import Stats
+
+try:  # only in full ROS 2 installs (not on PyPI)
+    from vision_msgs.msg import Classification, ObjectHypothesis
+except ImportError:  # pragma: no cover - depends on the install
+    Classification = ObjectHypothesis = None
+
+BACKENDS = ("auto", "torch", "onnx", "packed")
+NOT_AVAILABLE = "not available"
+
+
+def make_qos(kind: str, depth: int) -> QoSProfile:
+    """'sensor_data': best effort, keep last `depth` (ROS sensor-data QoS); 'reliable': reliable, keep last."""
+    if kind not in ("sensor_data", "reliable"):
+        raise SltError(f"unknown qos {kind!r}", "use 'sensor_data' or 'reliable'")
+    if depth < 1:
+        raise SltError(f"qos_depth {depth} must be >= 1", "use 1 for 'latest frame only'")
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.BEST_EFFORT if kind == "sensor_data" else ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def load_model(path: str, backend: str):
+    """-> Runner. backend 'auto' picks by what `path` is; 'torch' wants a checkpoint folder (the PyTorch reference);
+    any other name is a registered export target (slt_deploy/backends) whose artifact `path` must be."""
+    if not path:
+        raise SltError("parameter 'model' is empty", "pass -p model:=CHECKPOINT_FOLDER_OR_ARTIFACT")
+    if not os.path.exists(path):
+        raise SltError(f"model {path} does not exist", "pass a checkpoint folder or an exported artifact")
+    if backend not in BACKENDS:
+        raise SltError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
+    is_ckpt = os.path.isdir(path) and os.path.exists(os.path.join(path, "model.json"))
+    if backend == "auto":
+        from slt_deploy.runtime import load_runner
+        return load_runner(path)
+    if backend == "torch":
+        if not is_ckpt:
+            raise SltError(f"backend 'torch' runs a checkpoint folder, {path} is not one",
+                           "pass the folder written by 'slt-deploy train', or set backend to the artifact's target")
+        from slt_deploy.runtime.torch_runner import TorchRunner
+        return TorchRunner(path)
+    from slt_deploy.backends import get_target
+    target = get_target(backend)  # SltError naming the registered targets if this one is not there
+    if target.runner is None:
+        raise SltError(f"target {backend!r} has no runtime", "pick another backend")
+    if is_ckpt or (target.sniff is not None and not target.sniff(path)):
+        raise SltError(f"{path} is not a {backend} artifact",
+                       f"export one with: slt-deploy export CHECKPOINT --target {backend} --out MODEL{target.suffix}")
+    return target.runner(path)
+
+
+def energy_model(runner):
+    """Modelled energy per frame in joules, or None. Uses slt_deploy.profile when the project has it."""
+    try:
+        from slt_deploy import profile  # noqa: F401  (not part of the project yet)
+    except ImportError:
+        return None
+    fn = getattr(profile, "energy_per_frame", None)
+    if fn is None:
+        return None
+    try:
+        return float(fn(runner))
+    except Exception:  # the profiler could not model this runtime
+        return None
+
+
+class PerceptionNode(Node):
+    def __init__(self, **overrides):
+        super().__init__("slt_perception", **overrides)
+        p = self.declare_parameter
+        self.model_path = p("model", "").value
+        self.backend = p("backend", "auto").value
+        self.image_topic = p("image_topic", "image_raw").value
+        self.result_topic = p("result_topic", "slt/result").value
+        self.diag_topic = p("diagnostics_topic", "/diagnostics").value
+        qos_kind = p("qos", "sensor_data").value
+        depth = int(p("qos_depth", 1).value)
+        self.crop = p("crop", "center").value
+        self.interpolation = p("interpolation", "area").value
+        self.max_pixels = int(p("max_pixels", MAX_PIXELS).value)
+        period = float(p("diagnostics_period", 1.0).value)
+        window = int(p("stats_window", 300).value)
+        threads = int(p("num_threads", 1).value)
+        result_format = p("result_format", "auto").value
+        warmup = int(p("warmup", 3).value)
+        if self.crop not in CROPS:
+            raise SltError(f"unknown crop {self.crop!r}", f"use one of {', '.join(CROPS)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise SltError(f"unknown interpolation {self.interpolation!r}", f"use one of {', '.join(INTERPOLATIONS)}")
+        if result_format not in ("auto", "json", "vision_msgs"):
+            raise SltError(f"unknown result_format {result_format!r}", "use auto, json or vision_msgs")
+        if result_format == "vision_msgs" and Classification is None:
+            raise SltError("result_format vision_msgs but the vision_msgs package is not installed",
+                           "install ros-<distro>-vision-msgs or use result_format json")
+        self.use_vision = Classification is not None and result_format != "json"
+
+        if threads > 0:
+            try:
+                import torch
+                torch.set_num_threads(threads)
+            except ImportError:
+                pass
+        t0 = time.perf_counter()
+        self.runner = load_model(self.model_path, self.backend)
+        self.meta = self.runner.meta
+        self.labels = list(self.meta.get("labels") or [])
+        self.model_name = str(self.meta.get("name", os.path.basename(self.model_path.rstrip("/"))))
+        self.runtime_name = type(self.runner).__name__
+        c, h, w = self.meta["input_shape"]
+        dummy = np.zeros((1, c, h, w), np.float32)
+        for _ in range(max(0, warmup)):
+            self.runner.predict(dummy)
+        self.energy_j = energy_model(self.runner)
+        self.get_logger().info(
+            f"model {self.model_name} ({self.runtime_name}, backend {self.backend}) input {self.meta['input_shape']} "
+            f"0..{self.meta['input_max']:g}, T={self.meta['T']}, loaded in {time.perf_counter() - t0:.2f} s; "
+            f"{self.image_topic} -> {self.result_topic} ({'vision_msgs/Classification' if self.use_vision else 'std_msgs/String JSON'}), "
+            f"qos {qos_kind} depth {depth}")
+
+        self.stats = Stats(window)
+        self.queue = collections.deque(maxlen=depth)
+        self.cond = threading.Condition()
+        self.running = True
+        self._log_budget = [time.monotonic(), 0]
+
+        qos = make_qos(qos_kind, depth)
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(10, depth), reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.create_publisher(Classification if self.use_vision else String, self.result_topic, out_qos)
+        self.diag_pub = self.create_publisher(DiagnosticArray, self.diag_topic, 10)
+        events = SubscriptionEventCallbacks(message_lost=lambda info: self.stats.count("lost", info.total_count_change))
+        try:
+            self.sub = self.create_subscription(Image, self.image_topic, self.on_image, qos, event_callbacks=events)
+        except Exception:  # RMW without the message-lost event
+            self.sub = self.create_subscription(Image, self.image_topic, self.on_image, qos)
+        self.timer = self.create_timer(period, self.publish_diagnostics)
+        self.worker = threading.Thread(target=self.work, name="slt-inference", daemon=True)
+        self.worker.start()
+
+    # --- executor thread: only queue the frame (never block on the model) ---
+    def on_image(self, msg: Image):
+        with self.cond:
+            self.stats.count("received")
+            if len(self.queue) == self.queue.maxlen:
+                self.stats.count("dropped")   # the oldest waiting frame is replaced
+            self.queue.append(msg)
+            self.cond.notify()
+
+    # --- inference thread ---
+    def work(self):
+        while True:
+            with self.cond:
+                while self.running and not self.queue:
+                    self.cond.wait(0.2)
+                if not self.running:
+                    return
+                msg = self.queue.popleft()
+            try:
+                self.process(msg)
+            except SltError as e:
+                self.stats.count("malformed")
+                self.warn_limited(f"skipped frame (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}, "
+                                  f"frame_id {msg.header.frame_id!r}): {e}")
+            except Exception as e:  # keep running whatever one frame does
+                self.stats.count("errors")
+                self.warn_limited(f"error on a frame: {type(e).__name__}: {e}")
+
+    def warn_limited(self, text: str, per_second: int = 20):
+        now = time.monotonic()
+        if now - self._log_budget[0] >= 1.0:
+            self._log_budget = [now, 0]
+        self._log_budget[1] += 1
+        if self._log_budget[1] <= per_second:
+            self.get_logger().warning(text)
+
+    def process(self, msg: Image):
+        t0 = time.perf_counter()
+        img = decode_frame(msg.data, msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian,
+                           self.max_pixels)
+        x = to_model_input(img, self.meta, self.crop, self.interpolation)
+        t1 = time.perf_counter()
+        logits = np.asarray(self.runner.predict(x[None]), dtype=np.float64)[0]
+        t2 = time.perf_counter()
+        cls = int(np.argmax(logits))
+        z = logits - logits.max()
+        score = float(np.exp(z[cls]) / np.exp(z).sum())
+        label = self.labels[cls] if cls < len(self.labels) else str(cls)
+        stamp = msg.header.stamp
+        now_ns = self.get_clock().now().nanoseconds
+        src_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        latency_ms = (now_ns - src_ns) / 1e6 if src_ns > 0 else float("nan")
+        if self.use_vision:
+            out = Classification()
+            out.header = msg.header
+            hyp = ObjectHypothesis()
+            hyp.class_id = label
+            hyp.score = score
+            out.results = [hyp]
+        else:
+            out = String()
+            out.data = json.dumps({
+                "class_id": cls, "label": label, "score": round(score, 6),
+                "stamp": {"sec": stamp.sec, "nanosec": stamp.nanosec}, "frame_id": msg.header.frame_id,
+                "latency_ms": round(latency_ms, 3) if math.isfinite(latency_ms) else None,
+                "inference_ms": round((t2 - t1) * 1e3, 3), "seq": self.stats.processed,
+            })
+        self.pub.publish(out)
+        t3 = time.perf_counter()
+        self.stats.add_result(latency_ms if math.isfinite(latency_ms) else (t3 - t0) * 1e3,
+                              (t3 - t0) * 1e3, (t2 - t1) * 1e3)
+
+    # --- diagnostics (executor thread, timer) ---
+    def publish_diagnostics(self):
+        s = self.stats.snapshot()
+        st = DiagnosticStatus()
+        st.name = f"slt_perception: {self.model_name}"
+        st.hardware_id = f"{self.runtime_name} ({self.backend})"
+        bad = s["frames_malformed"] + s["errors"]
+        st.level = DiagnosticStatus.WARN if bad else DiagnosticStatus.OK
+        st.message = (f"{s['fps']:.1f} FPS, p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms"
+                      + (f", {bad} bad frames" if bad else ""))
+        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+        values = {**s, "energy_per_frame_uJ": (f"{self.energy_j * 1e6:.3f}" if self.energy_j is not None
+                                               else NOT_AVAILABLE),
+                  "model": self.model_path, "backend": self.backend, "runtime": self.runtime_name}
+        st.values = [KeyValue(key=k, value=fmt(v)) for k, v in values.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [st]
+        self.diag_pub.publish(arr)
+
+    def stop(self):
+        with self.cond:
+            self.running = False
+            self.cond.notify_all()
+        self.worker.join(timeout=5.0)
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = PerceptionNode()
+        ex = SingleThreadedExecutor()
+        ex.add_node(node)
+        ex.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SltError as e:
+        print(f"slt_perception: error: {e}", file=sys.stderr, flush=True)
+        code = 2
+    finally:
+        if node is not None:
+            node.stop()
+            s = node.stats.snapshot()
+            print(f"slt_perception: stopped after {s['frames_processed']} results, {s['frames_dropped']} dropped, "
+                  f"{s['frames_malformed']} malformed", file=sys.stderr, flush=True)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
