@@ -71,7 +71,8 @@ class Synapse(nn.Module):
         if self.scores is None:
             return self.mask
         k = int(round(self.score_density * self.mask.numel()))
-        return _TopKSTE.apply(self.scores, k)
+        # abs() outside the STE so a negative score gets the gradient of |score| (edge-popup ranks by |score|)
+        return _TopKSTE.apply(self.scores.abs(), k)
 
     def apply_mask_(self):
         """Zero the pruned weights in place (called after every optimizer step)."""
