@@ -1,0 +1,192 @@
+"""The interface every ticket method shares.
+
+    search(dense_model, data, cfg: TicketConfig) -> Ticket        (imp.search, early_bird.search, ...)
+    finalize(ticket, data, out_dir, dense_model) -> dict           measure, save a normal checkpoint, report
+
+A method receives the trained dense SpikingNet (its recipe says how it was trained) and returns a Ticket: the
+pruned (and possibly binarized) model plus its search history. `finalize` measures everything from the stored
+weights and from test data (accuracy, per-layer sparsity, spike rates, synaptic ops vs the dense network), writes
+the checkpoint with `extra={"ticket": {...}}` in model.json and checks that the reloaded checkpoint reproduces the
+ticket's outputs bit for bit.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..checkpoint import atomic_write, load, save
+from ..errors import SltError
+from ..nn import synapses
+from ..train import evaluate, train
+from . import activity
+from .masks import check_sparsity, layer_stats, sparsity
+
+
+@dataclass
+class TicketConfig:
+    method: str
+    sparsity: float                      # target fraction of pruned weights (over the layers the method prunes)
+    scope: str = "global"                # magnitude pruning over all layers ("global") or per layer ("layer")
+    prune_fraction: float = 0.25         # IMP: fraction of the remaining weights removed per round
+    rounds: int | None = None            # IMP: rounds (default: as many as the target needs)
+    rewind_epoch: int = 1                # IMP / random: late-rewinding point k (epochs of the dense schedule)
+    epochs: int | None = None            # (re)training epochs per round / search epochs (default: recipe's)
+    binarize: bool = False               # binarize the ticket's kept weights and fine-tune
+    binarize_epochs: int | None = None   # default: `epochs`
+    q: int = 5                           # Early-Bird window
+    tau: float = 0.02                    # Early-Bird distance threshold
+    patch_sparsity: float = 0.376        # MultiSp: fraction of patches removed
+    pep_method: str = "magnitude"        # MultiSp: ConvPEP pruning by "magnitude" (then binarize) or "multiprize"
+    lr: float | None = None              # override the recipe's learning rate
+    seed: int = 0
+    progress: bool = False
+    only: str | None = None              # prune only the layers under this module path
+    like: str | None = None              # random: copy per-layer sparsity from this ticket folder
+    save_rounds: str | None = None       # IMP: folder for one checkpoint per round
+
+    def validate(self):
+        self.sparsity = check_sparsity(self.sparsity)
+        self.patch_sparsity = check_sparsity(self.patch_sparsity, "patch sparsity")
+        if self.scope not in ("global", "layer"):
+            raise SltError(f"pruning scope {self.scope!r} unknown", "use 'global' or 'layer'")
+        if self.q < 2:
+            raise SltError(f"Early-Bird window q={self.q} is too small", "use q >= 2 (default 5)")
+        if not self.tau > 0:
+            raise SltError(f"Early-Bird threshold tau={self.tau} must be > 0", "default 0.02")
+        return self
+
+
+@dataclass
+class Ticket:
+    model: object
+    method: str
+    target: float
+    history: list = field(default_factory=list)   # rows: round, sparsity, accuracy, seconds (cumulative ok)
+    search_seconds: float = 0.0                     # time to FIND the mask (IMP: all rounds; EB: until the stop)
+    total_seconds: float = 0.0                      # search + final (re)training
+    info: dict = field(default_factory=dict)
+
+
+def train_cfg(model, cfg: TicketConfig) -> dict:
+    tc = dict(model.recipe["train"])
+    if cfg.lr is not None:
+        tc["lr"] = float(cfg.lr)
+    return tc
+
+
+def epochs_of(model, cfg: TicketConfig) -> int:
+    return int(cfg.epochs if cfg.epochs is not None else model.recipe["train"].get("epochs", 1))
+
+
+def run_train(model, data, cfg: TicketConfig, epochs: int, on_epoch=None, lr_scale: float = 1.0):
+    tc = train_cfg(model, cfg)
+    tc["lr"] = float(tc.get("lr", 1e-3)) * lr_scale
+    return train(model, data, tc, epochs=epochs, progress=cfg.progress, on_epoch=on_epoch, seed=cfg.seed)
+
+
+def binarize(model, data, cfg: TicketConfig, layers=None, epochs: int | None = None):
+    """Make the kept weights binary (w = sign(w)·α·mask per layer) and fine-tune; the masks stay fixed."""
+    for _, m in (layers if layers is not None else synapses(model)):
+        m.binary = True
+    e = cfg.binarize_epochs if cfg.binarize_epochs is not None else (epochs or epochs_of(model, cfg))
+    if e > 0:
+        run_train(model, data, cfg, e)
+    return model
+
+
+def recipe_for(model) -> dict:
+    """The model's recipe with the binary flags that rebuild it exactly: `binary: true` when every synaptic layer
+    is binary, `arch.binary_pep: true` when exactly the ConvPEP layers are, else `binary_layers: [paths]`."""
+    r = copy.deepcopy(model.recipe)
+    r.pop("binary_layers", None)
+    layers = synapses(model)
+    bin_names = [n for n, m in layers if m.binary]
+    r["binary"] = False
+    if isinstance(r.get("arch"), dict):
+        r["arch"].pop("binary_pep", None)
+    if len(bin_names) == len(layers) and layers:
+        r["binary"] = True
+    elif bin_names:
+        pep = [n for n, _ in layers if ".stem." in n or n.endswith(".rpe")]
+        if r["arch"].get("type") == "spikformer" and sorted(pep) == sorted(bin_names):
+            r["arch"]["binary_pep"] = True
+        else:
+            r["binary_layers"] = bin_names
+    return r
+
+
+@torch.no_grad()
+def measure(model, data, dense_model=None, n_activity: int | None = 512) -> dict:
+    """Both rewards, measured: accuracy, weight sparsity (from stored weights), spike rates and synaptic ops on
+    test data, and the same for the dense network when given."""
+    imgs = data.test.x if n_activity is None else data.test.x[:n_activity]
+    ops = activity.synaptic_ops(model, imgs)
+    rates = activity.spike_rates(model, imgs)
+    summ = activity.summarize(ops, rates)
+    out = {"test_acc": evaluate(model, data.test), "sparsity": sparsity(model), "layers": layer_stats(model),
+           "activity_samples": len(imgs), "spike_rate": summ["spike_rate"], "spikes_per_sample": summ["spikes"],
+           "sops": summ["sops"], "macs": summ["macs"], "energy_pj": summ["energy_pj"],
+           "dense_fanout_sops": summ["dense_fanout_sops"], "per_layer_ops": ops,
+           "per_layer_rates": {k: v["rate"] for k, v in rates.items()}}
+    if dense_model is not None:
+        d_ops = activity.synaptic_ops(dense_model, imgs)
+        d = activity.summarize(d_ops, activity.spike_rates(dense_model, imgs))
+        out.update(dense_test_acc=evaluate(dense_model, data.test), dense_sops=d["sops"], dense_macs=d["macs"],
+                   dense_energy_pj=d["energy_pj"], dense_spike_rate=d["spike_rate"],
+                   sop_ratio=summ["sops"] / max(1e-12, d["sops"]),
+                   energy_ratio=summ["energy_pj"] / max(1e-12, d["energy_pj"]))
+        out["combined_saving"] = 1.0 - out["energy_ratio"]
+    return out
+
+
+def outputs_equal_after_reload(model, out_dir, images) -> bool:
+    loaded, _ = load(out_dir)
+    model.eval()
+    with torch.no_grad():
+        a = model(images)
+        b = loaded(images)
+    return bool(torch.equal(a, b))
+
+
+def finalize(ticket: Ticket, data, out_dir: str, dense_model=None, labels=None, extra_info: dict | None = None):
+    """Measure the ticket, save it as a normal checkpoint (model.json gets recipe binary flags + "ticket"), write
+    ticket.json (the measurements) and the per-round summary, and verify the reload is bit-exact."""
+    model = ticket.model
+    model.eval()
+    model.recipe = recipe_for(model)
+    m = measure(model, data, dense_model)
+    info = {"method": ticket.method, "target_sparsity": ticket.target, "measured_sparsity": m["sparsity"],
+            "binary": any(l.binary for _, l in synapses(model)),
+            "layers": [{k: r[k] for k in ("layer", "total", "kept", "sparsity", "binary")} for r in m["layers"]],
+            "search_seconds": ticket.search_seconds, "total_seconds": ticket.total_seconds,
+            **ticket.info, **(extra_info or {})}
+    metrics = {"test_acc": m["test_acc"], "sparsity": m["sparsity"], "spike_rate": m["spike_rate"],
+               "sops": m["sops"], "macs": m["macs"]}
+    for k in ("dense_test_acc", "sop_ratio", "energy_ratio", "combined_saving"):
+        if k in m:
+            metrics[k] = m[k]
+    save(model, out_dir, metrics=metrics, labels=labels or data.labels, extra={"ticket": info})
+    info["reload_bit_exact"] = outputs_equal_after_reload(model, out_dir, data.test.x[:64])
+    if not info["reload_bit_exact"]:
+        raise SltError(f"{out_dir}: the reloaded ticket does not reproduce the ticket's outputs",
+                       "report this as a bug (recipe flags do not rebuild the ticket)")
+    report = {"ticket": info, "measurements": m, "history": ticket.history}
+    atomic_write(os.path.join(out_dir, "ticket.json"), json.dumps(report, indent=2, default=float))
+    if ticket.history:
+        from .report import write_table
+        write_table(ticket.history, os.path.join(out_dir, "summary"))
+    return {**info, **{k: v for k, v in m.items() if k not in ("layers", "per_layer_ops")}}
+
+
+def timer():
+    t0 = time.time()
+    return lambda: time.time() - t0
+
+
+def config_dict(cfg: TicketConfig) -> dict:
+    return {k: v for k, v in asdict(cfg).items() if k not in ("progress",)}
