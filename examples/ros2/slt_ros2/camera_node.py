@@ -161,6 +161,7 @@ class CameraNode(Node):
                                f"({self.encoding}{f', {width}x{height}' if width and height else ''})")
 
     def loop(self):
+        t_start = None
         try:
             if self.wait_subs > 0:
                 t_end = time.monotonic() + self.wait_timeout
@@ -194,13 +195,15 @@ class CameraNode(Node):
                 msg.header.stamp = self.get_clock().now().to_msg()
                 self.pub.publish(msg)
                 self.sent += 1
-            dt = time.monotonic() - t_start
-            self.get_logger().info(f"sent {self.sent} frames in {dt:.2f} s ({self.sent / max(dt, 1e-9):.1f} Hz)")
         except SltError as e:
             self.get_logger().error(str(e))
-        except Exception as e:  # a camera that fails mid-stream: report, stop
-            self.get_logger().error(f"camera stopped: {type(e).__name__}: {e}")
+        except Exception as e:  # a camera that fails mid-stream: report, stop (publish fails once Ctrl-C shut down)
+            if not self.done.is_set() and self.context.ok():
+                self.get_logger().error(f"camera stopped: {type(e).__name__}: {e}")
         finally:
+            dt = time.monotonic() - t_start if t_start else 0.0
+            print(f"slt_camera: sent {self.sent} frames in {dt:.2f} s ({self.sent / max(dt, 1e-9):.1f} Hz)",
+                  file=sys.stderr, flush=True)
             self.done.set()
 
 

@@ -1,0 +1,341 @@
+"""ROS 2 example, end to end over the real RMW (Fast DDS from the PyPI wheels): the perception node and the camera
+source run as their own processes; this process listens (and publishes the malformed frames) with rclpy.
+
+Each run uses its own ROS_DOMAIN_ID, localhost-only discovery and topic names with the pid, so parallel runs do not
+talk to each other. Every wait is bounded."""
+import copy
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (pip install -r requirements-ros.txt)")
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "ros2")
+PID = os.getpid()
+DOMAIN = str(1 + PID % 200)
+N_FRAMES = 120
+
+
+def ros_env():
+    env = dict(os.environ)
+    env.update(ROS_DOMAIN_ID=DOMAIN, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_LOGGING_BUFFERED_STREAM="0",
+               PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join([EXAMPLE, ROOT, env.get("PYTHONPATH", "")]))
+    return env
+
+
+def small_fmnist_checkpoint(out_dir):
+    """A small MultiSp transformer (fmnist-spikformer recipe, narrower) trained briefly on part of Fashion-MNIST;
+    cached under runs/ by recipe hash so repeated runs skip training."""
+    import torch
+
+    from slt_deploy.checkpoint import save
+    from slt_deploy.data import Dataset, Split, load_fmnist
+    from slt_deploy.train import train
+    from slt_deploy.zoo import build_model, load_recipe
+
+    r = copy.deepcopy(load_recipe("fmnist-spikformer"))
+    r["name"] = "fmnist-spikformer-ros-test"
+    r["arch"].update(stem_channels=[8, 16], dim=32, heads=2, depth=1)
+    r["train"].update(lr=0.01, batch_size=64)
+    key = hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:12]
+    cached = os.path.join(ROOT, "runs", f"ros2-test-model-{key}")
+    if os.path.exists(os.path.join(cached, "model.json")):
+        return cached
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        d = load_fmnist()
+        d = Dataset(d.name, Split(d.train.x[:3000], d.train.y[:3000]), Split(d.val.x[:10], d.val.y[:10]), d.test,
+                    d.labels, d.input_max)
+        m = build_model(r)
+        train(m, d, r["train"], epochs=1, progress=False)
+        save(m, cached, labels=d.labels)
+    finally:
+        torch.set_num_threads(threads)
+    return cached
+
+
+@pytest.fixture(scope="module")
+def model():
+    path = os.environ.get("SLT_ROS2_TEST_MODEL")
+    if path:
+        return path
+    from slt_deploy.data import FMNIST_DIR
+    if not os.path.exists(os.path.join(FMNIST_DIR, "t10k-images-idx3-ubyte.gz")):
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    return small_fmnist_checkpoint(os.path.join(ROOT, "runs"))
+
+
+@pytest.fixture(scope="module")
+def offline(model):
+    """Predictions of the same artifact on the same test images, without ROS."""
+    from slt_deploy.data import FMNIST_DIR, FMNIST_FILES, read_idx
+    from slt_deploy.runtime import load_runner
+
+    x = read_idx(FMNIST_DIR, FMNIST_FILES["test"][0])[:N_FRAMES].astype(np.float32)[:, None]
+    y = read_idx(FMNIST_DIR, FMNIST_FILES["test"][1])[:N_FRAMES].astype(np.int64)
+    r = load_runner(model)
+    pred = np.concatenate([r.predict(x[i:i + 40]).argmax(1) for i in range(0, len(x), 40)])
+    return pred, y
+
+
+class Listener:
+    """This process's ROS side: collects results and diagnostics on a spinning thread."""
+
+    def __init__(self):
+        os.environ.update(ROS_DOMAIN_ID=DOMAIN, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node(f"slt_test_{PID}", context=self.ctx)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.lock = threading.Lock()
+        self.results, self.diags = {}, {}
+        self.stop = False
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        while not self.stop and self.ctx.ok():
+            self.ex.spin_once(timeout_sec=0.05)
+
+    def listen(self, topic, diag_topic):
+        self.results[topic], self.diags[diag_topic] = [], []
+        t = time.time()
+
+        def on_result(m):
+            with self.lock:
+                self.results[topic].append((time.time(), json.loads(m.data)))
+
+        def on_diag(m):
+            with self.lock:
+                self.diags[diag_topic].append({kv.key: kv.value for kv in m.status[0].values})
+        rel = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        sub = self.node.create_subscription(String, topic, on_result, rel)
+        self.node.create_subscription(DiagnosticArray, diag_topic, on_diag, 10)
+        return sub, t
+
+    def get(self, topic):
+        with self.lock:
+            return list(self.results[topic])
+
+    def last_diag(self, topic):
+        with self.lock:
+            return dict(self.diags[topic][-1]) if self.diags[topic] else {}
+
+    def close(self):
+        self.stop = True
+        self.thread.join(timeout=2)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.ctx)
+
+
+@pytest.fixture(scope="module")
+def ros():
+    lis = Listener()
+    yield lis
+    lis.close()
+
+
+def wait_for(cond, timeout, what, proc=None):
+    t_end = time.time() + timeout
+    while time.time() < t_end:
+        if cond():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: process exited with {proc.returncode}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Proc:
+    def __init__(self, module, params, log_path):
+        args = [sys.executable, "-m", module, "--ros-args"]
+        for k, v in params.items():
+            args += ["-p", f"{k}:={v}"]
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.p = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
+
+    def text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def rss_mb(self):
+        with open(f"/proc/{self.p.pid}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+
+    def interrupt(self, timeout=10):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait(5)
+            raise AssertionError(f"{self.log_path}: did not stop within {timeout} s of Ctrl-C")
+        finally:
+            self.log.close()
+
+
+def start_node(ros, model, tmp_path, name, **params):
+    topics = {"image_topic": f"/t{PID}/{name}/image", "result_topic": f"/t{PID}/{name}/result",
+              "diagnostics_topic": f"/t{PID}/{name}/diagnostics"}
+    sub, _ = ros.listen(topics["result_topic"], topics["diagnostics_topic"])
+    node = Proc("slt_ros2.perception_node", {"model": model, "backend": "torch", "diagnostics_period": 0.5,
+                                             **topics, **params}, tmp_path / f"{name}_node.log")
+    # ready = the node subscribes to images (after loading and warming up its model) and we receive its results
+    wait_for(lambda: ros.node.count_subscribers(topics["image_topic"]) >= 1 and sub.get_publisher_count() >= 1,
+             60, "the perception node to come up", node.p)
+    return node, topics
+
+
+def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, offline, tmp_path):
+    pred, y = offline
+    node, topics = start_node(ros, model, tmp_path, "acc", qos="reliable", qos_depth=N_FRAMES,
+                              interpolation="nearest", crop="center")
+    try:
+        cam = Proc("slt_ros2.camera_node", {"source": "fmnist", "count": N_FRAMES, "rate": 60.0, "width": 640,
+                                            "height": 480, "encoding": "bgr8", "topic": topics["image_topic"],
+                                            "qos": "reliable", "qos_depth": N_FRAMES, "wait_for_subscribers": 1},
+                   tmp_path / "acc_camera.log")
+        wait_for(lambda: len(ros.get(topics["result_topic"])) >= N_FRAMES, 60, f"{N_FRAMES} results", None)
+        cam_rc = cam.interrupt(10)
+        res = [r for _, r in ros.get(topics["result_topic"])]
+        assert len(res) == N_FRAMES, cam.text()
+        idx = [int(re.search(r"idx=(\d+)", r["frame_id"]).group(1)) for r in res]
+        lab = [int(re.search(r"label=(\d+)", r["frame_id"]).group(1)) for r in res]
+        assert sorted(idx) == list(range(N_FRAMES)), "every frame exactly once"
+        assert lab == [int(y[i]) for i in idx], "camera labels are the dataset's"
+        got = np.array([r["class_id"] for r in res])
+        ros_acc, off_acc = float((got == np.array(lab)).mean()), float((pred[idx] == y[idx]).mean())
+        print(f"accuracy through ROS {ros_acc:.4f} = offline {off_acc:.4f} on {N_FRAMES} Fashion-MNIST test images")
+        assert np.array_equal(got, pred[idx]), "every prediction through ROS equals the offline one"
+        assert ros_acc == off_acc
+        assert all(r["latency_ms"] is not None and r["latency_ms"] >= 0 for r in res)
+        assert all(0.0 < r["score"] <= 1.0 and r["label"] for r in res)
+        assert cam_rc in (0, -signal.SIGINT)
+    finally:
+        assert node.interrupt() == 0
+
+
+@pytest.fixture(scope="module")
+def sensor_node(ros, model, tmp_path_factory):
+    """One node with the default sensor-data QoS (best effort, keep last 1) for the robustness tests."""
+    node, topics = start_node(ros, model, tmp_path_factory.mktemp("ros2"), "sensor")
+    yield node, topics
+    node.interrupt()
+
+
+def _frame(w, h, enc, step=None, data=None, value=100):
+    m = Image()
+    m.width, m.height, m.encoding = w, h, enc
+    ch = {"mono8": 1, "rgb8": 3, "bgr8": 3}.get(enc, 3)
+    m.step = w * ch if step is None else step
+    m.data = bytes([value]) * (m.step * h) if data is None else data
+    m.header.frame_id = "camera"
+    return m
+
+
+def test_malformed_frames_are_logged_and_node_keeps_running(ros, sensor_node):
+    node, topics = sensor_node
+    pub = ros.node.create_publisher(Image, topics["image_topic"], QoSProfile(depth=10))
+    wait_for(lambda: pub.get_subscription_count() >= 1, 20, "the node to match the test publisher")
+    time.sleep(0.3)
+    bad = [
+        _frame(64, 48, "rgb8", step=100),                     # wrong step (< width * 3)
+        _frame(64, 48, "yuv_unknown"),                        # unknown encoding
+        _frame(0, 0, "rgb8", data=b""),                       # zero size
+        _frame(64, 48, "rgb8", data=b"\x07" * (64 * 3 * 48 - 500)),  # truncated data
+        _frame(64, 48, "mono8", step=70, data=b"\x01" * (70 * 47)),  # padded rows, one row missing
+    ]
+    n0 = len(ros.get(topics["result_topic"]))
+    frames = [(_frame(64, 48, "mono8"), True)]
+    for i, b in enumerate(bad):
+        frames += [(b, False), (_frame(80, 60, ("rgb8", "bgr8")[i % 2], value=40 * i), True)]
+    for m, _ in frames:
+        m.header.stamp = ros.node.get_clock().now().to_msg()
+        pub.publish(m)
+        time.sleep(0.12)  # slower than inference: keep-last-1 must not drop these
+    sent_good = sum(good for _, good in frames)
+    wait_for(lambda: len(ros.get(topics["result_topic"])) - n0 >= sent_good, 20, f"{sent_good} results")
+    wait_for(lambda: int(ros.last_diag(topics["diagnostics_topic"]).get("frames_malformed", 0)) >= len(bad), 10,
+             "diagnostics counting the malformed frames")
+    ros.node.destroy_publisher(pub)
+    assert node.p.poll() is None, "node still running"
+    log = node.text()
+    for words in ("step 100 is smaller", "unknown image encoding 'yuv_unknown'", "zero-size image",
+                  "truncated image data", "step*height = 70*48"):
+        assert words in log, f"{words!r} not logged:\n{log[-3000:]}"
+    assert len(ros.get(topics["result_topic"])) - n0 == sent_good
+
+
+def test_overload_drops_old_frames_with_bounded_memory(ros, sensor_node, tmp_path):
+    """Frames arrive ~10x faster than the node can infer: it keeps only the newest, results keep flowing with
+    low latency (no backlog) and its memory does not grow."""
+    node, topics = sensor_node
+    d0 = ros.last_diag(topics["diagnostics_topic"])
+    n0 = len(ros.get(topics["result_topic"]))
+    secs = 6.0
+    cam = Proc("slt_ros2.camera_node", {"source": "fmnist", "loop": True, "rate": 1500.0, "width": 160, "height": 120,
+                                        "encoding": "mono8", "topic": topics["image_topic"],
+                                        "wait_for_subscribers": 1}, tmp_path / "overload_camera.log")
+    try:
+        wait_for(lambda: len(ros.get(topics["result_topic"])) > n0 + 5, 30, "first results under overload", cam.p)
+        t_start = time.time()
+        rss = [node.rss_mb()]
+        while time.time() - t_start < secs:
+            time.sleep(0.5)
+            rss.append(node.rss_mb())
+    finally:
+        cam.interrupt(10)
+    sent = int(re.search(r"sent (\d+) frames", cam.text()).group(1))
+    res = [(t, r) for t, r in ros.get(topics["result_topic"])[n0:] if t_start <= t <= t_start + secs]
+    d1 = ros.last_diag(topics["diagnostics_topic"])
+    processed = int(d1["frames_processed"]) - int(d0.get("frames_processed", 0))
+    dropped = (int(d1["frames_dropped"]) + int(d1["frames_lost_in_transport"])
+               - int(d0.get("frames_dropped", 0)) - int(d0.get("frames_lost_in_transport", 0)))
+    lat = np.array([r["latency_ms"] for _, r in res])
+    print(f"overload: camera sent {sent}, node produced {processed} results ({len(res) / secs:.1f}/s), "
+          f"{dropped} dropped/lost counted, latency p50 {np.median(lat):.1f} ms, RSS {rss[0]:.0f}->{max(rss):.0f} MB")
+    assert sent >= 8 * processed, "the camera outpaced inference (the overload really happened)"
+    assert node.p.poll() is None
+    per_second = np.histogram([t for t, _ in res], bins=int(secs), range=(t_start, t_start + secs))[0]
+    assert per_second.min() >= 1, f"results kept flowing every second: {per_second}"
+    assert np.median(lat) < 500, "newest frames are processed, no backlog"
+    assert dropped > 0 or sent > 2 * processed
+    assert max(rss) - rss[0] < 40, f"memory bounded: RSS went {rss}"
+
+
+def test_ctrl_c_stops_the_node_cleanly(sensor_node):
+    node, _ = sensor_node
+    assert node.interrupt(10) == 0
+    assert "slt_perception: stopped after" in node.text()
+    assert "Traceback" not in node.text()
+
+
+def test_bad_model_path_is_a_clear_error(tmp_path):
+    p = Proc("slt_ros2.perception_node", {"model": str(tmp_path / "missing"), "backend": "torch"},
+             tmp_path / "bad.log")
+    try:
+        rc = p.p.wait(60)
+    finally:
+        p.log.close()
+    assert rc == 2
+    assert "model" in p.text() and "does not exist" in p.text() and "Traceback" not in p.text()
