@@ -22,5 +22,6 @@ $VENV/bin/pip install -q --upgrade pip
 # torch first and pinned: the CPU build lies on disk; anything unpinned would fetch CUDA wheels.
 $VENV/bin/pip install -q torch==2.13.0
 $VENV/bin/pip install -q -r requirements.txt
+$VENV/bin/pip install -q -r requirements-ros.txt  # ROS 2 wheels + OpenCV for examples/ros2 (issue 9)
 $VENV/bin/pip install -q --no-deps -e .
 echo "$want" > "$STAMP"
