@@ -77,7 +77,7 @@ def _split_train_val(x, y, val_fraction, seed):
 
 
 def _to_split(x, y):
-    return torch.from_numpy(np.ascontiguousarray(x)).float().unsqueeze(1), torch.from_numpy(y.astype(np.int64))
+    return torch.from_numpy(np.array(x, dtype=np.float32)).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
 
 
 def load_fmnist(data_dir=None, seed=0, val_fraction=1 / 12) -> Dataset:

@@ -1,5 +1,6 @@
 """Surrogate-gradient training and evaluation. Runs on one process, or data-parallel under `torchrun`
-(torch.distributed DDP: gloo on CPU, NCCL on GPUs; BatchNorm synchronised so 2 processes compute what 1 would)."""
+(torch.distributed DDP: gloo on CPU, NCCL on GPUs). Batch-norm statistics are all-reduced across processes
+(nn.layers.synced_batch_norm), so 2 processes compute what 1 would, up to float summation order."""
 from __future__ import annotations
 
 import math
@@ -78,8 +79,6 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
     returning True stops training after that epoch."""
     rank, world = init_distributed()
     dist = _dist()
-    if dist is not None:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     epochs = int(cfg.get("epochs", 1) if epochs is None else epochs)
     bs = int(cfg.get("batch_size", 64))
     n = len(data.train.x)
@@ -124,17 +123,4 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
             tqdm.write(msg + f" ({rec['seconds']:.1f}s)")
         if on_epoch is not None and on_epoch(ep + 1, model) is True:
             break  # the callback asked to stop (Early-Bird search, rewind-point replay)
-    if dist is not None:
-        model = _unsync_bn(model)
     return history
-
-
-def _unsync_bn(model):
-    """SyncBatchNorm back to each layer's own BatchNorm type (same parameters and statistics), so the model
-    saves and exports as usual."""
-    for _, m in synapses(model):
-        if isinstance(m.bn, torch.nn.SyncBatchNorm):
-            plain = m._make_bn(m.bn.num_features)
-            plain.load_state_dict(m.bn.state_dict())
-            m.bn = plain
-    return model

@@ -50,6 +50,34 @@ def sign_ste(w: torch.Tensor) -> torch.Tensor:
     return _SignSTE.apply(w)
 
 
+def _distributed():
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def synced_batch_norm(bn: nn.modules.batchnorm._BatchNorm, y: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """Training-mode batch norm whose statistics are summed over all data-parallel processes (gloo or NCCL;
+    torch's SyncBatchNorm is GPU-only). Gradients flow through the all-reduce, so N processes with batch B/N
+    compute what one process computes with batch B, up to float summation order."""
+    from torch.distributed.nn.functional import all_reduce
+
+    dims = [d for d in range(y.ndim) if d != channel_dim]
+    n = torch.tensor(float(y.numel() // y.shape[channel_dim]))
+    stats = all_reduce(torch.cat([y.sum(dims), (y * y).sum(dims), n.view(1)]))
+    c = y.shape[channel_dim]
+    total = stats[-1]
+    mean, var = stats[:c] / total, stats[c:2 * c] / total - (stats[:c] / total) ** 2
+    with torch.no_grad():
+        m = bn.momentum
+        bn.running_mean.mul_(1 - m).add_(m * mean.detach())
+        bn.running_var.mul_(1 - m).add_(m * var.detach() * total / (total - 1))
+        bn.num_batches_tracked += 1
+    shape = [1] * y.ndim
+    shape[channel_dim] = c
+    return (y - mean.view(shape)) / torch.sqrt(var.view(shape) + bn.eps) * bn.weight.view(shape) + bn.bias.view(shape)
+
+
 class Synapse(nn.Module):
     """Base of SConv2d and SLinear. Subclasses define `_op(x, w)` and the BN type."""
 
@@ -151,7 +179,7 @@ class SConv2d(Synapse):
         return nn.BatchNorm2d(n)
 
     def _bn(self, y):
-        return self.bn(y)
+        return synced_batch_norm(self.bn, y, 1) if _distributed() else self.bn(y)
 
     def _chan(self, v, ndim):
         return v.view(1, -1, 1, 1)
@@ -175,7 +203,8 @@ class SLinear(Synapse):
 
     def _bn(self, y):
         shp = y.shape
-        return self.bn(y.reshape(-1, shp[-1])).reshape(shp)
+        y2 = y.reshape(-1, shp[-1])
+        return (synced_batch_norm(self.bn, y2, 1) if _distributed() else self.bn(y2)).reshape(shp)
 
     def _chan(self, v, ndim):
         return v.view(*([1] * (ndim - 1)), -1)
