@@ -1,0 +1,62 @@
+import click
+
+from ..tickets import METHODS, TicketConfig, find_ticket
+
+
+@click.command("ticket")
+@click.argument("ckpt", type=click.Path())
+@click.option("--method", "-m", required=True, help=f"one of: {', '.join(METHODS)}")
+@click.option("--sparsity", "-s", required=True, type=float,
+              help="target fraction of pruned weights (multisp: ConvPEP connection sparsity)")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="ticket checkpoint folder to write")
+@click.option("--scope", type=click.Choice(["global", "layer"]), default="global", help="magnitude pruning scope")
+@click.option("--prune-fraction", type=float, default=0.25, show_default=True, help="IMP: pruned per round")
+@click.option("--rounds", type=int, default=None, help="IMP: rounds (default: enough to reach --sparsity)")
+@click.option("--rewind-epoch", type=int, default=1, show_default=True, help="IMP/random: late-rewinding epoch k")
+@click.option("--epochs", type=int, default=None, help="(re)training epochs per round (default: the recipe's)")
+@click.option("--binarize", is_flag=True, help="binarize the ticket's kept weights and fine-tune")
+@click.option("--binarize-epochs", type=int, default=None)
+@click.option("--q", type=int, default=5, show_default=True, help="Early-Bird window")
+@click.option("--tau", type=float, default=0.02, show_default=True, help="Early-Bird mask-distance threshold")
+@click.option("--patch-sparsity", type=float, default=0.376, show_default=True, help="MultiSp: patches removed")
+@click.option("--pep-method", type=click.Choice(["magnitude", "multiprize"]), default="magnitude",
+              show_default=True, help="MultiSp: how the ConvPEP convolutions are pruned")
+@click.option("--like", type=click.Path(), default=None, help="random: copy per-layer sparsity of this ticket")
+@click.option("--lr", type=float, default=None, help="override the recipe's learning rate")
+@click.option("--seed", type=int, default=0)
+@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--quiet", is_flag=True)
+def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, epochs, binarize,
+            binarize_epochs, q, tau, patch_sparsity, pep_method, like, lr, seed, data_dir, quiet):
+    """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
+    IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
+    import os
+
+    cfg = TicketConfig(method, sparsity, scope=scope, prune_fraction=prune_fraction, rounds=rounds,
+                       rewind_epoch=rewind_epoch, epochs=epochs, binarize=binarize, binarize_epochs=binarize_epochs,
+                       q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method, like=like, lr=lr,
+                       seed=seed, progress=not quiet)
+    if cfg.method in ("imp",):
+        cfg.save_rounds = os.path.join(out, "rounds")
+    s = find_ticket(ckpt, cfg, out, data_dir=data_dir)
+    if s["method"] == "imp":
+        _plot(out, s)
+    msg = (f"{s['method']} ticket: sparsity {100 * s['measured_sparsity']:.2f}% (target {100 * s['target_sparsity']:.1f}%)"
+           f"{', binary' if s['binary'] else ''}; test accuracy {s['test_acc']:.2f}% (dense {s['dense_test_acc']:.2f}%)"
+           f"; spike rate {s['spike_rate']:.3f}; synaptic ops {100 * s['sop_ratio']:.1f}% of dense")
+    if s["method"] == "multisp":
+        msg += (f"; patches {100 * s['patch_sparsity']:.1f}% removed, ConvPEP connections "
+                f"{100 * s['pep_connection_sparsity']:.1f}% removed")
+    click.echo(msg + f" -> {out}")
+
+
+def _plot(out, s):
+    import json
+    import os
+
+    from ..tickets.report import plot_sparsity_accuracy
+
+    with open(os.path.join(out, "summary.json")) as f:
+        rows = json.load(f)
+    pts = [(r["sparsity"], r["test_acc"]) for r in rows if isinstance(r.get("round"), int) and r["round"] > 0]
+    plot_sparsity_accuracy({"IMP": pts}, os.path.join(out, "sparsity_accuracy.png"), s.get("dense_test_acc"))
