@@ -1,0 +1,55 @@
+import click
+
+from ..errors import SltError
+
+
+@click.command("profile")
+@click.argument("ckpt", type=click.Path())
+@click.argument("artifacts", nargs=-1, type=click.Path())
+@click.option("--compare", "compare", multiple=True, type=click.Path(), metavar="ARTIFACT",
+              help="artifact(s) of the same model to put side by side with the reference (repeatable; "
+                   "same as listing them after CKPT)")
+@click.option("--data", type=click.Choice(["auto", "digits", "fmnist"]), default="auto",
+              help="test data (default: the checkpoint's dataset)")
+@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--limit", type=int, default=200, show_default=True, help="test frames for activity and accuracy")
+@click.option("--frames", type=int, default=100, show_default=True, help="timed batch-1 frames per runner")
+@click.option("--warmup", type=int, default=5, show_default=True, help="untimed frames before timing")
+@click.option("--batch", type=int, default=64, show_default=True, help="batch size of the throughput measurement")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch threads while measuring (batch-1 latency of small SNNs is best on one; 0 = torch default)")
+@click.option("--hardware", default=None, metavar="NAMES",
+              help="comma-separated profiles from targets/energy (or .yaml paths); default: all")
+@click.option("--json", "as_json", is_flag=True, help="print the full report as JSON instead of the table")
+@click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="also write the JSON report here")
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="write a Markdown report")
+@click.option("--plots", type=click.Path(file_okay=False), default=None, help="write PNG plots into this folder")
+def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, batch, threads, hardware, as_json,
+            json_out, markdown, plots):
+    """Measure CKPT (the PyTorch reference) and ARTIFACTS of the same model on this device (latency, throughput,
+    memory, power counters), count synaptic ops vs dense MACs on real data, and model energy for the hardware
+    profiles in targets/energy -- side by side."""
+    from ..profile import report
+    from ..profile.run import profile
+
+    for name, v in (("--frames", frames), ("--batch", batch), ("--limit", limit)):
+        if v < 1:
+            raise SltError(f"{name} must be at least 1 (got {v})")
+    if threads < 0:
+        raise SltError(f"--threads must be >= 0 (got {threads})")
+    if warmup < 0:
+        raise SltError(f"--warmup must be >= 0 (got {warmup})")
+    arts = list(dict.fromkeys([*artifacts, *compare]))
+    log = (lambda s: None) if as_json else (lambda s: click.echo(f"  {s}", err=True))
+    rep = profile(ckpt, arts, data=data, limit=limit, frames=frames, warmup=warmup, batch=batch, hardware=hardware,
+                  data_dir=data_dir, log=log, threads=threads or None)
+    if json_out:
+        report.write_json(rep, json_out)
+    if markdown:
+        report.write_markdown(rep, markdown)
+    written = report.write_plots(rep, plots) if plots else []
+    click.echo(report.to_json(rep) if as_json else report.render_text(rep))
+    if not as_json:
+        for p in [json_out, markdown, *written]:
+            if p:
+                click.echo(f"wrote {p}")

@@ -1,0 +1,131 @@
+"""The whole profile of one model: the reference (checkpoint through TorchRunner) and any artifacts (through
+load_runner, so targets added later are profiled with no change here), measured side by side on real data; the
+activity counted once on the model's NIR graph; every hardware profile in targets/energy evaluated on it."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from ..errors import SltError
+from . import latency as L
+from .activity import profile_activity
+from .energy import evaluate, load_hardware
+
+FORMAT = "slt-deploy-profile"
+VERSION = 1
+
+
+def _target_of(path: str) -> str:
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "model.json")):
+        return "torch"
+    from ..backends import target_for_path
+
+    return target_for_path(path).name
+
+
+def _host() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "system": platform.system(),
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def _accuracy(runner, x, y, batch=64) -> float:
+    pred = np.concatenate([runner.predict(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    return float(100.0 * np.mean(pred == y))
+
+
+def measure_runner(name, path, load, x, y, frames=100, warmup=5, batch=64, repeats=3, clock=time.perf_counter,
+                   counters=None) -> dict:
+    """Load a runner (inside the peak-memory window) and measure it; -> one 'runners' entry of the report."""
+    with L.PeakMemory() as mem:
+        t0 = clock()
+        runner = load()
+        load_s = clock() - t0
+        lat = L.measure_latency(runner, x, frames=frames, warmup=warmup, clock=clock, energy=counters)
+        thr = L.measure_throughput(runner, x, batch=batch, repeats=repeats, clock=clock)
+    acc = _accuracy(runner, x, y, batch)
+    return {"name": name, "path": path, "target": _target_of(path), "load_s": load_s, "latency": lat,
+            "throughput": thr, "memory": mem.result(), "accuracy": acc, "meta": dict(runner.meta)}
+
+
+def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frames: int = 100, warmup: int = 5,
+            batch: int = 64, repeats: int = 3, hardware=None, data_dir=None, clock=time.perf_counter,
+            log=None, threads: int | None = None) -> dict:
+    """Profile checkpoint folder `ckpt` (the reference) and `artifacts` of the same model. -> report dict.
+    `threads`: torch intra-op threads during the measurement (None: leave as is)."""
+    from ..data import load_dataset
+    from ..export import lower
+    from ..runtime import load_runner
+    from ..runtime.torch_runner import TorchRunner
+
+    log = log or (lambda s: None)
+    if threads:
+        torch.set_num_threads(int(threads))
+    hw = load_hardware(hardware)  # fail early on a bad yaml
+    _, meta, graph = lower(ckpt)
+    r = meta["recipe"]
+    name = r["dataset"] if data in (None, "auto") else data
+    if name != r["dataset"]:
+        raise SltError(f"{ckpt} was trained on {r['dataset']}, not {name}", f"use --data {r['dataset']}")
+    ds = load_dataset(name, data_dir, int(r.get("seed", 0)))
+    x, y = ds.test.x.numpy(), ds.test.y.numpy()
+    if limit:
+        x, y = x[:limit], y[:limit]
+    # every artifact must be one the registry knows, and of this model
+    arts = []
+    for p in artifacts:
+        if not os.path.exists(p):
+            raise SltError(f"artifact {p} does not exist", "pass files written by 'slt-deploy export'")
+        arts.append((f"{_target_of(p)}:{os.path.basename(os.path.normpath(p))}", p))
+    log(f"activity: counting synaptic ops on {len(x)} {name} test frames")
+    activity = profile_activity(graph, x, batch=batch)
+    counters = L.EnergyCounters()
+    runners = []
+    log("reference (torch): measuring")
+    runners.append(measure_runner("reference (torch)", ckpt, lambda: TorchRunner(ckpt), x, y, frames, warmup, batch,
+                                  repeats, clock, counters))
+    want = list(meta["input"]["shape"])
+    for label, p in arts:
+        log(f"{label}: measuring")
+        rep = measure_runner(label, p, lambda p=p: load_runner(p), x, y, frames, warmup, batch, repeats, clock,
+                             counters)
+        if list(rep["meta"].get("input_shape", want)) != want:
+            raise SltError(f"artifact {p} takes input {rep['meta'].get('input_shape')}, the checkpoint {want}",
+                           "compare artifacts exported from this checkpoint")
+        runners.append(rep)
+    ref = runners[0]
+    for rr in runners:
+        rr["vs_reference"] = {
+            "latency_p50": rr["latency"]["p50_ms"] / ref["latency"]["p50_ms"],
+            "throughput": rr["throughput"]["frames_per_s"] / ref["throughput"]["frames_per_s"],
+            "peak_rss": rr["memory"]["peak_rss_mb"] / ref["memory"]["peak_rss_mb"]}
+    modelled, boards = [], []
+    for h in hw:
+        if h["model"] == "board":
+            for rr in runners:
+                e = evaluate(h, activity, rr["latency"]["p50_ms"] * 1e-3)
+                e["runner"] = rr["name"]
+                boards.append(e)
+        else:
+            modelled.append(evaluate(h, activity))
+    return {"format": FORMAT, "format_version": VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model": {"name": r["name"], "ckpt": ckpt, "arch": r["arch"]["type"], "T": meta["T"],
+                      "encoding": meta["encoding"], "input_shape": want,
+                      "weights_sha256": meta.get("weights_sha256", "")},
+            "host": _host(), "data": {"dataset": name, "frames": int(len(x))},
+            "settings": {"frames": frames, "warmup": warmup, "batch": batch, "repeats": repeats},
+            "measured": {"power_counters": counters.describe(), "runners": runners},
+            "activity": activity, "modelled": modelled, "boards": boards}
