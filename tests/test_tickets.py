@@ -1,0 +1,248 @@
+"""Ticket methods on sklearn digits: masks, exact sparsity, rewinding, Early-Bird stop, binarization, patch tickets,
+synaptic-op counting, save/reload. Real data, tiny models, few epochs."""
+import copy
+import json
+import os
+
+import pytest
+import torch
+
+from slt_deploy.checkpoint import load, save
+from slt_deploy.cli import main
+from slt_deploy.data import load_dataset
+from slt_deploy.nn import SConv2d, SLinear, TransformerBlock, synapses
+from slt_deploy.tickets import TicketConfig, find_ticket
+from slt_deploy.tickets.activity import layer_ops, synaptic_ops
+from slt_deploy.tickets.common import recipe_for
+from slt_deploy.tickets.early_bird import converged
+from slt_deploy.tickets.imp import rewind, rewind_point
+from slt_deploy.tickets.masks import (imp_schedule, layer_stats, magnitude_masks, prunable, set_masks,
+                                      sparsity)
+from slt_deploy.train import train
+from slt_deploy.zoo import build_model, load_recipe
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def dense(data, tmp_path_factory):
+    """digits-tiny trained 4 epochs; also the state after epoch 1 (the rewind point) captured during training."""
+    r = load_recipe("digits-tiny")
+    r["train"]["epochs"] = 4
+    m = build_model(r)
+    snap = {}
+
+    def grab(ep, model):
+        if ep == 1:
+            snap.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    train(m, data, r["train"], progress=False, on_epoch=grab, seed=int(r.get("seed", 0)))
+    d = str(tmp_path_factory.mktemp("dense"))
+    save(m, d, metrics={}, labels=data.labels)
+    return m, d, snap
+
+
+@pytest.fixture(scope="module")
+def dense_sf(data):
+    r = load_recipe("digits-spikformer-tiny")
+    r["train"]["epochs"] = 3
+    m = build_model(r)
+    train(m, data, r["train"], progress=False)
+    return m
+
+
+def test_imp_ladder_matches_kim_et_al():
+    ladder = imp_schedule(0.98, 0.25)
+    assert len(ladder) == 14 and ladder[-1] == 0.98
+    assert [round(100 * s, 1) for s in ladder[:4]] == [25.0, 43.8, 57.8, 68.4]
+
+
+@pytest.mark.parametrize("s", [0.333, 0.5, 0.9, 0.98])
+def test_measured_sparsity_equals_target_within_one_weight(dense, s):
+    m = copy.deepcopy(dense[0])
+    layers = prunable(m)
+    set_masks(layers, magnitude_masks(layers, s, "layer"))
+    for row in layer_stats(m):
+        assert abs(row["sparsity"] * row["total"] - s * row["total"]) <= 1.0, row
+    m = copy.deepcopy(dense[0])
+    layers = prunable(m)
+    set_masks(layers, magnitude_masks(layers, s, "global"))
+    total = sum(r["total"] for r in layer_stats(m))
+    assert abs(sparsity(m) - s) * total <= 1.0
+
+
+def test_masks_hold_through_training(dense, data):
+    m = copy.deepcopy(dense[0])
+    layers = prunable(m)
+    set_masks(layers, magnitude_masks(layers, 0.8, "global"))
+    before = {n: l.mask.clone() for n, l in layers}
+    train(m, data, m.recipe["train"], epochs=1, progress=False)
+    for n, l in layers:
+        assert torch.equal(l.mask, before[n])
+        assert torch.all(l.weight[l.mask == 0] == 0), n
+    assert abs(sparsity(m) - 0.8) * sum(l.weight.numel() for _, l in layers) <= 1.0
+
+
+def test_rewinding_restores_exactly_the_saved_weights(dense, data):
+    model, _, snap = dense
+    state = rewind_point(model.recipe, data, 1)
+    for k in snap:  # replaying the schedule to epoch 1 gives the state the dense run had at epoch 1
+        assert torch.equal(state[k], snap[k]), k
+    m = copy.deepcopy(model)
+    layers = prunable(m)
+    set_masks(layers, magnitude_masks(layers, 0.6, "layer"))
+    rewind(m, state, layers)
+    sd = m.state_dict()
+    for n, l in layers:
+        keep = l.mask.bool()
+        assert torch.equal(l.weight.detach()[keep], state[n + ".weight"][keep])
+        assert torch.all(l.weight.detach()[~keep] == 0)
+    for k, v in state.items():
+        if not (k.endswith(".weight") and k[:-7] in dict(layers)) and not k.endswith(".mask"):
+            assert torch.equal(sd[k], v), k
+
+
+def test_early_bird_stop_fires_only_on_a_converging_sequence():
+    g = torch.Generator().manual_seed(0)
+    base = (torch.rand(1000, generator=g) > 0.5).float()
+
+    def flip(m, n):
+        m = m.clone()
+        idx = torch.randperm(1000, generator=g)[:n]
+        m[idx] = 1 - m[idx]
+        return {"w": m}
+
+    conv = [flip(base, n) for n in (300, 200, 100, 50, 10, 5, 3, 2, 1)]  # distances to `base` shrink to 0.001
+    fired = [converged(conv[:i + 1], q=5, tau=0.02) for i in range(len(conv))]
+    assert not any(fired[:5]) and fired[-1]
+    noisy = [flip(base, 100) for _ in range(12)]  # every mask ~0.2 away from the others
+    assert not any(converged(noisy[:i + 1], q=5, tau=0.02) for i in range(len(noisy)))
+
+
+def test_conv_synaptic_ops_exact_on_known_spikes():
+    torch.manual_seed(0)
+    layer = SConv2d(2, 3, k=3, stride=2, padding=1, bn=False)
+    layer.mask.copy_((torch.rand_like(layer.mask) > 0.5).float())
+    layer.apply_mask_()
+    layer.eval()
+    x = (torch.rand(2, 2, 5, 5) > 0.6).float()
+    x[0, 1, 2, 2] = 3.0  # three spikes arriving at once (a residual sum)
+    # brute force: every input spike travels along each kept weight that maps it onto a valid output position
+    kept = layer.mask.bool()
+    ho = wo = 3
+    want = 0.0
+    for b in range(2):
+        for c in range(2):
+            for y in range(5):
+                for xx in range(5):
+                    v = x[b, c, y, xx].item()
+                    for o in range(3):
+                        for ky in range(3):
+                            for kx in range(3):
+                                oy, rem_y = divmod(y + 1 - ky, 2)
+                                ox, rem_x = divmod(xx + 1 - kx, 2)
+                                if rem_y == 0 and rem_x == 0 and 0 <= oy < ho and 0 <= ox < wo and kept[o, c, ky, kx]:
+                                    want += v
+    ops, dense_ops, events = layer_ops(layer, x)
+    assert ops == want
+    assert events == x.sum().item() and dense_ops >= ops
+
+
+def test_linear_synaptic_ops_exact_and_model_totals(dense, data):
+    layer = SLinear(4, 3, bn=False)
+    with torch.no_grad():
+        layer.mask.copy_(torch.tensor([[1, 0, 1, 0], [0, 0, 1, 1], [1, 0, 0, 0.]]))
+    layer.apply_mask_()
+    layer.eval()
+    x = torch.tensor([[1.0, 1.0, 0.0, 2.0]])  # kept fan-out per input column: 2, 0, 2, 1
+    assert layer_ops(layer, x)[0] == 1 * 2 + 1 * 0 + 0 * 2 + 2 * 1
+    ops = synaptic_ops(dense[0], data.test.x[:32])
+    names = [n for n, _ in synapses(dense[0])]
+    assert list(ops) == names and ops[names[0]]["kind"] == "mac"
+    assert all(v["kind"] == "sop" and v["ops"] <= v["dense_fanout_ops"] for k, v in ops.items() if k != names[0])
+
+
+def _check_binary(model):
+    for n, l in synapses(model):
+        if not l.binary:
+            continue
+        wq, _ = l.quantized()
+        a = l.alpha().item()
+        vals = set((wq * l.alpha()).detach().unique().tolist())
+        assert vals <= {-a, 0.0, a}, (n, vals)
+        assert set(l.folded()[0].unique().tolist()) <= {-1.0, 0.0, 1.0}
+
+
+def test_every_ticket_saves_reloads_bit_exact(dense, data, tmp_path):
+    model, ddir, _ = dense
+    cases = [TicketConfig("imp", 0.75, prune_fraction=0.5, epochs=1, binarize=True, binarize_epochs=1),
+             TicketConfig("early-bird", 0.7, epochs=3, q=2, tau=0.5),
+             TicketConfig("multiprize", 0.5, epochs=1),
+             TicketConfig("random", 0.75, epochs=1, scope="layer")]
+    for cfg in cases:
+        out = str(tmp_path / cfg.method)
+        s = find_ticket(ddir if cfg.method == "imp" else model, cfg, out, data=data)
+        assert s["reload_bit_exact"]
+        loaded, meta = load(out)
+        t = meta["ticket"]
+        assert t["method"] == cfg.method and t["target_sparsity"] == cfg.sparsity
+        assert t["measured_sparsity"] == pytest.approx(sparsity(loaded))
+        total = sum(r["total"] for r in layer_stats(loaded))
+        assert abs(t["measured_sparsity"] - cfg.sparsity) * total <= len(t["layers"])
+        assert meta["recipe"]["binary"] == all(l.binary for _, l in synapses(loaded))
+        assert s["sop_ratio"] < 1.0 and 0 < s["spike_rate"] < 1
+        _check_binary(loaded)
+    assert os.path.exists(tmp_path / "imp" / "summary.csv")
+    assert json.load(open(tmp_path / "early-bird" / "ticket.json"))["ticket"]["converged"]
+
+
+def test_mixed_binary_float_ticket_rebuilds(dense, data, tmp_path):
+    m = copy.deepcopy(dense[0])
+    synapses(m)[1][1].binary = True
+    m.recipe = recipe_for(m)
+    assert m.recipe["binary_layers"] == [synapses(m)[1][0]]
+    save(m, str(tmp_path))
+    loaded, _ = load(str(tmp_path))
+    assert [l.binary for _, l in synapses(loaded)] == [l.binary for _, l in synapses(m)]
+    m.eval()
+    assert torch.equal(m(data.test.x[:16]), loaded(data.test.x[:16]))
+
+
+def test_patch_ticket_runs_on_fewer_tokens(dense_sf, data, tmp_path):
+    out = str(tmp_path / "multisp")
+    s = find_ticket(dense_sf, TicketConfig("multisp", 0.55, patch_sparsity=0.376, epochs=1), out, data=data)
+    assert s["patch_sparsity"] >= 0.376 and s["pep_connection_sparsity"] >= 0.55
+    assert s["pep_binary_activations"] and s["reload_bit_exact"]
+    loaded, meta = load(out)
+    assert meta["recipe"]["arch"]["binary_pep"] is True
+    _check_binary(loaded)
+    seen = []
+    blk = [m for m in loaded.modules() if isinstance(m, TransformerBlock)][0]
+    h = blk.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].shape[1]))
+    logits = loaded(data.test.x[:8])
+    h.remove()
+    assert logits.shape == (8, 10) and set(seen) == {16 - 7}
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--method", "nope", "--sparsity", "0.5"], "unknown"),
+    (["--method", "imp", "--sparsity", "1.2"], "outside"),
+    (["--method", "imp", "--sparsity", "-0.1"], "outside"),
+])
+def test_cli_user_errors_exit_2(dense, tmp_path, capsys, args, needle):
+    with pytest.raises(SystemExit) as e:
+        main(["ticket", dense[1], *args, "--out", str(tmp_path / "t")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and needle in err and len(err.splitlines()) == 1
+
+
+def test_cli_missing_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["ticket", str(tmp_path / "none"), "--method", "imp", "--sparsity", "0.5", "--out", str(tmp_path / "t")])
+    assert e.value.code == 2 and "does not exist" in capsys.readouterr().err
