@@ -25,8 +25,16 @@ def stage_train(ctx):
     click.echo(f"  {r['name']}: test accuracy {acc:.2f}% ({len(data.test.x)} samples) -> {ckpt}")
 
 
+def stage_profile(ctx):
+    """Last stage: measure every artifact in ctx["artifacts"] ({target: path}) beside the reference, count synaptic
+    ops, model energy per targets/energy/*.yaml, print the comparison table (slt_deploy.profile.run.demo_stage)."""
+    from .profile.run import demo_stage
+
+    demo_stage(ctx)
+
+
 # The demo's stages, in order. Later issues append: tickets, exports per target, verification, profiling.
-STAGES = [("train", stage_train)]
+STAGES = [("train", stage_train), ("profile", stage_profile)]
 
 
 def run_demo(out: str, recipe: str = "digits-tiny", data_dir=None, only=None):

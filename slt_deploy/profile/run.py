@@ -63,9 +63,10 @@ def measure_runner(name, path, load, x, y, frames=100, warmup=5, batch=64, repea
 
 def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frames: int = 100, warmup: int = 5,
             batch: int = 64, repeats: int = 3, hardware=None, data_dir=None, clock=time.perf_counter,
-            log=None, threads: int | None = None) -> dict:
+            log=None, threads: int | None = None, skip_errors: bool = False) -> dict:
     """Profile checkpoint folder `ckpt` (the reference) and `artifacts` of the same model. -> report dict.
-    `threads`: torch intra-op threads during the measurement (None: leave as is)."""
+    `threads`: torch intra-op threads during the measurement (None: leave as is). `skip_errors`: an artifact that
+    cannot be loaded or run is listed under measured.skipped instead of failing the whole profile."""
     from ..data import load_dataset
     from ..export import lower
     from ..runtime import load_runner
@@ -85,11 +86,16 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
     if limit:
         x, y = x[:limit], y[:limit]
     # every artifact must be one the registry knows, and of this model
-    arts = []
+    arts, skipped = [], []
     for p in artifacts:
-        if not os.path.exists(p):
-            raise SltError(f"artifact {p} does not exist", "pass files written by 'slt-deploy export'")
-        arts.append((f"{_target_of(p)}:{os.path.basename(os.path.normpath(p))}", p))
+        try:
+            if not os.path.exists(p):
+                raise SltError(f"artifact {p} does not exist", "pass files written by 'slt-deploy export'")
+            arts.append((f"{_target_of(p)}:{os.path.basename(os.path.normpath(p))}", p))
+        except SltError as e:
+            if not skip_errors:
+                raise
+            skipped.append({"path": p, "error": str(e)})
     log(f"activity: counting synaptic ops on {len(x)} {name} test frames")
     activity = profile_activity(graph, x, batch=batch)
     counters = L.EnergyCounters()
@@ -100,11 +106,17 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
     want = list(meta["input"]["shape"])
     for label, p in arts:
         log(f"{label}: measuring")
-        rep = measure_runner(label, p, lambda p=p: load_runner(p), x, y, frames, warmup, batch, repeats, clock,
-                             counters)
-        if list(rep["meta"].get("input_shape", want)) != want:
-            raise SltError(f"artifact {p} takes input {rep['meta'].get('input_shape')}, the checkpoint {want}",
-                           "compare artifacts exported from this checkpoint")
+        try:
+            rep = measure_runner(label, p, lambda p=p: load_runner(p), x, y, frames, warmup, batch, repeats, clock,
+                                 counters)
+            if list(rep["meta"].get("input_shape", want)) != want:
+                raise SltError(f"artifact {p} takes input {rep['meta'].get('input_shape')}, the checkpoint {want}",
+                               "compare artifacts exported from this checkpoint")
+        except Exception as e:  # noqa: BLE001 - with skip_errors any runtime failure is reported, not fatal
+            if not skip_errors:
+                raise
+            skipped.append({"path": p, "error": f"{type(e).__name__}: {e}"})
+            continue
         runners.append(rep)
     ref = runners[0]
     for rr in runners:
@@ -127,5 +139,36 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
                       "weights_sha256": meta.get("weights_sha256", "")},
             "host": _host(), "data": {"dataset": name, "frames": int(len(x))},
             "settings": {"frames": frames, "warmup": warmup, "batch": batch, "repeats": repeats},
-            "measured": {"power_counters": counters.describe(), "runners": runners},
+            "measured": {"power_counters": counters.describe(), "runners": runners, "skipped": skipped},
             "activity": activity, "modelled": modelled, "boards": boards}
+
+
+def demo_stage(ctx, frames: int = 50, limit: int = 200):
+    """The demo's last stage: profile every artifact earlier stages stored in ctx["artifacts"] ({target: path},
+    exported from ctx.get("artifact_ckpt") or ctx["dense_dir"]); with none, export the nir target itself. Prints
+    the comparison table; writes profile.json / profile.md / plots under OUT/profile."""
+    import click
+
+    from ..export import export
+    from . import report
+
+    ckpt = ctx.get("artifact_ckpt") or ctx["dense_dir"]
+    out = os.path.join(ctx["out"], "profile")
+    os.makedirs(out, exist_ok=True)
+    arts = dict(ctx.get("artifacts") or {})
+    if not arts:
+        path = os.path.join(out, "model.nir")
+        export(ckpt, "nir", path)
+        arts = {"nir": path}
+        click.echo(f"  no artifacts in ctx['artifacts']: exported {path}")
+    rep = profile(ckpt, list(arts.values()), data="auto", limit=limit, frames=frames,
+                  data_dir=ctx.get("data_dir"), threads=1, skip_errors=True)
+    report.write_json(rep, os.path.join(out, "profile.json"))
+    report.write_markdown(rep, os.path.join(out, "profile.md"))
+    report.write_plots(rep, out)
+    text = report.render_text(rep).split("\nsources:")[0]
+    click.echo("\n".join("  " + line for line in text.splitlines()))
+    for sk in rep["measured"]["skipped"]:
+        click.echo(f"  skipped {sk['path']}: {sk['error']}")
+    click.echo(f"  report: {out}/profile.md, profile.json, activity.png, energy.png, latency.png")
+    ctx["profile"] = rep
