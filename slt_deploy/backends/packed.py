@@ -1,0 +1,74 @@
+"""Target `packed`: the packed-bit .slt file (docs/packed-format.md) for microcontrollers, run by the C99
+runtime (slt_deploy/runtime/c, through ctypes) or by the numpy reference interpreter.
+
+Runtime choice: runner(path, runtime="c" | "numpy"); the default is the environment variable SLT_PACKED_RUNTIME,
+else "c" (falling back to numpy, with a note, if no C compiler is available)."""
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import SltError
+from ..runtime import packed_format as PF
+from ..runtime.packed_io import is_packed, read_file, write_file
+from .base import Backend
+
+RUNTIMES = ("c", "numpy")
+
+
+def write(graph, path, **_):
+    write_file(PF.from_graph(graph), path)
+
+
+def check(graph) -> list[str]:
+    return PF.check_graph(graph)
+
+
+def runner(path, runtime: str | None = None, **kw):
+    rt = (runtime or os.environ.get("SLT_PACKED_RUNTIME") or "c").lower()
+    if rt not in RUNTIMES:
+        raise SltError(f"unknown packed runtime {rt!r}", f"use one of {', '.join(RUNTIMES)} (SLT_PACKED_RUNTIME)")
+    if rt == "c":
+        from ..runtime.packed_c import CPackedRunner, compiler_available
+
+        if compiler_available():
+            return CPackedRunner(path, **kw)
+        print("note: no C compiler found; running the packed model in the numpy interpreter", file=sys.stderr)
+    from ..runtime.packed_numpy import NumpyPackedRunner
+
+    return NumpyPackedRunner(path)
+
+
+def tolerance(r) -> dict:
+    """Binary layers are bit-exact by construction; float (non-binary) layers sum in ascending input order
+    (float32), which can differ from PyTorch's conv/matmul order in the last bits."""
+    m = getattr(r, "model", None)
+    syn = [n for n in (m.nodes if m else []) if n.op in ("conv", "affine")]
+    if syn and all(n.binary for n in syn):
+        return {"exact": True}
+    return {"exact": False, "min_pred_agreement": 0.999, "min_spike_agreement": 0.999,
+            "why": "float (non-binary) layers sum kept weights in ascending input order in float32; PyTorch's "
+                   "order differs, so logits may differ in the last bits and a spike can flip at a threshold"}
+
+
+def describe(path):
+    m = read_file(path)
+    rows = []
+    for i, n in enumerate(m.nodes):
+        row = {"node": i, "op": n.op, "inputs": n.inputs, "shape": list(n.shape), "name": n.name}
+        if n.op in ("conv", "affine"):
+            kept = int((n.weight != 0).sum())
+            row.update(binary=n.binary, kept=kept, total=int(n.weight.size),
+                       mask=("bitmap" if n.mask_enc == PF.MASK_BITMAP else f"delta{n.delta_bits}"))
+        rows.append(row)
+    return {"layers": rows, "meta": {"T": m.T, "encoding": m.encoding, "input_max": m.input_max, "name": m.name,
+                                     "labels": m.labels, "bytes": os.path.getsize(path)}, "notes": []}
+
+
+def sniff(path: str) -> bool:
+    return os.path.isfile(path) and is_packed(path)
+
+
+BACKEND = Backend(name="packed", description="packed-bit .slt file (sparse/binarized), C99 event-driven runtime",
+                  suffix=".slt", passes=[], check=check, write=write, runner=runner, tolerance=tolerance,
+                  sniff=sniff, describe=describe)

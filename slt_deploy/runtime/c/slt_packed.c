@@ -1,0 +1,705 @@
+/* slt_packed.c: strict reader + event-driven interpreter of packed slt-deploy models (docs/packed-format.md).
+ * C99, no malloc, no libc. Build with -ffp-contract=off: the arithmetic order is part of the format. */
+#include "slt_packed.h"
+
+#define HEADER_SIZE 80u
+#define RECORD_SIZE 64u
+#define VERSION 1u
+#define BYTE_ORDER_MARK 0x01020304u
+#define MAX_NODES 4096u
+#define MAX_INPUTS 4u
+#define MAX_DIM 65536u
+#define MAX_ELEMS (1u << 26)
+#define MAX_DELTA_BITS 16u
+#define MAX_TOTAL_ELEMS (1u << 28)
+
+enum { OP_INPUT, OP_CONV, OP_AFFINE, OP_LIF, OP_FLATTEN, OP_ADD, OP_TOKENS, OP_PATCH, OP_ATTN, OP_TOKSUM,
+       OP_OUTPUT, N_OPS };
+#define F_BINARY 1u
+#define F_SUBTRACT 2u
+
+typedef struct {
+    uint8_t op, n_in, flags, rank;
+    uint16_t in[4];
+    uint32_t d[3];
+    uint32_t size;                 /* output elements */
+    /* synapse */
+    uint32_t ci, ih, iw, k, st, pd, rows, cols, kept, enc, bits, nsym, ntok, din;
+    const uint8_t *mask, *vals, *params;
+    uint32_t *rowtab;              /* bitmap: rows+1 kept prefixes; delta: 3 per row (bit, pos, kidx) */
+    /* lif */
+    float beta, thr;
+    float *v;
+    uint32_t spike_off;
+    /* patch select / attention */
+    const uint8_t *index;
+    uint32_t heads;
+    float ascale;
+    float *out;
+} slt_node;
+
+struct slt_model {
+    const uint8_t *payload;
+    uint32_t n_nodes, T, in_size, n_classes, spike_count;
+    uint64_t events;
+    slt_node *nodes;
+};
+
+/* ------------------------------------------------------------------------------------------------------------ */
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static float as_f32(uint32_t u) {
+    union { uint32_t u; float f; } c;
+    c.u = u;
+    return c.f;
+}
+static float rdf(const uint8_t *p) { return as_f32(rd32(p)); }
+static int finite_bits(uint32_t u) { return ((u >> 23) & 0xFFu) != 0xFFu; }
+
+static uint32_t crc32(const uint8_t *p, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    size_t i;
+    int b;
+    for (i = 0; i < n; i++) {
+        c ^= p[i];
+        for (b = 0; b < 8; b++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+static uint32_t bit_at(const uint8_t *s, uint64_t pos) { return (s[pos >> 3] >> (pos & 7u)) & 1u; }
+
+static uint32_t read_sym(const uint8_t *s, uint64_t bitpos, uint32_t b) {
+    uint32_t v = 0, i;
+    uint64_t byte = bitpos >> 3;
+    uint32_t sh = (uint32_t)(bitpos & 7u);
+    uint32_t need = (sh + b + 7u) >> 3; /* bytes touched: at most 3 for b <= 16 */
+    uint32_t acc = 0;
+    for (i = 0; i < need; i++) acc |= (uint32_t)s[byte + i] << (8u * i);
+    v = (acc >> sh) & ((1u << b) - 1u);
+    return v;
+}
+
+const char *slt_error_string(int code) {
+    switch (code) {
+    case SLT_OK: return "ok";
+    case SLT_E_ARG: return "bad argument or arena too small";
+    case SLT_E_TRUNCATED: return "file truncated";
+    case SLT_E_MAGIC: return "bad magic (not a packed slt-deploy model)";
+    case SLT_E_VERSION: return "unknown format version";
+    case SLT_E_HEADER: return "invalid header field";
+    case SLT_E_CRC: return "checksum mismatch";
+    case SLT_E_NODE: return "invalid node record";
+    case SLT_E_SHAPE: return "impossible or oversize shape";
+    case SLT_E_SECTION: return "data section outside the data area";
+    case SLT_E_STREAM: return "weight stream inconsistent with its layer";
+    case SLT_E_VALUE: return "invalid number";
+    default: return "unknown error";
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* parsing: one pass that validates everything; with ctx->arena it also builds the model */
+
+typedef struct {
+    const uint8_t *pl;     /* payload */
+    uint32_t psize, table_end;
+    uint8_t *arena;        /* NULL: only count bytes */
+    size_t used, cap;
+} parse_ctx;
+
+static size_t align8(size_t n) { return (n + 7u) & ~(size_t)7u; }
+
+static void *take(parse_ctx *c, size_t bytes) {
+    void *p = 0;
+    if (c->arena && c->used + bytes <= c->cap) p = c->arena + c->used;
+    c->used += align8(bytes);
+    return p;
+}
+
+/* payload[off, off+size) inside the data area (and 4-aligned when align); size 0 is always fine */
+static int region(const parse_ctx *c, uint32_t off, uint64_t size, int align) {
+    if (size == 0) return 1;
+    if ((align && (off & 3u)) || off < c->table_end || off > c->psize || size > (uint64_t)(c->psize - off)) return 0;
+    return 1;
+}
+
+static int same_shape(const slt_node *a, const slt_node *b) {
+    return a->rank == b->rank && a->d[0] == b->d[0] && a->d[1] == b->d[1] && a->d[2] == b->d[2];
+}
+
+static int shape_is(const slt_node *n, uint32_t rank, uint64_t d0, uint64_t d1, uint64_t d2) {
+    if (n->rank != rank) return 0;
+    if (n->d[0] != d0) return 0;
+    if (rank > 1 && n->d[1] != d1) return 0;
+    if (rank > 2 && n->d[2] != d2) return 0;
+    return 1;
+}
+
+/* validate the mask / index stream, count kept weights, fill the row table if given */
+static int check_stream(slt_node *n, uint32_t *rowtab, const uint8_t *scale) {
+    uint64_t total = (uint64_t)n->rows * n->cols;
+    uint64_t i;
+    if (n->enc == 0) {
+        uint64_t nbytes = (total + 7u) >> 3, cnt = 0;
+        uint32_t r;
+        for (i = total; i < nbytes * 8u; i++)
+            if (bit_at(n->mask, i)) return SLT_E_STREAM;
+        for (r = 0; r < n->rows; r++) {
+            uint64_t b0 = (uint64_t)r * n->cols, b1 = b0 + n->cols;
+            if (rowtab) rowtab[r] = (uint32_t)cnt;
+            for (i = b0; i < b1; i++)
+                if (bit_at(n->mask, i)) {
+                    cnt++;
+                    if (scale && (rd32(scale + 4u * (uint32_t)(i - b0)) & 0x7FFFFFFFu) == 0) return SLT_E_VALUE;
+                }
+        }
+        if (rowtab) rowtab[n->rows] = (uint32_t)cnt;
+        if (cnt != n->kept) return SLT_E_STREAM;
+    } else {
+        uint32_t b = n->bits, e = (1u << b) - 1u, last_w = 0;
+        uint64_t nbits = (uint64_t)n->nsym * b, pos = 0, kidx = 0, bitpos = 0;
+        uint64_t st_bit = 0, st_pos = 0, st_k = 0;
+        uint32_t next_row = 0;
+        uint64_t nbytes = (nbits + 7u) >> 3;
+        for (i = nbits; i < nbytes * 8u; i++)
+            if (bit_at(n->mask, i)) return SLT_E_STREAM;
+        for (i = 0; i < n->nsym; i++) {
+            uint32_t s = read_sym(n->mask, bitpos, b);
+            bitpos += b;
+            if (s == e) { pos += e; last_w = 0; continue; }
+            last_w = 1;
+            pos += s;                 /* the kept flat position */
+            if (pos >= total) return SLT_E_STREAM;
+            if (kidx >= n->kept) return SLT_E_STREAM;
+            if (scale && (rd32(scale + 4u * (uint32_t)(pos % n->cols)) & 0x7FFFFFFFu) == 0) return SLT_E_VALUE;
+            while (next_row < n->rows && (uint64_t)next_row * n->cols <= pos) {
+                if (rowtab) {
+                    rowtab[3u * next_row] = (uint32_t)st_bit;
+                    rowtab[3u * next_row + 1] = (uint32_t)st_pos;
+                    rowtab[3u * next_row + 2] = (uint32_t)st_k;
+                }
+                next_row++;
+            }
+            kidx++;
+            pos += 1;
+            st_bit = bitpos; st_pos = pos; st_k = kidx;
+        }
+        if (kidx != n->kept || (n->nsym && !last_w)) return SLT_E_STREAM;
+        for (; next_row < n->rows; next_row++)
+            if (rowtab) {
+                rowtab[3u * next_row] = (uint32_t)st_bit;
+                rowtab[3u * next_row + 1] = (uint32_t)st_pos;
+                rowtab[3u * next_row + 2] = (uint32_t)st_k;
+            }
+    }
+    return SLT_OK;
+}
+
+static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, slt_model **out) {
+    uint32_t psize, n_nodes, T, enc, i;
+    const uint8_t *pl;
+    slt_model *m;
+    slt_node *nodes;
+    uint32_t spike_total = 0;
+    uint64_t all_elems = 0;
+    uint32_t f;
+    if (!file) return SLT_E_ARG;
+    if (len < HEADER_SIZE) return SLT_E_TRUNCATED;
+    {
+        static const uint8_t magic[8] = {'S', 'L', 'T', 'P', 'A', 'C', 'K', 0};
+        for (i = 0; i < 8; i++)
+            if (file[i] != magic[i]) return SLT_E_MAGIC;
+    }
+    if (rd32(file + 8) != VERSION) return SLT_E_VERSION;
+    if (rd32(file + 12) != HEADER_SIZE || rd32(file + 16) != BYTE_ORDER_MARK) return SLT_E_HEADER;
+    if (!(flags & SLT_FLAG_NO_CRC) && crc32(file, 76) != rd32(file + 76)) return SLT_E_CRC;
+    if (rd32(file + 20) != 0 || rd32(file + 64) != 0 || rd32(file + 68) != 0) return SLT_E_HEADER;
+    psize = rd32(file + 24);
+    if ((uint64_t)psize > (uint64_t)len - HEADER_SIZE) return SLT_E_TRUNCATED;
+    if ((uint64_t)psize != (uint64_t)len - HEADER_SIZE) return SLT_E_HEADER;
+    pl = file + HEADER_SIZE;
+    if (!(flags & SLT_FLAG_NO_CRC) && crc32(pl, psize) != rd32(file + 72)) return SLT_E_CRC;
+    n_nodes = rd32(file + 28);
+    if (n_nodes < 2 || n_nodes > MAX_NODES) return SLT_E_HEADER;
+    if ((uint64_t)n_nodes * RECORD_SIZE > psize) return SLT_E_HEADER;
+    T = rd32(file + 32);
+    if (T < 1 || T > (1u << 20)) return SLT_E_HEADER;
+    f = rd32(file + 36);
+    if (!finite_bits(f) || !(as_f32(f) > 0.0f)) return SLT_E_HEADER;
+    f = rd32(file + 40);
+    if (!finite_bits(f) || !(as_f32(f) > 0.0f)) return SLT_E_HEADER;
+    enc = rd32(file + 44);
+    if (enc > 1) return SLT_E_HEADER;
+
+    c->pl = pl;
+    c->psize = psize;
+    c->table_end = n_nodes * RECORD_SIZE;
+    m = (slt_model *)take(c, sizeof(slt_model));
+    nodes = (slt_node *)take(c, sizeof(slt_node) * (size_t)n_nodes);
+    /* input shapes are re-read from the (already validated) earlier records: no scratch memory needed */
+    for (i = 0; i < n_nodes; i++) {
+        const uint8_t *r = pl + (size_t)i * RECORD_SIZE;
+        uint32_t w[16];
+        slt_node nd, x;
+        uint32_t used = 0, k;
+        uint64_t prod;
+        for (k = 0; k < 16; k++) w[k] = rd32(r + 4u * k);
+        for (k = 0; k < sizeof(nd); k++) ((uint8_t *)&nd)[k] = 0;
+        nd.op = (uint8_t)(w[0] & 0xFFu);
+        nd.n_in = (uint8_t)((w[0] >> 8) & 0xFFu);
+        nd.flags = (uint8_t)((w[0] >> 16) & 0xFFu);
+        nd.rank = (uint8_t)(w[0] >> 24);
+        if (nd.op >= N_OPS) return SLT_E_NODE;
+        {
+            uint32_t defined = (nd.op == OP_CONV || nd.op == OP_AFFINE) ? F_BINARY : nd.op == OP_LIF ? F_SUBTRACT : 0;
+            if (nd.flags & ~defined) return SLT_E_NODE;
+        }
+        {
+            uint32_t lo = 1, hi = MAX_INPUTS;
+            if (nd.op == OP_INPUT) lo = hi = 0;
+            if (nd.op == OP_ATTN) lo = hi = 3;
+            if (nd.n_in < lo || nd.n_in > hi) return SLT_E_NODE;
+        }
+        nd.in[0] = (uint16_t)(w[1] & 0xFFFFu); nd.in[1] = (uint16_t)(w[1] >> 16);
+        nd.in[2] = (uint16_t)(w[2] & 0xFFFFu); nd.in[3] = (uint16_t)(w[2] >> 16);
+        for (k = 0; k < MAX_INPUTS; k++) {
+            if (k < nd.n_in && nd.in[k] >= i) return SLT_E_NODE;
+            if (k >= nd.n_in && nd.in[k] != 0) return SLT_E_NODE;
+        }
+        if ((nd.op == OP_INPUT) != (i == 0) || (nd.op == OP_OUTPUT) != (i == n_nodes - 1)) return SLT_E_NODE;
+        if (nd.rank < 1 || nd.rank > 3) return SLT_E_SHAPE;
+        prod = 1;
+        for (k = 0; k < 3; k++) {
+            nd.d[k] = w[3 + k];
+            if (k < nd.rank) {
+                if (nd.d[k] < 1 || nd.d[k] > MAX_DIM) return SLT_E_SHAPE;
+                prod *= nd.d[k];
+            } else if (nd.d[k] != 0) {
+                return SLT_E_SHAPE;
+            }
+        }
+        if (prod > MAX_ELEMS) return SLT_E_SHAPE;
+        nd.size = (uint32_t)prod;
+        all_elems += prod;
+        if (all_elems > MAX_TOTAL_ELEMS) return SLT_E_SHAPE;
+        /* input shapes: from the already-validated previous records */
+        {
+            slt_node ins[4];
+            for (k = 0; k < nd.n_in; k++) {
+                const uint8_t *rr = pl + (size_t)nd.in[k] * RECORD_SIZE;
+                uint32_t w0 = rd32(rr), q;
+                for (q = 0; q < sizeof(slt_node); q++) ((uint8_t *)&ins[k])[q] = 0;
+                ins[k].op = (uint8_t)(w0 & 0xFFu);
+                ins[k].rank = (uint8_t)(w0 >> 24);
+                for (q = 0; q < 3; q++) ins[k].d[q] = rd32(rr + 12u + 4u * q);
+            }
+            if (nd.op != OP_ATTN)
+                for (k = 1; k < nd.n_in; k++)
+                    if (!same_shape(&ins[k], &ins[0])) return SLT_E_SHAPE;
+            if (nd.n_in) x = ins[0];
+            else for (k = 0; k < sizeof(x); k++) ((uint8_t *)&x)[k] = 0;
+            if (nd.op == OP_ATTN) {
+                for (k = 0; k < 3; k++)
+                    if (ins[k].op != OP_LIF || !same_shape(&ins[k], &ins[0])) return SLT_E_NODE;
+            }
+        }
+        switch (nd.op) {
+        case OP_CONV: case OP_AFFINE: used = 10; break;
+        case OP_LIF: used = 4; break;
+        case OP_PATCH: case OP_ATTN: used = 2; break;
+        default: used = 0;
+        }
+        for (k = 6 + used; k < 16; k++)
+            if (w[k]) return SLT_E_NODE;
+
+        if (nd.op == OP_CONV || nd.op == OP_AFFINE) {
+            uint64_t total, nb;
+            uint32_t o, encw;
+            if (nd.op == OP_CONV) {
+                uint32_t kw = w[9];
+                nd.ci = w[6]; nd.ih = w[7]; nd.iw = w[8];
+                nd.k = kw & 0xFFu; nd.st = (kw >> 8) & 0xFFu; nd.pd = (kw >> 16) & 0xFFu;
+                if ((kw >> 24) || nd.k < 1 || nd.st < 1 || nd.pd >= nd.k || !shape_is(&x, 3, nd.ci, nd.ih, nd.iw))
+                    return SLT_E_SHAPE;
+                if ((uint64_t)nd.ih + 2u * nd.pd < nd.k || (uint64_t)nd.iw + 2u * nd.pd < nd.k || nd.rank != 3)
+                    return SLT_E_SHAPE;
+                if (!shape_is(&nd, 3, nd.d[0], ((uint64_t)nd.ih + 2u * nd.pd - nd.k) / nd.st + 1u,
+                              ((uint64_t)nd.iw + 2u * nd.pd - nd.k) / nd.st + 1u))
+                    return SLT_E_SHAPE;
+                o = nd.d[0];
+                nd.rows = nd.ci * nd.k * nd.k;   /* ci <= 2^16, k <= 255: fits */
+                if ((uint64_t)nd.ci * nd.k * nd.k > MAX_ELEMS) return SLT_E_SHAPE;
+            } else {
+                nd.din = w[6]; nd.ntok = w[7];
+                if (w[8] || w[9]) return SLT_E_NODE;
+                if (nd.ntok) {
+                    if (!shape_is(&x, 2, nd.ntok, nd.din, 0)) return SLT_E_SHAPE;
+                    if (!shape_is(&nd, 2, nd.ntok, nd.d[nd.rank - 1], 0)) return SLT_E_SHAPE;
+                } else {
+                    if (!shape_is(&x, 1, nd.din, 0, 0)) return SLT_E_SHAPE;
+                    if (nd.rank != 1) return SLT_E_SHAPE;
+                }
+                o = nd.d[nd.rank - 1];
+                if (nd.din > MAX_ELEMS) return SLT_E_SHAPE;
+                nd.rows = nd.din;
+            }
+            nd.cols = o;
+            total = (uint64_t)nd.rows * o;
+            if (total > MAX_ELEMS) return SLT_E_SHAPE;
+            nd.kept = w[10]; encw = w[11]; nd.nsym = w[12];
+            nd.enc = encw & 0xFFu; nd.bits = (encw >> 8) & 0xFFu;
+            if ((encw >> 16) || nd.enc > 1) return SLT_E_NODE;
+            if (nd.kept > total) return SLT_E_STREAM;
+            if (nd.enc == 0) {
+                if (nd.bits || nd.nsym) return SLT_E_NODE;
+                nb = (total + 7u) >> 3;
+            } else {
+                if (nd.bits < 1 || nd.bits > MAX_DELTA_BITS) return SLT_E_NODE;
+                if (nd.nsym < nd.kept || nd.nsym > 2u * MAX_ELEMS) return SLT_E_STREAM;
+                nb = ((uint64_t)nd.nsym * nd.bits + 7u) >> 3;
+            }
+            if (!region(c, w[13], nb, 1)) return SLT_E_SECTION;
+            nd.mask = pl + w[13];
+            if (nd.flags & F_BINARY) {
+                uint64_t sb = ((uint64_t)nd.kept + 7u) >> 3, q;
+                if (!region(c, w[14], sb, 1)) return SLT_E_SECTION;
+                nd.vals = pl + w[14];
+                for (q = nd.kept; q < sb * 8u; q++)
+                    if (bit_at(nd.vals, q)) return SLT_E_STREAM;
+                if (!region(c, w[15], 8u * (uint64_t)o, 1)) return SLT_E_SECTION;
+                nd.params = pl + w[15];
+                for (q = 0; q < 2u * (uint64_t)o; q++) {
+                    uint32_t u = rd32(nd.params + 4u * q);
+                    if (!finite_bits(u)) return SLT_E_VALUE;
+                    if (q < o && !(as_f32(u) >= 0.0f)) return SLT_E_VALUE;
+                }
+            } else {
+                uint64_t q;
+                if (!region(c, w[14], 4u * (uint64_t)nd.kept, 1)) return SLT_E_SECTION;
+                nd.vals = pl + w[14];
+                for (q = 0; q < nd.kept; q++) {
+                    uint32_t u = rd32(nd.vals + 4u * q);
+                    if (!finite_bits(u) || (u & 0x7FFFFFFFu) == 0) return SLT_E_VALUE;
+                }
+                if (!region(c, w[15], 4u * (uint64_t)o, 1)) return SLT_E_SECTION;
+                nd.params = pl + w[15];
+                for (q = 0; q < o; q++)
+                    if (!finite_bits(rd32(nd.params + 4u * q))) return SLT_E_VALUE;
+            }
+            {
+                uint32_t *rt = (uint32_t *)take(c, sizeof(uint32_t) * (nd.enc == 0 ? (size_t)nd.rows + 1u
+                                                                                 : 3u * (size_t)nd.rows));
+                int e = check_stream(&nd, rt, (nd.flags & F_BINARY) ? nd.params : 0);
+                if (e) return e;
+                nd.rowtab = rt;
+            }
+        } else if (nd.op == OP_LIF) {
+            if (!same_shape(&nd, &x)) return SLT_E_SHAPE;
+            if (!finite_bits(w[6]) || !finite_bits(w[7])) return SLT_E_VALUE;
+            nd.beta = as_f32(w[6]);
+            nd.thr = as_f32(w[7]);
+            if (!(nd.beta >= 0.0f && nd.beta <= 1.0f)) return SLT_E_VALUE;
+            if (!region(c, w[8], w[9], 0)) return SLT_E_SECTION;
+            nd.spike_off = spike_total;
+            spike_total += nd.size;
+        } else if (nd.op == OP_FLATTEN) {
+            uint64_t px = (uint64_t)x.d[0] * (x.rank > 1 ? x.d[1] : 1u) * (x.rank > 2 ? x.d[2] : 1u);
+            if (nd.rank != 1 || nd.d[0] != px) return SLT_E_SHAPE;
+        } else if (nd.op == OP_ADD || nd.op == OP_OUTPUT) {
+            if (!same_shape(&nd, &x)) return SLT_E_SHAPE;
+            if (nd.op == OP_OUTPUT && nd.rank != 1) return SLT_E_SHAPE;
+        } else if (nd.op == OP_INPUT) {
+            if (nd.rank != 3) return SLT_E_SHAPE;
+        } else if (nd.op == OP_TOKENS) {
+            if (x.rank != 3) return SLT_E_SHAPE;
+            if (!shape_is(&nd, 2, (uint64_t)x.d[1] * x.d[2], x.d[0], 0)) return SLT_E_SHAPE;
+        } else if (nd.op == OP_PATCH) {
+            uint32_t cnt = w[6], q, prev = 0;
+            if (x.rank != 2 || cnt < 1 || cnt > x.d[0]) return SLT_E_SHAPE;
+            if (!region(c, w[7], 4u * (uint64_t)cnt, 1)) return SLT_E_SECTION;
+            nd.index = pl + w[7];
+            for (q = 0; q < cnt; q++) {
+                uint32_t v = rd32(nd.index + 4u * q);
+                if ((q && v <= prev) || v >= x.d[0]) return SLT_E_VALUE;
+                prev = v;
+            }
+            if (!shape_is(&nd, 2, cnt, x.d[1], 0)) return SLT_E_SHAPE;
+        } else if (nd.op == OP_ATTN) {
+            if (x.rank != 2) return SLT_E_NODE;
+            nd.heads = w[6];
+            if (nd.heads < 1 || nd.heads > x.d[1] || x.d[1] % nd.heads || !finite_bits(w[7])) return SLT_E_VALUE;
+            nd.ascale = as_f32(w[7]);
+            if (!same_shape(&nd, &x)) return SLT_E_SHAPE;
+        } else if (nd.op == OP_TOKSUM) {
+            if (x.rank != 2) return SLT_E_SHAPE;
+            if (!shape_is(&nd, 1, x.d[1], 0, 0)) return SLT_E_SHAPE;
+        }
+        /* buffers: every node but input/output owns an output buffer; LIF also its membrane state */
+        if (nd.op != OP_INPUT && nd.op != OP_OUTPUT) nd.out = (float *)take(c, sizeof(float) * (size_t)nd.size);
+        if (nd.op == OP_LIF) nd.v = (float *)take(c, sizeof(float) * (size_t)nd.size);
+        if (c->arena) nodes[i] = nd;
+    }
+    if (!region(c, rd32(file + 48), rd32(file + 52), 0)) return SLT_E_SECTION;
+    if (!region(c, rd32(file + 56), rd32(file + 60), 0)) return SLT_E_SECTION;
+    if (c->arena) {
+        if (c->used > c->cap) return SLT_E_ARG;
+        m->payload = pl;
+        m->n_nodes = n_nodes;
+        m->T = T;
+        m->nodes = nodes;
+        m->in_size = nodes[0].size;
+        m->n_classes = nodes[n_nodes - 1].size;
+        m->spike_count = spike_total;
+        m->events = 0;
+        *out = m;
+    }
+    return SLT_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
+int slt_arena_size(const uint8_t *file, size_t len, unsigned flags, size_t *arena_bytes) {
+    parse_ctx c;
+    int e;
+    if (!arena_bytes) return SLT_E_ARG;
+    c.arena = 0; c.used = 0; c.cap = 0;
+    e = parse(file, len, flags, &c, 0);
+    if (e == SLT_OK) *arena_bytes = c.used;
+    return e;
+}
+
+int slt_open(const uint8_t *file, size_t len, unsigned flags, void *arena, size_t arena_bytes, slt_model **out) {
+    parse_ctx c;
+    size_t need;
+    int e;
+    if (!arena || !out || ((uintptr_t)arena & 7u)) return SLT_E_ARG;
+    e = slt_arena_size(file, len, flags, &need);
+    if (e) return e;
+    if (arena_bytes < need) return SLT_E_ARG;
+    c.arena = (uint8_t *)arena; c.used = 0; c.cap = arena_bytes;
+    return parse(file, len, flags, &c, out);
+}
+
+uint32_t slt_T(const slt_model *m) { return m->T; }
+uint32_t slt_input_size(const slt_model *m) { return m->in_size; }
+uint32_t slt_n_classes(const slt_model *m) { return m->n_classes; }
+uint32_t slt_spike_count(const slt_model *m) { return m->spike_count; }
+uint64_t slt_events(const slt_model *m) { return m->events; }
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* execution */
+
+static const float *node_out(const slt_model *m, uint32_t idx, const float *input) {
+    return idx == 0 ? input : m->nodes[idx].out;
+}
+
+/* value of element e of a node's (summed) input, summed in record order */
+static float in_val(const slt_model *m, const slt_node *n, const float *input, uint32_t e) {
+    float x = node_out(m, n->in[0], input)[e];
+    uint32_t k;
+    for (k = 1; k < n->n_in; k++) x = x + node_out(m, n->in[k], input)[e];
+    return x;
+}
+
+/* add x * w for every kept weight of packing row r to out[col * ostride + obase] */
+static uint64_t emit_row(const slt_node *n, uint32_t r, float x, float *out, uint32_t ostride, uint32_t obase) {
+    const int binary = (n->flags & F_BINARY) != 0;
+    const uint32_t L = n->cols;
+    uint64_t ev = 0;
+    if (n->enc == 0) {
+        uint64_t b0 = (uint64_t)r * L;
+        uint32_t kidx = n->rowtab[r], kend = n->rowtab[r + 1], j = 0;
+        while (kidx < kend && j < L) {
+            uint64_t p = b0 + j;
+            uint32_t byte = (uint32_t)(n->mask[p >> 3] >> (p & 7u));
+            if (!byte) { j += 8u - (uint32_t)(p & 7u); continue; }
+            if (byte & 1u) {
+                float *o = out + (size_t)j * ostride + obase;
+                if (binary) { if (bit_at(n->vals, kidx)) *o = *o + x; else *o = *o - x; }
+                else *o = *o + x * rdf(n->vals + 4u * kidx);
+                kidx++;
+                ev++;
+            }
+            j++;
+        }
+    } else {
+        const uint32_t b = n->bits, e = (1u << b) - 1u;
+        uint64_t bitpos = n->rowtab[3u * r], pos = n->rowtab[3u * r + 1], end = (uint64_t)(r + 1u) * L;
+        uint64_t lim = (uint64_t)n->nsym * b, row0 = (uint64_t)r * L;
+        uint32_t kidx = n->rowtab[3u * r + 2];
+        while (bitpos < lim) {
+            uint32_t s = read_sym(n->mask, bitpos, b);
+            if (s == e) { pos += e; if (pos >= end) break; bitpos += b; continue; }
+            pos += s;
+            if (pos >= end) break;
+            bitpos += b;
+            {
+                float *o = out + (size_t)(pos - row0) * ostride + obase;
+                if (binary) { if (bit_at(n->vals, kidx)) *o = *o + x; else *o = *o - x; }
+                else *o = *o + x * rdf(n->vals + 4u * kidx);
+            }
+            kidx++;
+            pos++;
+            ev++;
+        }
+    }
+    return ev;
+}
+
+static uint32_t ih_times_iw(const slt_node *n) { return n->ih * n->iw; }
+
+static void run_synapse(slt_model *m, slt_node *n, const float *input) {
+    float *out = n->out;
+    uint32_t e, isz, c;
+    const uint32_t o = n->cols;
+    for (e = 0; e < n->size; e++) out[e] = 0.0f;
+    if (n->op == OP_CONV) {
+        const uint32_t ho = n->d[1], wo = n->d[2], hw = ih_times_iw(n);
+        isz = n->ci * hw;
+        for (e = 0; e < isz; e++) {
+            float x = in_val(m, n, input, e);
+            uint32_t ci, y, xx, ky, kx;
+            if (x == 0.0f) continue;
+            ci = e / hw;
+            y = (e - ci * hw) / n->iw;
+            xx = e - ci * hw - y * n->iw;
+            for (ky = 0; ky < n->k; ky++) {
+                int32_t oyn = (int32_t)(y + n->pd) - (int32_t)ky;
+                uint32_t oy;
+                if (oyn < 0) break;
+                if ((uint32_t)oyn % n->st) continue;
+                oy = (uint32_t)oyn / n->st;
+                if (oy >= ho) continue;
+                for (kx = 0; kx < n->k; kx++) {
+                    int32_t oxn = (int32_t)(xx + n->pd) - (int32_t)kx;
+                    uint32_t ox;
+                    if (oxn < 0) break;
+                    if ((uint32_t)oxn % n->st) continue;
+                    ox = (uint32_t)oxn / n->st;
+                    if (ox >= wo) continue;
+                    m->events += emit_row(n, (ci * n->k + ky) * n->k + kx, x, out, ho * wo, oy * wo + ox);
+                }
+            }
+        }
+    } else {
+        const uint32_t ntok = n->ntok ? n->ntok : 1u;
+        uint32_t t, i;
+        for (t = 0; t < ntok; t++)
+            for (i = 0; i < n->din; i++) {
+                float x = in_val(m, n, input, t * n->din + i);
+                if (x == 0.0f) continue;
+                m->events += emit_row(n, i, x, out + (size_t)t * o, 1u, 0u);
+            }
+    }
+    /* epilogue: binary y = acc * scale_c + bias_c; float y = acc + bias_c (two roundings, no FMA) */
+    {
+        const uint32_t per = n->size / o;   /* conv: Ho*Wo per channel, channel-major; affine: channel fastest */
+        for (e = 0; e < n->size; e++) {
+            float y = out[e];
+            c = n->op == OP_CONV ? e / per : e % o;
+            if (n->flags & F_BINARY) {
+                y = y * rdf(n->params + 4u * c);
+                y = y + rdf(n->params + 4u * (o + c));
+            } else {
+                y = y + rdf(n->params + 4u * c);
+            }
+            out[e] = y;
+        }
+    }
+}
+
+static void run_step(slt_model *m, const float *input, uint32_t t, float *logits, uint8_t *spikes) {
+    uint32_t i, e;
+    for (i = 1; i < m->n_nodes; i++) {
+        slt_node *n = &m->nodes[i];
+        switch (n->op) {
+        case OP_CONV: case OP_AFFINE:
+            run_synapse(m, n, input);
+            break;
+        case OP_LIF:
+            for (e = 0; e < n->size; e++) {
+                float cur = in_val(m, n, input, e), v, s;
+                v = t == 0 ? cur : n->beta * n->v[e] + cur;
+                s = v > n->thr ? 1.0f : 0.0f;
+                if (s != 0.0f) v = (n->flags & F_SUBTRACT) ? v - n->thr : 0.0f;
+                n->v[e] = v;
+                n->out[e] = s;
+                if (spikes) spikes[n->spike_off + e] = (uint8_t)(s != 0.0f);
+            }
+            break;
+        case OP_FLATTEN: case OP_ADD:
+            for (e = 0; e < n->size; e++) n->out[e] = in_val(m, n, input, e);
+            break;
+        case OP_TOKENS: {
+            const float *x = node_out(m, n->in[0], input);
+            uint32_t d, p, D = n->d[1], P = n->d[0];
+            if (n->n_in > 1) {
+                for (p = 0; p < P; p++)
+                    for (d = 0; d < D; d++) n->out[p * D + d] = in_val(m, n, input, d * P + p);
+            } else {
+                for (p = 0; p < P; p++)
+                    for (d = 0; d < D; d++) n->out[p * D + d] = x[d * P + p];
+            }
+            break;
+        }
+        case OP_PATCH: {
+            uint32_t r, d, D = n->d[1];
+            for (r = 0; r < n->d[0]; r++) {
+                uint32_t src = rd32(n->index + 4u * r);
+                for (d = 0; d < D; d++) n->out[r * D + d] = in_val(m, n, input, src * D + d);
+            }
+            break;
+        }
+        case OP_ATTN: {
+            const float *q = m->nodes[n->in[0]].out, *k = m->nodes[n->in[1]].out, *v = m->nodes[n->in[2]].out;
+            uint32_t N = n->d[0], D = n->d[1], dh = D / n->heads, h, a, b, d;
+            for (e = 0; e < n->size; e++) n->out[e] = 0.0f;
+            for (h = 0; h < n->heads; h++)
+                for (a = 0; a < N; a++)
+                    for (b = 0; b < N; b++) {
+                        float sc = 0.0f;  /* q_a . k_b over this head: spikes, an exact integer */
+                        for (d = 0; d < dh; d++) sc = sc + q[a * D + h * dh + d] * k[b * D + h * dh + d];
+                        if (sc == 0.0f) continue;
+                        for (d = 0; d < dh; d++) n->out[a * D + h * dh + d] += sc * v[b * D + h * dh + d];
+                    }
+            for (e = 0; e < n->size; e++) n->out[e] = n->out[e] * n->ascale;
+            break;
+        }
+        case OP_TOKSUM: {
+            uint32_t N = m->nodes[n->in[0]].d[0], D = n->d[0], p, d;
+            for (d = 0; d < D; d++) n->out[d] = 0.0f;
+            for (p = 0; p < N; p++)
+                for (d = 0; d < D; d++) n->out[d] = n->out[d] + in_val(m, n, input, p * D + d);
+            break;
+        }
+        case OP_OUTPUT:
+            for (e = 0; e < n->size; e++) logits[e] = logits[e] + in_val(m, n, input, e);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+int slt_run(slt_model *m, const float *input, float *logits, uint8_t *spikes) {
+    uint32_t t, e;
+    if (!m || !input || !logits) return SLT_E_ARG;
+    for (e = 0; e < m->n_classes; e++) logits[e] = 0.0f;
+    for (t = 0; t < m->T; t++)
+        run_step(m, input + (size_t)t * m->in_size, t, logits, spikes ? spikes + (size_t)t * m->spike_count : 0);
+    return SLT_OK;
+}
+
+int slt_run_batch(slt_model *m, const float *input, uint32_t batch, float *logits, uint8_t *spikes) {
+    uint32_t b, t, e;
+    if (!m || !input || !logits) return SLT_E_ARG;
+    for (b = 0; b < batch; b++) {
+        float *lg = logits + (size_t)b * m->n_classes;
+        for (e = 0; e < m->n_classes; e++) lg[e] = 0.0f;
+        for (t = 0; t < m->T; t++)
+            run_step(m, input + ((size_t)t * batch + b) * m->in_size, t, lg,
+                     spikes ? spikes + ((size_t)t * batch + b) * m->spike_count : 0);
+    }
+    return SLT_OK;
+}
