@@ -24,7 +24,6 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
@@ -85,19 +84,33 @@ def load_model(path: str, backend: str):
     return target.runner(path)
 
 
-def energy_model(runner):
-    """Modelled energy per frame in joules, or None. Uses slt_deploy.profile when the project has it."""
-    try:
-        from slt_deploy import profile  # noqa: F401  (not part of the project yet)
-    except ImportError:
-        return None
-    fn = getattr(profile, "energy_per_frame", None)
-    if fn is None:
-        return None
-    try:
-        return float(fn(runner))
-    except Exception:  # the profiler could not model this runtime
-        return None
+class EnergyModel:
+    """Modelled energy per frame (slt_deploy.profile): spike activity of the model's NIR graph counted on the last
+    frames the node received, priced by a hardware profile (targets/energy/<hardware>.yaml, sourced constants).
+    Needs the checkpoint folder (the model itself for backend torch, else parameter energy_checkpoint)."""
+
+    def __init__(self, ckpt: str, hardware: str, frames: int):
+        from slt_deploy.export import lower
+        from slt_deploy.profile.energy import load_hardware
+
+        self.hw = load_hardware(hardware)[0]
+        if self.hw["model"] == "board":
+            raise SltError(f"energy_hardware {hardware!r} is a board profile (latency x power)",
+                           "pick an op-level profile such as loihi2 or asic45nm")
+        _, _, self.graph = lower(ckpt)
+        self.frames = collections.deque(maxlen=max(1, frames))
+        self.value_j = None
+        self.label = "not available yet (no frames)"
+
+    def update(self):
+        from slt_deploy.profile.activity import profile_activity
+        from slt_deploy.profile.energy import evaluate
+
+        x = np.stack(list(self.frames))
+        res = evaluate(self.hw, profile_activity(self.graph, x, batch=len(x)))
+        self.value_j = res["energy_per_frame_j"]
+        self.label = f"{self.hw['name']}: " + (res["label"] if self.value_j is None
+                                                else f"modelled on the last {len(x)} frames")
 
 
 class PerceptionNode(Node):
@@ -119,6 +132,10 @@ class PerceptionNode(Node):
         threads = int(p("num_threads", 1).value)
         result_format = p("result_format", "auto").value
         warmup = int(p("warmup", 3).value)
+        energy_hw = p("energy_hardware", "loihi2").value
+        energy_ckpt = p("energy_checkpoint", "").value
+        energy_frames = int(p("energy_frames", 8).value)
+        self.energy_period = float(p("energy_period", 30.0).value)
         if self.crop not in CROPS:
             raise SltError(f"unknown crop {self.crop!r}", f"use one of {', '.join(CROPS)}")
         if self.interpolation not in INTERPOLATIONS:
@@ -146,7 +163,18 @@ class PerceptionNode(Node):
         dummy = np.zeros((1, c, h, w), np.float32)
         for _ in range(max(0, warmup)):
             self.runner.predict(dummy)
-        self.energy_j = energy_model(self.runner)
+        self.energy = None
+        self.energy_note = NOT_AVAILABLE + " (energy_hardware is empty)"
+        if energy_hw:
+            ck = energy_ckpt or self.model_path
+            if os.path.isdir(ck) and os.path.exists(os.path.join(ck, "model.json")):
+                try:
+                    self.energy = EnergyModel(ck, energy_hw, energy_frames)
+                except SltError as e:
+                    self.energy_note = f"{NOT_AVAILABLE} ({e})"
+            else:
+                self.energy_note = (f"{NOT_AVAILABLE} (set energy_checkpoint to the checkpoint folder this artifact "
+                                    "was exported from)")
         self.get_logger().info(
             f"model {self.model_name} ({self.runtime_name}, backend {self.backend}) input {self.meta['input_shape']} "
             f"0..{self.meta['input_max']:g}, T={self.meta['T']}, loaded in {time.perf_counter() - t0:.2f} s; "
@@ -157,23 +185,49 @@ class PerceptionNode(Node):
         self.queue = collections.deque(maxlen=depth)
         self.cond = threading.Condition()
         self.running = True
+        self.stopped = threading.Event()
         self._log_budget = [time.monotonic(), 0]
 
         qos = make_qos(qos_kind, depth)
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(10, depth), reliability=ReliabilityPolicy.RELIABLE)
         self.pub = self.create_publisher(Classification if self.use_vision else String, self.result_topic, out_qos)
         self.diag_pub = self.create_publisher(DiagnosticArray, self.diag_topic, 10)
-        events = SubscriptionEventCallbacks(message_lost=lambda info: self.stats.count("lost", info.total_count_change))
-        try:
-            self.sub = self.create_subscription(Image, self.image_topic, self.on_image, qos, event_callbacks=events)
-        except Exception:  # RMW without the message-lost event
-            self.sub = self.create_subscription(Image, self.image_topic, self.on_image, qos)
+        self.last_seq = {}
+        self.sub = self.create_subscription(Image, self.image_topic, self.on_image, qos)
         self.timer = self.create_timer(period, self.publish_diagnostics)
         self.worker = threading.Thread(target=self.work, name="slt-inference", daemon=True)
         self.worker.start()
+        if self.energy is not None:
+            threading.Thread(target=self.model_energy, name="slt-energy", daemon=True).start()
+
+    def model_energy(self):
+        """Background: re-model the energy per frame on the latest frames every energy_period s."""
+        wait = 0.5
+        while not self.stopped.wait(wait):
+            if len(self.energy.frames) < self.energy.frames.maxlen:
+                continue
+            try:
+                self.energy.update()
+            except Exception as e:  # the profiler could not take this model: say so, stop trying
+                self.energy_note = f"{NOT_AVAILABLE} ({type(e).__name__}: {e})"
+                self.energy = None
+                return
+            if self.energy_period <= 0:
+                return
+            wait = self.energy_period
 
     # --- executor thread: only queue the frame (never block on the model) ---
-    def on_image(self, msg: Image):
+    def on_image(self, msg: Image, info=None):
+        if info:  # frames the publisher sent that never reached us (DDS queue overwritten, lost in transport)
+            gid, seq = info.get("publisher_gid"), info.get("publication_sequence_number")
+            if gid is not None and seq:
+                key = str(gid.get("data") if isinstance(gid, dict) else gid)
+                last = self.last_seq.get(key)
+                if last is not None and seq > last + 1:
+                    self.stats.count("lost", seq - last - 1)
+                if len(self.last_seq) > 256:
+                    self.last_seq.clear()
+                self.last_seq[key] = seq
         with self.cond:
             self.stats.count("received")
             if len(self.queue) == self.queue.maxlen:
@@ -192,13 +246,19 @@ class PerceptionNode(Node):
                 msg = self.queue.popleft()
             try:
                 self.process(msg)
-            except SltError as e:
-                self.stats.count("malformed")
-                self.warn_limited(f"skipped frame (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}, "
-                                  f"frame_id {msg.header.frame_id!r}): {e}")
-            except Exception as e:  # keep running whatever one frame does
-                self.stats.count("errors")
-                self.warn_limited(f"error on a frame: {type(e).__name__}: {e}")
+            except Exception as e:
+                if not self.running or not self.context.ok():
+                    return  # shutting down (Ctrl-C): the result can no longer be published
+                self.report(msg, e)
+
+    def report(self, msg, e: Exception):
+        if isinstance(e, SltError):
+            self.stats.count("malformed")
+            self.warn_limited(f"skipped frame (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}, "
+                              f"frame_id {msg.header.frame_id!r}): {e}")
+        else:  # keep running whatever one frame does
+            self.stats.count("errors")
+            self.warn_limited(f"error on a frame: {type(e).__name__}: {e}")
 
     def warn_limited(self, text: str, per_second: int = 20):
         now = time.monotonic()
@@ -213,6 +273,9 @@ class PerceptionNode(Node):
         img = decode_frame(msg.data, msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian,
                            self.max_pixels)
         x = to_model_input(img, self.meta, self.crop, self.interpolation)
+        energy = self.energy
+        if energy is not None:
+            energy.frames.append(x)
         t1 = time.perf_counter()
         logits = np.asarray(self.runner.predict(x[None]), dtype=np.float64)[0]
         t2 = time.perf_counter()
@@ -255,8 +318,10 @@ class PerceptionNode(Node):
         st.message = (f"{s['fps']:.1f} FPS, p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms"
                       + (f", {bad} bad frames" if bad else ""))
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-        values = {**s, "energy_per_frame_uJ": (f"{self.energy_j * 1e6:.3f}" if self.energy_j is not None
+        e = self.energy
+        values = {**s, "energy_per_frame_uJ": (f"{e.value_j * 1e6:.3f}" if e is not None and e.value_j is not None
                                                else NOT_AVAILABLE),
+                  "energy_model": e.label if e is not None else self.energy_note,
                   "model": self.model_path, "backend": self.backend, "runtime": self.runtime_name}
         st.values = [KeyValue(key=k, value=fmt(v)) for k, v in values.items()]
         arr = DiagnosticArray()
@@ -265,6 +330,7 @@ class PerceptionNode(Node):
         self.diag_pub.publish(arr)
 
     def stop(self):
+        self.stopped.set()
         with self.cond:
             self.running = False
             self.cond.notify_all()

@@ -51,6 +51,9 @@ class Stats:
                 "fps": fps,
                 "capacity_fps": 1000.0 / (sum(svc) / len(svc)) if svc and sum(svc) > 0 else float("nan"),
                 "frames_received": self.received, "frames_processed": self.processed,
-                "frames_dropped": self.dropped, "frames_lost_in_transport": self.lost,
+                # dropped = replaced in the node's keep-last queue + never reached the node (publication
+                # sequence-number gaps: DDS keep-last queue overwritten or lost in transport)
+                "frames_dropped": self.dropped + self.lost, "frames_dropped_in_queue": self.dropped,
+                "frames_dropped_upstream": self.lost,
                 "frames_malformed": self.malformed, "errors": self.errors,
             }
