@@ -8,7 +8,7 @@ from ..errors import SltError
 from .base import Backend
 
 TARGETS: dict[str, Backend] = {}
-TARGET_MODULES = ["nir", "onnx"]
+TARGET_MODULES = ["nir", "onnx", "packed"]
 
 
 def register(backend: Backend) -> Backend:
