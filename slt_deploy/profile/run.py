@@ -145,14 +145,15 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
 
 def demo_stage(ctx, frames: int = 50, limit: int = 200):
     """The demo's last stage: profile every artifact earlier stages stored in ctx["artifacts"] ({target: path},
-    exported from ctx.get("artifact_ckpt") or ctx["dense_dir"]); with none, export the nir target itself. Prints
-    the comparison table; writes profile.json / profile.md / plots under OUT/profile."""
+    exported from ctx.get("artifact_ckpt") or ctx.get("ticket_dir") or ctx["dense_dir"], which is then the
+    reference); with none, export the nir target itself. Prints the comparison table; writes profile.json,
+    profile.md and the plots under OUT/profile."""
     import click
 
     from ..export import export
     from . import report
 
-    ckpt = ctx.get("artifact_ckpt") or ctx["dense_dir"]
+    ckpt = ctx.get("artifact_ckpt") or ctx.get("ticket_dir") or ctx["dense_dir"]
     out = os.path.join(ctx["out"], "profile")
     os.makedirs(out, exist_ok=True)
     arts = dict(ctx.get("artifacts") or {})
