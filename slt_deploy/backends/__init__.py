@@ -8,7 +8,7 @@ from ..errors import SltError
 from .base import Backend
 
 TARGETS: dict[str, Backend] = {}
-TARGET_MODULES = ["nir", "onnx", "packed"]
+TARGET_MODULES = ["nir", "onnx", "packed", "loihi"]
 
 
 def register(backend: Backend) -> Backend:
