@@ -16,6 +16,7 @@ if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   fi
 fi
 
+bash scripts/setup_lava.sh  # Lava in its own .venv-lava (numpy<2) for --target loihi (issue 7)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then exit 0; fi
 [ -x $VENV/bin/python ] || $PY -m venv $VENV
 $VENV/bin/pip install -q --upgrade pip
