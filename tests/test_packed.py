@@ -1,0 +1,220 @@
+"""Packed target: round trip, both runtimes vs the PyTorch reference for every ticket type, strict readers."""
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from slt_deploy.checkpoint import save
+from slt_deploy.data import load_dataset
+from slt_deploy.errors import SltError
+from slt_deploy.export import export, lower
+from slt_deploy.nn.layers import synapses
+from slt_deploy.runtime import packed_format as PF
+from slt_deploy.runtime.packed_numpy import PackedInterpreter
+from slt_deploy.verify import reference_run
+from slt_deploy.zoo import build_model, load_recipe
+
+RECIPES = ["digits-tiny", "digits-resnet-tiny", "digits-spikformer-tiny"]
+VARIANTS = {"dense": (False, 1.0), "sparse": (False, 0.2), "binary": (True, 1.0), "binary-sparse": (True, 0.1)}
+
+
+def make_ckpt(root, recipe, binary, density, seed=0):
+    r = load_recipe(recipe)
+    r = {**r, "binary": binary}
+    model = build_model(r)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, s in synapses(model):
+            s.weight.mul_(3.0 / density ** 0.5)  # livelier spikes in an untrained net
+            if density < 1.0:
+                s.mask.copy_((torch.rand(s.mask.shape, generator=g) < density).float())
+            if s.bn is not None:
+                s.bn.running_mean.uniform_(-0.2, 0.2, generator=g)
+                s.bn.running_var.uniform_(0.5, 2.0, generator=g)
+                s.bn.bias.uniform_(0.0, 1.0, generator=g)
+        for name, m in model.named_modules():
+            if hasattr(m, "index") and hasattr(m, "set_index"):
+                m.set_index([0, 2, 3, 5, 8, 9, 12, 15])
+    out = os.path.join(root, f"{recipe}-{int(binary)}-{density}")
+    save(model, out, labels=[str(i) for i in range(10)])
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits():
+    ds = load_dataset("digits")
+    return ds.test.x[:48]
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("packed"))
+    return {(rc, v): make_ckpt(root, rc, *VARIANTS[v]) for rc in RECIPES for v in VARIANTS}
+
+
+def _pm(ck):
+    model, _, g = lower(ck)
+    return model, PF.from_graph(g)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_runtimes_vs_reference(ckpts, digits, recipe, variant):
+    from slt_deploy.runtime.packed_c import CModel
+
+    model, pm = _pm(ckpts[(recipe, variant)])
+    data = PF.encode(pm)
+    back = PF.decode(data)
+    for a, b in zip(pm.nodes, back.nodes):  # round trip: identical tensors
+        assert (a.op, tuple(a.shape), list(a.inputs)) == (b.op, tuple(b.shape), list(b.inputs))
+        if a.weight is not None:
+            assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
+    seq = model.encode(digits).numpy()
+    ref = reference_run(model, seq)
+    got_np = PackedInterpreter(back).run(seq, record=True)
+    cm = CModel(data)
+    lg, sp = cm.run(seq, record=True)
+    binary = VARIANTS[variant][0]
+    assert np.array_equal(lg, got_np["logits"]), "C and numpy runtimes must agree bit for bit"
+    off = 0
+    for nd in back.nodes:
+        if nd.op == "lif":
+            n = int(np.prod(nd.shape))
+            c_sp = sp[:, :, off:off + n].reshape(got_np["spikes"][nd.name].shape)
+            assert np.array_equal(c_sp, got_np["spikes"][nd.name]), nd.name
+            off += n
+    if binary:
+        assert np.array_equal(lg, ref["logits"])
+        for k, s in got_np["spikes"].items():
+            assert np.array_equal(s, ref["spikes"][k]), k
+    else:
+        assert np.allclose(lg, ref["logits"], rtol=1e-4, atol=1e-3)
+        assert np.mean(lg.argmax(1) == ref["logits"].argmax(1)) >= 0.95
+    assert all(s.sum() > 0 for s in ref["spikes"].values())  # every layer spiked: the test exercised them
+
+
+def test_export_verify_cli_both_runtimes(ckpts, tmp_path, monkeypatch):
+    from slt_deploy.verify import verify
+
+    ck = ckpts[("digits-resnet-tiny", "binary-sparse")]
+    out = str(tmp_path / "m.slt")
+    export(ck, "packed", out)
+    for rt in ("c", "numpy"):
+        monkeypatch.setenv("SLT_PACKED_RUNTIME", rt)
+        rep = verify(ck, out, limit=64)
+        assert rep["ok"] and rep["logits_bit_identical"] == 1.0 and rep["spike_agreement_min"] == 1.0, rt
+
+
+def test_encoding_choice_and_size(ckpts):
+    _, pm = _pm(ckpts[("digits-tiny", "binary-sparse")])
+    back = PF.decode(PF.encode(pm))
+    syn = [n for n in back.nodes if n.op in ("conv", "affine")]
+    assert all(n.mask_enc == PF.MASK_DELTA for n in syn)  # 10% density: deltas beat a bitmap
+    _, pm = _pm(ckpts[("digits-tiny", "binary")])
+    back = PF.decode(PF.encode(pm))
+    assert all(n.mask_enc == PF.MASK_BITMAP for n in back.nodes if n.op in ("conv", "affine"))
+
+
+# --- strict readers -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_file(ckpts):
+    _, pm = _pm(ckpts[("digits-tiny", "binary-sparse")])
+    return PF.encode(pm)
+
+
+def _py_ok(b, crc=True):
+    try:
+        PF.decode(b, check_crc=crc)
+        return True
+    except SltError:
+        return False
+
+
+def test_every_byte_flip_and_truncation_rejected(small_file):
+    from slt_deploy.runtime.packed_c import c_validate
+
+    data = small_file
+    assert len(data) < 4096 and _py_ok(data) and c_validate(data)[0] == 0
+    arr = bytearray(data)
+    for i in range(len(data)):
+        arr[i] ^= 0xFF
+        b = bytes(arr)
+        assert not _py_ok(b), i
+        assert c_validate(b)[0] != 0, i
+        arr[i] ^= 0xFF
+    for n in range(len(data)):
+        assert not _py_ok(data[:n]) and c_validate(data[:n])[0] != 0, n
+
+
+def test_readers_agree_without_crc(small_file):
+    """With checksums off, both readers accept exactly the same mutated files (random bit flips)."""
+    from slt_deploy.runtime.packed_c import c_validate
+
+    rng = np.random.default_rng(0)
+    data = small_file
+    agree = accepted = 0
+    for _ in range(600):
+        arr = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            i = int(rng.integers(0, len(arr)))
+            arr[i] ^= 1 << int(rng.integers(0, 8))
+        b = bytes(arr)
+        py, c = _py_ok(b, crc=False), c_validate(b, check_crc=False)[0] == 0
+        assert py == c, (py, c)
+        agree += 1
+        accepted += py
+    assert agree == 600
+
+
+def _patch(data, off, fmt, val):
+    b = bytearray(data)
+    struct.pack_into(fmt, b, off, val)
+    struct.pack_into("<I", b, 72, zlib.crc32(bytes(b[80:])) & 0xFFFFFFFF)
+    struct.pack_into("<I", b, 76, zlib.crc32(bytes(b[:76])) & 0xFFFFFFFF)
+    return bytes(b)
+
+
+@pytest.mark.parametrize("off,fmt,val,msg", [
+    (0, "<I", 0x12345678, "bad magic"),
+    (8, "<I", 2, "unknown format version"),
+    (16, "<I", 0x04030201, "byte-order"),
+    (20, "<I", 1, "unknown header flags"),
+    (24, "<I", 1 << 30, "truncated"),
+    (28, "<I", 1 << 20, "node count"),
+    (80 + 12, "<I", 1 << 16, "impossible"),            # first conv record: output channels (dims ok, shape wrong)
+    (80 + 64 + 12, "<I", 0xFFFFFFFF, "out of range"),  # conv output dim overflow
+    (80 + 64 + 4, "<I", 5, "earlier nodes"),
+])
+def test_clear_errors(small_file, off, fmt, val, msg):
+    from slt_deploy.runtime.packed_c import c_validate
+
+    b = _patch(small_file, off, fmt, val) if off >= 8 else bytes(b"XXXX") + small_file[4:]
+    with pytest.raises(SltError, match=msg):
+        PF.decode(b)
+    assert c_validate(b)[0] != 0
+
+
+def test_checksum_and_missing_file(small_file, tmp_path):
+    b = bytearray(small_file)
+    b[-1] ^= 1
+    with pytest.raises(SltError, match="checksum"):
+        PF.decode(bytes(b))
+    from slt_deploy.runtime.packed_io import read_file
+
+    with pytest.raises(SltError, match="does not exist"):
+        read_file(str(tmp_path / "nope.slt"))
+
+
+def test_delta_symbols_roundtrip():
+    rng = np.random.default_rng(1)
+    for n, k in [(1, 1), (50, 0), (1000, 7), (4096, 4000), (100000, 30)]:
+        pos = np.sort(rng.choice(n, k, replace=False)) if k else np.zeros(0, np.int64)
+        for b in (1, 3, 8, 16):
+            syms = PF.delta_symbols(pos, b)
+            assert len(syms) * b == PF.delta_cost(pos, b)
+            back = PF.unpack_symbols(PF.pack_symbols(syms, b), len(syms), b) if len(syms) else syms
+            assert np.array_equal(back, syms)
