@@ -19,3 +19,4 @@ bench-train: setup
 
 clean:
 	rm -rf runs out .pytest_cache
+bench-ros2: setup ; $(PY) bench/ros2.py $(BENCH_ROS2_ARGS)  # ROS 2 node latency/FPS, reference vs artifacts (issue 9)

@@ -3,8 +3,6 @@ source run as their own processes; this process listens (and publishes the malfo
 
 Each run uses its own ROS_DOMAIN_ID, localhost-only discovery and topic names with the pid, so parallel runs do not
 talk to each other. Every wait is bounded."""
-import copy
-import hashlib
 import json
 import os
 import re
@@ -28,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "ros2")
 PID = os.getpid()
 DOMAIN = str(1 + PID % 200)
-N_FRAMES = 120
+N_FRAMES = 100
 
 
 def ros_env():
@@ -36,39 +34,6 @@ def ros_env():
     env.update(ROS_DOMAIN_ID=DOMAIN, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_LOGGING_BUFFERED_STREAM="0",
                PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join([EXAMPLE, ROOT, env.get("PYTHONPATH", "")]))
     return env
-
-
-def small_fmnist_checkpoint(out_dir):
-    """A small MultiSp transformer (fmnist-spikformer recipe, narrower) trained briefly on part of Fashion-MNIST;
-    cached under runs/ by recipe hash so repeated runs skip training."""
-    import torch
-
-    from slt_deploy.checkpoint import save
-    from slt_deploy.data import Dataset, Split, load_fmnist
-    from slt_deploy.train import train
-    from slt_deploy.zoo import build_model, load_recipe
-
-    r = copy.deepcopy(load_recipe("fmnist-spikformer"))
-    r["name"] = "fmnist-spikformer-ros-test"
-    r["arch"].update(stem_channels=[8, 16], dim=32, heads=2, depth=1)
-    r["train"].update(lr=0.01, batch_size=64)
-    key = hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:12]
-    cached = os.path.join(ROOT, "runs", f"ros2-test-model-{key}")
-    if os.path.exists(os.path.join(cached, "model.json")):
-        return cached
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        d = load_fmnist()
-        d = Dataset(d.name, Split(d.train.x[:3000], d.train.y[:3000]), Split(d.val.x[:10], d.val.y[:10]), d.test,
-                    d.labels, d.input_max)
-        m = build_model(r)
-        train(m, d, r["train"], epochs=1, progress=False)
-        save(m, cached, labels=d.labels)
-    finally:
-        torch.set_num_threads(threads)
-    return cached
 
 
 @pytest.fixture(scope="module")
@@ -79,20 +44,49 @@ def model():
     from slt_deploy.data import FMNIST_DIR
     if not os.path.exists(os.path.join(FMNIST_DIR, "t10k-images-idx3-ubyte.gz")):
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
-    return small_fmnist_checkpoint(os.path.join(ROOT, "runs"))
+    sys.path.insert(0, EXAMPLE)
+    from slt_ros2.quick_model import NARROW, quick_checkpoint
+    return quick_checkpoint(os.path.join(ROOT, "runs"), NARROW, name="ros2-test-fmnist-spikformer")
 
 
 @pytest.fixture(scope="module")
-def offline(model):
-    """Predictions of the same artifact on the same test images, without ROS."""
+def offline():
+    """-> f(artifact path) = (predictions, labels) of that artifact's own runtime on the same test images, no ROS."""
     from slt_deploy.data import FMNIST_DIR, FMNIST_FILES, read_idx
     from slt_deploy.runtime import load_runner
 
     x = read_idx(FMNIST_DIR, FMNIST_FILES["test"][0])[:N_FRAMES].astype(np.float32)[:, None]
     y = read_idx(FMNIST_DIR, FMNIST_FILES["test"][1])[:N_FRAMES].astype(np.int64)
-    r = load_runner(model)
-    pred = np.concatenate([r.predict(x[i:i + 40]).argmax(1) for i in range(0, len(x), 40)])
-    return pred, y
+    cache = {}
+
+    def run(path):
+        if path not in cache:
+            r = load_runner(path)
+            cache[path] = np.concatenate([r.predict(x[i:i + 25]).argmax(1) for i in range(0, len(x), 25)])
+        return cache[path], y
+    return run
+
+
+@pytest.fixture(scope="module")
+def artifacts(model, tmp_path_factory):
+    """backend -> model path: the checkpoint (torch) and whatever artifact targets exist and export."""
+    out = {"torch": model}
+    d = tmp_path_factory.mktemp("artifacts")
+    try:
+        from slt_deploy.backends import all_targets
+        from slt_deploy.export import export
+        targets = all_targets()
+    except Exception as e:  # noqa: BLE001 - the export layer is not there yet
+        return {**out, "_skipped": str(e)}
+    for name in ("onnx", "packed"):
+        if name in targets:
+            path = str(d / f"model{targets[name].suffix}")
+            try:
+                export(model, name, path)
+                out[name] = path
+            except Exception as e:  # noqa: BLE001
+                out[f"_{name}"] = f"{type(e).__name__}: {e}"
+    return out
 
 
 class Listener:
@@ -198,17 +192,23 @@ def start_node(ros, model, tmp_path, name, **params):
     topics = {"image_topic": f"/t{PID}/{name}/image", "result_topic": f"/t{PID}/{name}/result",
               "diagnostics_topic": f"/t{PID}/{name}/diagnostics"}
     sub, _ = ros.listen(topics["result_topic"], topics["diagnostics_topic"])
-    node = Proc("slt_ros2.perception_node", {"model": model, "backend": "torch", "diagnostics_period": 0.5,
-                                             **topics, **params}, tmp_path / f"{name}_node.log")
+    params = {"model": model, "backend": "torch", "diagnostics_period": 0.5, **topics, **params}
+    node = Proc("slt_ros2.perception_node", params, tmp_path / f"{name}_node.log")
     # ready = the node subscribes to images (after loading and warming up its model) and we receive its results
     wait_for(lambda: ros.node.count_subscribers(topics["image_topic"]) >= 1 and sub.get_publisher_count() >= 1,
              60, "the perception node to come up", node.p)
     return node, topics
 
 
-def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, offline, tmp_path):
-    pred, y = offline
-    node, topics = start_node(ros, model, tmp_path, "acc", qos="reliable", qos_depth=N_FRAMES,
+@pytest.mark.parametrize("backend", ["torch", "onnx", "packed"])
+def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, artifacts, offline, tmp_path, backend):
+    """N Fashion-MNIST test images replayed as 640x480 camera frames: N results, each equal to the offline
+    prediction of the PyTorch reference on the same image (the artifacts are exact ports), same accuracy."""
+    if backend not in artifacts:
+        pytest.skip(f"no {backend} artifact: {artifacts.get('_' + backend, 'target not registered')}")
+    pred, y = offline(artifacts[backend])
+    node, topics = start_node(ros, artifacts[backend], tmp_path, f"acc_{backend}", backend=backend,
+                              energy_checkpoint=model, qos="reliable", qos_depth=N_FRAMES,
                               interpolation="nearest", crop="center")
     try:
         cam = Proc("slt_ros2.camera_node", {"source": "fmnist", "count": N_FRAMES, "rate": 60.0, "width": 640,
@@ -225,7 +225,8 @@ def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, offline, t
         assert lab == [int(y[i]) for i in idx], "camera labels are the dataset's"
         got = np.array([r["class_id"] for r in res])
         ros_acc, off_acc = float((got == np.array(lab)).mean()), float((pred[idx] == y[idx]).mean())
-        print(f"accuracy through ROS {ros_acc:.4f} = offline {off_acc:.4f} on {N_FRAMES} Fashion-MNIST test images")
+        print(f"{backend}: accuracy through ROS {ros_acc:.4f} = offline {off_acc:.4f} on {N_FRAMES} Fashion-MNIST "
+              f"test images; node latency p50 {np.median([r['latency_ms'] for r in res]):.1f} ms")
         assert np.array_equal(got, pred[idx]), "every prediction through ROS equals the offline one"
         assert ros_acc == off_acc
         assert all(r["latency_ms"] is not None and r["latency_ms"] >= 0 for r in res)
