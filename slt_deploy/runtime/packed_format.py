@@ -619,3 +619,42 @@ def check_graph(graph) -> list[str]:
         if isinstance(node, nir.IF):
             out.append(f"{n}: nir.IF is not produced by slt-deploy; use LIF with beta = 1")
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# size accounting (bench/packed.py, demo)
+
+def log2_binom(n: int, k: int) -> float:
+    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2)
+
+
+def size_report(model: PackedModel, data: bytes | None = None) -> dict:
+    """File bytes vs fp32 dense vs the information bound. Bound = sum over synaptic layers of log2 C(n, k) bits
+    (which weights are kept) + k bits (binary: one sign each) or 32 k bits (float values), + the header: every
+    byte of the file that is not a weight stream (header, node table, scale/bias, names, labels, patch index)."""
+    data = encode(model) if data is None else data
+    weight_bits = stream_bytes = dense = 0.0
+    per_layer = []
+    for idx, nd in enumerate(model.nodes):
+        if nd.op not in ("conv", "affine"):
+            continue
+        mat = to_packing(np.asarray(nd.weight, np.float32))
+        n, k = mat.size, int((mat != 0).sum())
+        enc, b, cost = choose_mask_encoding(np.flatnonzero(mat.reshape(-1) != 0), n) if nd.mask_enc is None else \
+            (nd.mask_enc, nd.delta_bits, None)
+        bound = log2_binom(n, k) + k * (1 if nd.binary else 32)
+        vals_bytes = pad4((k + 7) // 8) if nd.binary else 4 * k
+        if cost is None:
+            cost = n if enc == MASK_BITMAP else delta_cost(np.flatnonzero(mat.reshape(-1) != 0), b)
+        mask_bytes = pad4((int(cost) + 7) // 8)
+        weight_bits += bound
+        stream_bytes += mask_bytes + vals_bytes
+        dense += 4 * (n + mat.shape[1])
+        per_layer.append({"name": nd.name or f"node{idx}:{nd.op}", "n": n, "kept": k, "binary": nd.binary,
+                          "mask": "bitmap" if enc == MASK_BITMAP else f"delta{b}", "stream_bytes": mask_bytes + vals_bytes,
+                          "bound_bytes": bound / 8})
+    header = len(data) - stream_bytes
+    bound_bytes = weight_bits / 8 + header
+    return {"file_bytes": len(data), "fp32_dense_bytes": int(dense), "bound_bytes": bound_bytes,
+            "header_bytes": int(header), "ratio_to_bound": len(data) / bound_bytes,
+            "weights_ratio_to_bound": stream_bytes / max(1e-9, weight_bits / 8), "layers": per_layer}
