@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 SETUP := scripts/setup_env.sh
 
-.PHONY: setup demo test bench bench-train clean
+.PHONY: setup demo test bench bench-train bench-tickets clean
 setup:
 	@bash $(SETUP)
 
@@ -12,10 +12,15 @@ demo: setup
 test: setup
 	$(PY) -m pytest tests
 
-bench: bench-train
+bench: bench-train bench-tickets
 
 bench-train: setup
 	$(PY) bench/train_fmnist.py
+
+# lottery tickets on Fashion-MNIST (IMP, Early-Bird, binarized, random, multi-prize, MultiSp); <= 90 min on 2 cores.
+# BENCH_TICKETS_ARGS=--quick for the reduced run (~10 min), --ship to copy the tickets to models/tickets/
+bench-tickets: setup
+	$(PY) bench/tickets_fmnist.py $(BENCH_TICKETS_ARGS)
 
 clean:
 	rm -rf runs out .pytest_cache

@@ -9,7 +9,8 @@ from ..tickets import METHODS, TicketConfig, find_ticket
 @click.option("--sparsity", "-s", required=True, type=float,
               help="target fraction of pruned weights (multisp: ConvPEP connection sparsity)")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="ticket checkpoint folder to write")
-@click.option("--scope", type=click.Choice(["global", "layer"]), default="global", help="magnitude pruning scope")
+@click.option("--scope", type=click.Choice(["global", "global-raw", "layer"]), default="global",
+              help="magnitude pruning scope (global: |w| / layer rms; global-raw: |w|; layer: per layer)")
 @click.option("--prune-fraction", type=float, default=0.25, show_default=True, help="IMP: pruned per round")
 @click.option("--rounds", type=int, default=None, help="IMP: rounds (default: enough to reach --sparsity)")
 @click.option("--rewind-epoch", type=int, default=1, show_default=True, help="IMP/random: late-rewinding epoch k")

@@ -24,14 +24,15 @@ from ..errors import SltError
 from ..nn import synapses
 from ..train import evaluate, train
 from . import activity
-from .masks import check_sparsity, layer_stats, sparsity
+from .masks import SCOPES, check_sparsity, layer_stats, sparsity
 
 
 @dataclass
 class TicketConfig:
     method: str
     sparsity: float                      # target fraction of pruned weights (over the layers the method prunes)
-    scope: str = "global"                # magnitude pruning over all layers ("global") or per layer ("layer")
+    scope: str = "global"                # magnitude pruning over all layers ("global": |w|/layer rms,
+    #                                      "global-raw": |w|) or per layer ("layer")
     prune_fraction: float = 0.25         # IMP: fraction of the remaining weights removed per round
     rounds: int | None = None            # IMP: rounds (default: as many as the target needs)
     rewind_epoch: int = 1                # IMP / random: late-rewinding point k (epochs of the dense schedule)
@@ -52,8 +53,8 @@ class TicketConfig:
     def validate(self):
         self.sparsity = check_sparsity(self.sparsity)
         self.patch_sparsity = check_sparsity(self.patch_sparsity, "patch sparsity")
-        if self.scope not in ("global", "layer"):
-            raise SltError(f"pruning scope {self.scope!r} unknown", "use 'global' or 'layer'")
+        if self.scope not in SCOPES:
+            raise SltError(f"pruning scope {self.scope!r} unknown", f"use one of {', '.join(SCOPES)}")
         if self.q < 2:
             raise SltError(f"Early-Bird window q={self.q} is too small", "use q >= 2 (default 5)")
         if not self.tau > 0:

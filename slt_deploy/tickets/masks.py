@@ -74,21 +74,39 @@ def _n_prune(n: int, s: float) -> int:
     return min(n, int(round(s * n)))
 
 
+SCOPES = ("global", "global-raw", "layer")
+
+
 @torch.no_grad()
 def magnitude_masks(layers, s: float, scope: str = "global") -> dict:
     """Keep the largest |w| among the currently kept weights so that a fraction `s` of all weights is pruned:
-    over all layers together ("global") or in each layer ("layer"). Exact counts (top-k, no thresholds), so the
-    measured sparsity equals the target within one weight (per layer for "layer", overall for "global")."""
-    if scope not in ("global", "layer"):
-        raise SltError(f"pruning scope {scope!r} unknown", "use 'global' or 'layer'")
-    scores = {n: torch.where(m.mask > 0, m.weight.detach().abs(), torch.full_like(m.weight, -1.0))
-              for n, m in layers}
+    over all layers together ("global", "global-raw") or in each layer ("layer"). Exact counts (top-k, no
+    thresholds), so the measured sparsity equals the target within one weight (per layer for "layer", overall for
+    the global scopes).
+    "global" ranks |w| / rms(kept w of its layer): a layer followed by batch norm is invariant to the scale of its
+    weights, so raw magnitudes are not comparable across layers (raw global pruning empties whole layers of small
+    nets at 90%); "global-raw" ranks the raw |w| (Kim et al.). In both global scopes every output unit keeps at
+    least its largest weight (no layer collapse at extreme sparsity); the total count stays exact."""
+    if scope not in SCOPES:
+        raise SltError(f"pruning scope {scope!r} unknown", f"use one of {', '.join(SCOPES)}")
+    scores = {}
+    for n, m in layers:
+        w = m.weight.detach().abs()
+        if scope == "global":
+            kept_w = w[m.mask > 0]
+            w = w / kept_w.pow(2).mean().sqrt().clamp_min(1e-12) if kept_w.numel() else w
+        scores[n] = torch.where(m.mask > 0, w, torch.full_like(w, -1.0))
     out = {}
     if scope == "layer":
         for n, sc in scores.items():
             keep = sc.numel() - _n_prune(sc.numel(), s)
             out[n] = _topk_mask(sc.flatten(), keep).view_as(sc)
         return out
+    for n, sc in scores.items():  # no layer collapse: every output unit that has a weight keeps its best one
+        rows = sc.view(sc.shape[0], -1)
+        best = rows.argmax(1)
+        has = rows.max(1).values >= 0
+        rows[torch.arange(rows.shape[0])[has], best[has]] = float("inf")
     flat = torch.cat([sc.flatten() for sc in scores.values()])
     keep = flat.numel() - _n_prune(flat.numel(), s)
     mflat = _topk_mask(flat, keep)
