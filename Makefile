@@ -25,3 +25,10 @@ bench-tickets: setup
 clean:
 	rm -rf runs out .pytest_cache
 bench-ros2: setup ; $(PY) bench/ros2.py $(BENCH_ROS2_ARGS)  # ROS 2 node latency/FPS, reference vs artifacts (issue 9)
+
+.PHONY: fuzz bench-packed
+fuzz: setup
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash fuzz/run_fuzz.sh
+
+bench-packed: setup
+	$(PY) bench/packed.py

@@ -125,6 +125,13 @@ static int region(const parse_ctx *c, uint32_t off, uint64_t size, int align) {
     return 1;
 }
 
+static void copy_node(slt_node *d, const slt_node *src) {
+    const uint8_t *a = (const uint8_t *)src;
+    uint8_t *b = (uint8_t *)d;
+    size_t i;
+    for (i = 0; i < sizeof(slt_node); i++) b[i] = a[i];
+}
+
 static int same_shape(const slt_node *a, const slt_node *b) {
     return a->rank == b->rank && a->d[0] == b->d[0] && a->d[1] == b->d[1] && a->d[2] == b->d[2];
 }
@@ -173,8 +180,9 @@ static int check_stream(slt_node *n, uint32_t *rowtab, const uint8_t *scale) {
             pos += s;                 /* the kept flat position */
             if (pos >= total) return SLT_E_STREAM;
             if (kidx >= n->kept) return SLT_E_STREAM;
-            if (scale && (rd32(scale + 4u * (uint32_t)(pos % n->cols)) & 0x7FFFFFFFu) == 0) return SLT_E_VALUE;
-            while (next_row < n->rows && (uint64_t)next_row * n->cols <= pos) {
+            /* pos < total <= 2^26: 32-bit arithmetic from here (no 64-bit division on small cores) */
+            if (scale && (rd32(scale + 4u * ((uint32_t)pos % n->cols)) & 0x7FFFFFFFu) == 0) return SLT_E_VALUE;
+            while (next_row < n->rows && next_row * n->cols <= (uint32_t)pos) {
                 if (rowtab) {
                     rowtab[3u * next_row] = (uint32_t)st_bit;
                     rowtab[3u * next_row + 1] = (uint32_t)st_pos;
@@ -298,7 +306,7 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
             if (nd.op != OP_ATTN)
                 for (k = 1; k < nd.n_in; k++)
                     if (!same_shape(&ins[k], &ins[0])) return SLT_E_SHAPE;
-            if (nd.n_in) x = ins[0];
+            if (nd.n_in) copy_node(&x, &ins[0]);
             else for (k = 0; k < sizeof(x); k++) ((uint8_t *)&x)[k] = 0;
             if (nd.op == OP_ATTN) {
                 for (k = 0; k < 3; k++)
@@ -325,8 +333,9 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
                     return SLT_E_SHAPE;
                 if ((uint64_t)nd.ih + 2u * nd.pd < nd.k || (uint64_t)nd.iw + 2u * nd.pd < nd.k || nd.rank != 3)
                     return SLT_E_SHAPE;
-                if (!shape_is(&nd, 3, nd.d[0], ((uint64_t)nd.ih + 2u * nd.pd - nd.k) / nd.st + 1u,
-                              ((uint64_t)nd.iw + 2u * nd.pd - nd.k) / nd.st + 1u))
+                /* ih, iw <= 2^16 and pd <= 255 here: 32-bit arithmetic is exact */
+                if (!shape_is(&nd, 3, nd.d[0], (nd.ih + 2u * nd.pd - nd.k) / nd.st + 1u,
+                              (nd.iw + 2u * nd.pd - nd.k) / nd.st + 1u))
                     return SLT_E_SHAPE;
                 o = nd.d[0];
                 nd.rows = nd.ci * nd.k * nd.k;   /* ci <= 2^16, k <= 255: fits */
@@ -439,7 +448,7 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
         /* buffers: every node but input/output owns an output buffer; LIF also its membrane state */
         if (nd.op != OP_INPUT && nd.op != OP_OUTPUT) nd.out = (float *)take(c, sizeof(float) * (size_t)nd.size);
         if (nd.op == OP_LIF) nd.v = (float *)take(c, sizeof(float) * (size_t)nd.size);
-        if (c->arena) nodes[i] = nd;
+        if (c->arena) copy_node(&nodes[i], &nd);
     }
     if (!region(c, rd32(file + 48), rd32(file + 52), 0)) return SLT_E_SECTION;
     if (!region(c, rd32(file + 56), rd32(file + 60), 0)) return SLT_E_SECTION;
