@@ -262,6 +262,28 @@ def test_latency_and_throughput_on_fake_clock():
     assert thr["frames_per_s"] == pytest.approx(16 * 4 / 2.0) and thr["ms_per_batch_p50"] == pytest.approx(500)
 
 
+def test_interleaved_rounds_on_fake_clock():
+    clock = FakeClock()
+    order = []
+
+    class R:
+        def __init__(self, name, ms):
+            self.name, self.ms = name, ms
+
+        def predict(self, x):
+            order.append(self.name)
+            clock.t += self.ms * 1e-3
+            return np.zeros((len(x), 10))
+
+    imgs = np.zeros((3, 1, 8, 8), np.float32)
+    res = L.measure_latency_interleaved({"a": R("a", 2), "b": R("b", 5)}, imgs, frames=10, warmup=2, rounds=3,
+                                        clock=clock)
+    # warm-up per runner, then chunks of 4, 3, 3 frames alternating a, b
+    assert order == ["a"] * 2 + ["b"] * 2 + ["a"] * 4 + ["b"] * 4 + ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3
+    assert res["a"]["n"] == res["b"]["n"] == 10 and res["a"]["rounds"] == 3
+    assert res["a"]["p50_ms"] == pytest.approx(2) and res["b"]["p99_ms"] == pytest.approx(5)
+
+
 def test_power_counters_absent_says_why(tmp_path):
     c = L.EnergyCounters(powercap_root=str(tmp_path))
     d = c.describe()

@@ -15,6 +15,8 @@ from ..errors import SltError
 @click.option("--limit", type=int, default=200, show_default=True, help="test frames for activity and accuracy")
 @click.option("--frames", type=int, default=100, show_default=True, help="timed batch-1 frames per runner")
 @click.option("--warmup", type=int, default=5, show_default=True, help="untimed frames before timing")
+@click.option("--rounds", type=int, default=5, show_default=True,
+              help="batch-1 frames are timed in this many rounds interleaved over all runners")
 @click.option("--batch", type=int, default=64, show_default=True, help="batch size of the throughput measurement")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads while measuring (batch-1 latency of small SNNs is best on one; 0 = torch default)")
@@ -24,7 +26,7 @@ from ..errors import SltError
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="also write the JSON report here")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="write a Markdown report")
 @click.option("--plots", type=click.Path(file_okay=False), default=None, help="write PNG plots into this folder")
-def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, batch, threads, hardware, as_json,
+def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, rounds, batch, threads, hardware, as_json,
             json_out, markdown, plots):
     """Measure CKPT (the PyTorch reference) and ARTIFACTS of the same model on this device (latency, throughput,
     memory, power counters), count synaptic ops vs dense MACs on real data, and model energy for the hardware
@@ -32,7 +34,7 @@ def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, bat
     from ..profile import report
     from ..profile.run import profile
 
-    for name, v in (("--frames", frames), ("--batch", batch), ("--limit", limit)):
+    for name, v in (("--frames", frames), ("--batch", batch), ("--limit", limit), ("--rounds", rounds)):
         if v < 1:
             raise SltError(f"{name} must be at least 1 (got {v})")
     if threads < 0:
@@ -42,7 +44,7 @@ def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, bat
     arts = list(dict.fromkeys([*artifacts, *compare]))
     log = (lambda s: None) if as_json else (lambda s: click.echo(f"  {s}", err=True))
     rep = profile(ckpt, arts, data=data, limit=limit, frames=frames, warmup=warmup, batch=batch, hardware=hardware,
-                  data_dir=data_dir, log=log, threads=threads or None)
+                  data_dir=data_dir, log=log, threads=threads or None, rounds=rounds)
     if json_out:
         report.write_json(rep, json_out)
     if markdown:

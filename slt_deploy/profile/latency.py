@@ -79,6 +79,43 @@ def measure_latency(runner, images: np.ndarray, frames: int = 100, warmup: int =
     return res
 
 
+def measure_latency_interleaved(runners: dict, images: np.ndarray, frames: int = 100, warmup: int = 5,
+                                rounds: int = 5, clock: Clock = time.perf_counter, energy=None) -> dict:
+    """Batch-1 latency of several runners {name: runner}, measured in `rounds` interleaved rounds (runner A's
+    chunk, B's chunk, ..., then again) so that load from other processes hits every runner alike and the ratios
+    stay meaningful on a shared machine. Each runner gets `warmup` untimed frames first and `frames` timed frames
+    in total (the last chunk takes the remainder). -> {name: measure_latency-style result}."""
+    n = len(images)
+    x = np.ascontiguousarray(images, dtype=np.float32)
+    rounds = max(1, min(rounds, frames))
+    chunks = [frames // rounds + (1 if r < frames % rounds else 0) for r in range(rounds)]
+    samples = {k: [] for k in runners}
+    joules = {k: {} for k in runners}
+    done = {k: 0 for k in runners}
+    for k, r in runners.items():
+        for i in range(max(0, warmup)):
+            r.predict(x[i % n: i % n + 1])
+    for c in chunks:
+        for k, r in runners.items():
+            start = done[k]
+            call = lambda i, r=r, start=start: r.predict(x[(start + i) % n: (start + i) % n + 1])  # noqa: E731
+            e0 = energy.read() if energy is not None and energy.available else None
+            samples[k] += time_calls(call, c, warmup=0, clock=clock)
+            if e0 is not None:
+                for dom, j in energy.delta(e0, energy.read()).items():
+                    joules[k][dom] = joules[k].get(dom, 0.0) + j
+            done[k] += c
+    out = {}
+    for k in runners:
+        res = summarize(samples[k])
+        res["samples_ms"] = [1e3 * s for s in samples[k]]
+        res["rounds"] = rounds
+        if joules[k]:
+            res["energy_per_frame_j"] = {d: j / frames for d, j in joules[k].items()}
+        out[k] = res
+    return out
+
+
 def measure_throughput(runner, images: np.ndarray, batch: int = 64, repeats: int = 3, warmup: int = 1,
                        clock: Clock = time.perf_counter) -> dict:
     """Frames per second of runner.predict at batch size `batch` (images tiled if fewer than `batch`)."""

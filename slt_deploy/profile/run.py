@@ -47,26 +47,24 @@ def _accuracy(runner, x, y, batch=64) -> float:
     return float(100.0 * np.mean(pred == y))
 
 
-def measure_runner(name, path, load, x, y, frames=100, warmup=5, batch=64, repeats=3, clock=time.perf_counter,
-                   counters=None) -> dict:
-    """Load a runner (inside the peak-memory window) and measure it; -> one 'runners' entry of the report."""
+def load_and_measure_memory(name, path, load, x, batch=64, clock=time.perf_counter) -> dict:
+    """Load a runner inside a peak-memory window that also covers one batch of inference."""
     with L.PeakMemory() as mem:
         t0 = clock()
         runner = load()
         load_s = clock() - t0
-        lat = L.measure_latency(runner, x, frames=frames, warmup=warmup, clock=clock, energy=counters)
-        thr = L.measure_throughput(runner, x, batch=batch, repeats=repeats, clock=clock)
-    acc = _accuracy(runner, x, y, batch)
-    return {"name": name, "path": path, "target": _target_of(path), "load_s": load_s, "latency": lat,
-            "throughput": thr, "memory": mem.result(), "accuracy": acc, "meta": dict(runner.meta)}
+        runner.predict(np.ascontiguousarray(x[:batch], dtype=np.float32))
+    return {"name": name, "path": path, "target": _target_of(path), "load_s": load_s, "memory": mem.result(),
+            "meta": dict(runner.meta), "_runner": runner}
 
 
 def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frames: int = 100, warmup: int = 5,
             batch: int = 64, repeats: int = 3, hardware=None, data_dir=None, clock=time.perf_counter,
-            log=None, threads: int | None = None, skip_errors: bool = False) -> dict:
+            log=None, threads: int | None = None, skip_errors: bool = False, rounds: int = 5) -> dict:
     """Profile checkpoint folder `ckpt` (the reference) and `artifacts` of the same model. -> report dict.
     `threads`: torch intra-op threads during the measurement (None: leave as is). `skip_errors`: an artifact that
-    cannot be loaded or run is listed under measured.skipped instead of failing the whole profile."""
+    cannot be loaded or run is listed under measured.skipped instead of failing the whole profile. Batch-1 latency
+    is measured in `rounds` interleaved rounds over all runners (fair ratios on a shared machine)."""
     from ..data import load_dataset
     from ..export import lower
     from ..runtime import load_runner
@@ -91,7 +89,12 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
         try:
             if not os.path.exists(p):
                 raise SltError(f"artifact {p} does not exist", "pass files written by 'slt-deploy export'")
-            arts.append((f"{_target_of(p)}:{os.path.basename(os.path.normpath(p))}", p))
+            label = f"{_target_of(p)}:{os.path.basename(os.path.normpath(p))}"
+            used = [a for a, _ in arts]
+            k = 2
+            while label in used:  # same target and file name from different folders
+                label, k = f"{label.split('#')[0]}#{k}", k + 1
+            arts.append((label, p))
         except SltError as e:
             if not skip_errors:
                 raise
@@ -99,16 +102,13 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
     log(f"activity: counting synaptic ops on {len(x)} {name} test frames")
     activity = profile_activity(graph, x, batch=batch)
     counters = L.EnergyCounters()
-    runners = []
-    log("reference (torch): measuring")
-    runners.append(measure_runner("reference (torch)", ckpt, lambda: TorchRunner(ckpt), x, y, frames, warmup, batch,
-                                  repeats, clock, counters))
+    log("reference (torch): loading")
+    runners = [load_and_measure_memory("reference (torch)", ckpt, lambda: TorchRunner(ckpt), x, batch, clock)]
     want = list(meta["input"]["shape"])
     for label, p in arts:
-        log(f"{label}: measuring")
+        log(f"{label}: loading")
         try:
-            rep = measure_runner(label, p, lambda p=p: load_runner(p), x, y, frames, warmup, batch, repeats, clock,
-                                 counters)
+            rep = load_and_measure_memory(label, p, lambda p=p: load_runner(p), x, batch, clock)
             if list(rep["meta"].get("input_shape", want)) != want:
                 raise SltError(f"artifact {p} takes input {rep['meta'].get('input_shape')}, the checkpoint {want}",
                                "compare artifacts exported from this checkpoint")
@@ -118,6 +118,15 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
             skipped.append({"path": p, "error": f"{type(e).__name__}: {e}"})
             continue
         runners.append(rep)
+    log(f"latency: {frames} batch-1 frames per runner in {min(rounds, frames)} interleaved rounds")
+    lats = L.measure_latency_interleaved({r["name"]: r["_runner"] for r in runners}, x, frames=frames, warmup=warmup,
+                                         rounds=rounds, clock=clock, energy=counters)
+    for rr in runners:
+        log(f"{rr['name']}: throughput and accuracy")
+        runner = rr.pop("_runner")
+        rr["latency"] = lats[rr["name"]]
+        rr["throughput"] = L.measure_throughput(runner, x, batch=batch, repeats=repeats, clock=clock)
+        rr["accuracy"] = _accuracy(runner, x, y, batch)
     ref = runners[0]
     for rr in runners:
         rr["vs_reference"] = {
@@ -138,7 +147,8 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
                       "encoding": meta["encoding"], "input_shape": want,
                       "weights_sha256": meta.get("weights_sha256", "")},
             "host": _host(), "data": {"dataset": name, "frames": int(len(x))},
-            "settings": {"frames": frames, "warmup": warmup, "batch": batch, "repeats": repeats},
+            "settings": {"frames": frames, "warmup": warmup, "batch": batch, "repeats": repeats,
+                         "rounds": min(rounds, frames)},
             "measured": {"power_counters": counters.describe(), "runners": runners, "skipped": skipped},
             "activity": activity, "modelled": modelled, "boards": boards}
 
