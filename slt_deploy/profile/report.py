@@ -231,9 +231,15 @@ def write_plots(rep, out_dir) -> list:
     written.append(p)
 
     fig, ax = plt.subplots(figsize=(7, 4))
+    allv = [v for r in rep["measured"]["runners"] for v in r["latency"]["samples_ms"] if v > 0]
+    lo, hi = (min(allv), max(allv)) if allv else (1e-3, 1.0)
+    bins = [lo * (hi / lo) ** (i / 40) for i in range(41)] if hi > lo else 10
     for r in rep["measured"]["runners"]:
-        ax.hist(r["latency"]["samples_ms"], bins=30, alpha=0.6, label=f"{r['name']} (p50 {r['latency']['p50_ms']:.3g} ms)")
-    ax.set_xlabel("latency per frame, batch 1 (ms)")
+        ax.hist(r["latency"]["samples_ms"], bins=bins, histtype="step", linewidth=1.5,
+                label=f"{r['name']} (p50 {r['latency']['p50_ms']:.3g}, p99 {r['latency']['p99_ms']:.3g} ms)")
+    if hi > lo:
+        ax.set_xscale("log")
+    ax.set_xlabel("latency per frame, batch 1 (ms, log scale)")
     ax.set_ylabel("frames")
     ax.set_title(f"measured latency on this host ({rep['host']['cpu'][:40]})")
     ax.legend()
