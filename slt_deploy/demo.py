@@ -25,6 +25,29 @@ def stage_train(ctx):
     click.echo(f"  {r['name']}: test accuracy {acc:.2f}% ({len(data.test.x)} samples) -> {ckpt}")
 
 
+def stage_export(ctx):
+    """Export the best model so far (the ticket if a ticket stage ran, else the dense model) to EVERY registered
+    target, verify each artifact against the PyTorch reference on the test set, record ctx["artifacts"]."""
+    from .backends import all_targets
+    from .export import export
+    from .verify import verify
+
+    src = ctx.get("ticket_dir") or ctx["dense_dir"]
+    arts = ctx.setdefault("artifacts", {})
+    for name, b in sorted(all_targets().items()):
+        out = os.path.join(ctx["out"], "artifacts", f"model.{name}" if b.suffix == "/" else "model" + b.suffix)
+        info = export(src, name, out)
+        rep = verify(src, out, limit=ctx.get("verify_limit", 360), data_dir=ctx.get("data_dir"))
+        arts[name] = out
+        ctx["results"][name] = rep
+        exact = "bit-identical" if rep["logits_bit_identical"] == 1.0 else \
+            f"{100 * rep['logits_bit_identical']:.1f}% bit-identical"
+        click.echo(f"  {name:7s} {out}: export {info['seconds']:.2f}s, {rep['samples']} samples, logits {exact}, "
+                   f"predictions {100 * rep['pred_agreement']:.2f}% agree -> {'PASS' if rep['ok'] else 'FAIL'}")
+        if not rep["ok"]:
+            raise SystemExit(f"verification of the {name} artifact failed")
+
+
 def stage_profile(ctx):
     """Last stage: measure every artifact in ctx["artifacts"] ({target: path}) beside the reference, count synaptic
     ops, model energy per targets/energy/*.yaml, print the comparison table (slt_deploy.profile.run.demo_stage)."""
@@ -50,7 +73,7 @@ def stage_ticket(ctx):
 
 
 # The demo's stages, in order. Later issues append: tickets, exports per target, verification, profiling.
-STAGES = [("train", stage_train), ("ticket", stage_ticket), ("profile", stage_profile)]
+STAGES = [("train", stage_train), ("ticket", stage_ticket), ("export", stage_export), ("profile", stage_profile)]
 
 
 def run_demo(out: str, recipe: str = "digits-tiny", data_dir=None, only=None):
