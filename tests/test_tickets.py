@@ -246,3 +246,16 @@ def test_cli_missing_checkpoint(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["ticket", str(tmp_path / "none"), "--method", "imp", "--sparsity", "0.5", "--out", str(tmp_path / "t")])
     assert e.value.code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_cli_imp_writes_rounds_summary_and_plot(dense, tmp_path, capsys):
+    out = tmp_path / "imp"
+    main(["ticket", dense[1], "--method", "imp", "--sparsity", "0.5", "--rounds", "2", "--epochs", "1", "--quiet",
+          "--out", str(out)])
+    assert "imp ticket: sparsity 50.0" in capsys.readouterr().out
+    assert sorted(os.listdir(out / "rounds")) == ["round_01", "round_02"]
+    rows = json.load(open(out / "summary.json"))
+    assert [r["round"] for r in rows] == [0, 1, 2] and all("seconds" in r and "test_acc" in r for r in rows)
+    assert (out / "summary.csv").read_text().startswith("round,")
+    assert (out / "sparsity_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    assert load(str(out / "rounds" / "round_01"))[1]["ticket"]["round"] == 1
