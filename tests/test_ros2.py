@@ -278,11 +278,16 @@ def test_malformed_frames_are_logged_and_node_keeps_running(ros, sensor_node):
     frames = [(_frame(64, 48, "mono8"), True)]
     for i, b in enumerate(bad):
         frames += [(b, False), (_frame(80, 60, ("rgb8", "bgr8")[i % 2], value=40 * i), True)]
-    for m, _ in frames:
+    sent_good = 0
+    for m, good in frames:
         m.header.stamp = ros.node.get_clock().now().to_msg()
         pub.publish(m)
-        time.sleep(0.12)  # slower than inference: keep-last-1 must not drop these
-    sent_good = sum(good for _, good in frames)
+        if good:  # one frame at a time: keep-last-1 must not drop these
+            sent_good += 1
+            wait_for(lambda: len(ros.get(topics["result_topic"])) - n0 >= sent_good, 15, "the good frame's result",
+                     node.p)
+        else:
+            time.sleep(0.05)
     wait_for(lambda: len(ros.get(topics["result_topic"])) - n0 >= sent_good, 20, f"{sent_good} results")
     wait_for(lambda: int(ros.last_diag(topics["diagnostics_topic"]).get("frames_malformed", 0)) >= len(bad), 10,
              "diagnostics counting the malformed frames")

@@ -90,14 +90,13 @@ class EnergyModel:
     Needs the checkpoint folder (the model itself for backend torch, else parameter energy_checkpoint)."""
 
     def __init__(self, ckpt: str, hardware: str, frames: int):
-        from slt_deploy.export import lower
         from slt_deploy.profile.energy import load_hardware
 
         self.hw = load_hardware(hardware)[0]
         if self.hw["model"] == "board":
             raise SltError(f"energy_hardware {hardware!r} is a board profile (latency x power)",
                            "pick an op-level profile such as loihi2 or asic45nm")
-        _, _, self.graph = lower(ckpt)
+        self.ckpt, self.graph = ckpt, None  # lowered to NIR in the background thread (keeps start-up fast)
         self.frames = collections.deque(maxlen=max(1, frames))
         self.value_j = None
         self.label = "not available yet (no frames)"
@@ -106,6 +105,9 @@ class EnergyModel:
         from slt_deploy.profile.activity import profile_activity
         from slt_deploy.profile.energy import evaluate
 
+        if self.graph is None:
+            from slt_deploy.export import lower
+            _, _, self.graph = lower(self.ckpt)
         x = np.stack(list(self.frames))
         res = evaluate(self.hw, profile_activity(self.graph, x, batch=len(x)))
         self.value_j = res["energy_per_frame_j"]
