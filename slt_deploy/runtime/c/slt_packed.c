@@ -71,14 +71,13 @@ static uint32_t crc32(const uint8_t *p, size_t n) {
 static uint32_t bit_at(const uint8_t *s, uint64_t pos) { return (s[pos >> 3] >> (pos & 7u)) & 1u; }
 
 static uint32_t read_sym(const uint8_t *s, uint64_t bitpos, uint32_t b) {
-    uint32_t v = 0, i;
-    uint64_t byte = bitpos >> 3;
-    uint32_t sh = (uint32_t)(bitpos & 7u);
-    uint32_t need = (sh + b + 7u) >> 3; /* bytes touched: at most 3 for b <= 16 */
-    uint32_t acc = 0;
-    for (i = 0; i < need; i++) acc |= (uint32_t)s[byte + i] << (8u * i);
-    v = (acc >> sh) & ((1u << b) - 1u);
-    return v;
+    const uint8_t *p = s + (bitpos >> 3);
+    const uint32_t sh = (uint32_t)(bitpos & 7u);
+    const uint32_t need = (sh + b + 7u) >> 3; /* bytes touched: 1..3 for b <= 16; never past the stream */
+    uint32_t acc = p[0];
+    if (need > 1) acc |= (uint32_t)p[1] << 8;
+    if (need > 2) acc |= (uint32_t)p[2] << 16;
+    return (acc >> sh) & ((1u << b) - 1u);
 }
 
 const char *slt_error_string(int code) {
@@ -515,7 +514,10 @@ static float in_val(const slt_model *m, const slt_node *n, const float *input, u
 static uint64_t emit_row(const slt_node *n, uint32_t r, float x, float *out, uint32_t ostride, uint32_t obase) {
     const int binary = (n->flags & F_BINARY) != 0;
     const uint32_t L = n->cols;
+    float xs[2];
     uint64_t ev = 0;
+    xs[0] = -x;
+    xs[1] = x;
     if (n->enc == 0) {
         uint64_t b0 = (uint64_t)r * L;
         uint32_t kidx = n->rowtab[r], kend = n->rowtab[r + 1], j = 0;
@@ -525,7 +527,7 @@ static uint64_t emit_row(const slt_node *n, uint32_t r, float x, float *out, uin
             if (!byte) { j += 8u - (uint32_t)(p & 7u); continue; }
             if (byte & 1u) {
                 float *o = out + (size_t)j * ostride + obase;
-                if (binary) { if (bit_at(n->vals, kidx)) *o = *o + x; else *o = *o - x; }
+                if (binary) *o = *o + xs[bit_at(n->vals, kidx)];   /* sign bit 1: +x, 0: -x */
                 else *o = *o + x * rdf(n->vals + 4u * kidx);
                 kidx++;
                 ev++;
@@ -545,7 +547,7 @@ static uint64_t emit_row(const slt_node *n, uint32_t r, float x, float *out, uin
             bitpos += b;
             {
                 float *o = out + (size_t)(pos - row0) * ostride + obase;
-                if (binary) { if (bit_at(n->vals, kidx)) *o = *o + x; else *o = *o - x; }
+                if (binary) *o = *o + xs[bit_at(n->vals, kidx)];   /* sign bit 1: +x, 0: -x */
                 else *o = *o + x * rdf(n->vals + 4u * kidx);
             }
             kidx++;
@@ -556,39 +558,40 @@ static uint64_t emit_row(const slt_node *n, uint32_t r, float x, float *out, uin
     return ev;
 }
 
-static uint32_t ih_times_iw(const slt_node *n) { return n->ih * n->iw; }
-
 static void run_synapse(slt_model *m, slt_node *n, const float *input) {
     float *out = n->out;
-    uint32_t e, isz, c;
+    uint32_t e;
     const uint32_t o = n->cols;
+    const float *x0 = node_out(m, n->in[0], input);
+    const int single = n->n_in == 1;
+    uint64_t ev = 0;
     for (e = 0; e < n->size; e++) out[e] = 0.0f;
     if (n->op == OP_CONV) {
-        const uint32_t ho = n->d[1], wo = n->d[2], hw = ih_times_iw(n);
-        isz = n->ci * hw;
-        for (e = 0; e < isz; e++) {
-            float x = in_val(m, n, input, e);
-            uint32_t ci, y, xx, ky, kx;
-            if (x == 0.0f) continue;
-            ci = e / hw;
-            y = (e - ci * hw) / n->iw;
-            xx = e - ci * hw - y * n->iw;
-            for (ky = 0; ky < n->k; ky++) {
-                int32_t oyn = (int32_t)(y + n->pd) - (int32_t)ky;
-                uint32_t oy;
-                if (oyn < 0) break;
-                if ((uint32_t)oyn % n->st) continue;
-                oy = (uint32_t)oyn / n->st;
-                if (oy >= ho) continue;
-                for (kx = 0; kx < n->k; kx++) {
-                    int32_t oxn = (int32_t)(xx + n->pd) - (int32_t)kx;
-                    uint32_t ox;
-                    if (oxn < 0) break;
-                    if ((uint32_t)oxn % n->st) continue;
-                    ox = (uint32_t)oxn / n->st;
-                    if (ox >= wo) continue;
-                    m->events += emit_row(n, (ci * n->k + ky) * n->k + kx, x, out, ho * wo, oy * wo + ox);
+        const uint32_t ho = n->d[1], wo = n->d[2], k = n->k, st = n->st, pd = n->pd;
+        uint32_t ci, y, xx, ky, kx, ry, qy, rx, qx, oy, ox;
+        e = 0;
+        for (ci = 0; ci < n->ci; ci++) {
+            ry = pd % st; qy = pd / st;              /* y + pd = qy * st + ry, kept incrementally: no divisions */
+            for (y = 0; y < n->ih; y++) {
+                rx = pd % st; qx = pd / st;
+                for (xx = 0; xx < n->iw; xx++, e++) {
+                    const float x = single ? x0[e] : in_val(m, n, input, e);
+                    if (x != 0.0f) {
+                        /* kernel rows ky = ry + j*st feed output row oy = qy - j (while ky < k, oy >= 0) */
+                        for (ky = ry, oy = qy; ky < k; ky += st, oy--) {
+                            if (oy < ho) {
+                                for (kx = rx, ox = qx; kx < k; kx += st, ox--) {
+                                    if (ox < wo)
+                                        ev += emit_row(n, (ci * k + ky) * k + kx, x, out, ho * wo, oy * wo + ox);
+                                    if (ox == 0) break;
+                                }
+                            }
+                            if (oy == 0) break;
+                        }
+                    }
+                    if (++rx == st) { rx = 0; qx++; }
                 }
+                if (++ry == st) { ry = 0; qy++; }
             }
         }
     } else {
@@ -596,24 +599,36 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input) {
         uint32_t t, i;
         for (t = 0; t < ntok; t++)
             for (i = 0; i < n->din; i++) {
-                float x = in_val(m, n, input, t * n->din + i);
+                const uint32_t idx = t * n->din + i;
+                const float x = single ? x0[idx] : in_val(m, n, input, idx);
                 if (x == 0.0f) continue;
-                m->events += emit_row(n, i, x, out + (size_t)t * o, 1u, 0u);
+                ev += emit_row(n, i, x, out + (size_t)t * o, 1u, 0u);
             }
     }
+    m->events += ev;
     /* epilogue: binary y = acc * scale_c + bias_c; float y = acc + bias_c (two roundings, no FMA) */
     {
-        const uint32_t per = n->size / o;   /* conv: Ho*Wo per channel, channel-major; affine: channel fastest */
-        for (e = 0; e < n->size; e++) {
-            float y = out[e];
-            c = n->op == OP_CONV ? e / per : e % o;
-            if (n->flags & F_BINARY) {
-                y = y * rdf(n->params + 4u * c);
-                y = y + rdf(n->params + 4u * (o + c));
-            } else {
-                y = y + rdf(n->params + 4u * c);
+        const int binary = (n->flags & F_BINARY) != 0;
+        const uint8_t *bias = n->params + (binary ? 4u * o : 0u);
+        uint32_t c, j;
+        if (n->op == OP_CONV) {
+            const uint32_t per = n->d[1] * n->d[2];
+            for (c = 0; c < o; c++) {
+                const float sc = binary ? rdf(n->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
+                float *oc = out + (size_t)c * per;
+                if (binary)
+                    for (j = 0; j < per; j++) { float y = oc[j] * sc; oc[j] = y + bi; }
+                else
+                    for (j = 0; j < per; j++) oc[j] = oc[j] + bi;
             }
-            out[e] = y;
+        } else {
+            for (c = 0; c < o; c++) {
+                const float sc = binary ? rdf(n->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
+                for (j = c; j < n->size; j += o) {
+                    if (binary) { float y = out[j] * sc; out[j] = y + bi; }
+                    else out[j] = out[j] + bi;
+                }
+            }
         }
     }
 }
@@ -626,17 +641,31 @@ static void run_step(slt_model *m, const float *input, uint32_t t, float *logits
         case OP_CONV: case OP_AFFINE:
             run_synapse(m, n, input);
             break;
-        case OP_LIF:
-            for (e = 0; e < n->size; e++) {
-                float cur = in_val(m, n, input, e), v, s;
-                v = t == 0 ? cur : n->beta * n->v[e] + cur;
-                s = v > n->thr ? 1.0f : 0.0f;
-                if (s != 0.0f) v = (n->flags & F_SUBTRACT) ? v - n->thr : 0.0f;
-                n->v[e] = v;
-                n->out[e] = s;
-                if (spikes) spikes[n->spike_off + e] = (uint8_t)(s != 0.0f);
+        case OP_LIF: {
+            const float *x0 = node_out(m, n->in[0], input);
+            const float beta = n->beta, thr = n->thr;
+            const int subtract = (n->flags & F_SUBTRACT) != 0, single = n->n_in == 1;
+            float *vv = n->v, *out = n->out;
+            uint8_t *sp = spikes ? spikes + n->spike_off : 0;
+            const uint32_t size = n->size;
+            for (e = 0; e < size; e++) {
+                const float cur = single ? x0[e] : in_val(m, n, input, e);
+                float v;
+                int s;
+                if (t == 0) v = cur;
+                else { v = beta * vv[e]; v = v + cur; }
+                s = v > thr;
+                {   /* the reference's own arithmetic, branch-free: zero v*(1-s), subtract v - s*thr */
+                    const float sf = (float)s;
+                    if (subtract) { const float d = sf * thr; v = v - d; }
+                    else { const float keep = 1.0f - sf; v = v * keep; }
+                    out[e] = sf;
+                }
+                vv[e] = v;
+                if (sp) sp[e] = (uint8_t)s;
             }
             break;
+        }
         case OP_FLATTEN: case OP_ADD:
             for (e = 0; e < n->size; e++) n->out[e] = in_val(m, n, input, e);
             break;
