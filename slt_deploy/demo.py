@@ -72,8 +72,37 @@ def stage_ticket(ctx):
                f"{s['spike_rate']:.3f}; synaptic ops {100 * s['sop_ratio']:.1f}% of dense -> {out}")
 
 
+def stage_packed(ctx):
+    """Packed-bit target (docs/packed-format.md): the ticket (or dense model) as a .slt file, verified with BOTH
+    runtimes (C and numpy) on the whole test set; file bytes vs fp32 dense vs the information bound."""
+    from .export import export
+    from .runtime.packed_c import CPackedRunner
+    from .runtime.packed_format import size_report
+    from .runtime.packed_io import read_file
+    from .runtime.packed_numpy import NumpyPackedRunner
+    from .verify import verify
+
+    src = ctx.get("ticket_dir") or ctx["dense_dir"]
+    out = os.path.join(ctx["out"], "artifacts", "model.slt")
+    export(src, "packed", out)
+    s = size_report(read_file(out))
+    ctx["results"]["packed"] = {"size": {k: v for k, v in s.items() if k != "layers"}}
+    for rt in (CPackedRunner(out), NumpyPackedRunner(out)):
+        rep = verify(src, out, runner=rt, data_dir=ctx.get("data_dir"))
+        ctx["results"]["packed"][rt.runtime] = {k: rep[k] for k in ("samples", "ok", "logits_bit_identical",
+                                                                    "pred_agreement", "spike_agreement_min")}
+        click.echo(f"  packed/{rt.runtime:5s}: {rep['samples']} samples, logits "
+                   f"{100 * rep['logits_bit_identical']:.2f}% bit-identical, spikes {100 * rep['spike_agreement_min']:.2f}%"
+                   f" equal, predictions {100 * rep['pred_agreement']:.2f}% agree -> {'PASS' if rep['ok'] else 'FAIL'}"
+                   + (f" (arena {rt.arena_bytes} B)" if rt.runtime == "c" else ""))
+    click.echo(f"  {out}: {s['file_bytes']} B; fp32 dense {s['fp32_dense_bytes']} B "
+               f"({s['fp32_dense_bytes'] / s['file_bytes']:.1f}x larger); information bound {s['bound_bytes']:.0f} B "
+               f"-> {s['ratio_to_bound']:.3f}x the bound")
+
+
 # The demo's stages, in order. Later issues append: tickets, exports per target, verification, profiling.
-STAGES = [("train", stage_train), ("ticket", stage_ticket), ("export", stage_export), ("profile", stage_profile)]
+STAGES = [("train", stage_train), ("ticket", stage_ticket), ("export", stage_export), ("profile", stage_profile),
+          ("packed", stage_packed)]
 
 
 def run_demo(out: str, recipe: str = "digits-tiny", data_dir=None, only=None):
