@@ -65,12 +65,12 @@ def _is_events(x: torch.Tensor) -> bool:
     return bool(torch.all((x >= 0) & (x == torch.round(x))).item())
 
 
-def synaptic_inputs(graph: nir.NIRGraph, seq, spikes: dict) -> dict:
+def synaptic_inputs(graph: nir.NIRGraph, seq, spikes: dict, interp: Interpreter | None = None) -> dict:
     """{synaptic node: (input [T, B, ...] float tensor, from_input bool)} rebuilt from the encoded input `seq`
     [T, B, C, H, W] and `spikes` {slt.layer (or node name): [T, B, ...]} of every LIF node."""
     seq = torch.as_tensor(np.asarray(seq, np.float32))
     T, B = seq.shape[:2]
-    interp = Interpreter(graph)
+    interp = interp or Interpreter(graph)
     order = topo_order(graph)
     vals, from_in, out = {}, {}, {}
     flat = lambda a: torch.as_tensor(np.asarray(a, np.float32)).reshape(T * B, *np.shape(a)[2:])  # noqa: E731
@@ -121,6 +121,7 @@ class ActivityCounter:
         self.frames = 0
         self.syn, self.lif = {}, {}
         self._fan = {}
+        self._interp = Interpreter(graph)
 
     def _fanouts(self, n, in_shape):
         if n not in self._fan:
@@ -131,7 +132,7 @@ class ActivityCounter:
     def add(self, seq, spikes: dict):
         B = int(np.shape(seq)[1])
         self.frames += B
-        for n, (x, from_input) in synaptic_inputs(self.g, seq, spikes).items():
+        for n, (x, from_input) in synaptic_inputs(self.g, seq, spikes, self._interp).items():
             node = self.g.nodes[n]
             x = x.to(torch.float64)
             in_shape = tuple(x.shape[2:])
