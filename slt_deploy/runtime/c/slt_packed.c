@@ -26,7 +26,8 @@ typedef struct {
     /* synapse */
     uint32_t ci, ih, iw, k, st, pd, rows, cols, kept, enc, bits, nsym, ntok, din;
     const uint8_t *mask, *vals, *params;
-    uint32_t *rowtab;              /* bitmap: rows+1 kept prefixes; delta: 3 per row (bit, pos, kidx) */
+    uint32_t *rowtab;              /* rows+1 kept-count prefixes (first kept index of each row) */
+    uint16_t *colidx;              /* delta layers: the column of every kept weight, expanded at open */
     /* lif */
     float beta, thr;
     float *v;
@@ -144,7 +145,7 @@ static int shape_is(const slt_node *n, uint32_t rank, uint64_t d0, uint64_t d1, 
 }
 
 /* validate the mask / index stream, count kept weights, fill the row table if given */
-static int check_stream(slt_node *n, uint32_t *rowtab, const uint8_t *scale) {
+static int check_stream(slt_node *n, uint32_t *rowtab, uint16_t *colidx, const uint8_t *scale) {
     uint64_t total = (uint64_t)n->rows * n->cols;
     uint64_t i;
     if (n->enc == 0) {
@@ -166,7 +167,6 @@ static int check_stream(slt_node *n, uint32_t *rowtab, const uint8_t *scale) {
     } else {
         uint32_t b = n->bits, e = (1u << b) - 1u, last_w = 0;
         uint64_t nbits = (uint64_t)n->nsym * b, pos = 0, kidx = 0, bitpos = 0;
-        uint64_t st_bit = 0, st_pos = 0, st_k = 0;
         uint32_t next_row = 0;
         uint64_t nbytes = (nbits + 7u) >> 3;
         for (i = nbits; i < nbytes * 8u; i++)
@@ -181,25 +181,17 @@ static int check_stream(slt_node *n, uint32_t *rowtab, const uint8_t *scale) {
             if (kidx >= n->kept) return SLT_E_STREAM;
             /* pos < total <= 2^26: 32-bit arithmetic from here (no 64-bit division on small cores) */
             if (scale && (rd32(scale + 4u * ((uint32_t)pos % n->cols)) & 0x7FFFFFFFu) == 0) return SLT_E_VALUE;
-            while (next_row < n->rows && next_row * n->cols <= (uint32_t)pos) {
-                if (rowtab) {
-                    rowtab[3u * next_row] = (uint32_t)st_bit;
-                    rowtab[3u * next_row + 1] = (uint32_t)st_pos;
-                    rowtab[3u * next_row + 2] = (uint32_t)st_k;
-                }
+            while (next_row <= n->rows && next_row * n->cols <= (uint32_t)pos) {
+                if (rowtab) rowtab[next_row] = (uint32_t)kidx;
                 next_row++;
             }
+            if (colidx) colidx[kidx] = (uint16_t)((uint32_t)pos - (next_row - 1u) * n->cols);
             kidx++;
             pos += 1;
-            st_bit = bitpos; st_pos = pos; st_k = kidx;
         }
         if (kidx != n->kept || (n->nsym && !last_w)) return SLT_E_STREAM;
-        for (; next_row < n->rows; next_row++)
-            if (rowtab) {
-                rowtab[3u * next_row] = (uint32_t)st_bit;
-                rowtab[3u * next_row + 1] = (uint32_t)st_pos;
-                rowtab[3u * next_row + 2] = (uint32_t)st_k;
-            }
+        for (; next_row <= n->rows; next_row++)
+            if (rowtab) rowtab[next_row] = (uint32_t)kidx;
     }
     return SLT_OK;
 }
@@ -397,11 +389,12 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
                     if (!finite_bits(rd32(nd.params + 4u * q))) return SLT_E_VALUE;
             }
             {
-                uint32_t *rt = (uint32_t *)take(c, sizeof(uint32_t) * (nd.enc == 0 ? (size_t)nd.rows + 1u
-                                                                                 : 3u * (size_t)nd.rows));
-                int e = check_stream(&nd, rt, (nd.flags & F_BINARY) ? nd.params : 0);
+                uint32_t *rt = (uint32_t *)take(c, sizeof(uint32_t) * ((size_t)nd.rows + 1u));
+                uint16_t *ci = nd.enc == 1 ? (uint16_t *)take(c, sizeof(uint16_t) * (size_t)nd.kept) : 0;
+                int e = check_stream(&nd, rt, ci, (nd.flags & F_BINARY) ? nd.params : 0);
                 if (e) return e;
                 nd.rowtab = rt;
+                nd.colidx = ci;
             }
         } else if (nd.op == OP_LIF) {
             if (!same_shape(&nd, &x)) return SLT_E_SHAPE;
@@ -535,25 +528,21 @@ static uint64_t emit_row(const slt_node *n, uint32_t r, float x, float *out, uin
             j++;
         }
     } else {
-        const uint32_t b = n->bits, e = (1u << b) - 1u;
-        uint64_t bitpos = n->rowtab[3u * r], pos = n->rowtab[3u * r + 1], end = (uint64_t)(r + 1u) * L;
-        uint64_t lim = (uint64_t)n->nsym * b, row0 = (uint64_t)r * L;
-        uint32_t kidx = n->rowtab[3u * r + 2];
-        while (bitpos < lim) {
-            uint32_t s = read_sym(n->mask, bitpos, b);
-            if (s == e) { pos += e; if (pos >= end) break; bitpos += b; continue; }
-            pos += s;
-            if (pos >= end) break;
-            bitpos += b;
-            {
-                float *o = out + (size_t)(pos - row0) * ostride + obase;
-                if (binary) *o = *o + xs[bit_at(n->vals, kidx)];   /* sign bit 1: +x, 0: -x */
-                else *o = *o + x * rdf(n->vals + 4u * kidx);
+        /* delta layers were expanded at open: kept weights kidx in [rowtab[r], rowtab[r+1]), columns colidx */
+        const uint32_t k0 = n->rowtab[r], k1 = n->rowtab[r + 1];
+        const uint16_t *col = n->colidx;
+        uint32_t kidx;
+        if (binary)
+            for (kidx = k0; kidx < k1; kidx++) {
+                float *o = out + (size_t)col[kidx] * ostride + obase;
+                *o = *o + xs[bit_at(n->vals, kidx)];
             }
-            kidx++;
-            pos++;
-            ev++;
-        }
+        else
+            for (kidx = k0; kidx < k1; kidx++) {
+                float *o = out + (size_t)col[kidx] * ostride + obase;
+                *o = *o + x * rdf(n->vals + 4u * kidx);
+            }
+        ev += k1 - k0;
     }
     return ev;
 }
