@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.stamp
-want=$(cat requirements.txt pyproject.toml scripts/setup_env.sh | sha256sum | cut -d' ' -f1)
+want=$(cat requirements*.txt pyproject.toml scripts/setup_env.sh | sha256sum | cut -d" " -f1)
 
 # Debian packages: the full Fashion-MNIST set (no download is possible at run time).
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
