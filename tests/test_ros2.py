@@ -188,16 +188,21 @@ class Proc:
             self.log.close()
 
 
-def start_node(ros, model, tmp_path, name, **params):
+def start_node(ros, model, tmp_path, name, camera=None, **params):
+    """Start the node (and the camera `camera` = params, at the same time: it waits for the node's subscription)."""
     topics = {"image_topic": f"/t{PID}/{name}/image", "result_topic": f"/t{PID}/{name}/result",
               "diagnostics_topic": f"/t{PID}/{name}/diagnostics"}
     sub, _ = ros.listen(topics["result_topic"], topics["diagnostics_topic"])
     params = {"model": model, "backend": "torch", "diagnostics_period": 0.5, **topics, **params}
     node = Proc("slt_ros2.perception_node", params, tmp_path / f"{name}_node.log")
+    cam = None
+    if camera is not None:
+        cam = Proc("slt_ros2.camera_node", {"topic": topics["image_topic"], "wait_for_subscribers": 1,
+                                            "wait_timeout": 60.0, **camera}, tmp_path / f"{name}_camera.log")
     # ready = the node subscribes to images (after loading and warming up its model) and we receive its results
     wait_for(lambda: ros.node.count_subscribers(topics["image_topic"]) >= 1 and sub.get_publisher_count() >= 1,
              60, "the perception node to come up", node.p)
-    return node, topics
+    return (node, topics) if camera is None else (node, topics, cam)
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx", "packed"])
@@ -207,14 +212,12 @@ def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, artifacts,
     if backend not in artifacts:
         pytest.skip(f"no {backend} artifact: {artifacts.get('_' + backend, 'target not registered')}")
     pred, y = offline(artifacts[backend])
-    node, topics = start_node(ros, artifacts[backend], tmp_path, f"acc_{backend}", backend=backend,
-                              energy_checkpoint=model, qos="reliable", qos_depth=N_FRAMES,
-                              interpolation="nearest", crop="center")
+    camera = {"source": "fmnist", "count": N_FRAMES, "rate": 60.0, "width": 640, "height": 480, "encoding": "bgr8",
+              "qos": "reliable", "qos_depth": N_FRAMES}
+    node, topics, cam = start_node(ros, artifacts[backend], tmp_path, f"acc_{backend}", camera=camera,
+                                   backend=backend, energy_checkpoint=model, qos="reliable", qos_depth=N_FRAMES,
+                                   interpolation="nearest", crop="center")
     try:
-        cam = Proc("slt_ros2.camera_node", {"source": "fmnist", "count": N_FRAMES, "rate": 60.0, "width": 640,
-                                            "height": 480, "encoding": "bgr8", "topic": topics["image_topic"],
-                                            "qos": "reliable", "qos_depth": N_FRAMES, "wait_for_subscribers": 1},
-                   tmp_path / "acc_camera.log")
         wait_for(lambda: len(ros.get(topics["result_topic"])) >= N_FRAMES, 60, f"{N_FRAMES} results", None)
         cam_rc = cam.interrupt(10)
         res = [r for _, r in ros.get(topics["result_topic"])]
@@ -354,3 +357,21 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
         p.log.close()
     assert rc == 2
     assert "model" in p.text() and "does not exist" in p.text() and "Traceback" not in p.text()
+
+
+def test_backend_parameter_mismatches_are_clear_errors(model, tmp_path):
+    sys.path.insert(0, EXAMPLE)
+    from slt_deploy.errors import SltError
+    from slt_ros2.perception_node import load_model
+
+    with pytest.raises(SltError, match="unknown backend 'tensorrt'"):
+        load_model(model, "tensorrt")
+    f = tmp_path / "model.onnx"
+    f.write_bytes(b"not a model")
+    with pytest.raises(SltError, match="backend 'torch' runs a checkpoint folder"):
+        load_model(str(f), "torch")
+    with pytest.raises(SltError, match="export one with: slt-deploy export CHECKPOINT --target onnx"):
+        load_model(model, "onnx")
+    with pytest.raises(SltError, match="parameter 'model' is empty"):
+        load_model("", "auto")
+    assert load_model(model, "torch").meta["input_shape"] == [1, 28, 28]

@@ -40,15 +40,40 @@ def _cv2():
     return cv2
 
 
+FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def _read_idx(directory, stem):
+    """Standard idx file (.gz or not) -> uint8 array; the same files slt_deploy.data reads, without importing torch
+    (a faster camera start)."""
+    import gzip
+    for fname in (stem + ".gz", stem):
+        path = os.path.join(directory, fname)
+        if os.path.exists(path):
+            with (gzip.open(path, "rb") if fname.endswith(".gz") else open(path, "rb")) as f:
+                raw = f.read()
+            break
+    else:
+        raise SltError(f"Fashion-MNIST file {stem}[.gz] not found in {directory}",
+                       "apt-get install dataset-fashion-mnist, or set data_dir")
+    if len(raw) < 8 or raw[2] != 0x08:
+        raise SltError(f"{directory}/{stem}: not an unsigned-byte idx file", "use the original idx files")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(raw[3])]
+    n, start = int(np.prod(dims)), 4 + 4 * raw[3]
+    if len(raw) - start != n:
+        raise SltError(f"{directory}/{stem}: truncated idx file", "re-install the dataset")
+    return np.frombuffer(raw, np.uint8, count=n, offset=start).reshape(dims)
+
+
 def dataset_frames(name: str, data_dir: str, start: int, count: int):
     """-> (images float32 [N, C, h, w] raw units, labels int [N], input_max): the test split the project evaluates."""
-    from slt_deploy.data import FMNIST_DIR, FMNIST_FILES, load_digits, read_idx
     if name == "fmnist":
         d = data_dir or FMNIST_DIR
-        x = read_idx(d, FMNIST_FILES["test"][0]).astype(np.float32)[:, None]
-        y = read_idx(d, FMNIST_FILES["test"][1]).astype(np.int64)
+        x = _read_idx(d, "t10k-images-idx3-ubyte").astype(np.float32)[:, None]
+        y = _read_idx(d, "t10k-labels-idx1-ubyte").astype(np.int64)
         input_max = 255.0
     else:
+        from slt_deploy.data import load_digits  # imports torch: only for digits
         ds = load_digits()
         x, y, input_max = ds.test.x.numpy(), ds.test.y.numpy(), ds.input_max
     end = len(x) if count <= 0 else min(len(x), start + count)

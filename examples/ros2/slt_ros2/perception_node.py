@@ -149,14 +149,10 @@ class PerceptionNode(Node):
                            "install ros-<distro>-vision-msgs or use result_format json")
         self.use_vision = Classification is not None and result_format != "json"
 
-        if threads > 0:
-            try:
-                import torch
-                torch.set_num_threads(threads)
-            except ImportError:
-                pass
         t0 = time.perf_counter()
         self.runner = load_model(self.model_path, self.backend)
+        if threads > 0 and "torch" in sys.modules:  # torch runs the model (or parts of the runtime)
+            sys.modules["torch"].set_num_threads(threads)
         self.meta = self.runner.meta
         self.labels = list(self.meta.get("labels") or [])
         self.model_name = str(self.meta.get("name", os.path.basename(self.model_path.rstrip("/"))))
