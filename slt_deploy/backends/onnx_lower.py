@@ -34,7 +34,7 @@ SPIKES = ("none", "all")
 
 class GraphBuilder:
     def __init__(self):
-        self.nodes, self.inits, self.sparse_inits = [], [], []
+        self.nodes, self.inits = [], []
         self.names: set = set()
         self._consts: dict = {}
         self._n = 0
@@ -58,10 +58,6 @@ class GraphBuilder:
         if key not in self._consts:
             self._consts[key] = self.init(name or f"c.{len(self._consts)}", arr)
         return self._consts[key]
-
-    def sparse(self, proto):
-        self.names.add(proto.values.name)
-        self.sparse_inits.append(proto)
 
     def op(self, op_type: str, inputs: list, out: str | None = None, domain: str = "", **attrs) -> str:
         out = self._unique(out or f"{op_type.lower()}.{len(self.nodes)}")
@@ -329,7 +325,7 @@ class Lowering:
                     outputs.append(helper.make_tensor_value_info(names[0], fl, ["batch", *self.shapes[
                         next(m for m in lifs if nmeta(g.nodes[m], K.LAYER, m) == layer)]]))
         graph = helper.make_graph(b.nodes, f"slt_{gmeta(g, K.NAME, 'model')}_{self.form}", inputs, outputs,
-                                  b.inits, sparse_initializer=b.sparse_inits,
+                                  b.inits,
                                   doc_string=f"slt-deploy {__version__}: spiking network, {self.form} form "
                                              f"(see docs/targets/onnx.md)")
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,

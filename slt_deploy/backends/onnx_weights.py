@@ -4,8 +4,10 @@ at session creation (graph optimization level >= basic), so inference never runs
 
 Encodings (one per weight tensor, `choose()` takes the smallest the `sparse` option allows):
   dense   plain float32 initializer                                          4 B / weight
-  coo     ONNX sparse_initializer, linear int64 indices (ONNX requires int64);
-          onnxruntime densifies it at load                                   12 B / kept weight (9 for signs)
+  coo     ONNX sparse tensor (COO, linear int64 indices: ONNX requires int64) held by a Constant node's
+          sparse_value; onnxruntime densifies it at load                     12 B / kept weight
+          (a graph-level sparse_initializer stores the same bytes, but onnx.checker's full_check rejects one
+          that feeds Conv/MatMul: "unsupported type: sparse_tensor(float)"; Constant(sparse_value) is dense-typed)
   bitmap  packed 1-bit mask (uint8) + the kept values in row-major order;
           decoded by CumSum/Gather                                           1/8 B / weight + 4 B / kept weight
   bits    binary layers only: packed mask (omitted when nothing is pruned)
@@ -27,7 +29,7 @@ def nbytes(kind: str, n: int, nnz: int, binary: bool) -> int:
     if kind == "dense":
         return 4 * n
     if kind == "coo":
-        return 8 * nnz + (1 if binary else 4) * nnz
+        return 12 * nnz
     if kind == "bitmap":
         return (n + 7) // 8 + 4 * nnz
     if kind == "bits":
@@ -72,15 +74,9 @@ class WeightSink:
     def _coo(self, name, w, binary):
         flat = w.reshape(-1)
         idx = np.flatnonzero(flat).astype(np.int64)
-        if binary:  # signs as int8 values, cast to float32 by a (constant-folded) Cast
-            vals = numpy_helper.from_array(flat[idx].astype(np.int8), name + ".coo")
-            ind = numpy_helper.from_array(idx, name + ".coo.indices")
-            self.b.sparse(helper.make_sparse_tensor(vals, ind, list(w.shape)))
-            return self.b.op("Cast", [name + ".coo"], name, to=TensorProto.FLOAT)
-        vals = numpy_helper.from_array(flat[idx].astype(np.float32), name)
+        vals = numpy_helper.from_array(flat[idx].astype(np.float32), name + ".values")
         ind = numpy_helper.from_array(idx, name + ".indices")
-        self.b.sparse(helper.make_sparse_tensor(vals, ind, list(w.shape)))
-        return name
+        return self.b.op("Constant", [], name, sparse_value=helper.make_sparse_tensor(vals, ind, list(w.shape)))
 
     def _unpack(self, name, packed: np.ndarray, n: int) -> str:
         """uint8 packed bits (np.packbits order) -> uint8 0/1 tensor [n]."""
