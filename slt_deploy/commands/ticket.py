@@ -42,12 +42,16 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
     s = find_ticket(ckpt, cfg, out, data_dir=data_dir)
     if s["method"] == "imp":
         _plot(out, s)
-    msg = (f"{s['method']} ticket: sparsity {100 * s['measured_sparsity']:.2f}% (target {100 * s['target_sparsity']:.1f}%)"
-           f"{', binary' if s['binary'] else ''}; test accuracy {s['test_acc']:.2f}% (dense {s['dense_test_acc']:.2f}%)"
-           f"; spike rate {s['spike_rate']:.3f}; synaptic ops {100 * s['sop_ratio']:.1f}% of dense")
     if s["method"] == "multisp":
-        msg += (f"; patches {100 * s['patch_sparsity']:.1f}% removed, ConvPEP connections "
-                f"{100 * s['pep_connection_sparsity']:.1f}% removed")
+        msg = (f"multisp ticket: patches {100 * s['patch_sparsity']:.1f}% removed, ConvPEP connections "
+               f"{100 * s['pep_connection_sparsity']:.1f}% removed (target {100 * s['target_sparsity']:.1f}%), "
+               f"ConvPEP binary weights{' and activations' if s['pep_binary_activations'] else ''}; "
+               f"whole-network weight sparsity {100 * s['measured_sparsity']:.2f}%")
+    else:
+        msg = (f"{s['method']} ticket: sparsity {100 * s['measured_sparsity']:.2f}% (target "
+               f"{100 * s['target_sparsity']:.1f}%){', binary' if s['binary'] else ''}")
+    msg += (f"; test accuracy {s['test_acc']:.2f}% (dense {s['dense_test_acc']:.2f}%); spike rate "
+            f"{s['spike_rate']:.3f}; synaptic ops {100 * s['sop_ratio']:.1f}% of dense")
     click.echo(msg + f" -> {out}")
 
 
