@@ -68,10 +68,18 @@ def test_runtimes_vs_reference(ckpts, digits, recipe, variant):
     model, pm = _pm(ckpts[(recipe, variant)])
     data = PF.encode(pm)
     back = PF.decode(data)
+    assert (back.T, back.encoding, back.input_max, back.name, back.labels) == \
+        (pm.T, pm.encoding, pm.input_max, pm.name, pm.labels)
+    assert np.float32(back.dt) == np.float32(pm.dt)
     for a, b in zip(pm.nodes, back.nodes):  # round trip: identical tensors
         assert (a.op, tuple(a.shape), list(a.inputs)) == (b.op, tuple(b.shape), list(b.inputs))
         if a.weight is not None:
             assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
+        if a.op == "lif":
+            assert (a.name, np.float32(a.beta), np.float32(a.threshold), a.reset) == \
+                (b.name, np.float32(b.beta), np.float32(b.threshold), b.reset)
+        if a.op == "patch_select":
+            assert np.array_equal(a.index, b.index)
     seq = model.encode(digits).numpy()
     ref = reference_run(model, seq)
     got_np = PackedInterpreter(back).run(seq, record=True)

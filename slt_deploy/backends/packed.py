@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
+
 from ..errors import SltError
 from ..runtime import packed_format as PF
 from ..runtime.packed_io import is_packed, read_file, write_file
@@ -55,14 +57,32 @@ def describe(path):
     m = read_file(path)
     rows = []
     for i, n in enumerate(m.nodes):
-        row = {"node": i, "op": n.op, "inputs": n.inputs, "shape": list(n.shape), "name": n.name}
+        row = {"node": f"{i}:{n.name or n.op}", "op": n.op, "inputs": n.inputs, "shape": list(n.shape)}
         if n.op in ("conv", "affine"):
-            kept = int((n.weight != 0).sum())
-            row.update(binary=n.binary, kept=kept, total=int(n.weight.size),
+            w = n.weight
+            kept = int(np.count_nonzero(w))
+            bits = PF.log2_binom(w.size, kept) + kept * (1 if n.binary else 32)
+            row.update(params=int(w.size), kept=kept, sparsity=1 - kept / max(1, w.size), binary=n.binary,
+                       weight_bits="1 (+alpha)" if n.binary else "32", dense_bytes=int(w.size * 4),
+                       min_bytes=int(np.ceil(bits / 8)),
                        mask=("bitmap" if n.mask_enc == PF.MASK_BITMAP else f"delta{n.delta_bits}"))
+        if n.op == "lif":
+            row["neuron"] = f"beta={n.beta} thr={n.threshold} reset={n.reset}"
         rows.append(row)
+    with open(path, "rb") as f:
+        size = PF.size_report(m, f.read())
+    notes = [f"file {size['file_bytes']} B = {size['ratio_to_bound']:.3f}x the information bound "
+             f"({size['bound_bytes']:.0f} B incl. {size['header_bytes']} B header/params); fp32 dense "
+             f"{size['fp32_dense_bytes']} B"]
+    try:
+        from ..runtime.packed_c import c_validate
+
+        with open(path, "rb") as f:
+            notes.append(f"C runtime arena: {c_validate(f.read())[2]} bytes")
+    except Exception:  # noqa: BLE001 - no compiler: the numpy runtime still works
+        pass
     return {"layers": rows, "meta": {"T": m.T, "encoding": m.encoding, "input_max": m.input_max, "name": m.name,
-                                     "labels": m.labels, "bytes": os.path.getsize(path)}, "notes": []}
+                                     "labels": m.labels, "dt": m.dt}, "notes": notes}
 
 
 def sniff(path: str) -> bool:

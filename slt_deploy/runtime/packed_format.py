@@ -292,7 +292,7 @@ def decode(buf: bytes, check_crc: bool = True) -> PackedModel:
         raise FormatError(f"truncated: {n} bytes, the header alone is {HEADER_SIZE}")
     if buf[:8] != MAGIC:
         raise FormatError("bad magic (not a packed slt-deploy model)")
-    (version, hsize, bom, flags, psize, n_nodes, T, dt, input_max, enc, name_off, name_len, lab_off, lab_len,
+    (version, hsize, bom, flags, psize, n_nodes, T, dt, input_max, in_enc, name_off, name_len, lab_off, lab_len,
      res0, res1, pcrc, hcrc) = struct.unpack_from("<IIIIIIIffIIIIIIIII", buf, 8)
     if version != VERSION:
         raise FormatError(f"unknown format version {version} (this reader knows {VERSION})")
@@ -320,8 +320,8 @@ def decode(buf: bytes, check_crc: bool = True) -> PackedModel:
         raise FormatError(f"T = {T} out of range [1, 2^20]")
     if not (_finite(dt) and dt > 0 and _finite(input_max) and input_max > 0):
         raise FormatError("dt and input_max must be finite and > 0")
-    if enc >= len(ENCODINGS):
-        raise FormatError(f"unknown input encoding {enc}")
+    if in_enc >= len(ENCODINGS):
+        raise FormatError(f"unknown input encoding {in_enc}")
     table_end = n_nodes * RECORD_SIZE
 
     def region(off, size, what, align=True):
@@ -521,7 +521,7 @@ def decode(buf: bytes, check_crc: bool = True) -> PackedModel:
         nodes.append(nd)
     name = text(name_off, name_len, "model name")
     labels = text(lab_off, lab_len, "labels")
-    return PackedModel(nodes=nodes, T=T, dt=float(dt), input_max=float(input_max), encoding=ENCODINGS[enc],
+    return PackedModel(nodes=nodes, T=T, dt=float(dt), input_max=float(input_max), encoding=ENCODINGS[in_enc],
                        name=name, labels=labels.split("\n") if labels else [])
 
 
