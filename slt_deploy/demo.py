@@ -100,9 +100,16 @@ def stage_packed(ctx):
                f"-> {s['ratio_to_bound']:.3f}x the bound")
 
 
+def stage_onnx(ctx):
+    """ONNX target: size vs a dense ONNX export, exactness through onnxruntime, latency (backends/onnx_demo.py)."""
+    from .backends.onnx_demo import stage
+
+    stage(ctx)
+
+
 # The demo's stages, in order. Later issues append: tickets, exports per target, verification, profiling.
 STAGES = [("train", stage_train), ("ticket", stage_ticket), ("export", stage_export), ("profile", stage_profile),
-          ("packed", stage_packed)]
+          ("packed", stage_packed), ("onnx", stage_onnx)]
 
 
 def run_demo(out: str, recipe: str = "digits-tiny", data_dir=None, only=None):
