@@ -23,7 +23,8 @@ def _lif(shape, layer):
 
 
 def tiny_graph(encoding="rate"):
-    """input [1,2,2] -> conv 2x2 (kernel [[1,0],[2,3]]: 3 kept) -> lif1 [1,1,1] -> flatten -> fc [[1],[0]] -> lif2 [2]."""
+    """input [1,2,2] -> conv 2x2 (kernel [[1,0],[2,3]]: 3 kept) -> lif1 [1,1,1] -> flatten -> fc [[1],[0]]
+    -> lif2 [2]."""
     conv_w = np.array([[[[1, 0], [2, 3]]]], np.float32)
     fc_w = np.array([[1], [0]], np.float32)
     nodes = {

@@ -168,7 +168,8 @@ def evaluate(hw: dict, activity: dict, measured_latency_s: float | None = None) 
     if model == "ops":
         used = ["e_sop_pj", "e_mac_pj"]
         for name, v in layers.items():
-            res["per_layer_j"][name] = v["ops_per_frame"] * (c["e_mac_pj"] if v["kind"] == "mac" else c["e_sop_pj"]) * pj
+            e_op = c["e_mac_pj"] if v["kind"] == "mac" else c["e_sop_pj"]
+            res["per_layer_j"][name] = v["ops_per_frame"] * e_op * pj
         res["terms_j"] = {"sop": sops * c["e_sop_pj"] * pj, "mac": macs * c["e_mac_pj"] * pj}
         if c.get("e_neuron_update_pj") is not None:
             used.append("e_neuron_update_pj")

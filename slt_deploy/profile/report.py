@@ -201,7 +201,8 @@ def write_plots(rep, out_dir) -> list:
     xs = range(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names) + 2), 4))
     w = 0.4
-    ax.bar([i - w / 2 for i in xs], [layers[n]["ops_per_frame"] for n in names], w, label="synaptic ops (kept fan-out x events)")
+    ax.bar([i - w / 2 for i in xs], [layers[n]["ops_per_frame"] for n in names], w,
+           label="synaptic ops (kept fan-out x events)")
     ax.bar([i + w / 2 for i in xs], [layers[n]["dense_macs_per_frame"] for n in names], w, label="dense MACs (same T)")
     ax.set_xticks(list(xs), names, rotation=45, ha="right")
     ax.set_yscale("log")

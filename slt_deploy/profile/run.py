@@ -37,7 +37,8 @@ def _host() -> dict:
                     break
     except OSError:
         pass
-    return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"machine": platform.machine(), "cpu": cpu, "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__, "system": platform.system(),
             "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
