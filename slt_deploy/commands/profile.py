@@ -41,7 +41,7 @@ def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, rou
         raise SltError(f"--threads must be >= 0 (got {threads})")
     if warmup < 0:
         raise SltError(f"--warmup must be >= 0 (got {warmup})")
-    arts = list(dict.fromkeys([*artifacts, *compare]))
+    arts = list(dict.fromkeys([*compare, *artifacts]))  # `--compare A B C` keeps A, B, C in order
     log = (lambda s: None) if as_json else (lambda s: click.echo(f"  {s}", err=True))
     rep = profile(ckpt, arts, data=data, limit=limit, frames=frames, warmup=warmup, batch=batch, hardware=hardware,
                   data_dir=data_dir, log=log, threads=threads or None, rounds=rounds)
