@@ -4,8 +4,8 @@ the PyTorch reference (checkpoint folder) and every artifact runtime that exists
 For each backend, two phases with a fresh camera process (the node stays up):
   1. camera at 30 Hz for --seconds: end-to-end latency (image header stamp -> result received by this process),
      p50/p99, and sustained results/s;
-  2. camera as fast as it can (--max-rate cap) for --seconds: the node keeps the newest frame (keep last 1), so
-     results/s is the node's sustainable FPS on this machine while a camera also runs on it.
+  2. camera at ~2x the node's capacity seen in phase 1 (60 Hz .. --max-rate) for --seconds: the node keeps the
+     newest frame (keep last 1), so results/s is its sustainable FPS on this machine with a camera also running.
 Also reported: the node's own figures (inference and service time, capacity = 1 / mean service time).
 
     .venv/bin/python bench/ros2.py [--ckpt CKPT] [--backends torch,onnx,packed] [--seconds 10] [--json OUT]
@@ -29,7 +29,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "ros2")
-sys.path[:0] = [EXAMPLE, ROOT]
+# bench/ holds scripts named like packages (bench/onnx.py): never import from the script's own folder
+sys.path = [EXAMPLE, ROOT] + [p for p in sys.path if os.path.abspath(p or os.curdir) != os.path.join(ROOT, "bench")]
 SUFFIX = {"onnx": ".onnx", "packed": ".packed"}
 
 
@@ -171,8 +172,12 @@ def bench_backend(mon, env, name, path, ckpt, a):
             time.sleep(0.1)
         log(f"{name}: 30 Hz for {a.seconds:g} s")
         steady = phase(mon, env, 30.0, a.seconds, a.width, a.height)
-        log(f"{name}: max rate ({a.max_rate:g} Hz cap) for {a.seconds:g} s")
-        flood = phase(mon, env, a.max_rate, a.seconds, a.width, a.height)
+        # offer ~2x what the node managed to serve (never below 60 Hz): it stays saturated while the camera
+        # process takes no more CPU than needed (both share this machine)
+        cap = float(steady["node"].get("capacity_fps") or "nan")
+        rate = a.max_rate if not np.isfinite(cap) else float(np.clip(2.0 * cap, 60.0, a.max_rate))
+        log(f"{name}: saturating camera at {rate:.0f} Hz for {a.seconds:g} s")
+        flood = phase(mon, env, rate, a.seconds, a.width, a.height)
     finally:
         err = stop(node)
     if "Traceback" in err:
@@ -185,7 +190,7 @@ def main(argv=None):
     ap.add_argument("--ckpt", help="checkpoint folder (default: quick fmnist-spikformer, cached in runs/)")
     ap.add_argument("--backends", default="torch,onnx,packed")
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--max-rate", type=float, default=1000.0, help="camera rate cap in the sustained phase")
+    ap.add_argument("--max-rate", type=float, default=1000.0, help="camera rate cap in the saturation phase")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--threads", type=int, default=1, help="torch threads in the node (the machine is shared)")
@@ -221,17 +226,21 @@ def main(argv=None):
     print(f"\nROS 2 perception node, {a.width}x{a.height} rgb8, model {report['model']} "
           f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
     hdr = f"{'backend':8} {'p50 ms':>8} {'p99 ms':>8} {'FPS@30Hz':>9} {'sust FPS':>9} {'infer ms':>9} " \
-          f"{'capacity':>9} {'energy uJ':>10} {'vs ref FPS':>11}"
+          f"{'capacity':>9} {'energy uJ':>10} {'vs ref FPS':>11} {'vs ref cap':>11}"
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         s, f = r["at_30hz"], r["sustained"]
         ratio = f["fps"] / ref["sustained"]["fps"] if ref and ref["sustained"]["fps"] else float("nan")
         r["sustained_fps_vs_reference"] = ratio
+        cap = lambda row: float(row["sustained"]["node"]["capacity_fps"] or "nan")  # noqa: E731
+        r["capacity_vs_reference"] = cap(r) / cap(ref) if ref else float("nan")
         r["goal_p99_lt_5ms"] = s["latency_p99_ms"] is not None and s["latency_p99_ms"] < 5.0
         print(f"{r['backend']:8} {s['latency_p50_ms']:8.2f} {s['latency_p99_ms']:8.2f} {s['fps']:9.1f} "
               f"{f['fps']:9.1f} {float(f['node']['inference_p50_ms'] or 'nan'):9.2f} "
-              f"{float(f['node']['capacity_fps'] or 'nan'):9.1f} {f['node']['energy_per_frame_uJ']:>10} {ratio:10.1f}x")
+              f"{float(f['node']['capacity_fps'] or 'nan'):9.1f} {f['node']['energy_per_frame_uJ']:>10} {ratio:10.1f}x {r['capacity_vs_reference']:10.1f}x")
+    print("p50/p99: image stamp -> result received here, camera at 30 Hz; sust FPS: results/s with the camera at ~2x "
+          "the node's capacity; capacity: 1 / mean node service time (decode+preprocess+inference+publish)")
     print("goals: p99 < 5 ms at 30 Hz; sustained FPS >= 10x the reference (torch)")
     for r in rows:
         print(f"  {r['backend']}: p99 {'met' if r['goal_p99_lt_5ms'] else 'NOT met'}"
