@@ -32,6 +32,8 @@ OPTIONS = {
     "partition": ("auto", "auto: the largest spiking prefix runs on Loihi, the rest on the host; off: the whole "
                           "graph must fit netx, else an error lists every reason"),
     "sparse": ("auto", "fully-connected layers as Lava Sparse synapses: auto (a layer below 50% density), on, off"),
+    "fold": ("on", "on: a residual `syn(S) + S` (ConvPEP's position embedding) becomes one synapse W + I on the "
+                   "chip; off: the chip stops before it and the host computes it in float"),
     "chips": ("1", "number of Loihi 2 chips the network may span"),
     "limits": ("targets/loihi2.yaml", "hardware profile (yaml) with the limits and their sources"),
 }
@@ -113,10 +115,10 @@ def report_md(m: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(graph, path, partition="auto", sparse="auto", chips=None, limits=None, **_):
+def write(graph, path, partition="auto", sparse="auto", chips=None, limits=None, fold="on", **_):
     t0 = time.time()
     lim = _limits(limits, chips)
-    p = plan(graph, lim, partition=partition, sparse=sparse)
+    p = plan(graph, lim, partition=partition, sparse=sparse, fold=fold)
     if p.reasons:
         raise SltError(f"the model cannot be exported to Loihi ({len(p.reasons)} reason(s)):\n  - "
                        + "\n  - ".join(p.reasons))
@@ -165,7 +167,10 @@ def sniff(path: str) -> bool:
 
 
 def tolerance(runner=None) -> dict:
-    return {"exact": False, "min_pred_agreement": 0.95, "min_spike_agreement": 0.9,
+    # a partitioned graph feeds the chip's spikes into float host layers (attention multiplies spike counts), so
+    # a flipped stem spike moves more; measured: digits VGG 99.4 %, ResNet 100 %, transformer 95.6 % (360 images)
+    part = bool(getattr(runner, "manifest", {}).get("partitioned", False))
+    return {"exact": False, "min_pred_agreement": 0.9 if part else 0.97, "min_spike_agreement": 0.85 if part else 0.95,
             "why": "8-bit weight mantissas, 12-bit decays and integer voltages (docs/targets/loihi.md): spikes can "
                    "flip where the float voltage is within a quantization step of the threshold; the runner is "
                    "bit-exact against Lava's Loihi 2 fixed-point simulation instead (tests/test_loihi_lava.py)"}

@@ -228,14 +228,17 @@ def _why_not_chain(g, n, shapes) -> list[str]:
     return r
 
 
-def plan(graph, limits: dict | None = None, partition: str = "auto", sparse: str = "auto") -> Plan:
+def plan(graph, limits: dict | None = None, partition: str = "auto", sparse: str = "auto",
+         fold: str = "on") -> Plan:
     """Map an slt NIR graph onto Loihi 2. Collects EVERY reason it cannot in plan.reasons."""
     if partition not in ("auto", "off"):
         raise SltError(f"option partition={partition!r} unknown", "use partition=auto or partition=off")
     if sparse not in ("auto", "on", "off"):
         raise SltError(f"option sparse={sparse!r} unknown", "use sparse=auto, on or off")
+    if fold not in ("on", "off"):
+        raise SltError(f"option fold={fold!r} unknown", "use fold=on or fold=off")
     lim = limits or load_limits()
-    g, folded = lower_identity_residuals(graph)
+    g, folded = lower_identity_residuals(graph) if fold == "on" else (graph, False)
     shapes = _shapes(g)
     P = Plan()
     T = int(gmeta(g, K.T, 1))
@@ -250,8 +253,18 @@ def plan(graph, limits: dict | None = None, partition: str = "auto", sparse: str
     ok_start = ok_start and len(l0) == 1 and _lif(g.nodes[l0[0]]) and preds(g, l0[0]) == [s0[0]] \
         and _chip_ok(g, l0[0], shapes) is None
     if not ok_start:
-        why = [f"{_label(g, n)}: {'; '.join(_why_not_chain(g, n, shapes)) or 'not a synapse followed by a LIF'}"
-               for n in s0] or ["the input feeds nothing"]
+        why = []
+        for n in s0:
+            w = _why_not_chain(g, n, shapes) or ([] if _is_syn(g.nodes[n]) else ["not a conv/linear layer"])
+            if w:
+                why.append(f"{_label(g, n)}: {'; '.join(w)}")
+            for m in succs(g, n):
+                w = _why_not_chain(g, m, shapes) or ([] if _lif(g.nodes[m]) else ["not a LIF layer"])
+                if w:
+                    why.append(f"{_label(g, m)}: {'; '.join(w)}")
+            if len(succs(g, n)) > 1:
+                why.append(f"{_label(g, n)} fans out to {len(succs(g, n))} nodes")
+        why = why or (["the input feeds nothing"] if not s0 else [f"the input fans out to {len(s0)} nodes"])
         P.reasons.append("no spiking prefix fits Loihi: the input must feed one conv/linear layer followed by one "
                          "LIF layer (" + "; ".join(why) + ")")
         return P

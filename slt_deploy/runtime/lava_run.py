@@ -80,7 +80,8 @@ def main(net_path, in_path, out_path):
     tmp = out_path + ".tmp.npz"
     np.savez(tmp, **out)
     os.replace(tmp, out_path)
-    print(json.dumps({"layers": L, "steps": int(steps), "build_s": round(t1 - t0, 3), "run_s": round(t2 - t1, 3)}))
+    print(json.dumps({"layers": L, "steps": int(steps), "build_s": round(t1 - t0, 3), "run_s": round(t2 - t1, 3),
+                      "blocks": [type(b).__name__ for b in net.layers], "table": str(net)}))
 
 
 if __name__ == "__main__":

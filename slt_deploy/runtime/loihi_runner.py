@@ -52,6 +52,8 @@ def run_lava(net_path: str, inputs: np.ndarray, message_bits: int, sparse: bool,
             n = int(z["n_layers"])
             out = {"spikes": [z[f"spikes_{i}"] for i in range(n)], "v_last": z["v_last"],
                    "build_s": float(z["build_s"]), "run_s": float(z["run_s"]), "wall_s": time.time() - t0}
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+        out["netx"] = json.loads(lines[-1]) if lines else {}
     return out
 
 
@@ -122,8 +124,8 @@ class LoihiRunner(Runner):
             spikes = [None] * len(self.layers)
             for j, i in enumerate(self.neuron_layers):
                 spikes[i] = r["spikes"][j]
-            return {"spikes": spikes, "v_last": r["v_last"], "timing": {k: r[k] for k in ("build_s", "run_s",
-                                                                                           "wall_s")}}
+            return {"spikes": spikes, "v_last": r["v_last"], "netx": r["netx"],
+                    "timing": {k: r[k] for k in ("build_s", "run_s", "wall_s")}}
         return self.chip.run(inputs)
 
     def run(self, seq, record: bool = False, engine: str | None = None) -> dict:
