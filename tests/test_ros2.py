@@ -341,6 +341,38 @@ def test_overload_drops_old_frames_with_bounded_memory(ros, sensor_node, tmp_pat
     assert max(rss) - rss[0] < 40, f"memory bounded: RSS went {rss}"
 
 
+@pytest.mark.parametrize("kind", ["video", "folder"])
+def test_video_file_and_image_folder_sources(ros, sensor_node, tmp_path, kind):
+    """Real encoded media through OpenCV: an MJPG .avi and a folder of PNGs, resized by the camera to 320x240."""
+    cv2 = pytest.importorskip("cv2")
+    node, topics = sensor_node
+    from slt_deploy.runtime.image import embed_image
+    frames = [embed_image(np.full((1, 28, 28), 20.0 * i, np.float32), 255.0, (96, 128), 3) for i in range(12)]
+    if kind == "video":
+        source = str(tmp_path / "clip.avi")
+        w = cv2.VideoWriter(source, cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (128, 96))
+        assert w.isOpened()
+        for f in frames:
+            w.write(f[:, :, ::-1])
+        w.release()
+    else:
+        source = str(tmp_path / "images")
+        os.makedirs(source)
+        for i, f in enumerate(frames):
+            assert cv2.imwrite(os.path.join(source, f"{i:03d}.png"), f[:, :, ::-1])
+    n0 = len(ros.get(topics["result_topic"]))
+    cam = Proc("slt_ros2.camera_node", {"source": source, "rate": 20.0, "width": 320, "height": 240,
+                                        "topic": topics["image_topic"], "wait_for_subscribers": 1},
+               tmp_path / "camera.log")
+    try:
+        rc = cam.p.wait(30)
+    finally:
+        cam.interrupt(5)
+    assert rc == 0, cam.text()
+    assert "sent 12 frames" in cam.text()
+    wait_for(lambda: len(ros.get(topics["result_topic"])) - n0 >= 6, 10, "results from the camera frames", node.p)
+
+
 def test_ctrl_c_stops_the_node_cleanly(sensor_node):
     node, _ = sensor_node
     assert node.interrupt(10) == 0
