@@ -27,7 +27,9 @@ import warnings
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]  # bench/onnx.py must not shadow onnx
+sys.path.insert(0, os.path.dirname(_HERE))
 
 from slt_deploy.checkpoint import atomic_write, load, save  # noqa: E402
 from slt_deploy.data import load_dataset  # noqa: E402
