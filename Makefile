@@ -32,3 +32,4 @@ fuzz: setup
 
 bench-packed: setup
 	$(PY) bench/packed.py
+bench-onnx: setup ; $(PY) bench/onnx.py $(BENCH_ONNX_ARGS)  # ONNX target: eager vs ORT dense vs ours, b1/b64, sizes, exactness (issue 5)

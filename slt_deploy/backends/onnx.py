@@ -5,6 +5,8 @@ Options (slt-deploy export --target onnx --opt KEY=VALUE):
   form    unrolled (default: one call per sample, the T steps unrolled) | stateful (one call per time step)
   sparse  auto (default: smallest encoding per weight tensor) | none (plain dense float32) | coo | bitmap
   spikes  none (default) | all: also output every LIF's spike raster (verification/debugging)
+  compute dense (default) | gather: Affine layers with <= half their input columns kept gather those columns and
+          run a smaller MatMul (real sparse compute; see the measurement in docs/targets/onnx.md)
 """
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ import os
 from ..checkpoint import atomic_path
 from ..errors import SltError
 from .base import Backend
-from .onnx_lower import FORMS, OPSET, SPIKES, lower, unsupported
+from .onnx_lower import COMPUTE, FORMS, OPSET, SPIKES, lower, unsupported
 from .onnx_weights import SPARSE_MODES
 
 OPTIONS = {"form": ("unrolled", "|".join(FORMS)), "sparse": ("auto", "|".join(SPARSE_MODES)),
-           "spikes": ("none", "|".join(SPIKES))}
+           "spikes": ("none", "|".join(SPIKES)), "compute": ("dense", "|".join(COMPUTE))}
 
 # Measured bound for graphs with float (non-binary) synaptic layers; see docs/targets/onnx.md.
 FLOAT_TOLERANCE = {
@@ -40,7 +42,8 @@ def _opt(options, key):
 
 
 def build(graph, **options):
-    return lower(graph, form=_opt(options, "form"), sparse=_opt(options, "sparse"), spikes=_opt(options, "spikes"))
+    return lower(graph, form=_opt(options, "form"), sparse=_opt(options, "sparse"), spikes=_opt(options, "spikes"),
+                 compute=_opt(options, "compute"))
 
 
 def write(graph, path, **options):

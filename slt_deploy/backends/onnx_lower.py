@@ -29,6 +29,10 @@ from .onnx_weights import WeightSink
 OPSET = 17
 IR_VERSION = 8  # readable by onnxruntime >= 1.10 (opset 17 needs >= 1.13)
 FORMS = ("unrolled", "stateful")
+COMPUTE = ("dense", "gather")
+# compute=gather: an Affine layer gathers its kept input columns when at most this fraction of them is kept
+# (bench/onnx.py measures where Gather + a smaller MatMul beats the full MatMul).
+GATHER_MAX_FRACTION = 0.5
 SPIKES = ("none", "all")
 
 
@@ -68,8 +72,8 @@ class GraphBuilder:
 class Lowering:
     """Lowers one NIR graph. Call build() once."""
 
-    def __init__(self, g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none"):
-        self.g, self.form, self.sparse_mode, self.spikes_mode = g, form, sparse, spikes
+    def __init__(self, g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="dense"):
+        self.g, self.form, self.sparse_mode, self.spikes_mode, self.compute = g, form, sparse, spikes, compute
         self.b = GraphBuilder()
         self.w = WeightSink(self.b)
         self.order = topo_order(g)
@@ -120,6 +124,11 @@ class Lowering:
         conv = isinstance(node, nir.Conv2d)
         binary = is_binary(node)
         d = {"binary": binary, "conv": conv, "out": w.shape[0]}
+        if not conv and self.compute == "gather":
+            cols = np.flatnonzero(np.any(w != 0, axis=0))
+            if len(cols) <= GATHER_MAX_FRACTION * w.shape[1]:
+                d["cols"] = self.b.init(f"{layer}.columns", cols.astype(np.int64))
+                w = np.ascontiguousarray(w[:, cols])
         d["W"] = self.w.add(f"{layer}.weight", w, binary, self.sparse_mode, transpose=not conv)
         self.w.records[-1]["layer"] = layer
         if binary:
@@ -155,6 +164,8 @@ class Lowering:
             y3 = b.op("Mul", [y3, d["scale"]], self.name(f"{layer}.scaled"))
             y3 = b.op("Add", [y3, d["bias"]], self.name(f"{layer}.biased"))
             return b.op("Reshape", [y3, b.const(np.array([0, o, ho, wo], np.int64))], self.name(f"{layer}.out"))
+        if "cols" in d:  # real sparse compute: only the input columns that have a kept weight
+            x = b.op("Gather", [x, d["cols"]], self.name(f"{layer}.kept_in"), axis=-1)
         y = b.op("MatMul", [x, d["W"]], self.name(f"{layer}.matmul"))
         if d["binary"]:
             y = b.op("Mul", [y, d["scale"]], self.name(f"{layer}.scaled"))
@@ -352,7 +363,7 @@ class Lowering:
             "slt.source_sha256": str(gmeta(g, K.SOURCE_SHA256, "")),
             "slt.sparsity": repr(1 - kept / max(1, params)), "slt.params": str(params), "slt.kept": str(kept),
             "slt.all_binary": str(int(bool(recs) and all(r["binary"] for r in recs))),
-            "slt.sparse_mode": self.sparse_mode, "slt.weights": json.dumps(recs),
+            "slt.sparse_mode": self.sparse_mode, "slt.compute": self.compute, "slt.weights": json.dumps(recs),
             "slt.spike_layers": json.dumps(layers),
             "slt.spike_tensors": json.dumps(self.spike_names),
             "slt.spikes_outputs": self.spikes_mode,
@@ -395,5 +406,6 @@ def unsupported(g: nir.NIRGraph) -> list[str]:
     return out
 
 
-def lower(g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", meta_extra=None) -> onnx.ModelProto:
-    return Lowering(g, form, sparse, spikes).build(meta_extra)
+def lower(g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="dense",
+          meta_extra=None) -> onnx.ModelProto:
+    return Lowering(g, form, sparse, spikes, compute).build(meta_extra)
