@@ -53,10 +53,10 @@ def measured_rows(rep) -> list:
     rows.append(["latency p50 / p99, batch 1 (ms)"] + [f"{r['latency']['p50_ms']:.3g} / {r['latency']['p99_ms']:.3g}"
                                                          for r in rs])
     rows.append(["latency p95 (ms)"] + [f"{r['latency']['p95_ms']:.3g}" for r in rs])
-    rows.append(["p50 latency vs reference"] + [f"{r['vs_reference']['latency_p50']:.2f}x" for r in rs])
+    rows.append(["p50 latency vs reference"] + [f"{r['vs_reference']['latency_p50']:.3g}x" for r in rs])
     b = rs[0]["throughput"]["batch"]
     rows.append([f"throughput, batch {b} (frames/s)"] + [f"{r['throughput']['frames_per_s']:.4g}" for r in rs])
-    rows.append(["throughput vs reference"] + [f"{r['vs_reference']['throughput']:.2f}x" for r in rs])
+    rows.append(["throughput vs reference"] + [f"{r['vs_reference']['throughput']:.3g}x" for r in rs])
     rows.append(["peak RSS (MB, whole process)"] + [f"{r['memory']['peak_rss_mb']:.0f}" for r in rs])
     rows.append(["accuracy on these frames (%)"] + [f"{r['accuracy']:.2f}" for r in rs])
     pc = rep["measured"]["power_counters"]
