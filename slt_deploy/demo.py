@@ -108,8 +108,8 @@ def stage_onnx(ctx):
 
 
 # The demo's stages, in order. Later issues append: tickets, exports per target, verification, profiling.
-STAGES = [("train", stage_train), ("ticket", stage_ticket), ("export", stage_export), ("profile", stage_profile),
-          ("packed", stage_packed), ("onnx", stage_onnx)]
+STAGES = [("train", stage_train), ("ticket", stage_ticket), ("export", stage_export), ("packed", stage_packed),
+          ("onnx", stage_onnx), ("profile", stage_profile)]  # profile LAST: it ends with the table of every target
 
 
 def run_demo(out: str, recipe: str = "digits-tiny", data_dir=None, only=None):
