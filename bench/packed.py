@@ -96,6 +96,8 @@ def main():
     ap.add_argument("--finetune", type=int, default=1, help="ticket fine-tune epochs if --ticket is not given")
     ap.add_argument("--samples", type=int, default=200, help="latency: images, batch 1")
     ap.add_argument("--verify-limit", type=int, default=None, help="exactness: test images (default: all)")
+    ap.add_argument("--also", nargs="*", default=[], help="more checkpoints (e.g. other tickets): export, sizes and "
+                    "both runtimes vs the reference on the test set")
     a = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -133,6 +135,20 @@ def main():
                                                    "spike_agreement_min", "max_abs_logit_diff", "ref_accuracy",
                                                    "artifact_accuracy")}
         print(f"verify {name}: {json.dumps(res['verify'][name])} ({time.time() - t0:.0f}s)", flush=True)
+
+    for ck in a.also:
+        name = os.path.basename(os.path.normpath(ck))
+        out = os.path.join(a.out, f"also-{name}.slt")
+        export(ck, "packed", out)
+        sz = size_report(read_file(out))
+        row = {"file_bytes": sz["file_bytes"], "fp32_dense_bytes": sz["fp32_dense_bytes"],
+               "ratio_to_bound": sz["ratio_to_bound"], "arena_bytes": CPackedRunner(out).arena_bytes}
+        for rt in (CPackedRunner(out), NumpyPackedRunner(out)):
+            rep = verify(ck, out, limit=a.verify_limit, runner=rt, batch=256)
+            row[rt.runtime] = {k: rep[k] for k in ("samples", "ok", "logits_bit_identical", "pred_agreement",
+                                                   "spike_agreement_min", "max_abs_logit_diff", "tolerance")}
+        res.setdefault("also", {})[name] = row
+        print(f"also {name}: {json.dumps(row, default=str)} ({time.time() - t0:.0f}s)", flush=True)
 
     # --- latency, batch 1
     xs = data.test.x[:a.samples]

@@ -252,3 +252,24 @@ def test_readers_agree_on_structured_mutations(ckpts):
         assert py == c, (i, off, old, v)
         accepted += py
     assert 0 < accepted < 1500
+
+
+def test_fuzz_regressions():
+    """Inputs the fuzzers once found (fuzz/regressions): they must be handled cleanly by both runtimes."""
+    import glob
+
+    from slt_deploy.runtime.packed_c import CModel
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz", "regressions")
+    files = sorted(glob.glob(os.path.join(root, "*")))
+    assert files
+    for f in files:
+        data = open(f, "rb").read()
+        try:
+            m = PF.decode(data, check_crc=False)
+        except SltError:
+            continue
+        seq = np.ones((m.T, 2, *m.nodes[0].shape), np.float32)
+        got = PackedInterpreter(m).run(seq, record=True)
+        lg, _ = CModel(data, check_crc=False).run(seq, record=True)
+        assert np.array_equal(lg, got["logits"]) or np.allclose(lg, got["logits"], equal_nan=True)

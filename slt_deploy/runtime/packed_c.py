@@ -149,7 +149,10 @@ class CPackedRunner(Runner):
             raise SltError(f"{path or 'packed model'}: {e.what}", e.fix) from None
         self.c = CModel(raw)
         self.meta = model_meta(self.model)
-        self.lifs = [(n.name, tuple(n.shape)) for n in self.model.nodes if n.op == "lif"]
+        from .packed_format import spike_keys
+
+        keys = spike_keys(self.model)
+        self.lifs = [(keys[i], tuple(n.shape)) for i, n in enumerate(self.model.nodes) if n.op == "lif"]
 
     @property
     def arena_bytes(self) -> int:

@@ -92,6 +92,19 @@ class PackedModel:
         return int(self.nodes[-1].shape[0])
 
 
+def spike_keys(model: PackedModel) -> dict:
+    """{node index: key} for every LIF: its name (slt.layer), made unique (names are free text in the file)."""
+    out, used = {}, set()
+    for i, n in enumerate(model.nodes):
+        if n.op == "lif":
+            k = n.name or f"node{i}"
+            if k in used:
+                k = f"{k}#{i}"
+            used.add(k)
+            out[i] = k
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # bit streams (LSB-first within each byte; bit p of a stream is bit p & 7 of byte p >> 3)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import SltError
 from .api import Runner
-from .packed_format import PackedModel, decode
+from .packed_format import PackedModel, decode, spike_keys
 
 F32 = np.float32
 EXACT_LIMIT = float(1 << 24)
@@ -79,6 +79,7 @@ class PackedInterpreter:
     def __init__(self, model: PackedModel):
         self.m = model
         self.syn = {i: _Syn(nd) for i, nd in enumerate(model.nodes) if nd.op in ("conv", "affine")}
+        self.keys = spike_keys(model)
 
     def run(self, seq, record: bool = False) -> dict:
         seq = np.asarray(seq, F32)
@@ -114,7 +115,7 @@ class PackedInterpreter:
                     v[i] = vv
                     y = s
                     if record:
-                        spikes.setdefault(nd.name, []).append(s)
+                        spikes.setdefault(self.keys[i], []).append(s)
                 elif nd.op == "flatten":
                     y = x.reshape(B, -1)
                 elif nd.op in ("add", "output"):
