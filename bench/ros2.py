@@ -130,9 +130,10 @@ def stop(p, timeout=10):
     return err or ""
 
 
-def phase(mon, env, rate, seconds, width, height):
+def phase(mon, env, rate, seconds, width, height, qos):
     cam = start("slt_ros2.camera_node", {"source": "fmnist", "count": 50, "loop": True, "rate": rate, "width": width,
-                                         "height": height, "encoding": "rgb8", "wait_for_subscribers": 1}, env)
+                                         "height": height, "encoding": "rgb8", "wait_for_subscribers": 1,
+                                         "qos": qos}, env)
     t_end = time.monotonic() + 60
     n0 = len(mon.results)
     while len(mon.results) < n0 + 3:  # the camera is up and frames flow
@@ -163,7 +164,7 @@ def phase(mon, env, rate, seconds, width, height):
 
 def bench_backend(mon, env, name, path, ckpt, a):
     node = start("slt_ros2.perception_node", {"model": path, "backend": name, "energy_checkpoint": ckpt,
-                                              "num_threads": a.threads}, env)
+                                              "num_threads": a.threads, "qos": a.qos}, env)
     try:
         t_end = time.monotonic() + 120
         while mon.node.count_subscribers("image_raw") < 1:
@@ -171,13 +172,13 @@ def bench_backend(mon, env, name, path, ckpt, a):
                 raise SystemExit(f"{name}: the node did not come up:\n{stop(node)}")
             time.sleep(0.1)
         log(f"{name}: 30 Hz for {a.seconds:g} s")
-        steady = phase(mon, env, 30.0, a.seconds, a.width, a.height)
+        steady = phase(mon, env, 30.0, a.seconds, a.width, a.height, a.qos)
         # offer ~2x what the node managed to serve (never below 60 Hz): it stays saturated while the camera
         # process takes no more CPU than needed (both share this machine)
         cap = float(steady["node"].get("capacity_fps") or "nan")
         rate = a.max_rate if not np.isfinite(cap) else float(np.clip(2.0 * cap, 60.0, a.max_rate))
         log(f"{name}: saturating camera at {rate:.0f} Hz for {a.seconds:g} s")
-        flood = phase(mon, env, rate, a.seconds, a.width, a.height)
+        flood = phase(mon, env, rate, a.seconds, a.width, a.height, a.qos)
     finally:
         err = stop(node)
     if "Traceback" in err:
@@ -194,6 +195,8 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--threads", type=int, default=1, help="torch threads in the node (the machine is shared)")
+    ap.add_argument("--qos", default="sensor_data", choices=["sensor_data", "reliable"],
+                    help="image QoS of camera and node (keep last 1 either way)")
     ap.add_argument("--json", default=os.path.join(ROOT, "runs", "bench-ros2.json"))
     a = ap.parse_args(argv)
 
@@ -221,11 +224,11 @@ def main(argv=None):
     from slt_deploy.checkpoint import read_meta
     meta = read_meta(ckpt)
     report = {"ckpt": ckpt, "model": meta["recipe"]["name"], "arch": meta["recipe"]["arch"], "frame": [a.width, a.height],
-              "seconds": a.seconds, "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(), "rows": rows}
+              "seconds": a.seconds, "qos": a.qos, "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(), "rows": rows}
     ref = next((r for r in rows if r["backend"] == "torch"), None)
-    print(f"\nROS 2 perception node, {a.width}x{a.height} rgb8, model {report['model']} "
+    print(f"\nROS 2 perception node, {a.width}x{a.height} rgb8, image QoS {a.qos} keep last 1, model {report['model']} "
           f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
-    hdr = f"{'backend':8} {'p50 ms':>8} {'p99 ms':>8} {'FPS@30Hz':>9} {'sust FPS':>9} {'infer ms':>9} " \
+    hdr = f"{'backend':8} {'p50 ms':>8} {'p99 ms':>8} {'FPS@30Hz':>9} {'drop@30':>8} {'sust FPS':>9} {'infer ms':>9} " \
           f"{'capacity':>9} {'energy uJ':>10} {'vs ref FPS':>11} {'vs ref cap':>11}"
     print(hdr)
     print("-" * len(hdr))
@@ -236,7 +239,8 @@ def main(argv=None):
         cap = lambda row: float(row["sustained"]["node"]["capacity_fps"] or "nan")  # noqa: E731
         r["capacity_vs_reference"] = cap(r) / cap(ref) if ref else float("nan")
         r["goal_p99_lt_5ms"] = s["latency_p99_ms"] is not None and s["latency_p99_ms"] < 5.0
-        print(f"{r['backend']:8} {s['latency_p50_ms']:8.2f} {s['latency_p99_ms']:8.2f} {s['fps']:9.1f} "
+        drop = s["frames_dropped"] / max(1, s["frames_dropped"] + s["results"])
+        print(f"{r['backend']:8} {s['latency_p50_ms']:8.2f} {s['latency_p99_ms']:8.2f} {s['fps']:9.1f} {drop:8.0%} "
               f"{f['fps']:9.1f} {float(f['node']['inference_p50_ms'] or 'nan'):9.2f} "
               f"{float(f['node']['capacity_fps'] or 'nan'):9.1f} {f['node']['energy_per_frame_uJ']:>10} {ratio:10.1f}x {r['capacity_vs_reference']:10.1f}x")
     print("p50/p99: image stamp -> result received here, camera at 30 Hz; sust FPS: results/s with the camera at ~2x "

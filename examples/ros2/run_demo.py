@@ -29,7 +29,7 @@ def _params(pairs):
     for kv in pairs:
         if "=" not in kv:
             sys.exit(f"run_demo: --*-param wants key=value, got {kv!r}")
-        k, v = kv.split("=", 1)
+        k, v = kv.split(":=", 1) if ":=" in kv else kv.split("=", 1)
         out += ["-p", f"{k}:={v}"]
     return out
 

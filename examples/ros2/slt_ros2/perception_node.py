@@ -162,8 +162,8 @@ class PerceptionNode(Node):
         for _ in range(max(0, warmup)):
             self.runner.predict(dummy)
         self.energy = None
-        self.energy_note = NOT_AVAILABLE + " (energy_hardware is empty)"
-        if energy_hw:
+        self.energy_note = NOT_AVAILABLE + " (energy_hardware is none)"
+        if energy_hw and energy_hw.lower() not in ("none", "off"):
             ck = energy_ckpt or self.model_path
             if os.path.isdir(ck) and os.path.exists(os.path.join(ck, "model.json")):
                 try:
@@ -215,7 +215,7 @@ class PerceptionNode(Node):
             wait = self.energy_period
 
     # --- executor thread: only queue the frame (never block on the model) ---
-    def on_image(self, msg: Image, info=None):
+    def on_image(self, msg: Image, info):  # two parameters: rclpy then passes the MessageInfo
         if info:  # frames the publisher sent that never reached us (DDS queue overwritten, lost in transport)
             gid, seq = info.get("publisher_gid"), info.get("publication_sequence_number")
             if gid is not None and seq:
