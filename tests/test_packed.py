@@ -273,3 +273,28 @@ def test_fuzz_regressions():
         got = PackedInterpreter(m).run(seq, record=True)
         lg, _ = CModel(data, check_crc=False).run(seq, record=True)
         assert np.array_equal(lg, got["logits"]) or np.allclose(lg, got["logits"], equal_nan=True)
+
+
+def test_cli_run_inspect_and_errors(ckpts, tmp_path, monkeypatch, capsys):
+    from slt_deploy.cli import main
+
+    ck = ckpts[("digits-tiny", "binary-sparse")]
+    out = str(tmp_path / "m.slt")
+    main(["export", ck, "--target", "packed", "--out", out])
+    for rt in ("c", "numpy"):
+        monkeypatch.setenv("SLT_PACKED_RUNTIME", rt)
+        main(["run", out, "--data", "digits", "--limit", "32"])
+        assert "32 samples: accuracy" in capsys.readouterr().out
+    main(["inspect", out])
+    o = capsys.readouterr().out
+    assert "packed" in o and "information bound" in o and "arena" in o
+    monkeypatch.setenv("SLT_PACKED_RUNTIME", "fpga")
+    with pytest.raises(SystemExit):
+        main(["run", out, "--data", "digits"])
+    assert "unknown packed runtime" in capsys.readouterr().err
+    monkeypatch.delenv("SLT_PACKED_RUNTIME")
+    bad = tmp_path / "bad.slt"
+    bad.write_bytes(open(out, "rb").read()[:-3])
+    with pytest.raises(SystemExit):
+        main(["run", str(bad), "--data", "digits"])
+    assert "truncated" in capsys.readouterr().err
