@@ -288,3 +288,32 @@ def test_cli_export_run_verify_and_errors(ckpt, tmp_path, capsys):
     open(bad, "wb").write(b"not a model")
     code, out, err = _cli(capsys, "run", bad, "--data", "digits")
     assert code == 2 and "not a readable ONNX file" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_gather_compute_and_spike_outputs(ckpt, digits, tmp_path):
+    """compute=gather (kept input columns only) keeps binary layers exact; spikes=all outputs the rasters."""
+    model, meta = load(ckpt("digits-tiny", "binary"))
+    fc = synapses(model)[-1][1]
+    with torch.no_grad():
+        fc.mask[:, ::3] = 1.0 * (fc.mask[:, ::3] > 0)
+        fc.mask[:, 1::3] = 0.0
+        fc.mask[:, 2::3] = 0.0  # two of every three input columns fully pruned
+    src = str(tmp_path / "ck")
+    save(model, src, labels=meta["labels"])
+    g, d = str(tmp_path / "g.onnx"), str(tmp_path / "d.onnx")
+    export(src, "onnx", g, compute="gather", spikes="all")
+    export(src, "onnx", d)
+    m = onnx.load(g)
+    assert any(n.op_type == "Gather" and n.input[1].endswith(".columns") for n in m.graph.node)
+    outs = [o.name for o in m.graph.output]
+    assert "logits" in outs and any(o.startswith("spikes.") for o in outs)
+    rep = verify(src, g, limit=LIMIT)
+    assert rep["ok"] and rep["logits_bit_identical"] == 1.0
+    rg, rd = load_runner(g), load_runner(d)
+    seq = _seq(rg, digits)
+    assert np.array_equal(rg.run(seq)["logits"], rd.run(seq)["logits"])
+    res = dict(zip([o.name for o in rg.session.get_outputs()],
+                   rg.session.run(None, {"image": seq[0]})))
+    rec = rg.run(seq, record=True)["spikes"]
+    for layer, s in rec.items():
+        assert np.array_equal(res[f"spikes.{layer}"], s)

@@ -5,8 +5,9 @@ Options (slt-deploy export --target onnx --opt KEY=VALUE):
   form    unrolled (default: one call per sample, the T steps unrolled) | stateful (one call per time step)
   sparse  auto (default: smallest encoding per weight tensor) | none (plain dense float32) | coo | bitmap
   spikes  none (default) | all: also output every LIF's spike raster (verification/debugging)
-  compute dense (default) | gather: Affine layers with <= half their input columns kept gather those columns and
-          run a smaller MatMul (real sparse compute; see the measurement in docs/targets/onnx.md)
+  compute auto (default) | dense | gather: Affine layers whose kept weights touch <= 10% (auto) / <= 50% (gather)
+          of their input columns gather those columns and run a smaller MatMul (real sparse compute; measured in
+          bench/onnx.py, see docs/targets/onnx.md)
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .onnx_lower import COMPUTE, FORMS, OPSET, SPIKES, lower, unsupported
 from .onnx_weights import SPARSE_MODES
 
 OPTIONS = {"form": ("unrolled", "|".join(FORMS)), "sparse": ("auto", "|".join(SPARSE_MODES)),
-           "spikes": ("none", "|".join(SPIKES)), "compute": ("dense", "|".join(COMPUTE))}
+           "spikes": ("none", "|".join(SPIKES)), "compute": ("auto", "|".join(COMPUTE))}
 
 # Measured bound for graphs with float (non-binary) synaptic layers; see docs/targets/onnx.md.
 FLOAT_TOLERANCE = {
