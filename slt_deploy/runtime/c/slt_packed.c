@@ -631,28 +631,35 @@ static void run_step(slt_model *m, const float *input, uint32_t t, float *logits
             run_synapse(m, n, input);
             break;
         case OP_LIF: {
-            const float *x0 = node_out(m, n->in[0], input);
+            /* straight-line loops per (first step?, reset kind): the reference's own arithmetic, branch-free:
+             * v = beta*v + I (first step: v = I); s = v > thr; zero: v = v*(1-s); subtract: v = v - s*thr */
             const float beta = n->beta, thr = n->thr;
-            const int subtract = (n->flags & F_SUBTRACT) != 0, single = n->n_in == 1;
-            float *vv = n->v, *out = n->out;
-            uint8_t *sp = spikes ? spikes + n->spike_off : 0;
             const uint32_t size = n->size;
-            for (e = 0; e < size; e++) {
-                const float cur = single ? x0[e] : in_val(m, n, input, e);
-                float v;
-                int s;
-                if (t == 0) v = cur;
-                else { v = beta * vv[e]; v = v + cur; }
-                s = v > thr;
-                {   /* the reference's own arithmetic, branch-free: zero v*(1-s), subtract v - s*thr */
-                    const float sf = (float)s;
-                    if (subtract) { const float d = sf * thr; v = v - d; }
-                    else { const float keep = 1.0f - sf; v = v * keep; }
+            float *restrict vv = n->v;   /* the membrane state never aliases an activation buffer */
+            float *out = n->out;
+            const float *cur = node_out(m, n->in[0], input);
+            if (n->n_in > 1) {  /* summed input current, computed into the output buffer first */
+                for (e = 0; e < size; e++) out[e] = in_val(m, n, input, e);
+                cur = out;
+            }
+            if (t == 0)
+                for (e = 0; e < size; e++) vv[e] = cur[e];
+            else
+                for (e = 0; e < size; e++) { const float d = beta * vv[e]; vv[e] = d + cur[e]; }
+            if (n->flags & F_SUBTRACT)
+                for (e = 0; e < size; e++) {
+                    const float v = vv[e], sf = v > thr ? 1.0f : 0.0f, d = sf * thr;
+                    vv[e] = v - d;
                     out[e] = sf;
                 }
-                vv[e] = v;
-                if (sp) sp[e] = (uint8_t)s;
-            }
+            else
+                for (e = 0; e < size; e++) {
+                    const float v = vv[e], sf = v > thr ? 1.0f : 0.0f, keep = 1.0f - sf;
+                    vv[e] = v * keep;
+                    out[e] = sf;
+                }
+            if (spikes)
+                for (e = 0; e < size; e++) spikes[n->spike_off + e] = (uint8_t)(out[e] != 0.0f);
             break;
         }
         case OP_FLATTEN: case OP_ADD:
