@@ -74,13 +74,17 @@ def recipe(base, plan):
 
 
 def train_dense(r, data, out, progress):
-    t = timer()
+    t, c0 = timer(), time.process_time()
     m = build_model(r)
     train(m, data, r["train"], progress=progress, seed=int(r.get("seed", 0)))
-    secs = t()
+    secs, cpu = t(), time.process_time() - c0
     acc = evaluate(m, data.test)
-    save(m, out, metrics={"test_acc": acc, "seconds": secs}, labels=data.labels)
+    save(m, out, metrics={"test_acc": acc, "seconds": secs, "cpu_seconds": cpu}, labels=data.labels)
+    CPU[r["name"]] = cpu / int(r["train"]["epochs"])
     return m, acc, secs
+
+
+CPU = {}  # recipe name -> CPU seconds per training epoch (process time: what an unloaded core would need)
 
 
 def row(name, s, extra=None):
@@ -196,7 +200,8 @@ def main(argv=None):
     tk = multisp.search(sf, data, c)
     s_ms = finalize(tk, data, os.path.join(out, "multisp"), sf)
     rows.append(row("MultiSp transformer", s_ms))
-    print(f"MultiSp: patches {100 * s_ms['patch_sparsity']:.1f}%, ConvPEP {100 * s_ms['pep_connection_sparsity']:.1f}%"
+    print(f"MultiSp ({c.pep_method}): patches {100 * s_ms['patch_sparsity']:.1f}%, ConvPEP "
+          f"{100 * s_ms['pep_connection_sparsity']:.1f}%"
           f", {s_ms['test_acc']:.2f}% (dense {sf_acc:.2f}%)", flush=True)
 
     # --- table, goals, plot ------------------------------------------------------------------------------------
@@ -247,9 +252,12 @@ def main(argv=None):
         sf_ep = full["sf_epochs"] + full["multisp_epochs"]
         sf_epoch_s = sf_s / plan["sf_epochs"]
         est = scale * (ep * epoch_s + sf_ep * sf_epoch_s)
+        est_cpu = scale * (ep * CPU[VGG["name"]] + sf_ep * CPU[SFORMER["name"]])
         print(f"\nfull plan needs ~{ep} VGG epochs + {sf_ep} transformer epochs on 55k images: about "
-              f"{est / 60:.0f} min at this run's speed ({epoch_s * scale:.0f}s / {sf_epoch_s * scale:.0f}s per epoch; "
-              f"evaluation extra)")
+              f"{est / 60:.0f} min at this run's wall-clock speed ({epoch_s * scale:.0f}s / {sf_epoch_s * scale:.0f}s "
+              f"per epoch), {est_cpu / 60:.0f} min of CPU time for {torch.get_num_threads()} thread(s) "
+              f"(= wall time on an unloaded machine; evaluation extra)")
+        results["full_plan_estimate_min"] = {"wall_at_this_load": est / 60, "cpu": est_cpu / 60}
     results.update(rows=rows, goals=[{"goal": g, "met": bool(ok), "detail": d} for g, ok, d in goals],
                    minutes=total / 60, dense_vgg_acc=dense_acc, dense_transformer_acc=sf_acc, eb_ratio=eb_ratio,
                    eb_epochs=eb_epochs, imp_epochs=imp_epochs,

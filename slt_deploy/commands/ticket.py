@@ -20,22 +20,24 @@ from ..tickets import METHODS, TicketConfig, find_ticket
 @click.option("--q", type=int, default=5, show_default=True, help="Early-Bird window")
 @click.option("--tau", type=float, default=0.02, show_default=True, help="Early-Bird mask-distance threshold")
 @click.option("--patch-sparsity", type=float, default=0.376, show_default=True, help="MultiSp: patches removed")
-@click.option("--pep-method", type=click.Choice(["magnitude", "multiprize"]), default="magnitude",
+@click.option("--pep-method", type=click.Choice(["magnitude", "multiprize"]), default="multiprize",
               show_default=True, help="MultiSp: how the ConvPEP convolutions are pruned")
+@click.option("--pep-float-first", is_flag=True, help="MultiSp: keep the first ConvPEP conv (analog input) real")
 @click.option("--like", type=click.Path(), default=None, help="random: copy per-layer sparsity of this ticket")
 @click.option("--lr", type=float, default=None, help="override the recipe's learning rate")
 @click.option("--seed", type=int, default=0)
 @click.option("--data-dir", type=click.Path(), default=None)
 @click.option("--quiet", is_flag=True)
 def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, epochs, binarize,
-            binarize_epochs, q, tau, patch_sparsity, pep_method, like, lr, seed, data_dir, quiet):
+            binarize_epochs, q, tau, patch_sparsity, pep_method, pep_float_first, like, lr, seed, data_dir, quiet):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
     import os
 
     cfg = TicketConfig(method, sparsity, scope=scope, prune_fraction=prune_fraction, rounds=rounds,
                        rewind_epoch=rewind_epoch, epochs=epochs, binarize=binarize, binarize_epochs=binarize_epochs,
-                       q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method, like=like, lr=lr,
+                       q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,
+                       pep_binary_first=not pep_float_first, like=like, lr=lr,
                        seed=seed, progress=not quiet)
     if cfg.method in ("imp",):
         cfg.save_rounds = os.path.join(out, "rounds")

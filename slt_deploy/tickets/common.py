@@ -42,7 +42,9 @@ class TicketConfig:
     q: int = 5                           # Early-Bird window
     tau: float = 0.02                    # Early-Bird distance threshold
     patch_sparsity: float = 0.376        # MultiSp: fraction of patches removed
-    pep_method: str = "magnitude"        # MultiSp: ConvPEP pruning by "magnitude" (then binarize) or "multiprize"
+    pep_method: str = "multiprize"       # MultiSp: ConvPEP masks by learned scores on the frozen weights
+    #                                      ("multiprize") or by |w| then weight fine-tuning ("magnitude")
+    pep_binary_first: bool = True        # MultiSp: binarize the first ConvPEP conv too (it reads analog pixels)
     lr: float | None = None              # override the recipe's learning rate
     seed: int = 0
     progress: bool = False

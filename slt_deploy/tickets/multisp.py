@@ -7,8 +7,9 @@
    embedding. The top (1 - patch_sparsity) patches are kept (PatchSelect.set_index): the transformer blocks
    really run on fewer tokens, and the index is saved with the weights.
 2. ConvPEP weight sparsity + binarization: the ConvPEP convolutions (stem and RPE) are pruned per layer to the
-   target connection sparsity ("magnitude": by |w| of the trained weights, "multiprize": learned edge-popup
-   scores on the frozen weights, started at the magnitude mask) and binarized (w = sign(w)·α·mask).
+   target connection sparsity and binarized (w = sign(w)·α·mask): "multiprize" (default) learns edge-popup
+   scores on the frozen trained weights, started at the magnitude mask; "magnitude" prunes by |w| and fine-tunes
+   the latent weights. `pep_binary_first=False` keeps the first conv (analog pixels in) real-valued.
 3. ConvPEP activation binarization: everything between ConvPEP layers is LIF spikes and BN is folded at eval
    (per-channel scale and bias in `Synapse.folded()`), so the stem is a purely binary pipeline: binary weights
    times 0/1 spikes. `pep_binary_activations` checks it on data and the result is recorded.
@@ -118,6 +119,8 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
             m.binary = True
     else:
         attach_scores(layers, 1.0 - cfg.sparsity, init="magnitude")
+    if not cfg.pep_binary_first:  # the first conv reads analog pixels: keep its (pruned) weights real-valued
+        layers[0][1].binary = False
     e = epochs_of(model, cfg)
     h = run_train(model, data, cfg, e)
     if cfg.pep_method == "multiprize":
@@ -126,7 +129,8 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
     info = {"patch_sparsity": 1.0 - sel.index.numel() / sel.n_patches, "patch_sparsity_target": cfg.patch_sparsity,
             "n_patches": sel.n_patches, "kept_patches": idx.tolist(), "patch_importance": imp.tolist(),
             "pep_connection_sparsity": sparsity(model, layers), "pep_layers": [n for n, _ in layers],
-            "pep_method": cfg.pep_method, "pep_binary_weights": all(m.binary for _, m in layers),
+            "pep_method": cfg.pep_method, "pep_binary_weights": all(m.binary for _, m in layers[1:]),
+            "pep_first_layer_binary": layers[0][1].binary,
             "pep_binary_activations": pep_binary_activations(model, data.test.x[:256]), "epochs": e}
     hist = [{"round": 1, "target": cfg.sparsity, "sparsity": info["pep_connection_sparsity"],
              "patch_sparsity": info["patch_sparsity"], "test_acc": evaluate(model, data.test),
