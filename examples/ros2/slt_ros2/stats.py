@@ -19,6 +19,8 @@ class Stats:
         self.done_times = collections.deque(maxlen=window)    # monotonic time of each result
         self.received = self.processed = self.dropped = self.lost = self.malformed = self.errors = 0
         self._last_report = (time.monotonic(), 0)
+        self._last_cpu = (time.process_time(), 0)
+        self._cpu_ms = float("nan")
 
     def add_result(self, latency_ms: float, service_ms: float, infer_ms: float):
         with self.lock:
@@ -43,6 +45,12 @@ class Stats:
             t0, n0 = self._last_report
             self._last_report = (now, self.processed)
             fps = (self.processed - n0) / (now - t0) if now > t0 else 0.0
+            # CPU time of the whole node process per result (all threads): what a frame costs whatever else the
+            # machine is doing; updated once >= 10 results have accumulated since the last update
+            cpu, c0n = time.process_time(), self._last_cpu[1]
+            if self.processed - c0n >= 10:
+                self._cpu_ms = (cpu - self._last_cpu[0]) * 1e3 / (self.processed - c0n)
+                self._last_cpu = (cpu, self.processed)
             svc = list(self.service_ms)
             return {
                 "latency_p50_ms": self._pct(self.latency_ms, 50), "latency_p99_ms": self._pct(self.latency_ms, 99),
@@ -50,6 +58,8 @@ class Stats:
                 "service_p50_ms": self._pct(svc, 50),
                 "fps": fps,
                 "capacity_fps": 1000.0 / (sum(svc) / len(svc)) if svc and sum(svc) > 0 else float("nan"),
+                "cpu_ms_per_frame": self._cpu_ms,
+                "cpu_capacity_fps": 1000.0 / self._cpu_ms if self._cpu_ms > 0 else float("nan"),
                 "frames_received": self.received, "frames_processed": self.processed,
                 # dropped = replaced in the node's keep-last queue + never reached the node (publication
                 # sequence-number gaps: DDS keep-last queue overwritten or lost in transport)
