@@ -197,6 +197,15 @@ def test_every_ticket_saves_reloads_bit_exact(dense, data, tmp_path):
         assert meta["recipe"]["binary"] == all(l.binary for _, l in synapses(loaded))
         assert s["sop_ratio"] < 1.0 and 0 < s["spike_rate"] < 1
         _check_binary(loaded)
+    src, _ = load(str(tmp_path / "random"))
+    s = find_ticket(str(tmp_path / "random"), TicketConfig("binarize", None, epochs=1), str(tmp_path / "bin"),
+                    data=data)
+    loaded, meta = load(str(tmp_path / "bin"))
+    assert s["reload_bit_exact"] and meta["recipe"]["binary"] is True
+    assert s["measured_sparsity"] == pytest.approx(sparsity(src))
+    for (_, a), (_, b) in zip(synapses(src), synapses(loaded)):
+        assert torch.equal(a.mask, b.mask)
+    _check_binary(loaded)
     assert os.path.exists(tmp_path / "imp" / "summary.csv")
     assert json.load(open(tmp_path / "early-bird" / "ticket.json"))["ticket"]["converged"]
 

@@ -6,8 +6,8 @@ from ..tickets import METHODS, TicketConfig, find_ticket
 @click.command("ticket")
 @click.argument("ckpt", type=click.Path())
 @click.option("--method", "-m", required=True, help=f"one of: {', '.join(METHODS)}")
-@click.option("--sparsity", "-s", required=True, type=float,
-              help="target fraction of pruned weights (multisp: ConvPEP connection sparsity)")
+@click.option("--sparsity", "-s", type=float, default=None,
+              help="target fraction of pruned weights (multisp: ConvPEP connection sparsity; binarize: not needed)")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="ticket checkpoint folder to write")
 @click.option("--scope", type=click.Choice(["global", "global-raw", "layer"]), default="global",
               help="magnitude pruning scope (global: |w| / layer rms; global-raw: |w|; layer: per layer)")
@@ -31,6 +31,7 @@ from ..tickets import METHODS, TicketConfig, find_ticket
 def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, epochs, binarize,
             binarize_epochs, q, tau, patch_sparsity, pep_method, pep_float_first, like, lr, seed, data_dir, quiet):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
+    `--method binarize` makes the ticket CKPT binary instead (masks kept, fine-tuned).
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
     import os
 
@@ -52,7 +53,8 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
     else:
         msg = (f"{s['method']} ticket: sparsity {100 * s['measured_sparsity']:.2f}% (target "
                f"{100 * s['target_sparsity']:.1f}%){', binary' if s['binary'] else ''}")
-    msg += (f"; test accuracy {s['test_acc']:.2f}% (dense {s['dense_test_acc']:.2f}%); spike rate "
+    ref = "source" if s["method"] == "binarize" else "dense"
+    msg += (f"; test accuracy {s['test_acc']:.2f}% ({ref} {s['dense_test_acc']:.2f}%); spike rate "
             f"{s['spike_rate']:.3f}; synaptic ops {100 * s['sop_ratio']:.1f}% of dense")
     click.echo(msg + f" -> {out}")
 

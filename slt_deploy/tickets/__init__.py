@@ -5,19 +5,20 @@
 
 Methods: imp (iterative magnitude pruning, late rewinding), early-bird, multiprize (biprop: binary weights, learned
 masks, no weight training), random (baseline), multisp (spiking transformer: patch + ConvPEP sparsity,
-binarization). Activity / synaptic-operation counting for the "second reward": tickets.activity.synaptic_ops.
+binarization), binarize (make any ticket binary and fine-tune; its sparsity is the source's). Activity / synaptic-operation counting for the "second reward": tickets.activity.synaptic_ops.
 """
 from __future__ import annotations
 
 from ..checkpoint import load
 from ..data import load_dataset
 from ..errors import SltError
+from . import binarize as binarize_ticket
 from . import early_bird, imp, multiprize, multisp
 from . import random as random_ticket
 from .common import Ticket, TicketConfig, finalize, measure
 
 METHODS = {"imp": imp.search, "early-bird": early_bird.search, "multiprize": multiprize.search,
-           "random": random_ticket.search, "multisp": multisp.search}
+           "random": random_ticket.search, "multisp": multisp.search, "binarize": binarize_ticket.search}
 ALIASES = {"eb": "early-bird", "early_bird": "early-bird", "earlybird": "early-bird", "mpt": "multiprize",
            "biprop": "multiprize", "multi-prize": "multiprize"}
 
@@ -33,8 +34,14 @@ def find_ticket(dense, cfg: TicketConfig, out_dir: str, data=None, data_dir=None
     """dense: a checkpoint folder or a SpikingNet. Runs the method, saves the ticket checkpoint in out_dir and
     returns the measured summary (also in out_dir/ticket.json)."""
     cfg.method = method_name(cfg.method)
-    cfg.validate()
     dense_model = load(dense)[0] if isinstance(dense, str) else dense
+    if cfg.method == "binarize" and cfg.sparsity is None:
+        from .masks import sparsity
+
+        cfg.sparsity = sparsity(dense_model)
+    if cfg.sparsity is None:
+        raise SltError(f"method {cfg.method} needs a target sparsity", "pass --sparsity, e.g. 0.9")
+    cfg.validate()
     if data is None:
         r = dense_model.recipe
         data = load_dataset(r["dataset"], data_dir, int(r.get("seed", 0)))
