@@ -181,7 +181,7 @@ def main(argv=None):
                 binarize_epochs=plan["binarize_epochs"])
         tk = random_ticket.search(dense, data, c)
         s_r = finalize(tk, data, os.path.join(out, name.replace(" @", "_").replace("-", "_").lower()), dense)
-        series.setdefault("random", []).append((s_r["measured_sparsity"], s_r["test_acc"]))
+        series["random (binary)" if binar else "random"] = [(s_r["measured_sparsity"], s_r["test_acc"])]
         rows.append(row(name, s_r))
         print(f"{name}: {100 * s_r['measured_sparsity']:.2f}% sparse, {s_r['test_acc']:.2f}%", flush=True)
     # --- multi-prize: binary 50%-sparse, weights never trained ------------------------------------------------
