@@ -12,6 +12,10 @@ Encodings (one per weight tensor, `choose()` takes the smallest the `sparse` opt
           decoded by CumSum/Gather                                           1/8 B / weight + 4 B / kept weight
   bits    binary layers only: packed mask (omitted when nothing is pruned)
           + ONE packed sign bit per kept weight; decodes to ±1/0 float32     1/8 B / weight + 1/8 B / kept weight
+  delta   kept positions as uint8 gaps (a gap > 255 is bridged by filler entries) + float32 values;
+          decoded by CumSum/ScatterElements                                  5 B / kept weight
+  delta-bits  uint8 gaps + one packed sign bit per kept weight (+ the
+          int64 positions of fillers, zeroed after the scatter)             1 1/8 B / kept weight
 Binary layers always compute with the integer sign tensor (±1/0); their per-channel scale and bias are separate
 float32 initializers (docs/ir.md), so every encoding of a binary layer runs the same exact arithmetic.
 """
@@ -20,12 +24,43 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-ENCODINGS = ("dense", "coo", "bitmap", "bits")
-SPARSE_MODES = ("auto", "none", "coo", "bitmap")
+ENCODINGS = ("dense", "coo", "bitmap", "bits", "delta", "delta-bits")
+SPARSE_MODES = ("auto", "none", "coo", "bitmap", "delta")
 
 
-def nbytes(kind: str, n: int, nnz: int, binary: bool) -> int:
-    """Bytes the encoding stores for a tensor of n weights, nnz of them kept (payload only)."""
+def gap_code(w: np.ndarray):
+    """Kept positions (row-major) as uint8 gaps from the previous one (the first from -1). A gap > 255 is bridged by
+    filler entries every 255 positions. -> (gaps uint8 [m], is_filler bool [m], positions int64 [m])."""
+    idx = np.flatnonzero(np.asarray(w).reshape(-1))
+    pos, filler, prev = [], [], -1
+    for i in idx.tolist():
+        while i - prev > 255:
+            prev += 255
+            pos.append(prev)
+            filler.append(True)
+        pos.append(i)
+        filler.append(False)
+        prev = i
+    pos = np.asarray(pos, np.int64)
+    gaps = np.diff(np.concatenate([[-1], pos])).astype(np.uint8)
+    return gaps, np.asarray(filler, bool), pos
+
+
+def n_fillers(w: np.ndarray) -> int:
+    idx = np.flatnonzero(np.asarray(w).reshape(-1))
+    g = np.diff(np.concatenate([[-1], idx]))
+    return int(((g - 1) // 255).sum()) if idx.size else 0
+
+
+def nbytes(kind: str, n: int, nnz: int, binary: bool, fill: int = 0) -> int:
+    """Bytes the encoding stores for a tensor of n weights, nnz of them kept (payload only); None = not possible.
+    fill = filler entries the gap code needs (n_fillers)."""
+    if kind.startswith("delta") and nnz == 0:
+        return None
+    if kind == "delta":
+        return 5 * (nnz + fill)
+    if kind == "delta-bits":
+        return (nnz + fill) + (nnz + fill + 7) // 8 + 8 * fill
     if kind == "dense":
         return 4 * n
     if kind == "coo":
@@ -41,10 +76,12 @@ def choose(w: np.ndarray, binary: bool, mode: str) -> str:
     """The encoding of one weight tensor under the export option sparse=mode."""
     if mode == "none":
         return "dense"
-    n, nnz = w.size, int(np.count_nonzero(w))
-    cands = {"auto": ["dense", "coo", "bitmap"] + (["bits"] if binary else []),
-             "coo": ["dense", "coo"], "bitmap": ["dense", "bitmap"] + (["bits"] if binary else [])}[mode]
-    return min(cands, key=lambda k: (nbytes(k, n, nnz, binary), cands.index(k)))
+    n, nnz, fill = w.size, int(np.count_nonzero(w)), n_fillers(w)
+    cands = {"auto": ["dense", "coo", "bitmap", "delta"] + (["bits", "delta-bits"] if binary else []),
+             "coo": ["dense", "coo"], "bitmap": ["dense", "bitmap"] + (["bits"] if binary else []),
+             "delta": ["dense", "delta"] + (["delta-bits"] if binary else [])}[mode]
+    cands = [k for k in cands if nbytes(k, n, nnz, binary, fill) is not None]
+    return min(cands, key=lambda k: (nbytes(k, n, nnz, binary, fill), cands.index(k)))
 
 
 class WeightSink:
@@ -63,9 +100,9 @@ class WeightSink:
         kind = choose(tgt, binary, mode)
         nnz = int(np.count_nonzero(tgt))
         self.records.append({"tensor": name, "encoding": kind, "shape": list(tgt.shape), "kept": nnz,
-                             "params": int(tgt.size), "payload_bytes": nbytes(kind, tgt.size, nnz, binary),
+                             "params": int(tgt.size), "payload_bytes": nbytes(kind, tgt.size, nnz, binary, n_fillers(tgt)),
                              "dense_bytes": 4 * int(tgt.size), "binary": bool(binary)})
-        return getattr(self, "_" + kind)(name, tgt, binary)
+        return getattr(self, "_" + kind.replace("-", "_"))(name, tgt, binary)
 
     # --- encoders ----------------------------------------------------------------------------------------------
     def _dense(self, name, w, binary):
@@ -120,3 +157,41 @@ class WeightSink:
                           axis=0)
         mask = self._unpack(name + ".mask", np.packbits(keep), flat.size)
         return self._scatter(name, mask, vals0, w.shape)
+
+    def _signs(self, name, flat_kept: np.ndarray) -> str:
+        """float32 ±1 tensor [nnz] from one packed bit per kept weight."""
+        sbits = self._unpack(name + ".sign", np.packbits(flat_kept > 0), flat_kept.size)
+        sf = self.b.op("Cast", [sbits], name + ".signf", to=TensorProto.FLOAT)
+        two = self.b.const(np.array(2.0, np.float32), "f32.two")
+        one = self.b.const(np.array(1.0, np.float32), "f32.one")
+        return self.b.op("Sub", [self.b.op("Mul", [sf, two], name + ".sign2"), one], name + ".pm1")
+
+    def _delta_scatter(self, name, w, gaps, vals: str) -> str:
+        """Kept positions as uint8 gaps (CumSum -> linear index) + values -> dense tensor [n] (flat)."""
+        g = self.b.init(name + ".gaps", gaps)
+        g64 = self.b.op("Cast", [g], name + ".g64", to=TensorProto.INT64)
+        pos1 = self.b.op("CumSum", [g64, self.b.const(np.array(0, np.int64), "i64.zero")], name + ".pos1")
+        pos = self.b.op("Sub", [pos1, self.b.const(np.array(1, np.int64), "i64.one")], name + ".pos")
+        zeros = self.b.op("ConstantOfShape", [self.b.const(np.array([w.size], np.int64))], name + ".zeros",
+                          value=numpy_helper.from_array(np.zeros(1, np.float32)))
+        return self.b.op("ScatterElements", [zeros, pos, vals], name + ".scattered", axis=0)
+
+    def _reshape(self, name, flat: str, shape) -> str:
+        return self.b.op("Reshape", [flat, self.b.const(np.array(shape, np.int64))], name)
+
+    def _delta(self, name, w, binary):
+        gaps, filler, pos = gap_code(w)
+        vals = w.reshape(-1)[pos].astype(np.float32)  # fillers sit on pruned positions: value 0
+        flat = self._delta_scatter(name, w, gaps, self.b.init(name + ".values", vals))
+        return self._reshape(name, flat, w.shape)
+
+    def _delta_bits(self, name, w, binary):
+        gaps, filler, pos = gap_code(w)
+        signs = w.reshape(-1)[pos]
+        signs[filler] = 1.0  # a sign bit cannot say 0: fillers are zeroed again below
+        flat = self._delta_scatter(name, w, gaps, self._signs(name, signs))
+        if filler.any():
+            fp = self.b.init(name + ".fillers", pos[filler])
+            z = self.b.const(np.zeros(int(filler.sum()), np.float32))
+            flat = self.b.op("ScatterElements", [flat, fp, z], name + ".unfilled", axis=0)
+        return self._reshape(name, flat, w.shape)
