@@ -432,6 +432,7 @@ def _quantize(P, g, shapes, chain, head, boundary, rest, lim, sparse, T, enc, in
         L = _layer(node, shapes[m], wi, bi if bi.any() else None, _neuron(beta, mm))
         layers.append(L)
         syn, fan = _fan_in(node, wi, prev_shape)
+        _check_netx_lossless(reasons, g, n, L)
         if L["type"] == "dense":
             dense_density.append(float((wi != 0).mean()))
         info.append(_entry(g, len(info), n, m, L["type"], shapes[m], int(np.prod(shapes[m])), syn, k, mm, beta, thr,
@@ -456,6 +457,7 @@ def _quantize(P, g, shapes, chain, head, boundary, rest, lim, sparse, T, enc, in
         layers.append({"type": "dense", "shape": [w.shape[0]], "weight": wi, "bias": bi if bi.any() else None,
                        "neuron": {"iDecay": DECAY_SCALE, "vDecay": 0, "vThMant": VTH_MANT}})
         dense_density.append(float((wi != 0).mean()))
+        _check_netx_lossless(reasons, g, n, layers[-1])
         syn, fan = _fan_in(node, wi, None)
         e = _entry(g, len(info), n, None, "dense", [w.shape[0]], w.shape[0], syn, k, VTH_MANT, 1.0, None, w, wi,
                    lim, fan=fan, note="readout: non-leaky integrator, never spikes; logits = v / (64 k)")
@@ -494,6 +496,22 @@ def _quantize(P, g, shapes, chain, head, boundary, rest, lim, sparse, T, enc, in
                        + " (fix: smaller layers, more sparsity, split the network over more chips "
                        "(--opt chips=N) or partition it)")
         reasons.append(P.core_reason)
+
+
+def _check_netx_lossless(reasons, g, n, L):
+    """netx re-derives a dense layer's weight exponent and Lava truncates to it; for a few sign patterns (all
+    weights <= 0 with a zero among odd mantissas) that zeroes the layer. Refuse instead of exporting garbage."""
+    if L["type"] != "dense":
+        return
+    from ..runtime.loihi_ref import dense_synapse
+
+    w = np.asarray(L["weight"], np.int64)
+    wq, e = dense_synapse(w)
+    back = (wq >> -e) if e <= 0 else (wq << e)
+    if not np.array_equal(back, w):
+        reasons.append(f"{_label(g, n)}: netx/Lava would not keep its 8-bit weights exactly "
+                       f"({int((back != w).sum())} of {w.size} change; sign pattern max {int(w.max())}, "
+                       f"min {int(w.min())}) (fix: retrain or prune so the layer has a positive weight)")
 
 
 def _neuron(beta, vth):

@@ -67,8 +67,7 @@ def dense_synapse(w: np.ndarray):
         w = -w
     w = np.clip(w, -256 * mixed, 255)
     tb = 8 - nbits + mixed
-    if tb > 0:
-        w = (w >> tb) << tb
+    w = (w >> np.int64(tb)) << np.int64(tb)   # numpy shifts by a negative count give 0: Lava then zeroes the layer
     if lmode == "inh":
         w = -w
     return w, exp
