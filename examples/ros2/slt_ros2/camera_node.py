@@ -27,7 +27,7 @@ from sensor_msgs.msg import Image
 from slt_deploy.errors import SltError
 from slt_deploy.runtime.image import embed_image, encode_frame, resize
 
-from .perception_node import make_qos
+from .perception_node import declare, make_qos
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -159,7 +159,7 @@ class FrameSource:
 class CameraNode(Node):
     def __init__(self):
         super().__init__("slt_camera")
-        p = self.declare_parameter
+        p = lambda name, default: declare(self, name, default)  # noqa: E731
         source = p("source", "fmnist").value
         self.topic = p("topic", "image_raw").value
         self.rate = float(p("rate", 30.0).value)

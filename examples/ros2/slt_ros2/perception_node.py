@@ -25,6 +25,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
 from sensor_msgs.msg import Image
@@ -42,6 +43,27 @@ except ImportError:  # pragma: no cover - depends on the install
 
 BACKENDS = ("auto", "torch", "onnx", "packed")
 NOT_AVAILABLE = "not available"
+
+
+class _Param:
+    def __init__(self, value):
+        self.value = value
+
+
+def declare(node: Node, name: str, default):
+    """Declare a parameter that accepts 30 as well as 30.0 (or "30") and hands back the default's type;
+    a value that does not convert is a clear error."""
+    v = node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True)).value
+    want = type(default)
+    try:
+        if want is bool and isinstance(v, str):
+            v = {"true": True, "false": False}[v.lower()]
+        elif v is not None and not isinstance(v, want):
+            v = want(v)
+    except (ValueError, TypeError, KeyError):
+        raise SltError(f"parameter {name!r} = {v!r} is not a {want.__name__}",
+                       f"pass -p {name}:=<{want.__name__}> (default {default!r})")
+    return _Param(default if v is None else v)
 
 
 def make_qos(kind: str, depth: int) -> QoSProfile:
@@ -118,7 +140,7 @@ class EnergyModel:
 class PerceptionNode(Node):
     def __init__(self, **overrides):
         super().__init__("slt_perception", **overrides)
-        p = self.declare_parameter
+        p = lambda name, default: declare(self, name, default)  # noqa: E731
         self.model_path = p("model", "").value
         self.backend = p("backend", "auto").value
         self.image_topic = p("image_topic", "image_raw").value
