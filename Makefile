@@ -33,3 +33,4 @@ fuzz: setup
 bench-packed: setup
 	$(PY) bench/packed.py
 bench-onnx: setup ; $(PY) bench/onnx.py $(BENCH_ONNX_ARGS)  # ONNX target: eager vs ORT dense vs ours, b1/b64, sizes, exactness (issue 5)
+bench-loihi: setup ; $(PY) bench/loihi.py $(BENCH_LOIHI_ARGS)  # Loihi target: export time, cores, agreement with float, Lava sim time (issue 7)

@@ -107,9 +107,16 @@ def stage_onnx(ctx):
     stage(ctx)
 
 
+def stage_loihi(ctx):
+    """Loihi target: netx folder, our fixed-point reference vs Lava's Loihi 2 simulation (backends/loihi_demo.py)."""
+    from .backends.loihi_demo import stage
+
+    stage(ctx)
+
+
 # The demo's stages, in order. Later issues append: tickets, exports per target, verification, profiling.
 STAGES = [("train", stage_train), ("ticket", stage_ticket), ("export", stage_export), ("packed", stage_packed),
-          ("onnx", stage_onnx), ("profile", stage_profile)]  # profile LAST: it ends with the table of every target
+          ("onnx", stage_onnx), ("loihi", stage_loihi), ("profile", stage_profile)]  # profile LAST: it ends with the table of every target
 
 
 def run_demo(out: str, recipe: str = "digits-tiny", data_dir=None, only=None):
