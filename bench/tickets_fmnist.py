@@ -196,6 +196,14 @@ def main(argv=None):
     rows.append({"ticket": "dense transformer", "test_acc": sf_acc, "sparsity": 0.0, "binary": False,
                  "total_s": sf_s})
     print(f"dense transformer: {sf_acc:.2f}% ({sf_s:.0f}s)", flush=True)
+    # fair reference: the dense transformer trained for the same extra epochs MultiSp fine-tunes
+    sf_ft = copy.deepcopy(sf)
+    train(sf_ft, data, rs["train"], epochs=plan["multisp_epochs"], progress=P, seed=1)
+    sf_ft_acc = evaluate(sf_ft, data.test)
+    rows.append({"ticket": f"dense transformer +{plan['multisp_epochs']} ep", "test_acc": sf_ft_acc, "sparsity": 0.0,
+                 "binary": False})
+    print(f"dense transformer + {plan['multisp_epochs']} more epochs: {sf_ft_acc:.2f}%", flush=True)
+    sf_ref = max(sf_acc, sf_ft_acc)
     c = cfg("multisp", GOALS["pep"], patch_sparsity=GOALS["patch"], epochs=plan["multisp_epochs"])
     tk = multisp.search(sf, data, c)
     s_ms = finalize(tk, data, os.path.join(out, "multisp"), sf)
@@ -232,9 +240,10 @@ def main(argv=None):
         ("MultiSp patch >= 37.6%, ConvPEP >= 55%, binary, within 2.0 pt",
          s_ms["patch_sparsity"] >= GOALS["patch"] and s_ms["pep_connection_sparsity"] >= GOALS["pep"] - 1e-9
          and s_ms["pep_binary_weights"] and s_ms["pep_binary_activations"]
-         and sf_acc - s_ms["test_acc"] <= GOALS["sf_drop"],
+         and sf_ref - s_ms["test_acc"] <= GOALS["sf_drop"],
          f"patch {100 * s_ms['patch_sparsity']:.1f}%, ConvPEP {100 * s_ms['pep_connection_sparsity']:.1f}%, "
-         f"{s_ms['test_acc']:.2f}% vs {sf_acc:.2f}% ({sf_acc - s_ms['test_acc']:+.2f} pt drop)"),
+         f"{s_ms['test_acc']:.2f}% vs dense {sf_ref:.2f}% (best of {sf_acc:.2f}% and {sf_ft_acc:.2f}% with the same "
+         f"extra epochs; {sf_ref - s_ms['test_acc']:+.2f} pt drop)"),
         ("Early-Bird search <= 1/10 of IMP's time", eb_ratio <= GOALS["eb_ratio"],
          f"{s_eb['search_seconds']:.0f}s vs {imp_time:.0f}s = {eb_ratio:.3f}; in training epochs {eb_epochs} vs "
          f"{imp_epochs} = {eb_epochs / imp_epochs:.3f}"),
@@ -249,7 +258,7 @@ def main(argv=None):
         ep = (full["dense_epochs"] + full["rewind_epoch"] + 14 * full["round_epochs"] + full["binarize_epochs"]
               + full["dense_epochs"] + full["eb_q"] + full["round_epochs"] + 2 * full["round_epochs"]
               + full["binarize_epochs"] + full["mpt_epochs"])
-        sf_ep = full["sf_epochs"] + full["multisp_epochs"]
+        sf_ep = full["sf_epochs"] + 2 * full["multisp_epochs"]
         sf_epoch_s = sf_s / plan["sf_epochs"]
         est = scale * (ep * epoch_s + sf_ep * sf_epoch_s)
         est_cpu = scale * (ep * CPU[VGG["name"]] + sf_ep * CPU[SFORMER["name"]])
@@ -259,7 +268,8 @@ def main(argv=None):
               f"(= wall time on an unloaded machine; evaluation extra)")
         results["full_plan_estimate_min"] = {"wall_at_this_load": est / 60, "cpu": est_cpu / 60}
     results.update(rows=rows, goals=[{"goal": g, "met": bool(ok), "detail": d} for g, ok, d in goals],
-                   minutes=total / 60, dense_vgg_acc=dense_acc, dense_transformer_acc=sf_acc, eb_ratio=eb_ratio,
+                   minutes=total / 60, dense_vgg_acc=dense_acc, dense_transformer_acc=sf_acc,
+                   dense_transformer_ft_acc=sf_ft_acc, eb_ratio=eb_ratio,
                    eb_epochs=eb_epochs, imp_epochs=imp_epochs,
                    imp_history=series["IMP"])
     atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=2, default=float))
