@@ -27,7 +27,7 @@ typedef struct {
     uint32_t ci, ih, iw, k, st, pd, rows, cols, kept, enc, bits, nsym, ntok, din;
     const uint8_t *mask, *vals, *params;
     uint32_t *rowtab;              /* rows+1 kept-count prefixes (first kept index of each row) */
-    uint16_t *colidx;              /* delta layers: the column of every kept weight, expanded at open */
+    uint16_t *colidx;              /* the column of every kept weight, expanded from the mask at open */
     /* lif */
     float beta, thr;
     float *v;
@@ -158,8 +158,9 @@ static int check_stream(slt_node *n, uint32_t *rowtab, uint16_t *colidx, const u
             if (rowtab) rowtab[r] = (uint32_t)cnt;
             for (i = b0; i < b1; i++)
                 if (bit_at(n->mask, i)) {
-                    cnt++;
                     if (scale && (rd32(scale + 4u * (uint32_t)(i - b0)) & 0x7FFFFFFFu) == 0) return SLT_E_VALUE;
+                    if (colidx && cnt < n->kept) colidx[cnt] = (uint16_t)(i - b0);
+                    cnt++;
                 }
         }
         if (rowtab) rowtab[n->rows] = (uint32_t)cnt;
@@ -390,7 +391,7 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
             }
             {
                 uint32_t *rt = (uint32_t *)take(c, sizeof(uint32_t) * ((size_t)nd.rows + 1u));
-                uint16_t *ci = nd.enc == 1 ? (uint16_t *)take(c, sizeof(uint16_t) * (size_t)nd.kept) : 0;
+                uint16_t *ci = (uint16_t *)take(c, sizeof(uint16_t) * (size_t)nd.kept);
                 int e = check_stream(&nd, rt, ci, (nd.flags & F_BINARY) ? nd.params : 0);
                 if (e) return e;
                 nd.rowtab = rt;
@@ -506,29 +507,12 @@ static float in_val(const slt_model *m, const slt_node *n, const float *input, u
 /* add x * w for every kept weight of packing row r to out[col * ostride + obase] */
 static uint64_t emit_row(const slt_node *n, uint32_t r, float x, float *out, uint32_t ostride, uint32_t obase) {
     const int binary = (n->flags & F_BINARY) != 0;
-    const uint32_t L = n->cols;
     float xs[2];
     uint64_t ev = 0;
     xs[0] = -x;
     xs[1] = x;
-    if (n->enc == 0) {
-        uint64_t b0 = (uint64_t)r * L;
-        uint32_t kidx = n->rowtab[r], kend = n->rowtab[r + 1], j = 0;
-        while (kidx < kend && j < L) {
-            uint64_t p = b0 + j;
-            uint32_t byte = (uint32_t)(n->mask[p >> 3] >> (p & 7u));
-            if (!byte) { j += 8u - (uint32_t)(p & 7u); continue; }
-            if (byte & 1u) {
-                float *o = out + (size_t)j * ostride + obase;
-                if (binary) *o = *o + xs[bit_at(n->vals, kidx)];   /* sign bit 1: +x, 0: -x */
-                else *o = *o + x * rdf(n->vals + 4u * kidx);
-                kidx++;
-                ev++;
-            }
-            j++;
-        }
-    } else {
-        /* delta layers were expanded at open: kept weights kidx in [rowtab[r], rowtab[r+1]), columns colidx */
+    {
+        /* expanded at open: kept weights kidx in [rowtab[r], rowtab[r+1]), their columns in colidx */
         const uint32_t k0 = n->rowtab[r], k1 = n->rowtab[r + 1];
         const uint16_t *col = n->colidx;
         uint32_t kidx;
