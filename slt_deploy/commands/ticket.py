@@ -43,8 +43,6 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
     if cfg.method in ("imp",):
         cfg.save_rounds = os.path.join(out, "rounds")
     s = find_ticket(ckpt, cfg, out, data_dir=data_dir)
-    if s["method"] == "imp":
-        _plot(out, s)
     if s["method"] == "multisp":
         msg = (f"multisp ticket: patches {100 * s['patch_sparsity']:.1f}% removed, ConvPEP connections "
                f"{100 * s['pep_connection_sparsity']:.1f}% removed (target {100 * s['target_sparsity']:.1f}%), "
@@ -58,14 +56,3 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
             f"{s['spike_rate']:.3f}; synaptic ops {100 * s['sop_ratio']:.1f}% of dense")
     click.echo(msg + f" -> {out}")
 
-
-def _plot(out, s):
-    import json
-    import os
-
-    from ..tickets.report import plot_sparsity_accuracy
-
-    with open(os.path.join(out, "summary.json")) as f:
-        rows = json.load(f)
-    pts = [(r["sparsity"], r["test_acc"]) for r in rows if isinstance(r.get("round"), int) and r["round"] > 0]
-    plot_sparsity_accuracy({"IMP": pts}, os.path.join(out, "sparsity_accuracy.png"), s.get("dense_test_acc"))

@@ -181,8 +181,14 @@ def finalize(ticket: Ticket, data, out_dir: str, dense_model=None, labels=None, 
     report = {"ticket": info, "measurements": m, "history": ticket.history}
     atomic_write(os.path.join(out_dir, "ticket.json"), json.dumps(report, indent=2, default=float))
     if ticket.history:
-        from .report import write_table
+        from .report import plot_sparsity_accuracy, write_table
+
         write_table(ticket.history, os.path.join(out_dir, "summary"))
+        pts = [(h["sparsity"], h["test_acc"]) for h in ticket.history
+               if isinstance(h.get("round"), int) and "sparsity" in h and "test_acc" in h]
+        if len(pts) > 1:  # IMP: one point per round
+            plot_sparsity_accuracy({ticket.method: pts}, os.path.join(out_dir, "sparsity_accuracy.png"),
+                                   m.get("dense_test_acc"), f"{model.recipe['name']}: {ticket.method} rounds")
     return {**info, **{k: v for k, v in m.items() if k not in ("layers", "per_layer_ops")}}
 
 
