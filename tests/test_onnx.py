@@ -20,7 +20,6 @@ from slt_deploy.nn import ConvPEP, PatchSelect, synapses
 from slt_deploy.runtime import load_runner
 from slt_deploy.verify import verify
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = [("digits-tiny", "dense"), ("digits-tiny", "imp"), ("digits-tiny", "binary"), ("digits-tiny", "rate"),
          ("digits-resnet-tiny", "dense"), ("digits-resnet-tiny", "binary"),
          ("digits-spikformer-tiny", "dense"), ("digits-spikformer-tiny", "multisp"),

@@ -108,8 +108,8 @@ def describe(path: str) -> dict:
     notes = [f"opset {OPSET}, {len(m.graph.node)} nodes ({', '.join(f'{k} {v}' for k, v in sorted(ops.items()))})",
              f"inputs: {', '.join(i.name for i in m.graph.input)}",
              f"outputs: {', '.join(o.name for o in m.graph.output)}",
-             f"{sum(r['encoding'] == 'coo' for r in recs)} COO sparse tensor(s), "
-             f"{sum(r['encoding'] in ('bitmap', 'bits') for r in recs)} bit-packed; decoding is constant-folded at load"]
+             "weight encodings: " + ", ".join(r["tensor"] + "=" + r["encoding"] for r in recs)
+             + "; their decoding is constant-folded when onnxruntime loads the file"]
     return {"layers": rows, "meta": meta, "notes": notes}
 
 

@@ -100,7 +100,8 @@ class WeightSink:
         kind = choose(tgt, binary, mode)
         nnz = int(np.count_nonzero(tgt))
         self.records.append({"tensor": name, "encoding": kind, "shape": list(tgt.shape), "kept": nnz,
-                             "params": int(tgt.size), "payload_bytes": nbytes(kind, tgt.size, nnz, binary, n_fillers(tgt)),
+                             "params": int(tgt.size),
+                             "payload_bytes": nbytes(kind, tgt.size, nnz, binary, n_fillers(tgt)),
                              "dense_bytes": 4 * int(tgt.size), "binary": bool(binary)})
         return getattr(self, "_" + kind.replace("-", "_"))(name, tgt, binary)
 
