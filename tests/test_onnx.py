@@ -201,6 +201,19 @@ def test_optimized_graph_keeps_exact_arithmetic(ckpt, tmp_path):
     assert len(scale_muls) == len(syn) > 0
 
 
+def test_same_numbers_at_every_optimization_level_and_thread_count(ckpt, digits, tmp_path):
+    from slt_deploy.runtime.onnx_runner import OnnxRunner
+
+    f = str(tmp_path / "m.onnx")
+    export(ckpt("digits-spikformer-tiny", "multisp-bin"), "onnx", f)
+    ref = OnnxRunner(f)
+    seq = _seq(ref, digits)
+    want = ref.run(seq)["logits"]
+    for opt in ("none", "basic", "extended"):
+        assert np.array_equal(OnnxRunner(f, optimization=opt).run(seq)["logits"], want), opt
+    assert np.array_equal(OnnxRunner(f, threads=2).run(seq)["logits"], want)
+
+
 def test_metadata_and_inspect(ckpt, tmp_path, capsys):
     src = ckpt("digits-tiny", "binary")
     f = str(tmp_path / "m.onnx")
