@@ -632,13 +632,13 @@ static void run_step(slt_model *m, const float *input, uint32_t t, float *logits
                 for (e = 0; e < size; e++) { const float d = beta * vv[e]; vv[e] = d + cur[e]; }
             if (n->flags & F_SUBTRACT)
                 for (e = 0; e < size; e++) {
-                    const float v = vv[e], sf = v > thr ? 1.0f : 0.0f, d = sf * thr;
+                    const float v = vv[e], sf = (float)(v > thr), d = sf * thr;
                     vv[e] = v - d;
                     out[e] = sf;
                 }
             else
                 for (e = 0; e < size; e++) {
-                    const float v = vv[e], sf = v > thr ? 1.0f : 0.0f, keep = 1.0f - sf;
+                    const float v = vv[e], sf = (float)(v > thr), keep = 1.0f - sf;
                     vv[e] = v * keep;
                     out[e] = sf;
                 }
