@@ -193,7 +193,9 @@ class Lowering:
         if self.last_step:
             self.new_state[n] = None
         elif reset == "zero":
-            self.new_state[n] = b.op("Where", [sb, b.const(np.array(0.0, np.float32)), v],
+            # v * (1 - s), as the reference (onnxruntime's Where(s, 0, v) was 4x slower than Sub + Mul)
+            keep = b.op("Sub", [b.const(np.array(1.0, np.float32)), s], self.name(f"{layer}.keep"))
+            self.new_state[n] = b.op("Mul", [v, keep],
                                      self.name(f"v_out.{layer}" if self.form == "stateful" else f"{layer}.vr"))
         else:
             self.new_state[n] = b.op("Sub", [v, b.op("Mul", [s, thr_c], self.name(f"{layer}.sthr"))],
