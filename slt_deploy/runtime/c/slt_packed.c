@@ -132,6 +132,18 @@ static void copy_node(slt_node *d, const slt_node *src) {
     for (i = 0; i < sizeof(slt_node); i++) b[i] = a[i];
 }
 
+/* how many input slots of the records after j name node j (records are in bounds: n_nodes*64 <= payload) */
+static uint32_t consumers(const uint8_t *pl, uint32_t n_nodes, uint32_t j) {
+    uint32_t i, k, cnt = 0;
+    for (i = j + 1; i < n_nodes; i++) {
+        const uint8_t *r = pl + (size_t)i * RECORD_SIZE;
+        uint32_t n_in = r[1], w1 = rd32(r + 4), w2 = rd32(r + 8), in[4];
+        in[0] = w1 & 0xFFFFu; in[1] = w1 >> 16; in[2] = w2 & 0xFFFFu; in[3] = w2 >> 16;
+        for (k = 0; k < n_in && k < MAX_INPUTS; k++) cnt += in[k] == j;
+    }
+    return cnt;
+}
+
 static int same_shape(const slt_node *a, const slt_node *b) {
     return a->rank == b->rank && a->d[0] == b->d[0] && a->d[1] == b->d[1] && a->d[2] == b->d[2];
 }
@@ -438,8 +450,15 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
             if (x.rank != 2) return SLT_E_SHAPE;
             if (!shape_is(&nd, 1, x.d[1], 0, 0)) return SLT_E_SHAPE;
         }
-        /* buffers: every node but input/output owns an output buffer; LIF also its membrane state */
-        if (nd.op != OP_INPUT && nd.op != OP_OUTPUT) nd.out = (float *)take(c, sizeof(float) * (size_t)nd.size);
+        /* buffers: every node but input/output owns an output buffer, except a single-input LIF or flatten whose
+         * input node (not the model input) has no other consumer: it works in place in that node's buffer (the
+         * values are read and written element by element). LIF nodes also own their membrane state. */
+        if ((nd.op == OP_LIF || nd.op == OP_FLATTEN) && nd.n_in == 1 && nd.in[0] != 0 &&
+            consumers(pl, n_nodes, nd.in[0]) == 1) {
+            if (c->arena) nd.out = nodes[nd.in[0]].out;
+        } else if (nd.op != OP_INPUT && nd.op != OP_OUTPUT) {
+            nd.out = (float *)take(c, sizeof(float) * (size_t)nd.size);
+        }
         if (nd.op == OP_LIF) nd.v = (float *)take(c, sizeof(float) * (size_t)nd.size);
         if (c->arena) copy_node(&nodes[i], &nd);
     }
