@@ -1,6 +1,8 @@
 """Benchmark of the ONNX target on a Fashion-MNIST ticket, side by side in one run (docs/targets/onnx.md):
 
-  eager       the reference model (slt_deploy SpikingNet on snntorch neurons, PyTorch eager, per-step Python)
+  eager       the reference model (slt_deploy SpikingNet on snntorch neurons, PyTorch eager, per-step Python;
+              it re-derives its folded/binarized weights in every step)
+  interp      slt-deploy's NIR reference interpreter: PyTorch eager too, weights folded once
   ort-dense   onnxruntime on a plain dense export of the same model (--opt sparse=none: float32 initializers)
   ort-ours    onnxruntime on our export (--opt sparse=auto: bit-packed signs/masks, decoded at load)
   ort-stream  our stateful form, T calls per sample (what a streaming robot loop does)
@@ -34,7 +36,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from slt_deploy.checkpoint import load, save  # noqa: E402
 from slt_deploy.data import Split, load_dataset  # noqa: E402
-from slt_deploy.export import export  # noqa: E402
+from slt_deploy.export import export, lower  # noqa: E402
+from slt_deploy.ir.interpreter import Interpreter  # noqa: E402
 from slt_deploy.nn import synapses  # noqa: E402
 from slt_deploy.runtime.onnx_runner import OnnxRunner  # noqa: E402
 from slt_deploy.train import evaluate, train  # noqa: E402
@@ -150,6 +153,7 @@ def main():
     log("[ticket]")
     ckpt = a.ticket or make_ticket(a.work, a.data_dir, a.train_samples, a.sparsity)
     model, meta = load(ckpt)
+    graph = lower(ckpt)[2]
     files = {"dense": os.path.join(a.work, "dense.onnx"), "ours": os.path.join(a.work, "ours.onnx"),
              "stream": os.path.join(a.work, "ours-stateful.onnx")}
     export(ckpt, "onnx", files["dense"], sparse="none")
@@ -178,6 +182,12 @@ def main():
             with torch.no_grad():
                 model(xt)
 
+        interp = Interpreter(graph)
+        seq = model.encode(xt).numpy()
+
+        def nir_interp():
+            interp.run(seq)
+
         def ort(name):
             s = runners[name].session
             return lambda: s.run(["logits"], {"image": x})
@@ -188,7 +198,8 @@ def main():
             for _ in range(T):
                 _, st = r.step(x, st)
 
-        row = {"eager": timeit(eager, n), "ort-dense": timeit(ort("dense"), n), "ort-ours": timeit(ort("ours"), n),
+        row = {"eager": timeit(eager, n), "interp": timeit(nir_interp, n), "ort-dense": timeit(ort("dense"), n),
+               "ort-ours": timeit(ort("ours"), n),
                "ort-stream": timeit(stream, n)}
         res["latency"][bs] = row
         for k, v in row.items():
