@@ -73,7 +73,10 @@ def test_export_writes_a_netx_folder_that_runs_and_agrees_with_float(trained, tm
 def test_cli_export_and_verify(trained, tmp_path):
     ck = trained("digits-tiny")
     out = str(tmp_path / "cli.loihi")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "slt_deploy.cli", *a], capture_output=True, text=True)  # noqa: E731
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "slt_deploy.cli", *a], capture_output=True, text=True)
+
     res = run("export", ck, "--target", "loihi", "--out", out)
     assert res.returncode == 0, res.stderr
     res = run("verify", ck, out, "--limit", "60")

@@ -541,7 +541,8 @@ def _entry(g, idx, n, m, kind, shape, neurons, syn, k, vth, beta, thr, w, wi, li
         rel = np.abs(wi / k - w)[nz] / float(np.abs(w).max())
         e["max_weight_error"] = float(rel.max()) if rel.size else 0.0
         if nmeta(node, "slt.loihi.identity_folded"):
-            e["note"] = (note + "; " if note else "") + f"identity residual from {nmeta(node, 'slt.loihi.identity_folded')} folded in"
+            src = nmeta(node, "slt.loihi.identity_folded")
+            e["note"] = (note + "; " if note else "") + f"identity residual from {src} folded in"
     return e
 
 
