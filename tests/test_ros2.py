@@ -310,7 +310,7 @@ def test_overload_drops_old_frames_with_bounded_memory(ros, sensor_node, tmp_pat
     d0 = ros.last_diag(topics["diagnostics_topic"])
     n0 = len(ros.get(topics["result_topic"]))
     secs = 6.0
-    cam = Proc("slt_ros2.camera_node", {"source": "fmnist", "loop": True, "rate": 1500.0, "width": 160, "height": 120,
+    cam = Proc("slt_ros2.camera_node", {"source": "fmnist", "loop": True, "rate": 0.0, "width": 160, "height": 120,
                                         "encoding": "mono8", "topic": topics["image_topic"],
                                         "wait_for_subscribers": 1}, tmp_path / "overload_camera.log")
     try:
