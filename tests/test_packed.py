@@ -298,3 +298,19 @@ def test_cli_run_inspect_and_errors(ckpts, tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["run", str(bad), "--data", "digits"])
     assert "truncated" in capsys.readouterr().err
+
+
+def test_total_size_limit_same_in_both_readers():
+    """Five 2^26-element flatten nodes pass the per-tensor limit but exceed the 2^28 total: both readers reject."""
+    from slt_deploy.runtime.packed_c import c_validate
+
+    nodes = [PF.Node("input", [], (1, 1 << 13, 1 << 13))]
+    nodes += [PF.Node("flatten", [i], (1 << 26,)) for i in range(5)]
+    nodes += [PF.Node("output", [5], (1 << 26,))]
+    data = PF.encode(PF.PackedModel(nodes, T=1, dt=1e-4, input_max=1.0, encoding="direct"))
+    with pytest.raises(SltError, match="in total"):
+        PF.decode(data)
+    assert c_validate(data)[0] != 0
+    ok = PF.encode(PF.PackedModel(nodes[:2] + [PF.Node("output", [1], (1 << 26,))], T=1, dt=1e-4, input_max=1.0,
+                                  encoding="direct"))
+    assert PF.decode(ok) and c_validate(ok)[0] == 0

@@ -26,8 +26,9 @@ RECORD_SIZE = 64
 BYTE_ORDER = 0x01020304
 MAX_NODES = 4096
 MAX_INPUTS = 4
-MAX_DIM = 1 << 16           # every shape dim, kernel, channel count
+MAX_DIM = 1 << 26           # every shape dim (conv kernel/stride/padding: 8 bits each)
 MAX_ELEMS = 1 << 26         # elements of one tensor (activation or weight matrix)
+MAX_TOTAL_ELEMS = 1 << 28   # output elements summed over all nodes
 MAX_DELTA_BITS = 16
 
 OPS = ["input", "conv", "affine", "lif", "flatten", "add", "tokens", "patch_select", "attention", "token_sum",
@@ -349,6 +350,7 @@ def decode(buf: bytes, check_crc: bool = True) -> PackedModel:
         return region(off, ln, what, align=False).decode("utf-8", errors="replace")
 
     nodes: list[Node] = []
+    all_elems = 0
     for i in range(n_nodes):
         w = struct.unpack_from("<16I", payload, i * RECORD_SIZE)
         code, n_in, flags_n, rank = w[0] & 0xFF, (w[0] >> 8) & 0xFF, (w[0] >> 16) & 0xFF, w[0] >> 24
@@ -375,6 +377,9 @@ def decode(buf: bytes, check_crc: bool = True) -> PackedModel:
         shape = tuple(dims[:rank])
         if math.prod(shape) > MAX_ELEMS:
             raise FormatError(f"{where}: output of {math.prod(shape)} elements exceeds {MAX_ELEMS}")
+        all_elems += math.prod(shape)
+        if all_elems > MAX_TOTAL_ELEMS:
+            raise FormatError(f"{where}: the nodes' outputs exceed {MAX_TOTAL_ELEMS} elements in total")
         in_shapes = [nodes[x].shape for x in ins[:n_in]]
         if op != "attention" and any(s != in_shapes[0] for s in in_shapes):
             raise FormatError(f"{where}: summed inputs have different shapes {in_shapes}")

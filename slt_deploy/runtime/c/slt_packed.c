@@ -8,7 +8,7 @@
 #define BYTE_ORDER_MARK 0x01020304u
 #define MAX_NODES 4096u
 #define MAX_INPUTS 4u
-#define MAX_DIM 65536u
+#define MAX_DIM (1u << 26)
 #define MAX_ELEMS (1u << 26)
 #define MAX_DELTA_BITS 16u
 #define MAX_TOTAL_ELEMS (1u << 28)
@@ -287,7 +287,8 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
             nd.d[k] = w[3 + k];
             if (k < nd.rank) {
                 if (nd.d[k] < 1 || nd.d[k] > MAX_DIM) return SLT_E_SHAPE;
-                prod *= nd.d[k];
+                prod *= nd.d[k];                      /* <= 2^26 * 2^26 before the check: no overflow */
+                if (prod > MAX_ELEMS) return SLT_E_SHAPE;
             } else if (nd.d[k] != 0) {
                 return SLT_E_SHAPE;
             }
@@ -337,13 +338,13 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
                     return SLT_E_SHAPE;
                 if ((uint64_t)nd.ih + 2u * nd.pd < nd.k || (uint64_t)nd.iw + 2u * nd.pd < nd.k || nd.rank != 3)
                     return SLT_E_SHAPE;
-                /* ih, iw <= 2^16 and pd <= 255 here: 32-bit arithmetic is exact */
+                /* ih, iw <= 2^26 and pd <= 255 here: 32-bit arithmetic is exact */
                 if (!shape_is(&nd, 3, nd.d[0], (nd.ih + 2u * nd.pd - nd.k) / nd.st + 1u,
                               (nd.iw + 2u * nd.pd - nd.k) / nd.st + 1u))
                     return SLT_E_SHAPE;
                 o = nd.d[0];
-                nd.rows = nd.ci * nd.k * nd.k;   /* ci <= 2^16, k <= 255: fits */
                 if ((uint64_t)nd.ci * nd.k * nd.k > MAX_ELEMS) return SLT_E_SHAPE;
+                nd.rows = nd.ci * nd.k * nd.k;
             } else {
                 nd.din = w[6]; nd.ntok = w[7];
                 if (w[8] || w[9]) return SLT_E_NODE;
