@@ -250,7 +250,8 @@ def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, artifacts,
 @pytest.fixture(scope="module")
 def sensor_node(ros, model, tmp_path_factory):
     """One node with the default sensor-data QoS (best effort, keep last 1) for the robustness tests."""
-    node, topics = start_node(ros, model, tmp_path_factory.mktemp("ros2"), "sensor")
+    # energy modelling off here: its one-time NIR lowering would show up in the overload test's memory samples
+    node, topics = start_node(ros, model, tmp_path_factory.mktemp("ros2"), "sensor", energy_hardware="none")
     yield node, topics
     node.interrupt()
 
@@ -338,7 +339,7 @@ def test_overload_drops_old_frames_with_bounded_memory(ros, sensor_node, tmp_pat
     received = int(d1["frames_received"]) - int(d0.get("frames_received", 0))
     assert dropped > 0 and received + int(d1["frames_dropped_upstream"]) - int(d0.get("frames_dropped_upstream", 0)) \
         >= processed + dropped - 5, "the node counts the frames it dropped"
-    assert max(rss) - rss[0] < 40, f"memory bounded: RSS went {rss}"
+    assert max(rss) - rss[0] < 25, f"memory bounded: RSS went {rss}"
 
 
 @pytest.mark.parametrize("kind", ["video", "folder"])
