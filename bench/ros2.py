@@ -202,6 +202,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch threads in the node (the machine is shared)")
     ap.add_argument("--qos", default="sensor_data", choices=["sensor_data", "reliable"],
                     help="image QoS of camera and node (keep last 1 either way)")
+    ap.add_argument("--dds-profile", default=os.path.join(EXAMPLE, "fastdds_large_frames.xml"),
+                    help="Fast DDS XML for every process ('none' = stock Fast DDS transports)")
     ap.add_argument("--json", default=os.path.join(ROOT, "runs", "bench-ros2.json"))
     a = ap.parse_args(argv)
 
@@ -216,6 +218,10 @@ def main(argv=None):
     models = artifacts(ckpt, [b.strip() for b in a.backends.split(",") if b.strip()], out_dir)
 
     domain = str(1 + os.getpid() % 200)
+    if a.dds_profile and a.dds_profile != "none":
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.abspath(a.dds_profile)
+    else:
+        os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     env = dict(os.environ, ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONPATH=os.pathsep.join([EXAMPLE, ROOT, os.environ.get("PYTHONPATH", "")]))
     mon = Monitor(domain)
@@ -229,9 +235,10 @@ def main(argv=None):
     from slt_deploy.checkpoint import read_meta
     meta = read_meta(ckpt)
     report = {"ckpt": ckpt, "model": meta["recipe"]["name"], "arch": meta["recipe"]["arch"], "frame": [a.width, a.height],
-              "seconds": a.seconds, "qos": a.qos, "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(), "rows": rows}
+              "seconds": a.seconds, "qos": a.qos, "dds_profile": a.dds_profile, "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(), "rows": rows}
     ref = next((r for r in rows if r["backend"] == "torch"), None)
-    print(f"\nROS 2 perception node, {a.width}x{a.height} rgb8, image QoS {a.qos} keep last 1, model {report['model']} "
+    print(f"\nROS 2 perception node, {a.width}x{a.height} rgb8, image QoS {a.qos} keep last 1, Fast DDS "
+          f"{'stock' if a.dds_profile in (None, '', 'none') else os.path.basename(a.dds_profile)}, model {report['model']} "
           f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
     hdr = f"{'backend':8} {'p50 ms':>8} {'p99 ms':>8} {'FPS@30Hz':>9} {'drop@30':>8} {'sust FPS':>9} {'infer ms':>9} " \
           f"{'capacity':>9} {'energy uJ':>10} {'FPS/ref':>8} {'cap/ref':>8} {'infer/ref':>9}"

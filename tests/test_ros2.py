@@ -29,9 +29,13 @@ DOMAIN = str(1 + PID % 200)
 N_FRAMES = 100
 
 
+DDS_PROFILE = os.path.join(EXAMPLE, "fastdds_large_frames.xml")  # the transports the example ships and documents
+
+
 def ros_env():
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=DOMAIN, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_LOGGING_BUFFERED_STREAM="0",
+               FASTDDS_DEFAULT_PROFILES_FILE=DDS_PROFILE,
                PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join([EXAMPLE, ROOT, env.get("PYTHONPATH", "")]))
     return env
 
@@ -93,7 +97,8 @@ class Listener:
     """This process's ROS side: collects results and diagnostics on a spinning thread."""
 
     def __init__(self):
-        os.environ.update(ROS_DOMAIN_ID=DOMAIN, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+        os.environ.update(ROS_DOMAIN_ID=DOMAIN, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+                          FASTDDS_DEFAULT_PROFILES_FILE=DDS_PROFILE)
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx)
         self.node = rclpy.create_node(f"slt_test_{PID}", context=self.ctx)

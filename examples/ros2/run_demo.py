@@ -45,6 +45,9 @@ def main(argv=None):
     ap.add_argument("--encoding", default="rgb8", help="rgb8, bgr8 or mono8")
     ap.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0 = until Ctrl-C)")
     ap.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID for the three processes")
+    ap.add_argument("--dds-profile", default=os.path.join(HERE, "fastdds_large_frames.xml"),
+                    help="Fast DDS XML for every process (default: large-frame transports; 'none' = stock Fast DDS; "
+                         "an already exported FASTDDS_DEFAULT_PROFILES_FILE wins)")
     ap.add_argument("--node-param", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--camera-param", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args(argv)
@@ -53,9 +56,12 @@ def main(argv=None):
     if a.domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(a.domain_id)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    if a.dds_profile and a.dds_profile != "none":
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.abspath(a.dds_profile))
     env["PYTHONPATH"] = os.pathsep.join([HERE, ROOT, env.get("PYTHONPATH", "")])
     env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE") if k in env})
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
+                                           "FASTDDS_DEFAULT_PROFILES_FILE") if k in env})
 
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
