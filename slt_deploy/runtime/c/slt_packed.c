@@ -574,8 +574,11 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input) {
                         for (ky = ry, oy = qy; ky < k; ky += st, oy--) {
                             if (oy < ho) {
                                 for (kx = rx, ox = qx; kx < k; kx += st, ox--) {
-                                    if (ox < wo)
-                                        ev += emit_row(n, (ci * k + ky) * k + kx, x, out, ho * wo, oy * wo + ox);
+                                    if (ox < wo) {
+                                        const uint32_t r = (ci * k + ky) * k + kx;
+                                        if (n->rowtab[r] != n->rowtab[r + 1])   /* most rows of a ticket are empty */
+                                            ev += emit_row(n, r, x, out, ho * wo, oy * wo + ox);
+                                    }
                                     if (ox == 0) break;
                                 }
                             }
@@ -594,7 +597,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input) {
             for (i = 0; i < n->din; i++) {
                 const uint32_t idx = t * n->din + i;
                 const float x = single ? x0[idx] : in_val(m, n, input, idx);
-                if (x == 0.0f) continue;
+                if (x == 0.0f || n->rowtab[i] == n->rowtab[i + 1]) continue;
                 ev += emit_row(n, i, x, out + (size_t)t * o, 1u, 0u);
             }
     }
