@@ -325,7 +325,7 @@ class PerceptionNode(Node):
         self.pub.publish(out)
         t3 = time.perf_counter()
         self.stats.add_result(latency_ms if math.isfinite(latency_ms) else (t3 - t0) * 1e3,
-                              (t3 - t0) * 1e3, (t2 - t1) * 1e3)
+                              (t3 - t0) * 1e3, (t2 - t1) * 1e3, (t1 - t0) * 1e3)
 
     # --- diagnostics (executor thread, timer) ---
     def publish_diagnostics(self):

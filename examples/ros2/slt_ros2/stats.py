@@ -16,14 +16,16 @@ class Stats:
         self.latency_ms = collections.deque(maxlen=window)    # source stamp -> result published
         self.service_ms = collections.deque(maxlen=window)    # decode + preprocess + inference + publish
         self.infer_ms = collections.deque(maxlen=window)      # runner.predict only
+        self.pre_ms = collections.deque(maxlen=window)        # decode + preprocess
         self.done_times = collections.deque(maxlen=window)    # monotonic time of each result
         self.received = self.processed = self.dropped = self.lost = self.malformed = self.errors = 0
         self._last_report = (time.monotonic(), 0)
         self._last_cpu = (time.process_time(), 0)
         self._cpu_ms = float("nan")
 
-    def add_result(self, latency_ms: float, service_ms: float, infer_ms: float):
+    def add_result(self, latency_ms: float, service_ms: float, infer_ms: float, pre_ms: float = float("nan")):
         with self.lock:
+            self.pre_ms.append(pre_ms)
             self.processed += 1
             self.latency_ms.append(latency_ms)
             self.service_ms.append(service_ms)
@@ -55,7 +57,7 @@ class Stats:
             return {
                 "latency_p50_ms": self._pct(self.latency_ms, 50), "latency_p99_ms": self._pct(self.latency_ms, 99),
                 "inference_p50_ms": self._pct(self.infer_ms, 50), "inference_p99_ms": self._pct(self.infer_ms, 99),
-                "service_p50_ms": self._pct(svc, 50),
+                "preprocess_p50_ms": self._pct(self.pre_ms, 50), "service_p50_ms": self._pct(svc, 50),
                 "fps": fps,
                 "capacity_fps": 1000.0 / (sum(svc) / len(svc)) if svc and sum(svc) > 0 else float("nan"),
                 "cpu_ms_per_frame": self._cpu_ms,
