@@ -223,7 +223,7 @@ def _why_not_chain(g, n, shapes) -> list[str]:
     if own:
         r.append(own)
     p = preds(g, n)
-    if len(p) > 1 and op_of(g.nodes[n]) != "add":
+    if len(p) > 1 and op_of(g.nodes[n]) not in ("add", "attention"):
         r.append(f"sums {len(p)} inputs ({', '.join(p)}): a residual add netx cannot express")
     return r
 
@@ -321,8 +321,13 @@ def plan(graph, limits: dict | None = None, partition: str = "auto", sparse: str
     rest = [n for n in topo_order(g) if n not in on_chip]
     if rest:
         all_why = []
-        for n in rest:
-            w = _why_not_chain(g, n, shapes)
+        for n in topo_order(g):
+            if isinstance(g.nodes[n], (nir.Input, nir.Output)):
+                continue
+            w = _why_not_chain(g, n, shapes) if n in rest else []
+            fo = succs(g, n)
+            if len(fo) > 1 and op_of(g.nodes[n]) != "attention":
+                w.append(f"fans out to {len(fo)} nodes ({', '.join(fo)}): netx layers form a chain")
             if w:
                 all_why.append(f"{_label(g, n)}: {'; '.join(w)}")
         if partition == "off":
