@@ -296,6 +296,13 @@ def test_cli_export_run_verify_and_errors(ckpt, tmp_path, capsys):
         if "fmnist" in args and code == 2 and "the model wants" not in err:
             continue  # no Fashion-MNIST files on this machine: a different (also one-line) error
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+    os.environ["SLT_ONNX_PROVIDERS"] = "CUDAExecutionProvider,CPUExecutionProvider"
+    try:
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            code, out, err = _cli(capsys, "run", f, "--data", "digits", "--limit", "5")
+            assert code == 2 and "not available" in err and len(err.strip().splitlines()) == 1, err
+    finally:
+        del os.environ["SLT_ONNX_PROVIDERS"]
     bad = str(tmp_path / "bad.onnx")
     open(bad, "wb").write(b"not a model")
     code, out, err = _cli(capsys, "run", bad, "--data", "digits")

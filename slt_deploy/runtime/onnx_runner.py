@@ -6,6 +6,9 @@
     state = r.init_state(batch)                   # stateful form only: the streaming API
     logits, state = r.step(frame [B, C, H, W], state)   # one time step; logits = running sum over the steps
 
+Providers: `providers=[...]`, else the comma-separated list in $SLT_ONNX_PROVIDERS (so `slt-deploy run/verify` can
+use e.g. CUDAExecutionProvider,CPUExecutionProvider), else the CPU provider.
+
 Spikes: the file names every LIF's spike tensor (metadata slt.spike_tensors); with record=True the runner loads a
 second session of the same model whose graph additionally outputs those tensors (same nodes, same arithmetic).
 """
@@ -64,7 +67,8 @@ class OnnxRunner(Runner):
         self.meta = runner_meta(self.props)
         self.spike_tensors = json.loads(self.props.get("slt.spike_tensors", "{}"))
         self.spike_shapes = json.loads(self.props.get("slt.spike_layers", "{}"))
-        self.providers = list(providers or ["CPUExecutionProvider"])
+        env = os.environ.get("SLT_ONNX_PROVIDERS", "")
+        self.providers = list(providers or [p.strip() for p in env.split(",") if p.strip()] or ["CPUExecutionProvider"])
         self._threads, self._opt, self._so = threads, optimization, session_options
         self.session = self._session(self.model)
         self._rec = None
@@ -84,6 +88,11 @@ class OnnxRunner(Runner):
                 so.intra_op_num_threads = int(self._threads)
                 so.inter_op_num_threads = 1
             so.log_severity_level = 3
+        names = [p if isinstance(p, str) else p[0] for p in self.providers]
+        missing = [p for p in names if p not in ort.get_available_providers()]
+        if missing:
+            raise SltError(f"onnxruntime provider(s) {missing} are not available in this onnxruntime build",
+                           f"available: {', '.join(ort.get_available_providers())} (install onnxruntime-gpu for CUDA)")
         try:
             return ort.InferenceSession(model.SerializeToString(), so, providers=self.providers)
         except Exception as e:
