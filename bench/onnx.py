@@ -18,16 +18,27 @@ Pass --ticket DIR to benchmark an existing checkpoint (e.g. one made by 'slt-dep
 """
 from __future__ import annotations
 
-import argparse
-import copy
-import json
 import os
-import statistics
 import sys
-import time
 
-import numpy as np
-import torch
+if __name__ == "onnx":
+    # A script run as `python bench/<x>.py` has bench/ on sys.path, so its `import onnx` finds THIS file. Hand the
+    # import over to the real onnx package, so every bench script can use the onnx target.
+    import importlib
+
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _here]
+    del sys.modules["onnx"]
+    sys.modules["onnx"] = importlib.import_module("onnx")  # the import system returns sys.modules["onnx"]
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # this file is bench/onnx.py: keep its folder off sys.path so `import onnx` finds the real package
