@@ -88,6 +88,12 @@ def test_partitioned_resnet_and_transformer_end_to_end_with_lava(trained, tmp_pa
         for k in ("pred_agreement", "max_abs_logit_diff", "spike_agreement_min", "artifact_accuracy", "ok"):
             assert rep[k] == rep_ref[k], (recipe, k, rep[k], rep_ref[k])
         assert rep["spike_layers_compared"] >= 5 and rep["pred_agreement"] >= 0.75
+        # the chip part of that Lava run, layer by layer and the last layer's voltages, vs the reference
+        last = lava_runner.last
+        ref = lava_runner.run_chip(last["inputs"], "reference")
+        for a, b in zip(ref["spikes"], last["spikes"]):
+            assert (a is None and b is None) or np.array_equal(a, b)
+        assert np.array_equal(ref["v_last"], last["v_last"])
 
 
 def test_fixed_point_corner_cases_match_lava():

@@ -70,6 +70,9 @@ def main(net_path, in_path, out_path):
             out[f"spikes_{i}"] = np.ascontiguousarray(s.transpose(1, 0, *range(2, s.ndim))).astype(np.int8)
         vd = mon.get_data()
         v = np.asarray(next(iter(next(iter(vd.values())).values())))  # [steps, N]
+        v = v.reshape(steps, *last.v.shape)
+        if v.ndim == 4:                       # (x, y, z) = (W, H, C) -> (C, H, W), our order
+            v = v.transpose(0, 3, 2, 1)
         v = v.reshape(steps, -1)
         last_idx = np.arange(B) * T + (T - 1) + (L - 1) + 1
         out["v_last"] = v[last_idx].astype(np.int64)

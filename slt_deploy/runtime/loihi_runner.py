@@ -132,7 +132,7 @@ class LoihiRunner(Runner):
         seq = np.asarray(seq, np.float32)
         inputs = self.chip_inputs(seq)
         chip = self.run_chip(inputs, engine)
-        self.last = chip
+        self.last = {**chip, "inputs": inputs}
         m = self.manifest
         out = {"spikes": {}} if record else {}
         if record:
