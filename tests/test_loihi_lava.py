@@ -126,3 +126,29 @@ def test_fixed_point_corner_cases_match_lava():
         assert np.array_equal(a, b)
     assert np.array_equal(ref["v_last"], lv["v_last"])
     assert json.loads(json.dumps(lv["netx"]))["blocks"] == ["Conv", "Conv", "Dense", "Dense"]
+
+
+def test_rate_encoding_runs_the_first_layer_on_the_chip(tmp_path):
+    """Rate-coded input: the 0/1 input spikes enter the chip and the first conv runs there (no host layer)."""
+    import torch
+
+    from slt_deploy.checkpoint import save
+    from slt_deploy.data import load_dataset
+    from slt_deploy.train import train
+    from slt_deploy.zoo import build_model, load_recipe
+
+    r = {**load_recipe("digits-tiny"), "encoding": "rate", "T": 6}
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = build_model(r)
+    train(model, data, r["train"], epochs=2, progress=False)
+    ck = str(tmp_path / "rate")
+    save(model, ck, labels=data.labels)
+    out = str(tmp_path / "rate.loihi")
+    export(ck, "loihi", out)
+    assert sorted(os.listdir(out)) == ["manifest.json", "network.h5", "report.md"]
+    r = load_runner(out)
+    assert r.manifest["input"] == {"kind": "spikes", "message_bits": 0, "shape": [1, 8, 8]}
+    ref, lv, n = assert_same_raster(r, _images(5))
+    assert n == 3
+    assert verify(ck, out, limit=120)["ok"]
