@@ -13,6 +13,7 @@ from torch import nn
 
 from .data import encode
 from .errors import SltError
+from .nn.layers import weight_cache
 from .nn import (LIF, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, TokenSum, Tokens, TransformerBlock)
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
@@ -40,9 +41,10 @@ class SpikingNet(nn.Module):
         """seq: encoded input [T, B, ...] -> logits [B, classes] (sum over T of the head output)."""
         self.reset_state()
         out = None
-        for t in range(seq.shape[0]):
-            y = self.body(seq[t])
-            out = y if out is None else out + y
+        with weight_cache(self.body):
+            for t in range(seq.shape[0]):
+                y = self.body(seq[t])
+                out = y if out is None else out + y
         self.reset_state()
         return out
 

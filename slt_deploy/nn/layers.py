@@ -46,6 +46,25 @@ class _TopKSTE(torch.autograd.Function):
         return g, None
 
 
+class weight_cache:
+    """Context manager: while active, every Synapse under `module` computes its (masked, binarized, folded)
+    weights once and reuses them for every time step. Leaving it drops the cache, so an optimizer step between
+    two sequences is always seen."""
+
+    def __init__(self, module: nn.Module):
+        self.layers = [m for m in module.modules() if isinstance(m, Synapse)]
+
+    def __enter__(self):
+        for m in self.layers:
+            m._run_cache = {}
+        return self
+
+    def __exit__(self, *exc):
+        for m in self.layers:
+            m._run_cache = None
+        return False
+
+
 def sign_ste(w: torch.Tensor) -> torch.Tensor:
     return _SignSTE.apply(w)
 
@@ -93,6 +112,7 @@ class Synapse(nn.Module):
         self.in_scale = float(in_scale)
         self.scores = None  # set by multi-prize ticket search (edge-popup scores)
         self.score_density = 1.0
+        self._run_cache = None  # dict while SpikingNet.run is inside one sequence (see weight_cache)
 
     # --- masks -------------------------------------------------------------------------------------------------
     def effective_mask(self) -> torch.Tensor:
@@ -143,18 +163,37 @@ class Synapse(nn.Module):
     def _chan(self, v: torch.Tensor, ndim: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def _weights(self):
+        """What forward needs from the parameters: (Wq, s) in training, (W_op, scale_c or None, bias_c) in eval.
+        The weights do not change within one sequence, so inside `weight_cache` they are computed once per
+        sequence instead of once per step (same tensors, same autograd graph; the gradients sum over steps as
+        before)."""
+        key = self.training
+        if self._run_cache is not None and key in self._run_cache:
+            return self._run_cache[key]
+        if self.training:
+            w = self.quantized()
+        else:
+            wq, scale, bias = self.folded()
+            if self.binary:
+                w = (wq, scale, bias)
+            else:
+                w = (wq * scale.view(-1, *([1] * (wq.ndim - 1))), None, bias)
+        if self._run_cache is not None:
+            self._run_cache[key] = w
+        return w
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            wq, s = self.quantized()
+            wq, s = self._weights()
             y = self._op(x, wq) * s
             if self.bias is not None:
                 y = y + self._chan(self.bias, y.ndim)
             return self._bn(y) if self.bn is not None else y
-        wq, scale, bias = self.folded()
-        if self.binary:
-            y = self._op(x, wq) * self._chan(scale, x.ndim)
-        else:
-            y = self._op(x, wq * scale.view(-1, *([1] * (wq.ndim - 1))))
+        w, scale, bias = self._weights()
+        y = self._op(x, w)
+        if scale is not None:
+            y = y * self._chan(scale, x.ndim)
         return y + self._chan(bias, y.ndim)
 
     # --- bookkeeping -------------------------------------------------------------------------------------------
