@@ -24,15 +24,13 @@ def stage(ctx):
     import torch
 
     from ..checkpoint import load
-    from ..export import export
+    from ..demo import artifact
     from ..runtime.onnx_runner import OnnxRunner
     from ..verify import verify
 
     src = ctx.get("ticket_dir") or ctx["dense_dir"]
-    out = os.path.join(ctx["out"], "artifacts", "model.onnx")
-    dense = os.path.join(ctx["out"], "artifacts", "model-dense.onnx")
-    export(src, "onnx", out)
-    export(src, "onnx", dense, sparse="none")
+    out = artifact(ctx, "onnx", "model.onnx")
+    dense = artifact(ctx, "onnx", "model-dense.onnx", sparse="none")
     runner = OnnxRunner(out)
     rep = verify(src, out, data_dir=ctx.get("data_dir"), runner=runner)
     so, sd = os.path.getsize(out), os.path.getsize(dense)

@@ -1,12 +1,30 @@
+import os
+
 import click
 
-from ..demo import run_demo
+from ..demo import STAGES, run_demo
+from ..errors import SltError
+
+STAGE_NAMES = [n for n, _ in STAGES]
 
 
 @click.command("demo")
 @click.option("--out", default="runs/demo", type=click.Path(file_okay=False), help="where everything is written")
 @click.option("--recipe", default="digits-tiny", help="recipe to train (default: the seconds-fast digits model)")
+@click.option("--ticket", type=click.Path(), default=None,
+              help="start from this checkpoint (e.g. models/tickets/fmnist-vgg-small-imp-binary) instead of training")
+@click.option("--only", default=None, metavar="STAGES",
+              help=f"comma-separated subset of: {','.join(STAGE_NAMES)} (train always runs)")
 @click.option("--data-dir", type=click.Path(), default=None)
-def command(out, recipe, data_dir):
+def command(out, recipe, ticket, only, data_dir):
     """Train (or load) a ticket, export it to every target, verify and profile: the whole pipeline."""
-    run_demo(out, recipe, data_dir)
+    stages = None
+    if only:
+        stages = [s.strip() for s in only.split(",") if s.strip()]
+        bad = [s for s in stages if s not in STAGE_NAMES]
+        if bad:
+            raise SltError(f"--only: unknown stage(s) {', '.join(bad)}", f"use some of {', '.join(STAGE_NAMES)}")
+    if ticket and not os.path.isfile(os.path.join(ticket, "model.json")):
+        raise SltError(f"--ticket {ticket}: not a checkpoint directory (no model.json)",
+                       "pass a folder written by `slt-deploy train`/`ticket`, e.g. models/tickets/digits-tiny-imp90")
+    run_demo(out, recipe, data_dir, only=stages, ticket=ticket)
