@@ -19,3 +19,15 @@ class Backend:
     options: dict = field(default_factory=dict)  # export options: {name: (default, help)}
     sniff: Callable = None         # (path) -> bool: is this file/folder an artifact of this target?
     describe: Callable = None      # (path) -> {"layers": [row dicts], "meta": {...}, "notes": [str]} for inspect
+    runtimes: dict = field(default_factory=dict)  # --runtime NAME -> runner kwargs; the first one is the default
+
+    def open_runner(self, path: str, runtime: str | None = None):
+        """The runner for `path`, on the named runtime (`slt-deploy run/verify --runtime NAME`)."""
+        from ..errors import SltError
+
+        if runtime is None:
+            return self.runner(path)
+        if runtime not in self.runtimes:
+            have = ", ".join(self.runtimes) or "only its default one"
+            raise SltError(f"target {self.name} has no runtime {runtime!r}", f"use one of: {have}")
+        return self.runner(path, **self.runtimes[runtime])

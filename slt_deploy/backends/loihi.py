@@ -183,6 +183,7 @@ def runner(path, **kw):
 BACKEND = Backend(name="loihi", description="Intel Loihi 2: lava-dl netx HDF5 folder, fixed-point CUBA reference "
                                             "(bit-exact with Lava's Loihi 2 simulation)",
                   suffix="/", passes=[], check=check, write=write, runner=runner, tolerance=tolerance,
-                  options=OPTIONS, sniff=sniff)
+                  options=OPTIONS, sniff=sniff,
+                  runtimes={"reference": {"engine": "reference"}, "lava": {"engine": "lava"}})
 
 __all__ = ["BACKEND", "read_manifest"]

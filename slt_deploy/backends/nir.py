@@ -69,4 +69,5 @@ def sniff(path: str) -> bool:
 
 BACKEND = Backend(name="nir", description="NIR graph file (HDF5), runs in slt-deploy's reference interpreter",
                   suffix=".nir", passes=[], check=check, write=write, runner=NirRunner,
-                  tolerance={"exact": True}, sniff=sniff)
+                  tolerance={"exact": True}, sniff=sniff,
+                  runtimes={"interpreter": {}})

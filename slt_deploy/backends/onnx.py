@@ -116,4 +116,6 @@ def describe(path: str) -> dict:
 BACKEND = Backend(name="onnx", description="ONNX model (opset 17) for onnxruntime (CPU/CUDA/ARM): unrolled or "
                                            "stateful per-step form, sparse/bit-packed weights",
                   suffix=".onnx", passes=[], check=check, write=write, runner=runner, tolerance=tolerance,
-                  options=OPTIONS, sniff=sniff, describe=describe)
+                  options=OPTIONS, sniff=sniff, describe=describe,
+                  runtimes={"cpu": {"providers": ["CPUExecutionProvider"]},
+                            "cuda": {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}})

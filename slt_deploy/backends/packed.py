@@ -91,4 +91,5 @@ def sniff(path: str) -> bool:
 
 BACKEND = Backend(name="packed", description="packed-bit .slt file (sparse/binarized), C99 event-driven runtime",
                   suffix=".slt", passes=[], check=check, write=write, runner=runner, tolerance=tolerance,
-                  sniff=sniff, describe=describe)
+                  sniff=sniff, describe=describe,
+                  runtimes={"c": {"runtime": "c"}, "numpy": {"runtime": "numpy"}})

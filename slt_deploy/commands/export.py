@@ -28,3 +28,5 @@ def targets_command():
     """List the registered targets."""
     for name, b in sorted(all_targets().items()):
         click.echo(f"{name:10s} {b.suffix:6s} {b.description}")
+        if b.runtimes:
+            click.echo(f"{'':17s} runtimes (--runtime): {', '.join(b.runtimes)} (default {next(iter(b.runtimes))})")

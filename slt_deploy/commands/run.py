@@ -23,9 +23,11 @@ def _read_image(path, shape):
 @click.option("--data", type=click.Choice(["fmnist", "digits"]), default=None, help="run on the test split")
 @click.option("--limit", type=int, default=100)
 @click.option("--data-dir", type=click.Path(), default=None)
-def command(artifact, inp, data, limit, data_dir):
+@click.option("--runtime", default=None, help="the target's runtime: packed c|numpy, loihi reference|lava, "
+                                              "onnx cpu|cuda (see `slt-deploy targets`)")
+def command(artifact, inp, data, limit, data_dir, runtime):
     """Run ARTIFACT (or a checkpoint folder) on an image or on test data and print predictions / accuracy."""
-    r = load_runner(artifact)
+    r = load_runner(artifact, runtime=runtime)
     if inp:
         x = _read_image(inp, r.meta["input_shape"]) * (float(r.meta["input_max"]) / 255.0)
         logits = r.predict(x[None])[0]

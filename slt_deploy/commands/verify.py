@@ -13,10 +13,17 @@ from ..verify import verify
 @click.option("--limit", type=int, default=None, help="only the first N test samples")
 @click.option("--data-dir", type=click.Path(), default=None)
 @click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
-def command(ckpt, artifact, data, limit, data_dir, as_json):
+@click.option("--runtime", default=None, help="the target's runtime: packed c|numpy, loihi reference|lava, "
+                                              "onnx cpu|cuda (see `slt-deploy targets`)")
+def command(ckpt, artifact, data, limit, data_dir, as_json, runtime):
     """Run ARTIFACT through its runtime on real test data and compare with the PyTorch reference CKPT.
     Exits 1 on a mismatch beyond the target's declared tolerance."""
-    rep = verify(ckpt, artifact, data, limit, data_dir)
+    runner = None
+    if runtime is not None:
+        from ..runtime import load_runner
+
+        runner = load_runner(artifact, runtime=runtime)
+    rep = verify(ckpt, artifact, data, limit, data_dir, runner=runner)
     if as_json:
         click.echo(json.dumps(rep, indent=2, default=float))
     else:

@@ -45,11 +45,18 @@ class Runner:
         return self.run(self.encode(self.check_images(images)))["logits"]
 
 
-def load_runner(path: str, **kw) -> Runner:
+def load_runner(path: str, runtime: str | None = None, **kw) -> Runner:
+    """A runner for an artifact (its target found from the file) or a checkpoint folder (the PyTorch reference).
+    `runtime`: one of the target's named runtimes (Backend.runtimes, e.g. packed: c|numpy, loihi: reference|lava)."""
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "model.json")):
         from .torch_runner import TorchRunner
 
+        if runtime not in (None, "torch"):
+            raise SltError(f"{path} is a checkpoint; it runs only on the PyTorch reference", "drop --runtime")
         return TorchRunner(path)
     from ..backends import target_for_path
 
-    return target_for_path(path).runner(path, **kw)
+    b = target_for_path(path)
+    if runtime is not None:
+        return b.open_runner(path, runtime)
+    return b.runner(path, **kw)
