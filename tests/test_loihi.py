@@ -81,6 +81,15 @@ def test_cli_export_and_verify(trained, tmp_path):
     assert res.returncode == 0, res.stderr
     res = run("verify", ck, out, "--limit", "60")
     assert res.returncode == 0 and "PASS" in res.stdout, res.stdout + res.stderr
+    res = run("inspect", out, "--json")
+    assert res.returncode == 0, res.stderr
+    d = json.loads(res.stdout)
+    man = json.load(open(os.path.join(out, "manifest.json")))
+    assert d["kind"] == "loihi" and d["meta"]["cores"] == man["cores"]
+    assert [r["node"] for r in d["layers"]] == [e.get("layer") or e["kind"] for e in man["layers"]]
+    dense = [r for r in d["layers"] if "kept" in r]
+    assert dense and all(r["kept"] == e["synapses"] for r, e in
+                         zip(dense, [e for e in man["layers"] if e.get("density")]))
 
 
 def test_binarized_sparse_ticket_maps_to_one_mantissa_per_channel(trained, tmp_path):

@@ -176,6 +176,33 @@ def tolerance(runner=None) -> dict:
                    "bit-exact against Lava's Loihi 2 fixed-point simulation instead (tests/test_loihi_lava.py)"}
 
 
+def describe(path) -> dict:
+    """`slt-deploy inspect` of a Loihi folder: the manifest's per-layer plan (what is on the chip, what on the host)."""
+    m = read_manifest(path)
+    rows = []
+    for e in m["layers"]:
+        kind = e["kind"] + (" (binary)" if e.get("binary") else "")
+        row = {"node": e.get("layer") or e["kind"], "op": kind, "shape": e.get("shape", "")}
+        if "synapses" in e and e.get("density"):
+            params = int(round(e["synapses"] / e["density"]))
+            row.update(params=params, kept=int(e["synapses"]), sparsity=1 - e["synapses"] / max(1, params),
+                       weight_bits="8 (mant.)", dense_bytes=params * 4, min_bytes=int(e["synapses"]))
+        if "neurons" in e:
+            row["neuron"] = (f"CUBA vThMant={e.get('vThMant')} vDecay={e.get('vDecay')} cores={e.get('cores')} "
+                             f"({e.get('cores_bound_by')})")
+        rows.append(row)
+    meta = {k: m[k] for k in ("name", "T", "dt", "encoding", "input_max", "input_shape", "labels", "cores",
+                              "chips_needed", "sparse_fc", "partitioned", "source_sha256") if k in m}
+    meta["input"] = m["input"]["kind"]
+    meta["readout"] = m["readout"]["kind"]
+    notes = [f"{m['cores']} neuro core(s) on {m['chips_needed']} chip(s), limits from {m.get('limits_file')}",
+             "loads with " + m["lava"]["load"], "runs with " + m["lava"]["run_cfg"]]
+    if m.get("partitioned"):
+        notes.append("partitioned: the chip runs the spiking prefix, host.nir runs the rest on the host")
+    notes += [e["note"] for e in m["layers"] if e.get("note")] + list(m.get("notes") or [])
+    return {"layers": rows, "meta": meta, "notes": notes}
+
+
 def runner(path, **kw):
     return LoihiRunner(path, **kw)
 
@@ -183,7 +210,7 @@ def runner(path, **kw):
 BACKEND = Backend(name="loihi", description="Intel Loihi 2: lava-dl netx HDF5 folder, fixed-point CUBA reference "
                                             "(bit-exact with Lava's Loihi 2 simulation)",
                   suffix="/", passes=[], check=check, write=write, runner=runner, tolerance=tolerance,
-                  options=OPTIONS, sniff=sniff,
+                  options=OPTIONS, sniff=sniff, describe=describe,
                   runtimes={"reference": {"engine": "reference"}, "lava": {"engine": "lava"}})
 
 __all__ = ["BACKEND", "read_manifest"]
