@@ -26,11 +26,11 @@ clean:
 	rm -rf runs out .pytest_cache
 bench-ros2: setup ; $(PY) bench/ros2.py $(BENCH_ROS2_ARGS)  # ROS 2 node latency/FPS, reference vs artifacts (issue 9)
 
-.PHONY: fuzz bench-packed
+.PHONY: fuzz bench-packed bench-onnx bench-loihi bench-ros2
 fuzz: setup
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash fuzz/run_fuzz.sh
 
 bench-packed: setup
 	$(PY) bench/packed.py
-bench-onnx: setup ; $(PY) bench/onnx.py $(BENCH_ONNX_ARGS)  # ONNX target: eager vs ORT dense vs ours, b1/b64, sizes, exactness (issue 5)
+bench-onnx: setup ; $(PY) bench/onnx_target.py $(BENCH_ONNX_ARGS)  # ONNX target: eager vs ORT dense vs ours, b1/b64, sizes, exactness (issue 5)
 bench-loihi: setup ; $(PY) bench/loihi.py $(BENCH_LOIHI_ARGS)  # Loihi target: export time, cores, agreement with float, Lava sim time (issue 7)

@@ -26,8 +26,6 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# bench/ holds scripts named like packages (bench/onnx.py): keep this folder off the import path
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 sys.path.insert(0, ROOT)
 
 from slt_deploy.checkpoint import load, save  # noqa: E402

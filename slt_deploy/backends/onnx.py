@@ -7,7 +7,7 @@ Options (slt-deploy export --target onnx --opt KEY=VALUE):
   spikes  none (default) | all: also output every LIF's spike raster (verification/debugging)
   compute auto (default) | dense | gather: Affine layers whose kept weights touch <= 10% (auto) / <= 50% (gather)
           of their input columns gather those columns and run a smaller MatMul (real sparse compute; measured in
-          bench/onnx.py, see docs/targets/onnx.md)
+          bench/onnx_target.py, see docs/targets/onnx.md)
 """
 from __future__ import annotations
 

@@ -4,20 +4,10 @@ batch-1 latency against the PyTorch eager reference."""
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 import click
 
-
-def _median_time(fn, n=30):
-    fn()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+from ..profile.latency import median_time
 
 
 def stage(ctx):
@@ -42,8 +32,8 @@ def stage(ctx):
         x = load_dataset(model.recipe["dataset"], ctx.get("data_dir")).test.x
     x1 = x[:1]
     with torch.no_grad():
-        t_eager = _median_time(lambda: model(x1))
-    t_ort = _median_time(lambda: runner.session.run(["logits"], {runner.meta["input_name"]: x1.numpy()}))
+        t_eager = median_time(lambda: model(x1))
+    t_ort = median_time(lambda: runner.session.run(["logits"], {runner.meta["input_name"]: x1.numpy()}))
     ctx["results"]["onnx"] = {"bytes": so, "dense_bytes": sd, "verify": {k: rep[k] for k in (
         "samples", "ok", "logits_bit_identical", "pred_agreement", "spike_agreement_min")},
         "latency_b1_s": {"eager": t_eager, "onnxruntime": t_ort}}

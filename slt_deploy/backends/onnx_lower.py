@@ -31,7 +31,7 @@ IR_VERSION = 8  # readable by onnxruntime >= 1.10 (opset 17 needs >= 1.13)
 FORMS = ("unrolled", "stateful")
 COMPUTE = ("auto", "dense", "gather")
 # Real sparse compute for Affine layers: Gather the input columns that have a kept weight, then a smaller MatMul.
-# bench/onnx.py (fc 3136->128, onnxruntime CPU, 1 thread) measured it faster than the full MatMul at batch 1 from
+# bench/onnx_target.py (fc 3136->128, onnxruntime CPU, 1 thread) measured it faster than the full MatMul at batch 1 from
 # <= 25% kept columns and at batch 64 only from <= 10% (slower at 50%); so `auto` uses it at <= 10%, `gather` at
 # <= 50%, `dense` never.
 GATHER_MAX_FRACTION = {"auto": 0.10, "gather": 0.50, "dense": -1.0}

@@ -11,6 +11,7 @@ import glob
 import math
 import os
 import resource
+import statistics
 import time
 from typing import Callable
 
@@ -57,6 +58,11 @@ def time_calls(fn: Callable[[int], object], n: int, warmup: int = 5, clock: Cloc
         fn(i)
         out.append(clock() - t0)
     return out
+
+
+def median_time(fn: Callable[[], object], n: int = 30, warmup: int = 3) -> float:
+    """Median seconds of n calls of fn() after `warmup` untimed ones (quick A/B timings in demos and benches)."""
+    return statistics.median(time_calls(lambda i: fn(), n, warmup))
 
 
 # --------------------------------------------------------------------------------------------------- runners

@@ -44,9 +44,21 @@ def layer_ops(layer: Synapse, x: torch.Tensor, kept: torch.Tensor | None = None,
     return ops, dense, xe.sum().item()
 
 
-def _batches(images, batch_size):
-    for i in range(0, len(images), batch_size):
-        yield images[i:i + batch_size]
+def _drive(model, images, batch_size, hooks, was_training) -> int:
+    """Run `images` through `model` in batches (fixed rate-encoding seed) so the installed `hooks` see every step;
+    then remove the hooks and restore the training flag. Returns the number of samples."""
+    n = 0
+    g = torch.Generator().manual_seed(1234)
+    try:
+        for i in range(0, len(images), batch_size):
+            xb = images[i:i + batch_size]
+            model(xb, generator=g)
+            n += len(xb)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return n
 
 
 @torch.no_grad()
@@ -79,16 +91,7 @@ def synaptic_ops(model, images: torch.Tensor, batch_size: int = 256) -> dict:
             st["input_elements"] += x.numel()
 
         hooks.append(m.register_forward_pre_hook(pre))
-    n = 0
-    g = torch.Generator().manual_seed(1234)
-    try:
-        for xb in _batches(images, batch_size):
-            model(xb, generator=g)
-            n += len(xb)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
+    n = _drive(model, images, batch_size, hooks, was)
     for st in stats.values():
         for k in ("ops", "dense_fanout_ops", "input_events"):
             st[k] /= max(1, n)
@@ -112,16 +115,7 @@ def spike_rates(model, images: torch.Tensor, batch_size: int = 256) -> dict:
                 stats[name]["neuron_steps"] += out.numel()
 
             hooks.append(m.register_forward_hook(post))
-    n = 0
-    g = torch.Generator().manual_seed(1234)
-    try:
-        for xb in _batches(images, batch_size):
-            model(xb, generator=g)
-            n += len(xb)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
+    n = _drive(model, images, batch_size, hooks, was)
     T = int(getattr(model, "T", 1))
     for st in stats.values():
         st["rate"] = st["spikes"] / max(1, st["neuron_steps"])

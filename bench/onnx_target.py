@@ -14,35 +14,22 @@ magnitude-pruned to --sparsity (the 288-weight first conv to 50%) and binarized,
 same images (cached under --work).
 Pass --ticket DIR to benchmark an existing checkpoint (e.g. one made by 'slt-deploy ticket').
 
-    .venv/bin/python bench/onnx.py [--threads 1] [--verify-limit 10000] [--json out.json]
+    .venv/bin/python bench/onnx_target.py [--threads 1] [--verify-limit 10000] [--json out.json]
 """
 from __future__ import annotations
 
 import os
 import sys
 
-if __name__ == "onnx":
-    # A script run as `python bench/<x>.py` has bench/ on sys.path, so its `import onnx` finds THIS file. Hand the
-    # import over to the real onnx package, so every bench script can use the onnx target.
-    import importlib
-
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _here]
-    del sys.modules["onnx"]
-    sys.modules["onnx"] = importlib.import_module("onnx")  # the import system returns sys.modules["onnx"]
-
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import json  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# this file is bench/onnx.py: keep its folder off sys.path so `import onnx` finds the real package
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != HERE]
 sys.path.insert(0, os.path.dirname(HERE))
 
 from slt_deploy.checkpoint import load, save  # noqa: E402
@@ -50,6 +37,7 @@ from slt_deploy.data import Split, load_dataset  # noqa: E402
 from slt_deploy.export import export, lower  # noqa: E402
 from slt_deploy.ir.interpreter import Interpreter  # noqa: E402
 from slt_deploy.nn import synapses  # noqa: E402
+from slt_deploy.profile.latency import median_time  # noqa: E402
 from slt_deploy.runtime.onnx_runner import OnnxRunner  # noqa: E402
 from slt_deploy.train import evaluate, train  # noqa: E402
 from slt_deploy.verify import verify  # noqa: E402
@@ -89,19 +77,8 @@ def make_ticket(work, data_dir, n_train, sparsity):
     log(f"  ticket: {100 * sparsity:.0f}% sparse, binary, fine-tuned 2 epochs ({time.time() - t0:.0f}s), "
         f"test acc (first 2000) {acc:.1f}%")
     save(model, out, metrics={"test_acc_2000": acc}, labels=data.labels,
-         extra={"ticket": {"method": "magnitude+binarize (bench/onnx.py)", "sparsity": sparsity}})
+         extra={"ticket": {"method": "magnitude+binarize (bench/onnx_target.py)", "sparsity": sparsity}})
     return out
-
-
-def timeit(fn, n, warmup=3):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def gather_microbench(threads, reps):
@@ -138,8 +115,8 @@ def gather_microbench(threads, reps):
         for bs in (1, 64):
             x = (rng.random((bs, fin)) < 0.2).astype(np.float32)
             n = reps if bs == 1 else max(3, reps // 4)
-            tf = timeit(lambda: full.run(None, {"x": x}), n)
-            tg = timeit(lambda: gath.run(None, {"x": x}), n)
+            tf = median_time(lambda: full.run(None, {"x": x}), n)
+            tg = median_time(lambda: gath.run(None, {"x": x}), n)
             assert np.array_equal(full.run(None, {"x": x})[0], gath.run(None, {"x": x})[0])
             out[f"b{bs}-kept{frac}"] = {"full_ms": 1e3 * tf, "gather_ms": 1e3 * tg, "speedup": tf / tg}
             log(f"  fc 3136->128, {100 * frac:4.0f}% columns kept, batch {bs:2d}: full {1e3 * tf:.3f} ms, "
@@ -209,9 +186,9 @@ def main():
             for _ in range(T):
                 _, st = r.step(x, st)
 
-        row = {"eager": timeit(eager, n), "interp": timeit(nir_interp, n), "ort-dense": timeit(ort("dense"), n),
-               "ort-ours": timeit(ort("ours"), n),
-               "ort-stream": timeit(stream, n)}
+        row = {"eager": median_time(eager, n), "interp": median_time(nir_interp, n), "ort-dense": median_time(ort("dense"), n),
+               "ort-ours": median_time(ort("ours"), n),
+               "ort-stream": median_time(stream, n)}
         res["latency"][bs] = row
         for k, v in row.items():
             log(f"  batch {bs:2d} {k:10s} {1e3 * v:8.3f} ms  {bs / v:9.1f} samples/s  "
