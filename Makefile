@@ -34,3 +34,4 @@ bench-packed: setup
 	$(PY) bench/packed.py
 bench-onnx: setup ; $(PY) bench/onnx_target.py $(BENCH_ONNX_ARGS)  # ONNX target: eager vs ORT dense vs ours, b1/b64, sizes, exactness (issue 5)
 bench-loihi: setup ; $(PY) bench/loihi.py $(BENCH_LOIHI_ARGS)  # Loihi target: export time, cores, agreement with float, Lava sim time (issue 7)
+bench-mcu: setup ; $(PY) bench/mcu.py $(BENCH_MCU_ARGS)  # Cortex-M7 instructions per synaptic op on QEMU -icount (installs qemu-system-arm itself; docs/profile.md)
