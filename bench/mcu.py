@@ -233,8 +233,9 @@ def fit(rows, terms=TERMS):
     ss_res = float((rel ** 2).sum())
     dof = max(1, len(y) - len(terms))
     se = np.sqrt(np.clip(np.diag(ss_res / dof * np.linalg.pinv(Aw.T @ Aw)), 0, None))
-    yy = np.log(y)
-    r2_log = 1 - float(((np.log(A @ coef) - yy) ** 2).sum()) / float(((yy - yy.mean()) ** 2).sum())
+    pred, yy = A @ coef, np.log(y)
+    ss_tot = float(((yy - yy.mean()) ** 2).sum())  # R^2 of log(instructions): models span 0.3 M .. 20 M
+    r2_log = 1 - float(((np.log(pred) - yy) ** 2).sum()) / ss_tot if ss_tot > 0 and (pred > 0).all() else float("nan")
     return {"terms": list(terms), "coef": dict(zip(terms, map(float, coef))),
             "stderr": dict(zip(terms, map(float, se))),
             "n_frames": len(y), "models": sorted({r["model"] for r in rows}), "r2_log": r2_log,
