@@ -194,20 +194,23 @@ class Proc:
 
 
 def start_node(ros, model, tmp_path, name, camera=None, **params):
-    """Start the node (and the camera `camera` = params, at the same time: it waits for the node's subscription)."""
+    """Start the node, wait until it is ready (it subscribes to images and its result publisher has matched our
+    listener), then the camera `camera` = params. The camera starts only then: it waits just for the node's image
+    subscription, so a camera started at once can have frames processed (and results published) before DDS has
+    matched the result publisher with our listener; with a fast runtime those results were lost."""
     topics = {"image_topic": f"/t{PID}/{name}/image", "result_topic": f"/t{PID}/{name}/result",
               "diagnostics_topic": f"/t{PID}/{name}/diagnostics"}
     sub, _ = ros.listen(topics["result_topic"], topics["diagnostics_topic"])
     params = {"model": model, "backend": "torch", "diagnostics_period": 0.5, **topics, **params}
     node = Proc("slt_ros2.perception_node", params, tmp_path / f"{name}_node.log")
-    cam = None
-    if camera is not None:
-        cam = Proc("slt_ros2.camera_node", {"topic": topics["image_topic"], "wait_for_subscribers": 1,
-                                            "wait_timeout": 60.0, **camera}, tmp_path / f"{name}_camera.log")
     # ready = the node subscribes to images (after loading and warming up its model) and we receive its results
     wait_for(lambda: ros.node.count_subscribers(topics["image_topic"]) >= 1 and sub.get_publisher_count() >= 1,
              60, "the perception node to come up", node.p)
-    return (node, topics) if camera is None else (node, topics, cam)
+    if camera is None:
+        return node, topics
+    cam = Proc("slt_ros2.camera_node", {"topic": topics["image_topic"], "wait_for_subscribers": 1,
+                                        "wait_timeout": 60.0, **camera}, tmp_path / f"{name}_camera.log")
+    return node, topics, cam
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx", "packed"])
