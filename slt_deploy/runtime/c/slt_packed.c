@@ -28,6 +28,9 @@ typedef struct {
     const uint8_t *mask, *vals, *params;
     uint32_t *rowtab;              /* rows+1 kept-count prefixes (first kept index of each row) */
     uint16_t *colidx;              /* the column of every kept weight, expanded from the mask at open */
+    uint8_t reuse;                 /* synaptic node reading only the model input: step t reuses step t-1's output
+                                    * when the input did not change (direct encoding: every step) */
+    uint64_t last_ev;              /* synaptic events of the last computed step (counted again on reuse) */
     /* lif */
     float beta, thr;
     float *v;
@@ -142,6 +145,22 @@ static uint32_t consumers(const uint8_t *pl, uint32_t n_nodes, uint32_t j) {
         for (k = 0; k < n_in && k < MAX_INPUTS; k++) cnt += in[k] == j;
     }
     return cnt;
+}
+
+/* node j is a synaptic layer reading only the model input, or a single-input flatten working in place in such a
+ * layer's buffer: its buffer must keep its values from step to step (no LIF may work in place in it) */
+static int keeps_buffer(const uint8_t *pl, uint32_t n_nodes, uint32_t j) {
+    while (j != 0) {
+        const uint8_t *r = pl + (size_t)j * RECORD_SIZE;
+        uint32_t op = r[0], n_in = r[1], w1 = rd32(r + 4), w2 = rd32(r + 8);
+        if (op == OP_CONV || op == OP_AFFINE)
+            return n_in >= 1 && n_in <= MAX_INPUTS && w1 == 0 && w2 == 0;
+        if (op != OP_FLATTEN || n_in != 1 || (w1 & 0xFFFFu) == 0 || (w1 & 0xFFFFu) >= j ||
+            consumers(pl, n_nodes, w1 & 0xFFFFu) != 1)
+            return 0;
+        j = w1 & 0xFFFFu;
+    }
+    return 0;
 }
 
 static int same_shape(const slt_node *a, const slt_node *b) {
@@ -455,12 +474,18 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
          * input node (not the model input) has no other consumer: it works in place in that node's buffer (the
          * values are read and written element by element). LIF nodes also own their membrane state. */
         if ((nd.op == OP_LIF || nd.op == OP_FLATTEN) && nd.n_in == 1 && nd.in[0] != 0 &&
-            consumers(pl, n_nodes, nd.in[0]) == 1) {
+            consumers(pl, n_nodes, nd.in[0]) == 1 && !(nd.op == OP_LIF && keeps_buffer(pl, n_nodes, nd.in[0]))) {
             if (c->arena) nd.out = nodes[nd.in[0]].out;
         } else if (nd.op != OP_INPUT && nd.op != OP_OUTPUT) {
             nd.out = (float *)take(c, sizeof(float) * (size_t)nd.size);
         }
         if (nd.op == OP_LIF) nd.v = (float *)take(c, sizeof(float) * (size_t)nd.size);
+        if (nd.op == OP_CONV || nd.op == OP_AFFINE) {
+            uint32_t k;
+            nd.reuse = 1;
+            for (k = 0; k < nd.n_in; k++)
+                if (nd.in[k] != 0) nd.reuse = 0;
+        }
         if (c->arena) copy_node(&nodes[i], &nd);
     }
     if (!region(c, rd32(file + 48), rd32(file + 52), 0)) return SLT_E_SECTION;
@@ -551,13 +576,21 @@ static uint64_t emit_row(const slt_node *n, uint32_t r, float x, float *out, uin
     return ev;
 }
 
-static void run_synapse(slt_model *m, slt_node *n, const float *input) {
+/* prev: the previous step's input of this sample (NULL at t = 0). A layer reading only the model input computes
+ * the same bits from the same input: when every input element equals (==) the previous step's, its buffer still
+ * holds the result (nobody writes into it) and only its events are counted again. +0 == -0: both are skipped. */
+static void run_synapse(slt_model *m, slt_node *n, const float *input, const float *prev) {
     float *out = n->out;
     uint32_t e;
     const uint32_t o = n->cols;
     const float *x0 = node_out(m, n->in[0], input);
     const int single = n->n_in == 1;
     uint64_t ev = 0;
+    if (n->reuse && prev) {
+        const uint32_t sz = m->in_size;
+        for (e = 0; e < sz && input[e] == prev[e]; e++) {}
+        if (e == sz) { m->events += n->last_ev; return; }
+    }
     for (e = 0; e < n->size; e++) out[e] = 0.0f;
     if (n->op == OP_CONV) {
         const uint32_t ho = n->d[1], wo = n->d[2], k = n->k, st = n->st, pd = n->pd;
@@ -602,6 +635,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input) {
             }
     }
     m->events += ev;
+    n->last_ev = ev;
     /* epilogue: binary y = acc * scale_c + bias_c; float y = acc + bias_c (two roundings, no FMA) */
     {
         const int binary = (n->flags & F_BINARY) != 0;
@@ -629,13 +663,14 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input) {
     }
 }
 
-static void run_step(slt_model *m, const float *input, uint32_t t, float *logits, uint8_t *spikes) {
+static void run_step(slt_model *m, const float *input, const float *prev, uint32_t t, float *logits,
+                     uint8_t *spikes) {
     uint32_t i, e;
     for (i = 1; i < m->n_nodes; i++) {
         slt_node *n = &m->nodes[i];
         switch (n->op) {
         case OP_CONV: case OP_AFFINE:
-            run_synapse(m, n, input);
+            run_synapse(m, n, input, prev);
             break;
         case OP_LIF: {
             /* straight-line loops per (first step?, reset kind): the reference's own arithmetic, branch-free:
@@ -649,27 +684,40 @@ static void run_step(slt_model *m, const float *input, uint32_t t, float *logits
                 for (e = 0; e < size; e++) out[e] = in_val(m, n, input, e);
                 cur = out;
             }
-            if (t == 0)
-                for (e = 0; e < size; e++) vv[e] = cur[e];
-            else
-                for (e = 0; e < size; e++) { const float d = beta * vv[e]; vv[e] = d + cur[e]; }
-            if (n->flags & F_SUBTRACT)
-                for (e = 0; e < size; e++) {
-                    const float v = vv[e], sf = (float)(v > thr), d = sf * thr;
-                    vv[e] = v - d;
-                    out[e] = sf;
-                }
-            else
-                for (e = 0; e < size; e++) {
-                    const float v = vv[e], sf = (float)(v > thr), keep = 1.0f - sf;
-                    vv[e] = v * keep;
-                    out[e] = sf;
-                }
+            /* one pass per element (out may be cur: element e is read before it is written) */
+            if (n->flags & F_SUBTRACT) {
+                if (t == 0)
+                    for (e = 0; e < size; e++) {
+                        const float v = cur[e], sf = (float)(v > thr), d = sf * thr;
+                        vv[e] = v - d;
+                        out[e] = sf;
+                    }
+                else
+                    for (e = 0; e < size; e++) {
+                        const float b = beta * vv[e], v = b + cur[e], sf = (float)(v > thr), d = sf * thr;
+                        vv[e] = v - d;
+                        out[e] = sf;
+                    }
+            } else {
+                if (t == 0)
+                    for (e = 0; e < size; e++) {
+                        const float v = cur[e], sf = (float)(v > thr), keep = 1.0f - sf;
+                        vv[e] = v * keep;
+                        out[e] = sf;
+                    }
+                else
+                    for (e = 0; e < size; e++) {
+                        const float b = beta * vv[e], v = b + cur[e], sf = (float)(v > thr), keep = 1.0f - sf;
+                        vv[e] = v * keep;
+                        out[e] = sf;
+                    }
+            }
             if (spikes)
                 for (e = 0; e < size; e++) spikes[n->spike_off + e] = (uint8_t)(out[e] != 0.0f);
             break;
         }
         case OP_FLATTEN: case OP_ADD:
+            if (n->n_in == 1 && n->out == node_out(m, n->in[0], input)) break;   /* in place: nothing to copy */
             for (e = 0; e < n->size; e++) n->out[e] = in_val(m, n, input, e);
             break;
         case OP_TOKENS: {
@@ -728,7 +776,8 @@ int slt_run(slt_model *m, const float *input, float *logits, uint8_t *spikes) {
     if (!m || !input || !logits) return SLT_E_ARG;
     for (e = 0; e < m->n_classes; e++) logits[e] = 0.0f;
     for (t = 0; t < m->T; t++)
-        run_step(m, input + (size_t)t * m->in_size, t, logits, spikes ? spikes + (size_t)t * m->spike_count : 0);
+        run_step(m, input + (size_t)t * m->in_size, t ? input + (size_t)(t - 1u) * m->in_size : 0, t, logits,
+                 spikes ? spikes + (size_t)t * m->spike_count : 0);
     return SLT_OK;
 }
 
@@ -739,7 +788,8 @@ int slt_run_batch(slt_model *m, const float *input, uint32_t batch, float *logit
         float *lg = logits + (size_t)b * m->n_classes;
         for (e = 0; e < m->n_classes; e++) lg[e] = 0.0f;
         for (t = 0; t < m->T; t++)
-            run_step(m, input + ((size_t)t * batch + b) * m->in_size, t, lg,
+            run_step(m, input + ((size_t)t * batch + b) * m->in_size,
+                     t ? input + ((size_t)(t - 1u) * batch + b) * m->in_size : 0, t, lg,
                      spikes ? spikes + ((size_t)t * batch + b) * m->spike_count : 0);
     }
     return SLT_OK;
