@@ -28,6 +28,7 @@ typedef struct {
     const uint8_t *mask, *vals, *params;
     uint32_t *rowtab;              /* rows+1 kept-count prefixes (first kept index of each row) */
     uint16_t *colidx;              /* the column of every kept weight, expanded from the mask at open */
+    uint8_t sgncol;                /* binary with cols <= 2^15: colidx holds (column << 1) | sign bit */
     uint8_t reuse;                 /* synaptic node reading only the model input: step t reuses step t-1's output
                                     * when the input did not change (direct encoding: every step) */
     uint64_t last_ev;              /* synaptic events of the last computed step (counted again on reuse) */
@@ -428,6 +429,13 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
                 if (e) return e;
                 nd.rowtab = rt;
                 nd.colidx = ci;
+                if ((nd.flags & F_BINARY) && nd.cols <= 32768u) {
+                    nd.sgncol = 1;
+                    if (ci) {
+                        uint32_t q;
+                        for (q = 0; q < nd.kept; q++) ci[q] = (uint16_t)((uint32_t)ci[q] << 1 | bit_at(nd.vals, q));
+                    }
+                }
             }
         } else if (nd.op == OP_LIF) {
             if (!same_shape(&nd, &x)) return SLT_E_SHAPE;
@@ -549,31 +557,35 @@ static float in_val(const slt_model *m, const slt_node *n, const float *input, u
     return x;
 }
 
-/* add x * w for every kept weight of packing row r to out[col * ostride + obase] */
-static uint64_t emit_row(const slt_node *n, uint32_t r, float x, float *out, uint32_t ostride, uint32_t obase) {
-    const int binary = (n->flags & F_BINARY) != 0;
-    float xs[2];
-    uint64_t ev = 0;
-    xs[0] = -x;
-    xs[1] = x;
-    {
-        /* expanded at open: kept weights kidx in [rowtab[r], rowtab[r+1]), their columns in colidx */
-        const uint32_t k0 = n->rowtab[r], k1 = n->rowtab[r + 1];
-        const uint16_t *col = n->colidx;
-        uint32_t kidx;
-        if (binary)
-            for (kidx = k0; kidx < k1; kidx++) {
-                float *o = out + (size_t)col[kidx] * ostride + obase;
-                *o = *o + xs[bit_at(n->vals, kidx)];
-            }
-        else
-            for (kidx = k0; kidx < k1; kidx++) {
-                float *o = out + (size_t)col[kidx] * ostride + obase;
-                *o = *o + x * rdf(n->vals + 4u * kidx);
-            }
-        ev += k1 - k0;
+/* add x * w for every kept weight kidx in [k0, k1) (one packing row) to out[col * ostride]. The kept weights of a
+ * row feed distinct outputs, so their order does not matter; rows are visited in ascending input index. */
+static void emit_row(const slt_node *n, uint32_t k0, uint32_t k1, float x, float *out, uint32_t ostride) {
+    const uint16_t *col = n->colidx;
+    uint32_t kidx;
+    if (n->sgncol) {
+        float xs[2];
+        xs[0] = -x;
+        xs[1] = x;
+        for (kidx = k0; kidx < k1; kidx++) {
+            const uint32_t c = col[kidx];
+            float *o = out + (size_t)(c >> 1) * ostride;
+            *o = *o + xs[c & 1u];
+        }
+    } else if (n->flags & F_BINARY) {
+        float xs[2];
+        xs[0] = -x;
+        xs[1] = x;
+        for (kidx = k0; kidx < k1; kidx++) {
+            float *o = out + (size_t)col[kidx] * ostride;
+            *o = *o + xs[bit_at(n->vals, kidx)];
+        }
+    } else {
+        const uint8_t *vals = n->vals;
+        for (kidx = k0; kidx < k1; kidx++) {
+            float *o = out + (size_t)col[kidx] * ostride;
+            *o = *o + x * rdf(vals + 4u * kidx);
+        }
     }
-    return ev;
 }
 
 /* prev: the previous step's input of this sample (NULL at t = 0). A layer reading only the model input computes
@@ -585,6 +597,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
     const uint32_t o = n->cols;
     const float *x0 = node_out(m, n->in[0], input);
     const int single = n->n_in == 1;
+    const uint32_t *rowtab = n->rowtab;
     uint64_t ev = 0;
     if (n->reuse && prev) {
         const uint32_t sz = m->in_size;
@@ -593,45 +606,55 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
     }
     for (e = 0; e < n->size; e++) out[e] = 0.0f;
     if (n->op == OP_CONV) {
-        const uint32_t ho = n->d[1], wo = n->d[2], k = n->k, st = n->st, pd = n->pd;
-        uint32_t ci, y, xx, ky, kx, ry, qy, rx, qx, oy, ox;
-        e = 0;
-        for (ci = 0; ci < n->ci; ci++) {
-            ry = pd % st; qy = pd / st;              /* y + pd = qy * st + ry, kept incrementally: no divisions */
-            for (y = 0; y < n->ih; y++) {
-                rx = pd % st; qx = pd / st;
-                for (xx = 0; xx < n->iw; xx++, e++) {
-                    const float x = single ? x0[e] : in_val(m, n, input, e);
-                    if (x != 0.0f) {
-                        /* kernel rows ky = ry + j*st feed output row oy = qy - j (while ky < k, oy >= 0) */
-                        for (ky = ry, oy = qy; ky < k; ky += st, oy--) {
-                            if (oy < ho) {
-                                for (kx = rx, ox = qx; kx < k; kx += st, ox--) {
-                                    if (ox < wo) {
-                                        const uint32_t r = (ci * k + ky) * k + kx;
-                                        if (n->rowtab[r] != n->rowtab[r + 1])   /* most rows of a ticket are empty */
-                                            ev += emit_row(n, r, x, out, ho * wo, oy * wo + ox);
-                                    }
-                                    if (ox == 0) break;
-                                }
+        /* Row by row: for packing row r = (ci, ky, kx) with kept weights, every output (oy, ox) it feeds reads input
+         * (ci, oy*st + ky - pd, ox*st + kx - pd). For one output element the rows come in ascending r, i.e. its
+         * input elements in ascending flat index: the order of section 4 (each row adds one term per output). */
+        const uint32_t ho = n->d[1], wo = n->d[2], k = n->k, st = n->st, pd = n->pd, ih = n->ih, iw = n->iw;
+        const uint32_t per = ho * wo;
+        uint32_t ci, ky, kx, r = 0;
+        for (ci = 0; ci < n->ci; ci++)
+            for (ky = 0; ky < k; ky++) {
+                /* oy in [oy0, oy1): 0 <= oy*st + ky - pd < ih */
+                const uint32_t oy0 = ky >= pd ? 0u : (pd - ky + st - 1u) / st;
+                uint32_t oy1 = ih + pd > ky ? (ih + pd - ky - 1u) / st + 1u : 0u;
+                if (oy1 > ho) oy1 = ho;
+                for (kx = 0; kx < k; kx++, r++) {
+                    const uint32_t k0 = rowtab[r], k1 = rowtab[r + 1];
+                    uint32_t ox0, ox1, oy, ox;
+                    if (k0 == k1) continue;                      /* most rows of a ticket are empty */
+                    ox0 = kx >= pd ? 0u : (pd - kx + st - 1u) / st;
+                    ox1 = iw + pd > kx ? (iw + pd - kx - 1u) / st + 1u : 0u;
+                    if (ox1 > wo) ox1 = wo;
+                    if (ox0 >= ox1) continue;
+                    for (oy = oy0; oy < oy1; oy++) {
+                        /* flat input index of (ci, oy*st + ky - pd, ox0*st + kx - pd), then + st per ox */
+                        const uint32_t ib = (ci * ih + (oy * st + ky - pd)) * iw + (ox0 * st + kx - pd);
+                        float *orow = out + oy * wo;
+                        if (single) {
+                            const float *xr = x0 + ib;
+                            for (ox = ox0; ox < ox1; ox++, xr += st) {
+                                const float x = *xr;
+                                if (x != 0.0f) { emit_row(n, k0, k1, x, orow + ox, per); ev += k1 - k0; }
                             }
-                            if (oy == 0) break;
+                        } else {
+                            for (ox = ox0; ox < ox1; ox++) {
+                                const float x = in_val(m, n, input, ib + (ox - ox0) * st);
+                                if (x != 0.0f) { emit_row(n, k0, k1, x, orow + ox, per); ev += k1 - k0; }
+                            }
                         }
                     }
-                    if (++rx == st) { rx = 0; qx++; }
                 }
-                if (++ry == st) { ry = 0; qy++; }
             }
-        }
     } else {
         const uint32_t ntok = n->ntok ? n->ntok : 1u;
         uint32_t t, i;
         for (t = 0; t < ntok; t++)
             for (i = 0; i < n->din; i++) {
-                const uint32_t idx = t * n->din + i;
+                const uint32_t idx = t * n->din + i, k0 = rowtab[i], k1 = rowtab[i + 1];
                 const float x = single ? x0[idx] : in_val(m, n, input, idx);
-                if (x == 0.0f || n->rowtab[i] == n->rowtab[i + 1]) continue;
-                ev += emit_row(n, i, x, out + (size_t)t * o, 1u, 0u);
+                if (x == 0.0f || k0 == k1) continue;
+                emit_row(n, k0, k1, x, out + (size_t)t * o, 1u);
+                ev += k1 - k0;
             }
     }
     m->events += ev;
