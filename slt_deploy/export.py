@@ -21,16 +21,16 @@ def lower(ckpt_dir: str):
 def export(ckpt_dir: str, target: str, out: str, **options) -> dict:
     backend = get_target(target)
     t0 = time.time()
-    _, meta, graph = lower(ckpt_dir)
-    graph, changed = run_pipeline(graph, backend.passes)
-    reasons = backend.check(graph) if backend.check else []
-    if reasons:
-        raise SltError(f"target {target!r} cannot take {ckpt_dir} ({len(reasons)} reason(s)):\n  - "
-                       + "\n  - ".join(reasons))
     unknown = set(options) - set(backend.options)
     if unknown:
         raise SltError(f"target {target!r} has no option(s) {sorted(unknown)}",
                        f"its options: {sorted(backend.options) or 'none'}")
+    _, meta, graph = lower(ckpt_dir)
+    graph, changed = run_pipeline(graph, backend.passes, options)
+    reasons = backend.check(graph) if backend.check else []
+    if reasons:
+        raise SltError(f"target {target!r} cannot take {ckpt_dir} ({len(reasons)} reason(s)):\n  - "
+                       + "\n  - ".join(reasons))
     backend.write(graph, out, **options)
     return {"target": target, "out": out, "passes": [p.__name__ for p in backend.passes], "modified_by": changed,
             "seconds": time.time() - t0}

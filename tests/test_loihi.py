@@ -192,3 +192,40 @@ def test_netx_roundtrip_and_weight_optimisation():
     out = ChipModel(back).run(rng.integers(0, 2, (2, 3, 3)))
     assert out["spikes"][1].shape == (3, 2, 4) and out["v_last"].shape == (2, 4)
     torch.manual_seed(0)
+
+
+def test_fold_identity_residuals_pass_is_the_targets_pipeline(trained, tmp_path):
+    """The Loihi target's pass list: the ConvPEP position embedding `LIF(rpe(S) + S)` becomes one synapse W + I
+    (the graph computes the same spikes in the NIR interpreter); --opt fold=off leaves it, and the chip stops
+    before it."""
+    from slt_deploy.data import load_dataset
+    from slt_deploy.ir.interpreter import Interpreter
+    from slt_deploy.export import lower
+    from slt_deploy.passes import run_pipeline
+    from slt_deploy.passes.fold_identity_residuals import FOLDED, fold_identity_residuals
+
+    ck = trained("digits-spikformer-tiny")
+    model, _, g = lower(ck)
+    assert get_target("loihi").passes == [fold_identity_residuals]
+    folded, changed = run_pipeline(g, [fold_identity_residuals], {"fold": "on", "partition": "auto"})
+    assert changed == ["fold_identity_residuals"]
+    absorbed = {n: v.metadata[FOLDED] for n, v in folded.nodes.items() if (v.metadata or {}).get(FOLDED)}
+    assert len(absorbed) == 1, absorbed
+    (syn, src), = absorbed.items()
+    assert (src, syn) in g.edges and (src, syn) in folded.edges and len(folded.edges) == len(g.edges) - 1
+    same, changed = run_pipeline(g, [fold_identity_residuals], {"fold": "off"})
+    assert same is g and changed == []
+    with pytest.raises(SltError, match="fold=.maybe. unknown"):
+        fold_identity_residuals(g, fold="maybe")
+    x = load_dataset("digits").test.x[:64]
+    seq = model.encode(x).numpy()
+    a, b = Interpreter(g).run(seq, record=True), Interpreter(folded).run(seq, record=True)
+    assert (a["logits"].argmax(1) == b["logits"].argmax(1)).mean() >= 0.98
+    for k in a["spikes"]:
+        assert (a["spikes"][k] == b["spikes"][k]).mean() >= 0.99, k
+    # through export: fold=off keeps the position embedding on the host
+    m_on = json.load(open(os.path.join(export(ck, "loihi", str(tmp_path / "on"))["out"], "manifest.json")))
+    m_off = json.load(open(os.path.join(export(ck, "loihi", str(tmp_path / "off"), fold="off")["out"],
+                                        "manifest.json")))
+    chip = lambda m: [e["layer"] for e in m["layers"] if "neurons" in e]  # noqa: E731
+    assert "body.0.rpe" in chip(m_on) and "body.0.rpe" not in chip(m_off)

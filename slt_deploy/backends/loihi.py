@@ -26,6 +26,7 @@ from ..ir.graph import gmeta, labels
 from ..runtime.loihi_runner import FORMAT, FORMAT_VERSION, MANIFEST, NETWORK, LoihiRunner, read_manifest
 from .base import Backend
 from .loihi_netx import write_netx
+from ..passes.fold_identity_residuals import fold_identity_residuals
 from .loihi_quant import load_limits, plan
 
 OPTIONS = {
@@ -115,10 +116,10 @@ def report_md(m: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(graph, path, partition="auto", sparse="auto", chips=None, limits=None, fold="on", **_):
+def write(graph, path, partition="auto", sparse="auto", chips=None, limits=None, **_):
     t0 = time.time()
     lim = _limits(limits, chips)
-    p = plan(graph, lim, partition=partition, sparse=sparse, fold=fold)
+    p = plan(graph, lim, partition=partition, sparse=sparse)  # `fold` was applied by the pass pipeline
     if p.reasons:
         raise SltError(f"the model cannot be exported to Loihi ({len(p.reasons)} reason(s)):\n  - "
                        + "\n  - ".join(p.reasons))
@@ -209,7 +210,7 @@ def runner(path, **kw):
 
 BACKEND = Backend(name="loihi", description="Intel Loihi 2: lava-dl netx HDF5 folder, fixed-point CUBA reference "
                                             "(bit-exact with Lava's Loihi 2 simulation)",
-                  suffix="/", passes=[], check=check, write=write, runner=runner, tolerance=tolerance,
+                  suffix="/", passes=[fold_identity_residuals], check=check, write=write, runner=runner, tolerance=tolerance,
                   options=OPTIONS, sniff=sniff, describe=describe,
                   runtimes={"reference": {"engine": "reference"}, "lava": {"engine": "lava"}})
 

@@ -1,5 +1,5 @@
-"""NIR graph -> Loihi 2 plan: lowering (identity residuals), partition (largest spiking prefix on the chip, the rest
-on the host), quantization to the integers netx/Loihi hold, and the hardware-limit check. Pure numpy: exporting
+"""NIR graph -> Loihi 2 plan: partition (largest spiking prefix on the chip, the rest on the host; identity
+residuals were folded before, by the target's pass passes/fold_identity_residuals.py), quantization to the integers netx/Loihi hold, and the hardware-limit check. Pure numpy: exporting
 never needs Lava. The meaning of every number is in docs/targets/loihi.md.
 
 Quantization of one chip layer (synapse W, b -> CUBA LIF with beta, threshold thr):
@@ -27,6 +27,7 @@ import yaml
 from ..errors import SltError
 from ..ir import meta as K
 from ..ir.graph import gmeta, nmeta, op_of, preds, succs, topo_order
+from ..passes.fold_identity_residuals import FOLDED
 
 W_MANT = 127            # 8-bit signed weight mantissa (Loihi mixed-sign synapses)
 BIAS_MANT = 4095        # 13-bit signed bias mantissa (netx uses bias exponent 6)
@@ -91,50 +92,6 @@ def _conv_attrs(node):
     st = st * 2 if len(st) == 1 else st
     pd = pd * 2 if len(pd) == 1 else pd
     return st, pd
-
-
-def lower_identity_residuals(g):
-    """Pass. REQUIRES an slt NIR graph. ENSURES every LIF fed by `syn(S) + S` -- a stride-1, shape-preserving
-    conv/affine of S plus S itself (ConvPEP's relative position embedding) -- is fed by ONE synapse with W + I
-    instead (exactly the same sum in real arithmetic), so netx can express it. Returns (graph, modified)."""
-    nodes = dict(g.nodes)
-    edges = list(g.edges)
-    changed = False
-    for m in list(nodes):
-        if not _lif(nodes[m]):
-            continue
-        p = [s for s, d in edges if d == m]
-        if len(p) != 2:
-            continue
-        for c, s in ((p[0], p[1]), (p[1], p[0])):
-            cn = nodes[c]
-            if not _is_syn(cn) or [a for a, d in edges if d == c] != [s] or [d for a, d in edges if a == c] != [m]:
-                continue
-            w = np.array(cn.weight, np.float32)
-            if w.shape[0] != w.shape[1]:
-                continue
-            if isinstance(cn, nir.Conv2d):
-                st, pd = _conv_attrs(cn)
-                kh, kw = w.shape[2:]
-                if st != [1, 1] or kh % 2 == 0 or kw % 2 == 0 or pd != [kh // 2, kw // 2] or int(cn.groups) != 1:
-                    continue
-                idx = np.arange(w.shape[0])
-                w[idx, idx, kh // 2, kw // 2] += 1.0
-                new = nir.Conv2d(input_shape=cn.input_shape, weight=w, stride=cn.stride, padding=cn.padding,
-                                 dilation=cn.dilation, groups=cn.groups, bias=cn.bias,
-                                 metadata={**(cn.metadata or {}), K.BINARY: 0, "slt.loihi.identity_folded": s})
-            else:
-                w = w + np.eye(w.shape[0], dtype=np.float32)
-                new = nir.Affine(weight=w, bias=cn.bias,
-                                 metadata={**(cn.metadata or {}), K.BINARY: 0, "slt.loihi.identity_folded": s})
-            nodes[c] = new
-            edges.remove((s, m))
-            changed = True
-            break
-    if not changed:
-        return g, False
-    out = nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(g.metadata or {}), type_check=False)
-    return out, True
 
 
 # --- the plan ----------------------------------------------------------------------------------------------------
@@ -228,17 +185,16 @@ def _why_not_chain(g, n, shapes) -> list[str]:
     return r
 
 
-def plan(graph, limits: dict | None = None, partition: str = "auto", sparse: str = "auto",
-         fold: str = "on") -> Plan:
-    """Map an slt NIR graph onto Loihi 2. Collects EVERY reason it cannot in plan.reasons."""
+def plan(graph, limits: dict | None = None, partition: str = "auto", sparse: str = "auto") -> Plan:
+    """Map an slt NIR graph onto Loihi 2 (after the target's passes: passes/fold_identity_residuals.py has folded
+    what it could). Collects EVERY reason it cannot in plan.reasons."""
     if partition not in ("auto", "off"):
         raise SltError(f"option partition={partition!r} unknown", "use partition=auto or partition=off")
     if sparse not in ("auto", "on", "off"):
         raise SltError(f"option sparse={sparse!r} unknown", "use sparse=auto, on or off")
-    if fold not in ("on", "off"):
-        raise SltError(f"option fold={fold!r} unknown", "use fold=on or fold=off")
     lim = limits or load_limits()
-    g, folded = lower_identity_residuals(graph) if fold == "on" else (graph, False)
+    g = graph
+    folded = any(nmeta(n, FOLDED) for n in g.nodes.values())
     shapes = _shapes(g)
     P = Plan()
     T = int(gmeta(g, K.T, 1))
@@ -545,8 +501,8 @@ def _entry(g, idx, n, m, kind, shape, neurons, syn, k, vth, beta, thr, w, wi, li
         e["distinct_mantissas"] = int(len(np.unique(np.abs(wi[wi != 0])))) if (wi != 0).any() else 0
         rel = np.abs(wi / k - w)[nz] / float(np.abs(w).max())
         e["max_weight_error"] = float(rel.max()) if rel.size else 0.0
-        if nmeta(node, "slt.loihi.identity_folded"):
-            src = nmeta(node, "slt.loihi.identity_folded")
+        if nmeta(node, FOLDED):
+            src = nmeta(node, FOLDED)
             e["note"] = (note + "; " if note else "") + f"identity residual from {src} folded in"
     return e
 
