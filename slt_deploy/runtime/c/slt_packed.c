@@ -558,12 +558,14 @@ static float in_val(const slt_model *m, const slt_node *n, const float *input, u
 }
 
 /* add x * w for every kept weight kidx in [k0, k1) (one packing row) to out[col * ostride]. The kept weights of a
- * row feed distinct outputs, so their order does not matter; rows are visited in ascending input index. */
-static void emit_row(const slt_node *n, uint32_t k0, uint32_t k1, float x, float *out, uint32_t ostride) {
+ * row feed distinct outputs, so their order does not matter; rows are visited in ascending input index.
+ * kind (loop-invariant, see syn_kind): 0 binary, sign in colidx; 1 binary, sign bit stream; 2 float. */
+static inline void emit_row(const slt_node *n, int kind, uint32_t k0, uint32_t k1, float x, float *out,
+                            uint32_t ostride) {
     const uint16_t *col = n->colidx;
     uint32_t kidx;
-    if (n->sgncol) {
-        float xs[2];
+    if (kind == 0) {
+        float xs[2];   /* indexed by the sign bit: a load, not a data-dependent branch */
         xs[0] = -x;
         xs[1] = x;
         for (kidx = k0; kidx < k1; kidx++) {
@@ -571,7 +573,7 @@ static void emit_row(const slt_node *n, uint32_t k0, uint32_t k1, float x, float
             float *o = out + (size_t)(c >> 1) * ostride;
             *o = *o + xs[c & 1u];
         }
-    } else if (n->flags & F_BINARY) {
+    } else if (kind == 1) {
         float xs[2];
         xs[0] = -x;
         xs[1] = x;
@@ -588,6 +590,8 @@ static void emit_row(const slt_node *n, uint32_t k0, uint32_t k1, float x, float
     }
 }
 
+static int syn_kind(const slt_node *n) { return n->sgncol ? 0 : (n->flags & F_BINARY) ? 1 : 2; }
+
 /* prev: the previous step's input of this sample (NULL at t = 0). A layer reading only the model input computes
  * the same bits from the same input: when every input element equals (==) the previous step's, its buffer still
  * holds the result (nobody writes into it) and only its events are counted again. +0 == -0: both are skipped. */
@@ -598,6 +602,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
     const float *x0 = node_out(m, n->in[0], input);
     const int single = n->n_in == 1;
     const uint32_t *rowtab = n->rowtab;
+    const int kind = syn_kind(n);
     uint64_t ev = 0;
     if (n->reuse && prev) {
         const uint32_t sz = m->in_size;
@@ -634,12 +639,12 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
                             const float *xr = x0 + ib;
                             for (ox = ox0; ox < ox1; ox++, xr += st) {
                                 const float x = *xr;
-                                if (x != 0.0f) { emit_row(n, k0, k1, x, orow + ox, per); ev += k1 - k0; }
+                                if (x != 0.0f) { emit_row(n, kind, k0, k1, x, orow + ox, per); ev += k1 - k0; }
                             }
                         } else {
                             for (ox = ox0; ox < ox1; ox++) {
                                 const float x = in_val(m, n, input, ib + (ox - ox0) * st);
-                                if (x != 0.0f) { emit_row(n, k0, k1, x, orow + ox, per); ev += k1 - k0; }
+                                if (x != 0.0f) { emit_row(n, kind, k0, k1, x, orow + ox, per); ev += k1 - k0; }
                             }
                         }
                     }
@@ -653,7 +658,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
                 const uint32_t idx = t * n->din + i, k0 = rowtab[i], k1 = rowtab[i + 1];
                 const float x = single ? x0[idx] : in_val(m, n, input, idx);
                 if (x == 0.0f || k0 == k1) continue;
-                emit_row(n, k0, k1, x, out + (size_t)t * o, 1u);
+                emit_row(n, kind, k0, k1, x, out + (size_t)t * o, 1u);
                 ev += k1 - k0;
             }
     }
