@@ -70,11 +70,12 @@ def lib():
     global _LIB
     if _LIB is None:
         L = ctypes.CDLL(build())
-        u8p, f32p = ctypes.POINTER(ctypes.c_uint8), ctypes.POINTER(ctypes.c_float)
         L.slt_arena_size.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t)]
         L.slt_open.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_void_p, ctypes.c_size_t,
                                ctypes.POINTER(ctypes.c_void_p)]
-        L.slt_run_batch.argtypes = [ctypes.c_void_p, f32p, ctypes.c_uint32, f32p, u8p]
+        # plain addresses (ints) for the per-call pointers: cheaper to convert than POINTER(c_float) objects
+        L.slt_run_batch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p,
+                                    ctypes.c_void_p]
         L.slt_error_string.restype = ctypes.c_char_p
         L.slt_error_string.argtypes = [ctypes.c_int]
         for fn in ("slt_T", "slt_input_size", "slt_n_classes", "slt_spike_count"):
@@ -113,6 +114,7 @@ class CModel:
         self.h = h
         self.T, self.n_in = L.slt_T(h), L.slt_input_size(h)
         self.n_classes, self.n_spikes = L.slt_n_classes(h), L.slt_spike_count(h)
+        self._run_batch, self._h = L.slt_run_batch, h.value  # looked up once: run() is called per sample
 
     def events(self) -> int:
         return int(lib().slt_events(self.h))
@@ -120,15 +122,15 @@ class CModel:
     def run(self, seq: np.ndarray, record: bool = False):
         """seq [T, B, ...] float32 -> (logits [B, C], spikes uint8 [T, B, n_spikes] or None)."""
         seq = np.ascontiguousarray(seq, np.float32)
-        T, B = seq.shape[0], seq.shape[1]
-        if T != self.T or int(np.prod(seq.shape[2:])) != self.n_in:
-            raise SltError(f"input sequence {list(seq.shape)} does not fit the model (T={self.T}, "
+        shape = seq.shape
+        T, B = shape[0], shape[1]
+        if T != self.T or seq.size != T * B * self.n_in:
+            raise SltError(f"input sequence {list(shape)} does not fit the model (T={self.T}, "
                            f"{self.n_in} inputs per step)")
-        logits = np.zeros((B, self.n_classes), np.float32)
-        spikes = np.zeros((T, B, self.n_spikes), np.uint8) if record else None
-        f32p, u8p = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_uint8)
-        code = lib().slt_run_batch(self.h, seq.ctypes.data_as(f32p), B, logits.ctypes.data_as(f32p),
-                                   spikes.ctypes.data_as(u8p) if record else None)
+        logits = np.empty((B, self.n_classes), np.float32)  # slt_run_batch zeroes the logits itself
+        spikes = np.empty((T, B, self.n_spikes), np.uint8) if record else None  # written in full
+        code = self._run_batch(self._h, seq.ctypes.data, B, logits.ctypes.data,
+                               spikes.ctypes.data if record else None)
         if code:
             raise SltError(f"C runtime failed: {lib().slt_error_string(code).decode()}")
         return logits, spikes
@@ -159,7 +161,7 @@ class CPackedRunner(Runner):
         return self.c.arena_bytes
 
     def run(self, seq, record=False):
-        seq = np.asarray(seq, np.float32)
+        seq = np.ascontiguousarray(seq, np.float32)
         logits, sp = self.c.run(seq, record)
         res = {"logits": logits}
         if record:
