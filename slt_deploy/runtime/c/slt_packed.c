@@ -31,6 +31,8 @@ typedef struct {
     uint8_t sgncol;                /* binary with cols <= 2^15: colidx holds (column << 1) | sign bit */
     uint8_t reuse;                 /* synaptic node reading only the model input: step t reuses step t-1's output
                                     * when the input did not change (direct encoding: every step) */
+    uint8_t defer;                 /* conv whose epilogue runs inside its in-place LIF (fused) */
+    uint8_t fused;                 /* LIF working in place on a conv: applies the conv's epilogue per element */
     uint64_t last_ev;              /* synaptic events of the last computed step (counted again on reuse) */
     /* lif */
     float beta, thr;
@@ -483,7 +485,13 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
          * values are read and written element by element). LIF nodes also own their membrane state. */
         if ((nd.op == OP_LIF || nd.op == OP_FLATTEN) && nd.n_in == 1 && nd.in[0] != 0 &&
             consumers(pl, n_nodes, nd.in[0]) == 1 && !(nd.op == OP_LIF && keeps_buffer(pl, n_nodes, nd.in[0]))) {
-            if (c->arena) nd.out = nodes[nd.in[0]].out;
+            if (c->arena) {
+                nd.out = nodes[nd.in[0]].out;
+                if (nd.op == OP_LIF && nodes[nd.in[0]].op == OP_CONV) {
+                    nd.fused = 1;                   /* its input's only reader: y = acc*scale + bias on the fly */
+                    nodes[nd.in[0]].defer = 1;
+                }
+            }
         } else if (nd.op != OP_INPUT && nd.op != OP_OUTPUT) {
             nd.out = (float *)take(c, sizeof(float) * (size_t)nd.size);
         }
@@ -664,6 +672,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
     }
     m->events += ev;
     n->last_ev = ev;
+    if (n->defer) return;   /* the consumer LIF applies the epilogue (lif_step) */
     /* epilogue: binary y = acc * scale_c + bias_c; float y = acc + bias_c (two roundings, no FMA) */
     {
         const int binary = (n->flags & F_BINARY) != 0;
@@ -691,6 +700,74 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
     }
 }
 
+/* LIF over elements [e0, e0 + cnt) with input current I = IN (an expression of cur[e]); one pass per element
+ * (out may be cur: element e is read before it is written). The reference's own arithmetic, branch-free:
+ * v = beta*v + I (first step: v = I); s = v > thr; zero: v = v*(1-s); subtract: v = v - s*thr */
+#define LIF_LOOPS(IN)                                                                                         \
+    do {                                                                                                      \
+        if (sub) {                                                                                            \
+            if (t == 0)                                                                                       \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float v = (IN), sf = (float)(v > thr), d = sf * thr;                                \
+                    vv[e] = v - d;                                                                            \
+                    out[e] = sf;                                                                              \
+                }                                                                                             \
+            else                                                                                              \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float b = beta * vv[e], v = b + (IN), sf = (float)(v > thr), d = sf * thr;          \
+                    vv[e] = v - d;                                                                            \
+                    out[e] = sf;                                                                              \
+                }                                                                                             \
+        } else {                                                                                              \
+            if (t == 0)                                                                                       \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float v = (IN), sf = (float)(v > thr), keep = 1.0f - sf;                            \
+                    vv[e] = v * keep;                                                                         \
+                    out[e] = sf;                                                                              \
+                }                                                                                             \
+            else                                                                                              \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float b = beta * vv[e], v = b + (IN), sf = (float)(v > thr), keep = 1.0f - sf;      \
+                    vv[e] = v * keep;                                                                         \
+                    out[e] = sf;                                                                              \
+                }                                                                                             \
+        }                                                                                                     \
+    } while (0)
+
+static void lif_step(slt_model *m, slt_node *n, const float *input, uint32_t t, uint8_t *spikes) {
+    const float beta = n->beta, thr = n->thr;
+    const uint32_t size = n->size;
+    const int sub = (n->flags & F_SUBTRACT) != 0;
+    float *restrict vv = n->v;   /* the membrane state never aliases an activation buffer */
+    float *out = n->out;
+    const float *cur = node_out(m, n->in[0], input);
+    uint32_t e, e0, e1;
+    if (n->fused) {
+        /* in place on a conv's accumulators [O][H][W] (deferred epilogue): binary I = acc * scale_c + bias_c,
+         * float I = acc + bias_c, the same roundings run_synapse would have stored (float: acc * 1 = acc exactly) */
+        const slt_node *syn = &m->nodes[n->in[0]];
+        const uint32_t o = syn->cols, per = syn->d[1] * syn->d[2];
+        const int binary = (syn->flags & F_BINARY) != 0;
+        const uint8_t *bias = syn->params + (binary ? 4u * o : 0u);
+        uint32_t c;
+        for (c = 0, e0 = 0; c < o; c++, e0 = e1) {
+            const float sc = binary ? rdf(syn->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
+            e1 = e0 + per;
+            LIF_LOOPS(cur[e] * sc + bi);
+        }
+    } else {
+        if (n->n_in > 1) {  /* summed input current, computed into the output buffer first */
+            for (e = 0; e < size; e++) out[e] = in_val(m, n, input, e);
+            cur = out;
+        }
+        e0 = 0;
+        e1 = size;
+        LIF_LOOPS(cur[e]);
+    }
+    if (spikes)
+        for (e = 0; e < size; e++) spikes[n->spike_off + e] = (uint8_t)(out[e] != 0.0f);
+}
+
 static void run_step(slt_model *m, const float *input, const float *prev, uint32_t t, float *logits,
                      uint8_t *spikes) {
     uint32_t i, e;
@@ -700,50 +777,9 @@ static void run_step(slt_model *m, const float *input, const float *prev, uint32
         case OP_CONV: case OP_AFFINE:
             run_synapse(m, n, input, prev);
             break;
-        case OP_LIF: {
-            /* straight-line loops per (first step?, reset kind): the reference's own arithmetic, branch-free:
-             * v = beta*v + I (first step: v = I); s = v > thr; zero: v = v*(1-s); subtract: v = v - s*thr */
-            const float beta = n->beta, thr = n->thr;
-            const uint32_t size = n->size;
-            float *restrict vv = n->v;   /* the membrane state never aliases an activation buffer */
-            float *out = n->out;
-            const float *cur = node_out(m, n->in[0], input);
-            if (n->n_in > 1) {  /* summed input current, computed into the output buffer first */
-                for (e = 0; e < size; e++) out[e] = in_val(m, n, input, e);
-                cur = out;
-            }
-            /* one pass per element (out may be cur: element e is read before it is written) */
-            if (n->flags & F_SUBTRACT) {
-                if (t == 0)
-                    for (e = 0; e < size; e++) {
-                        const float v = cur[e], sf = (float)(v > thr), d = sf * thr;
-                        vv[e] = v - d;
-                        out[e] = sf;
-                    }
-                else
-                    for (e = 0; e < size; e++) {
-                        const float b = beta * vv[e], v = b + cur[e], sf = (float)(v > thr), d = sf * thr;
-                        vv[e] = v - d;
-                        out[e] = sf;
-                    }
-            } else {
-                if (t == 0)
-                    for (e = 0; e < size; e++) {
-                        const float v = cur[e], sf = (float)(v > thr), keep = 1.0f - sf;
-                        vv[e] = v * keep;
-                        out[e] = sf;
-                    }
-                else
-                    for (e = 0; e < size; e++) {
-                        const float b = beta * vv[e], v = b + cur[e], sf = (float)(v > thr), keep = 1.0f - sf;
-                        vv[e] = v * keep;
-                        out[e] = sf;
-                    }
-            }
-            if (spikes)
-                for (e = 0; e < size; e++) spikes[n->spike_off + e] = (uint8_t)(out[e] != 0.0f);
+        case OP_LIF:
+            lif_step(m, n, input, t, spikes);
             break;
-        }
         case OP_FLATTEN: case OP_ADD:
             if (n->n_in == 1 && n->out == node_out(m, n->in[0], input)) break;   /* in place: nothing to copy */
             for (e = 0; e < n->size; e++) n->out[e] = in_val(m, n, input, e);
