@@ -62,6 +62,11 @@ static float as_f32(uint32_t u) {
     return c.f;
 }
 static float rdf(const uint8_t *p) { return as_f32(rd32(p)); }
+static uint32_t f32_bits(float f) {
+    union { float f; uint32_t u; } c;
+    c.f = f;
+    return c.u;
+}
 static int finite_bits(uint32_t u) { return ((u >> 23) & 0xFFu) != 0xFFu; }
 
 static uint32_t crc32(const uint8_t *p, size_t n) {
@@ -573,13 +578,12 @@ static inline void emit_row(const slt_node *n, int kind, uint32_t k0, uint32_t k
     const uint16_t *col = n->colidx;
     uint32_t kidx;
     if (kind == 0) {
-        float xs[2];   /* indexed by the sign bit: a load, not a data-dependent branch */
-        xs[0] = -x;
-        xs[1] = x;
+        /* sign bit 1: +x, 0: -x, i.e. -x with its sign bit flipped by the weight's (negation is a sign flip) */
+        const uint32_t nb = f32_bits(-x);
         for (kidx = k0; kidx < k1; kidx++) {
             const uint32_t c = col[kidx];
             float *o = out + (size_t)(c >> 1) * ostride;
-            *o = *o + xs[c & 1u];
+            *o = *o + as_f32(nb ^ (c << 31));
         }
     } else if (kind == 1) {
         float xs[2];
@@ -599,6 +603,22 @@ static inline void emit_row(const slt_node *n, int kind, uint32_t k0, uint32_t k
 }
 
 static int syn_kind(const slt_node *n) { return n->sgncol ? 0 : (n->flags & F_BINARY) ? 1 : 2; }
+
+/* one output row of one conv packing row: inputs xr[j * st] (j < cnt) feed outputs orow[j] + col * per through the
+ * kept weights [k0, k1). Returns the number of nonzero inputs (events = that times k1 - k0). A function of its
+ * own so that the event loops keep their few values in registers. */
+static uint32_t conv_span(const slt_node *n, int kind, const float *xr, uint32_t st, uint32_t cnt, float *orow,
+                          uint32_t k0, uint32_t k1, uint32_t per) {
+    uint32_t j, nz = 0;
+    for (j = 0; j < cnt; j++, xr += st) {
+        const float x = *xr;
+        if (x != 0.0f) {
+            nz++;
+            emit_row(n, kind, k0, k1, x, orow + j, per);
+        }
+    }
+    return nz;
+}
 
 /* prev: the previous step's input of this sample (NULL at t = 0). A layer reading only the model input computes
  * the same bits from the same input: when every input element equals (==) the previous step's, its buffer still
@@ -645,10 +665,12 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
                         float *orow = out + oy * wo;
                         if (single) {
                             const float *xr = x0 + ib;
-                            for (ox = ox0; ox < ox1; ox++, xr += st) {
-                                const float x = *xr;
-                                if (x != 0.0f) { emit_row(n, kind, k0, k1, x, orow + ox, per); ev += k1 - k0; }
-                            }
+                            float *os = orow + ox0;
+                            const uint32_t cnt = ox1 - ox0;   /* kind as a constant: one specialised copy each */
+                            const uint32_t nz = kind == 0 ? conv_span(n, 0, xr, st, cnt, os, k0, k1, per)
+                                              : kind == 1 ? conv_span(n, 1, xr, st, cnt, os, k0, k1, per)
+                                                          : conv_span(n, 2, xr, st, cnt, os, k0, k1, per);
+                            ev += (uint64_t)nz * (k1 - k0);
                         } else {
                             for (ox = ox0; ox < ox1; ox++) {
                                 const float x = in_val(m, n, input, ib + (ox - ox0) * st);
