@@ -314,3 +314,48 @@ def test_total_size_limit_same_in_both_readers():
     ok = PF.encode(PF.PackedModel(nodes[:2] + [PF.Node("output", [1], (1 << 26,))], T=1, dt=1e-4, input_max=1.0,
                                   encoding="direct"))
     assert PF.decode(ok) and c_validate(ok)[0] == 0
+
+
+@pytest.mark.parametrize("recipe", ["digits-tiny", "digits-spikformer-tiny"])
+def test_first_layer_reuse_exact(ckpts, digits, recipe):
+    """The C runtime reuses the previous step's output of a layer that reads only the model input when the step's
+    input equals (==) the previous one (direct encoding): logits, spikes and slt_events must be those of computing
+    every step, also when only some steps or single pixels change, and for -0 pixels (== +0, both skipped)."""
+    from slt_deploy.ir.interpreter import Interpreter
+    from slt_deploy.profile.activity import ActivityCounter
+    from slt_deploy.runtime.packed_c import CModel
+
+    for variant in ("binary-sparse", "dense"):
+        ck = ckpts[(recipe, variant)]
+        model, pm = _pm(ck)
+        data = PF.encode(pm)
+        seq = model.encode(digits[:8]).numpy()
+        assert (seq == seq[:1]).all()  # direct encoding: the same frame every step
+        alt = seq.copy()
+        alt[2, 0] += 1.0                  # sample 0: a different frame at step 2 only
+        alt[1, 1].flat[5] += 3.0          # sample 1: one pixel at step 1
+        alt[3, 2] = 0.0                   # sample 2: blank last step
+        z = alt[2, 3]
+        z[z == 0] = -0.0                  # sample 3: -0 instead of +0 at step 2 (reused: == the previous step)
+        back = PF.decode(data)
+        for s in (seq, alt):
+            cm = CModel(data)
+            lg, sp = cm.run(s, record=True)
+            got = PackedInterpreter(back).run(s, record=True)
+            assert np.array_equal(lg.view(np.uint32), np.asarray(got["logits"], np.float32).view(np.uint32))
+            off = 0
+            for nd in back.nodes:
+                if nd.op == "lif":
+                    n = int(np.prod(nd.shape))
+                    assert np.array_equal(sp[:, :, off:off + n].reshape(got["spikes"][nd.name].shape),
+                                          got["spikes"][nd.name]), nd.name
+                    off += n
+            one = CModel(data)  # batch of 1 (other step layout of slt_run_batch): same logits
+            for b in range(s.shape[1]):
+                assert np.array_equal(one.run(s[:, b:b + 1])[0], lg[b:b + 1])
+            if variant == "binary-sparse" and recipe == "digits-tiny":
+                # events = counted synaptic ops of every step (profile/activity.py on the reference's spikes)
+                _, _, graph = lower(ck)
+                c = ActivityCounter(graph)
+                c.add(s, Interpreter(graph).run(s, record=True)["spikes"])
+                assert cm.events() == round(c.result()["totals"]["ops_per_frame"] * s.shape[1])
