@@ -67,6 +67,8 @@ static uint32_t f32_bits(float f) {
     c.f = f;
     return c.u;
 }
+/* x != 0.0f as an integer test (no FPU compare and flag transfer): false exactly for +0 and -0 */
+static int nonzero(float x) { return (f32_bits(x) << 1) != 0; }
 static int finite_bits(uint32_t u) { return ((u >> 23) & 0xFFu) != 0xFFu; }
 
 static uint32_t crc32(const uint8_t *p, size_t n) {
@@ -612,12 +614,30 @@ static uint32_t conv_span(const slt_node *n, int kind, const float *xr, uint32_t
     uint32_t j, nz = 0;
     for (j = 0; j < cnt; j++, xr += st) {
         const float x = *xr;
-        if (x != 0.0f) {
+        if (nonzero(x)) {
             nz++;
             emit_row(n, kind, k0, k1, x, orow + j, per);
         }
     }
     return nz;
+}
+
+/* one token row of an affine layer: inputs x[i] (i < din) through packing rows i into out[col]; returns events */
+static uint64_t affine_span(const slt_node *n, int kind, const float *x, uint32_t din, float *out) {
+    const uint32_t *rowtab = n->rowtab;
+    uint64_t ev = 0;
+    uint32_t i;
+    for (i = 0; i < din; i++) {
+        const float xi = x[i];
+        uint32_t k0, k1;
+        if (!nonzero(xi)) continue;
+        k0 = rowtab[i];
+        k1 = rowtab[i + 1];
+        if (k0 == k1) continue;
+        emit_row(n, kind, k0, k1, xi, out, 1u);
+        ev += k1 - k0;
+    }
+    return ev;
 }
 
 /* prev: the previous step's input of this sample (NULL at t = 0). A layer reading only the model input computes
@@ -683,14 +703,22 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
     } else {
         const uint32_t ntok = n->ntok ? n->ntok : 1u;
         uint32_t t, i;
-        for (t = 0; t < ntok; t++)
+        for (t = 0; t < ntok; t++) {
+            float *ot = out + (size_t)t * o;
+            if (single) {
+                const float *xt = x0 + (size_t)t * n->din;   /* kind as a constant: one specialised copy each */
+                ev += kind == 0 ? affine_span(n, 0, xt, n->din, ot)
+                    : kind == 1 ? affine_span(n, 1, xt, n->din, ot) : affine_span(n, 2, xt, n->din, ot);
+                continue;
+            }
             for (i = 0; i < n->din; i++) {
                 const uint32_t idx = t * n->din + i, k0 = rowtab[i], k1 = rowtab[i + 1];
-                const float x = single ? x0[idx] : in_val(m, n, input, idx);
-                if (x == 0.0f || k0 == k1) continue;
-                emit_row(n, kind, k0, k1, x, out + (size_t)t * o, 1u);
+                const float x = in_val(m, n, input, idx);
+                if (!nonzero(x) || k0 == k1) continue;
+                emit_row(n, kind, k0, k1, x, ot, 1u);
                 ev += k1 - k0;
             }
+        }
     }
     m->events += ev;
     n->last_ev = ev;
