@@ -572,6 +572,25 @@ static float in_val(const slt_model *m, const slt_node *n, const float *input, u
     return x;
 }
 
+/* dst[e] = in_val(e) for e < count, input by input (the same per-element order: ((in0 + in1) + in2) + ...);
+ * dst is the node's own buffer (only single-input LIF / flatten nodes work in place) */
+static void sum_inputs(const slt_model *m, const slt_node *n, const float *input, float *dst, uint32_t count) {
+    const float *a = node_out(m, n->in[0], input);
+    uint32_t e, k;
+    if (n->n_in == 1) {
+        for (e = 0; e < count; e++) dst[e] = a[e];
+        return;
+    }
+    {
+        const float *b = node_out(m, n->in[1], input);
+        for (e = 0; e < count; e++) dst[e] = a[e] + b[e];
+    }
+    for (k = 2; k < n->n_in; k++) {
+        const float *c = node_out(m, n->in[k], input);
+        for (e = 0; e < count; e++) dst[e] = dst[e] + c[e];
+    }
+}
+
 /* add x * w for every kept weight kidx in [k0, k1) (one packing row) to out[col * ostride]. The kept weights of a
  * row feed distinct outputs, so their order does not matter; rows are visited in ascending input index.
  * kind (loop-invariant, see syn_kind): 0 binary, sign in colidx; 1 binary, sign bit stream; 2 float. */
@@ -807,7 +826,7 @@ static void lif_step(slt_model *m, slt_node *n, const float *input, uint32_t t, 
         }
     } else {
         if (n->n_in > 1) {  /* summed input current, computed into the output buffer first */
-            for (e = 0; e < size; e++) out[e] = in_val(m, n, input, e);
+            sum_inputs(m, n, input, out, size);
             cur = out;
         }
         e0 = 0;
@@ -832,7 +851,7 @@ static void run_step(slt_model *m, const float *input, const float *prev, uint32
             break;
         case OP_FLATTEN: case OP_ADD:
             if (n->n_in == 1 && n->out == node_out(m, n->in[0], input)) break;   /* in place: nothing to copy */
-            for (e = 0; e < n->size; e++) n->out[e] = in_val(m, n, input, e);
+            sum_inputs(m, n, input, n->out, n->size);
             break;
         case OP_TOKENS: {
             const float *x = node_out(m, n->in[0], input);
@@ -848,9 +867,13 @@ static void run_step(slt_model *m, const float *input, const float *prev, uint32
         }
         case OP_PATCH: {
             uint32_t r, d, D = n->d[1];
+            const float *x = node_out(m, n->in[0], input);
             for (r = 0; r < n->d[0]; r++) {
                 uint32_t src = rd32(n->index + 4u * r);
-                for (d = 0; d < D; d++) n->out[r * D + d] = in_val(m, n, input, src * D + d);
+                if (n->n_in == 1)
+                    for (d = 0; d < D; d++) n->out[r * D + d] = x[src * D + d];
+                else
+                    for (d = 0; d < D; d++) n->out[r * D + d] = in_val(m, n, input, src * D + d);
             }
             break;
         }
@@ -859,21 +882,31 @@ static void run_step(slt_model *m, const float *input, const float *prev, uint32
             uint32_t N = n->d[0], D = n->d[1], dh = D / n->heads, h, a, b, d;
             for (e = 0; e < n->size; e++) n->out[e] = 0.0f;
             for (h = 0; h < n->heads; h++)
-                for (a = 0; a < N; a++)
+                for (a = 0; a < N; a++) {
+                    /* a query row without spikes in this head: every S[a, b] is 0 (exact integers) */
+                    for (d = 0; d < dh && !nonzero(q[a * D + h * dh + d]); d++) {}
+                    if (d == dh) continue;
                     for (b = 0; b < N; b++) {
                         float sc = 0.0f;  /* q_a . k_b over this head: spikes, an exact integer */
                         for (d = 0; d < dh; d++) sc = sc + q[a * D + h * dh + d] * k[b * D + h * dh + d];
                         if (sc == 0.0f) continue;
                         for (d = 0; d < dh; d++) n->out[a * D + h * dh + d] += sc * v[b * D + h * dh + d];
                     }
+                }
             for (e = 0; e < n->size; e++) n->out[e] = n->out[e] * n->ascale;
             break;
         }
         case OP_TOKSUM: {
             uint32_t N = m->nodes[n->in[0]].d[0], D = n->d[0], p, d;
             for (d = 0; d < D; d++) n->out[d] = 0.0f;
-            for (p = 0; p < N; p++)
-                for (d = 0; d < D; d++) n->out[d] = n->out[d] + in_val(m, n, input, p * D + d);
+            if (n->n_in == 1) {
+                const float *x = node_out(m, n->in[0], input);
+                for (p = 0; p < N; p++)
+                    for (d = 0; d < D; d++) n->out[d] = n->out[d] + x[p * D + d];
+            } else {
+                for (p = 0; p < N; p++)
+                    for (d = 0; d < D; d++) n->out[d] = n->out[d] + in_val(m, n, input, p * D + d);
+            }
             break;
         }
         case OP_OUTPUT:
