@@ -625,17 +625,21 @@ static inline void emit_row(const slt_node *n, int kind, uint32_t k0, uint32_t k
 
 static int syn_kind(const slt_node *n) { return n->sgncol ? 0 : (n->flags & F_BINARY) ? 1 : 2; }
 
-/* one output row of one conv packing row: inputs xr[j * st] (j < cnt) feed outputs orow[j] + col * per through the
- * kept weights [k0, k1). Returns the number of nonzero inputs (events = that times k1 - k0). A function of its
- * own so that the event loops keep their few values in registers. */
-static uint32_t conv_span(const slt_node *n, int kind, const float *xr, uint32_t st, uint32_t cnt, float *orow,
-                          uint32_t k0, uint32_t k1, uint32_t per) {
-    uint32_t j, nz = 0;
-    for (j = 0; j < cnt; j++, xr += st) {
-        const float x = *xr;
-        if (nonzero(x)) {
-            nz++;
-            emit_row(n, kind, k0, k1, x, orow + j, per);
+/* one conv packing row over its valid outputs: for output row i < rows and column j < cnt, input
+ * x[i * ystep + j * st] feeds outputs orow[i * wo + j] + col * per through the kept weights [k0, k1). Returns the
+ * number of nonzero inputs (events = that times k1 - k0). A function of its own so that the event loops keep
+ * their few values in registers. */
+static uint32_t conv_span(const slt_node *n, int kind, const float *x, uint32_t st, uint32_t ystep, uint32_t cnt,
+                          uint32_t rows, float *orow, uint32_t wo, uint32_t k0, uint32_t k1, uint32_t per) {
+    uint32_t i, j, nz = 0;
+    for (i = 0; i < rows; i++, x += ystep, orow += wo) {
+        const float *xr = x;
+        for (j = 0; j < cnt; j++, xr += st) {
+            const float xv = *xr;
+            if (nonzero(xv)) {
+                nz++;
+                emit_row(n, kind, k0, k1, xv, orow + j, per);
+            }
         }
     }
     return nz;
@@ -698,23 +702,26 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
                     ox1 = iw + pd > kx ? (iw + pd - kx - 1u) / st + 1u : 0u;
                     if (ox1 > wo) ox1 = wo;
                     if (ox0 >= ox1) continue;
+                    if (oy0 >= oy1) continue;
+                    if (single) {
+                        /* flat input index of (ci, oy0*st + ky - pd, ox0*st + kx - pd); + st per ox, + st*iw per oy */
+                        const float *xr = x0 + (ci * ih + (oy0 * st + ky - pd)) * iw + (ox0 * st + kx - pd);
+                        float *os = out + oy0 * wo + ox0;
+                        const uint32_t cnt = ox1 - ox0, rows = oy1 - oy0, ys = st * iw;
+                        /* kind as a constant: one specialised copy each */
+                        const uint32_t nz =
+                            kind == 0 ? conv_span(n, 0, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
+                            : kind == 1 ? conv_span(n, 1, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
+                                        : conv_span(n, 2, xr, st, ys, cnt, rows, os, wo, k0, k1, per);
+                        ev += (uint64_t)nz * (k1 - k0);
+                        continue;
+                    }
                     for (oy = oy0; oy < oy1; oy++) {
-                        /* flat input index of (ci, oy*st + ky - pd, ox0*st + kx - pd), then + st per ox */
                         const uint32_t ib = (ci * ih + (oy * st + ky - pd)) * iw + (ox0 * st + kx - pd);
                         float *orow = out + oy * wo;
-                        if (single) {
-                            const float *xr = x0 + ib;
-                            float *os = orow + ox0;
-                            const uint32_t cnt = ox1 - ox0;   /* kind as a constant: one specialised copy each */
-                            const uint32_t nz = kind == 0 ? conv_span(n, 0, xr, st, cnt, os, k0, k1, per)
-                                              : kind == 1 ? conv_span(n, 1, xr, st, cnt, os, k0, k1, per)
-                                                          : conv_span(n, 2, xr, st, cnt, os, k0, k1, per);
-                            ev += (uint64_t)nz * (k1 - k0);
-                        } else {
-                            for (ox = ox0; ox < ox1; ox++) {
-                                const float x = in_val(m, n, input, ib + (ox - ox0) * st);
-                                if (x != 0.0f) { emit_row(n, kind, k0, k1, x, orow + ox, per); ev += k1 - k0; }
-                            }
+                        for (ox = ox0; ox < ox1; ox++) {
+                            const float x = in_val(m, n, input, ib + (ox - ox0) * st);
+                            if (nonzero(x)) { emit_row(n, kind, k0, k1, x, orow + ox, per); ev += k1 - k0; }
                         }
                     }
                 }
