@@ -632,6 +632,24 @@ static int syn_kind(const slt_node *n) { return n->sgncol ? 0 : (n->flags & F_BI
 static uint32_t conv_span(const slt_node *n, int kind, const float *x, uint32_t st, uint32_t ystep, uint32_t cnt,
                           uint32_t rows, float *orow, uint32_t wo, uint32_t k0, uint32_t k1, uint32_t per) {
     uint32_t i, j, nz = 0;
+    if (k1 - k0 == 1 && kind != 1) {
+        /* a single kept weight (the common case in a sparse ticket): one output channel, no inner loop */
+        float *oc = orow + (size_t)(n->colidx[k0] >> (kind == 0 ? 1 : 0)) * per;
+        const uint32_t flip = kind == 0 ? (~(uint32_t)n->colidx[k0] & 1u) << 31 : 0u;   /* sign bit 0: -x */
+        const float w = kind == 0 ? 1.0f : rdf(n->vals + 4u * k0);
+        for (i = 0; i < rows; i++, x += ystep, oc += wo) {
+            const float *xr = x;
+            for (j = 0; j < cnt; j++, xr += st) {
+                const float xv = *xr;
+                if (nonzero(xv)) {
+                    nz++;
+                    if (kind == 0) oc[j] = oc[j] + as_f32(f32_bits(xv) ^ flip);
+                    else oc[j] = oc[j] + xv * w;
+                }
+            }
+        }
+        return nz;
+    }
     for (i = 0; i < rows; i++, x += ystep, orow += wo) {
         const float *xr = x;
         for (j = 0; j < cnt; j++, xr += st) {
