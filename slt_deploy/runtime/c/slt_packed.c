@@ -698,7 +698,11 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
         for (e = 0; e < sz && input[e] == prev[e]; e++) {}
         if (e == sz) { m->events += n->last_ev; return; }
     }
-    for (e = 0; e < n->size; e++) out[e] = 0.0f;
+    {   /* acc = +0: four stores per iteration (no memset in the freestanding build) */
+        const uint32_t sz = n->size, s4 = sz & ~3u;
+        for (e = 0; e < s4; e += 4) { out[e] = 0.0f; out[e + 1] = 0.0f; out[e + 2] = 0.0f; out[e + 3] = 0.0f; }
+        for (; e < sz; e++) out[e] = 0.0f;
+    }
     if (n->op == OP_CONV) {
         /* Row by row: for packing row r = (ci, ky, kx) with kept weights, every output (oy, ox) it feeds reads input
          * (ci, oy*st + ky - pd, ox*st + kx - pd). For one output element the rows come in ascending r, i.e. its
