@@ -359,3 +359,52 @@ def test_first_layer_reuse_exact(ckpts, digits, recipe):
                 c = ActivityCounter(graph)
                 c.add(s, Interpreter(graph).run(s, record=True)["spikes"])
                 assert cm.events() == round(c.result()["totals"]["ops_per_frame"] * s.shape[1])
+
+
+def test_c_conv_shapes_vs_numpy():
+    """Random conv geometries (k 1-4, stride 1-3, any pad < k, 1-3 channels, odd sizes), float and binary, dense
+    and sparse, a first conv reading the input twice, LIF after it (own buffer: reused layer), a second conv with an
+    in-place LIF (fused epilogue, zero or subtract reset): C == numpy interpreter bit for bit, logits and spikes."""
+    from slt_deploy.runtime.packed_c import CModel
+
+    rng = np.random.default_rng(0)
+    ran = 0
+    while ran < 60:
+        C, H, W = (int(v) for v in rng.integers(1, [4, 9, 9]))
+        k, st = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+        pd = int(rng.integers(0, k))
+        Ho, Wo = (H + 2 * pd - k) // st + 1, (W + 2 * pd - k) // st + 1
+        if min(H, W) + 2 * pd < k or min(Ho, Wo) + 2 * pd < k:
+            continue
+        Ho2, Wo2 = (Ho + 2 * pd - k) // st + 1, (Wo + 2 * pd - k) // st + 1
+        O, O2 = (int(v) for v in rng.integers(1, 6, 2))
+
+        def syn(op, inp, shape, wshape):
+            w = rng.normal(size=wshape).astype(np.float32) * (rng.random(wshape) < rng.choice([0.05, 0.3, 1.0]))
+            bias = rng.normal(size=wshape[0]).astype(np.float32)
+            if rng.random() < 0.5:
+                sc = rng.uniform(0.1, 1.0, size=wshape[0]).astype(np.float32)
+                w = (np.sign(w) * sc.reshape(-1, *([1] * (len(wshape) - 1)))).astype(np.float32)
+                return PF.Node(op, inp, shape, binary=True, weight=w, scale=sc, bias=bias, k=k, stride=st, pad=pd)
+            return PF.Node(op, inp, shape, weight=w, bias=bias, k=k, stride=st, pad=pd)
+
+        nodes = [PF.Node("input", [], (C, H, W)),
+                 syn("conv", [0, 0] if rng.random() < 0.3 else [0], (O, Ho, Wo), (O, C, k, k)),
+                 PF.Node("lif", [1], (O, Ho, Wo), name="l1", beta=0.5, threshold=float(rng.uniform(-0.5, 1.5))),
+                 syn("conv", [2], (O2, Ho2, Wo2), (O2, O, k, k)),
+                 PF.Node("lif", [3], (O2, Ho2, Wo2), name="l2", beta=0.9, threshold=0.5,
+                         reset="subtract" if rng.random() < 0.5 else "zero"),
+                 PF.Node("flatten", [4], (O2 * Ho2 * Wo2,))]
+        nodes += [syn("affine", [5], (4,), (4, O2 * Ho2 * Wo2)), PF.Node("output", [6], (4,))]
+        data = PF.encode(PF.PackedModel(nodes, T=3, dt=1e-3, input_max=4.0, encoding="direct"))
+        x = (rng.integers(0, 5, size=(5, C, H, W)) * (rng.random((5, C, H, W)) < 0.6)).astype(np.float32)
+        seq = np.repeat(x[None], 3, 0)
+        seq[2, 1, 0, 0, 0] += 1.0
+        lg, sp = CModel(data).run(seq, record=True)
+        got = PackedInterpreter(PF.decode(data)).run(seq, record=True)
+        want = np.asarray(got["logits"], np.float32)
+        assert np.array_equal(lg.view(np.uint32), want.view(np.uint32)), (C, H, W, k, st, pd)
+        n1 = O * Ho * Wo
+        assert np.array_equal(sp[:, :, :n1].reshape(got["spikes"]["l1"].shape), got["spikes"]["l1"])
+        assert np.array_equal(sp[:, :, n1:].reshape(got["spikes"]["l2"].shape), got["spikes"]["l2"])
+        ran += 1
