@@ -37,7 +37,10 @@ def test_cortex_m7_yaml_has_modelled_cycle_constants():
         assert c[k]["status"] == "estimate", k
         assert c[k]["source"].startswith("modelled (QEMU instruction count)"), k
         assert "CPI" in c[k]["source"] and "bench/mcu.py" in c[k]["source"], k
-    assert c["cycles_per_sop"]["value"] < c["cycles_per_mac"]["value"] < c["cycles_per_neuron_update"]["value"]
+    # a neuron update (membrane, reset, epilogue, zero test per step) costs more than one synaptic op; the MAC
+    # constant is per counted MAC (counted every step, computed once per frame when the input repeats)
+    assert max(c["cycles_per_sop"]["value"], c["cycles_per_mac"]["value"]) < c["cycles_per_neuron_update"]["value"]
+    assert "COUNTED" in c["cycles_per_mac"]["source"]
     assert c["clock_mhz"]["value"] == 480 and c["clock_mhz"]["status"] == "published"
     assert "measured" not in {c[k]["status"] for k in c}
     assert "CPI" in hw["notes"] and "instructions" in hw["notes"]
