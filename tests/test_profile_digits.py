@@ -109,3 +109,19 @@ def test_demo_stage_exports_nir_when_no_artifacts(ckpt_and_nir, tmp_path, capsys
     assert "nir:model.nir" in out and "reference (torch)" in out
     assert os.path.exists(tmp_path / "profile" / "profile.md") and ctx["profile"]["measured"]["runners"]
     np.testing.assert_equal(len(ctx["profile"]["measured"]["runners"]), 2)
+
+
+def test_board_energy_not_priced_on_a_simulated_chip(trained, tmp_path):
+    """A board profile prices THIS host's latency of a runner that runs the model itself; the Loihi runner simulates
+    its chip on the host, so its board row says 'not modelled' (and why) instead of a number."""
+    ckpt = trained("digits-tiny")
+    art = str(tmp_path / "m.loihi")
+    export(ckpt, "loihi", art)
+    rep = profile(ckpt, [art], limit=16, frames=3, warmup=1, batch=8, repeats=1, threads=1,
+                  hardware=["jetson-orin-nx"])
+    by = {b["runner"]: b for b in rep["boards"]}
+    assert by["reference (torch)"]["energy_per_frame_j"] > 0
+    sim = by["loihi:m.loihi"]
+    assert sim["energy_per_frame_j"] is None and sim["label"].startswith("not modelled: the loihi runner simulates")
+    rows = report.modelled_rows(rep)
+    assert any("not modelled: the loihi runner" in r[-1] and "module power" not in r[-1] for r in rows)

@@ -20,6 +20,8 @@ class Backend:
     sniff: Callable = None         # (path) -> bool: is this file/folder an artifact of this target?
     describe: Callable = None      # (path) -> {"layers": [row dicts], "meta": {...}, "notes": [str]} for inspect
     runtimes: dict = field(default_factory=dict)  # --runtime NAME -> runner kwargs; the first one is the default
+    simulated: bool = False        # its runner SIMULATES other hardware on this host (Loihi): the host latency is
+    #                                not the artifact's own, so `profile` prices no board energy with it
 
     def open_runner(self, path: str, runtime: str | None = None):
         """The runner for `path`, on the named runtime (`slt-deploy run/verify --runtime NAME`)."""

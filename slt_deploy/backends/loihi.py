@@ -210,7 +210,7 @@ def runner(path, **kw):
 
 BACKEND = Backend(name="loihi", description="Intel Loihi 2: lava-dl netx HDF5 folder, fixed-point CUBA reference "
                                             "(bit-exact with Lava's Loihi 2 simulation)",
-                  suffix="/", passes=[fold_identity_residuals], check=check, write=write, runner=runner, tolerance=tolerance,
+                  suffix="/", passes=[fold_identity_residuals], simulated=True, check=check, write=write, runner=runner, tolerance=tolerance,
                   options=OPTIONS, sniff=sniff, describe=describe,
                   runtimes={"reference": {"engine": "reference"}, "lava": {"engine": "lava"}})
 

@@ -99,7 +99,7 @@ def modelled_rows(rep) -> list:
         e, e2 = m["energy_per_frame_j"], m.get("energy_per_frame_j_max")
         rows.append([f"{m['name']} [{m['runner']}]", si(e, "J") + (f" .. {si(e2, 'J')}" if e2 else ""),
                      si(m.get("latency_per_frame_s"), "s"), "", m["label"].split(" (source")[0]
-                     + " (host-measured latency x module power)"])
+                     + (" (host-measured latency x module power)" if e is not None else "")])
     return rows
 
 

@@ -27,6 +27,14 @@ def _target_of(path: str) -> str:
     return target_for_path(path).name
 
 
+def _simulated(target: str) -> bool:
+    if target == "torch":
+        return False
+    from ..backends import get_target
+
+    return get_target(target).simulated
+
+
 def _host() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -138,7 +146,12 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
     for h in hw:
         if h["model"] == "board":
             for rr in runners:
-                e = evaluate(h, activity, rr["latency"]["p50_ms"] * 1e-3)
+                if _simulated(rr["target"]):  # the host time of a chip simulation says nothing of this board
+                    e = evaluate(h, activity, None)
+                    e["label"] = (f"not modelled: the {rr['target']} runner simulates its chip on this host; "
+                                  "that latency is not the board's")
+                else:
+                    e = evaluate(h, activity, rr["latency"]["p50_ms"] * 1e-3)
                 e["runner"] = rr["name"]
                 boards.append(e)
         else:
