@@ -212,6 +212,13 @@ def test_same_numbers_at_every_optimization_level_and_thread_count(ckpt, digits,
     for opt in ("none", "basic", "extended"):
         assert np.array_equal(OnnxRunner(f, optimization=opt).run(seq)["logits"], want), opt
     assert np.array_equal(OnnxRunner(f, threads=2).run(seq)["logits"], want)
+    # no busy-waiting pool threads (what the ROS 2 node asks for): same numbers, spinning off in the session
+    quiet = OnnxRunner(f, threads=2, spinning=False)
+    assert np.array_equal(quiet.run(seq)["logits"], want)
+    so = quiet.session.get_session_options()
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # the default session leaves onnxruntime's default
+        OnnxRunner(f).session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
 
 
 def test_metadata_and_inspect(ckpt, tmp_path, capsys):

@@ -61,8 +61,12 @@ def runner_meta(props: dict) -> dict:
 
 class OnnxRunner(Runner):
     def __init__(self, path: str, providers=None, threads: int | None = None, optimization: str = "all",
-                 session_options=None):
+                 session_options=None, spinning: bool = True):
+        """threads: onnxruntime intra-op threads (None: its default, one per core). spinning=False stops idle pool
+        threads from busy-waiting for the next call (onnxruntime's default spins): what a streaming loop wants, where
+        the spinning threads would take a core from the camera, DDS and everything else between two frames."""
         self.path = path
+        self._spinning = spinning
         self.model, self.props = read_model(path)
         self.meta = runner_meta(self.props)
         self.spike_tensors = json.loads(self.props.get("slt.spike_tensors", "{}"))
@@ -87,6 +91,9 @@ class OnnxRunner(Runner):
             if self._threads:
                 so.intra_op_num_threads = int(self._threads)
                 so.inter_op_num_threads = 1
+            if not self._spinning:
+                so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                so.add_session_config_entry("session.inter_op.allow_spinning", "0")
             so.log_severity_level = 3
         names = [p if isinstance(p, str) else p[0] for p in self.providers]
         missing = [p for p in names if p not in ort.get_available_providers()]
