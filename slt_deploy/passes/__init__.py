@@ -11,7 +11,6 @@ Batch-norm folding is not a graph pass: NIR has no BatchNorm node, so BN is fold
 numbers bit-identical to the reference (docs/ir.md)."""
 from __future__ import annotations
 
-
 import inspect
 
 
