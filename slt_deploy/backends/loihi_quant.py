@@ -26,7 +26,7 @@ import yaml
 
 from ..errors import SltError
 from ..ir import meta as K
-from ..ir.graph import gmeta, nmeta, op_of, preds, succs, topo_order
+from ..ir.graph import conv_attrs, gmeta, nmeta, op_of, preds, succs, topo_order
 from ..passes.fold_identity_residuals import FOLDED
 
 W_MANT = 127            # 8-bit signed weight mantissa (Loihi mixed-sign synapses)
@@ -83,16 +83,6 @@ def _label(g, n):
     return f"{nmeta(node, K.LAYER, n)} ({op_of(node)})"
 
 
-def _conv_attrs(node):
-    st = [int(v) for v in np.atleast_1d(node.stride)] if node.stride is not None else [1, 1]
-    pad = node.padding
-    if isinstance(pad, str):
-        raise ValueError(f"string padding {pad!r}")
-    pd = [int(v) for v in np.atleast_1d(pad)]
-    st = st * 2 if len(st) == 1 else st
-    pd = pd * 2 if len(pd) == 1 else pd
-    return st, pd
-
 
 # --- the plan ----------------------------------------------------------------------------------------------------
 @dataclass
@@ -122,7 +112,7 @@ def _fan_in(node, w_int, in_shape):
     if isinstance(node, nir.Conv2d):
         from ..runtime.loihi_ref import conv_int
 
-        st, pd = _conv_attrs(node)
+        st, pd = conv_attrs(node)
         ones = np.ones((1, *in_shape), np.int64)
         per = conv_int(ones, (w_int != 0).astype(np.int64), st, pd)[0]
         return int(per.sum()), int(per.max())
@@ -144,7 +134,7 @@ def _chip_ok(g, n, shapes) -> str | None:
     op = op_of(node)
     if isinstance(node, nir.Conv2d):
         try:
-            _conv_attrs(node)
+            conv_attrs(node)
         except ValueError as e:
             return f"conv {e}"
         if int(node.groups) != 1 or any(int(d) != 1 for d in np.atleast_1d(node.dilation)):
@@ -481,7 +471,7 @@ def _neuron(beta, vth):
 
 def _layer(node, out_shape, wi, bi, neuron):
     if isinstance(node, nir.Conv2d):
-        st, pd = _conv_attrs(node)
+        st, pd = conv_attrs(node)
         return {"type": "conv", "shape": list(out_shape), "weight": wi, "bias": bi, "stride": st, "padding": pd,
                 "neuron": neuron}
     return {"type": "dense", "shape": list(out_shape), "weight": wi, "bias": bi, "neuron": neuron}

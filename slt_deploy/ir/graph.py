@@ -86,3 +86,15 @@ def slt_only_nodes(g) -> list[str]:
 
 def synaptic_nodes(g) -> list[str]:
     return [n for n, node in g.nodes.items() if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear))]
+
+
+def conv_attrs(node) -> tuple[list, list]:
+    """A Conv2d node's stride and padding as [sy, sx], [py, px]; ValueError for string padding ('same')."""
+    st = [int(v) for v in np.atleast_1d(node.stride)] if node.stride is not None else [1, 1]
+    pad = node.padding
+    if isinstance(pad, str):
+        raise ValueError(f"string padding {pad!r}")
+    pd = [int(v) for v in np.atleast_1d(pad)]
+    st = st * 2 if len(st) == 1 else st
+    pd = pd * 2 if len(pd) == 1 else pd
+    return st, pd

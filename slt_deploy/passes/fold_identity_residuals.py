@@ -14,17 +14,16 @@ import numpy as np
 
 from ..errors import SltError
 from ..ir import meta as K
+from ..ir.graph import conv_attrs
 
 FOLDED = "slt.loihi.identity_folded"   # node metadata: the residual source this synapse absorbed
 
 
 def _square_same_conv(node, w) -> bool:
-    st = [int(v) for v in np.atleast_1d(node.stride)] if node.stride is not None else [1]
-    pad = node.padding
-    if isinstance(pad, str):
+    try:
+        st, pd = conv_attrs(node)
+    except ValueError:  # string padding
         return False
-    pd = [int(v) for v in np.atleast_1d(pad)]
-    st, pd = st * 2 if len(st) == 1 else st, pd * 2 if len(pd) == 1 else pd
     kh, kw = w.shape[2:]
     return st == [1, 1] and kh % 2 == 1 and kw % 2 == 1 and pd == [kh // 2, kw // 2] and int(node.groups) == 1
 

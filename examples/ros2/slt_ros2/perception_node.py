@@ -102,7 +102,8 @@ def load_model(path: str, backend: str, threads: int = 1):
         if is_ckpt:
             return load_runner(path)
         from slt_deploy.backends import target_for_path
-        return load_runner(path, **_runner_options(target_for_path(path).name, threads))
+        target = target_for_path(path)  # found once: load_runner would sniff the file again
+        return target.runner(path, **_runner_options(target.name, threads))
     if backend == "torch":
         if not is_ckpt:
             raise SltError(f"backend 'torch' runs a checkpoint folder, {path} is not one",
