@@ -38,7 +38,7 @@ from slt_deploy.export import export, lower  # noqa: E402
 from slt_deploy.ir.interpreter import Interpreter  # noqa: E402
 from slt_deploy.nn import synapses  # noqa: E402
 from slt_deploy.profile.latency import median_time  # noqa: E402
-from slt_deploy.runtime.onnx_runner import OnnxRunner  # noqa: E402
+from slt_deploy.backends.onnx.runner import OnnxRunner  # noqa: E402
 from slt_deploy.train import evaluate, train  # noqa: E402
 from slt_deploy.verify import verify  # noqa: E402
 from slt_deploy.zoo import build_model, load_recipe  # noqa: E402

@@ -25,5 +25,5 @@ $VENV/bin/pip install -q torch==2.13.0
 $VENV/bin/pip install -q -r requirements.txt
 $VENV/bin/pip install -q -r requirements-ros.txt  # ROS 2 wheels + OpenCV for examples/ros2 (issue 9)
 $VENV/bin/pip install -q --no-deps -e .
-$VENV/bin/python -c "from slt_deploy.runtime.packed_c import build; build()" || echo "note: packed C runtime not built (needs a C compiler)" >&2
+$VENV/bin/python -c "from slt_deploy.backends.packed.c_runner import build; build()" || echo "note: packed C runtime not built (needs a C compiler)" >&2
 echo "$want" > "$STAMP"

@@ -12,11 +12,11 @@ import torch
 import yaml
 
 from slt_deploy.backends import get_target, target_for_path
-from slt_deploy.backends.loihi_netx import read_netx, write_netx
+from slt_deploy.backends.loihi.netx import read_netx, write_netx
 from slt_deploy.errors import SltError
 from slt_deploy.export import export
 from slt_deploy.runtime import load_runner
-from slt_deploy.runtime.loihi_ref import ChipModel, dense_synapse
+from slt_deploy.backends.loihi.chip import ChipModel, dense_synapse
 from slt_deploy.verify import verify
 
 

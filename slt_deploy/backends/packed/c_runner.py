@@ -1,5 +1,5 @@
-"""ctypes binding of the C99 packed runtime (slt_deploy/runtime/c). The shared library is built by the project
-itself on first use (cc -std=c99 -O2 -Wall -Wextra -Werror -ffp-contract=off) into a cache folder keyed by the
+"""ctypes binding of the C99 packed runtime (slt_deploy/backends/packed/c). The shared library is built by the
+project itself on first use (cc -std=c99 -O2 -Wall -Wextra -Werror -ffp-contract=off) into a cache folder keyed by the
 sources' hash; `scripts/setup_env.sh` calls build() too."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import tempfile
 
 import numpy as np
 
-from ..errors import SltError
-from .api import Runner
+from ...errors import SltError
+from ..base import Runner
 
 C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
 SOURCES = ["slt_packed.c", "slt_packed.h"]
@@ -140,9 +140,9 @@ class CPackedRunner(Runner):
     runtime = "c"
 
     def __init__(self, path: str | None = None, data: bytes | None = None):
-        from .packed_format import decode
-        from .packed_io import read_bytes
-        from .packed_numpy import model_meta
+        from .format import decode
+        from .fileio import read_bytes
+        from .numpy_runner import model_meta
 
         raw = data if data is not None else read_bytes(path)
         try:
@@ -151,7 +151,7 @@ class CPackedRunner(Runner):
             raise SltError(f"{path or 'packed model'}: {e.what}", e.fix) from None
         self.c = CModel(raw)
         self.meta = model_meta(self.model)
-        from .packed_format import spike_keys
+        from .format import spike_keys
 
         keys = spike_keys(self.model)
         self.lifs = [(keys[i], tuple(n.shape)) for i, n in enumerate(self.model.nodes) if n.op == "lif"]

@@ -24,10 +24,10 @@ import nir
 import numpy as np
 import yaml
 
-from ..errors import SltError
-from ..ir import meta as K
-from ..ir.graph import conv_attrs, gmeta, nmeta, op_of, preds, succs, topo_order
-from ..passes.fold_identity_residuals import FOLDED
+from ...errors import SltError
+from ...ir import meta as K
+from ...ir.graph import conv_attrs, gmeta, nmeta, op_of, preds, succs, topo_order
+from ...passes.fold_identity_residuals import FOLDED
 
 W_MANT = 127            # 8-bit signed weight mantissa (Loihi mixed-sign synapses)
 BIAS_MANT = 4095        # 13-bit signed bias mantissa (netx uses bias exponent 6)
@@ -37,7 +37,7 @@ GRADED_MAX = 32767      # host current delivered as 16-bit graded spikes
 GRADED_BITS = 16
 STATE_MAX = (1 << 17) - 1   # |a| and |v| in weight units must stay below 2^23 / 2^6
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
 DEFAULT_LIMITS = os.path.join(ROOT, "targets", "loihi2.yaml")
 
 
@@ -64,7 +64,7 @@ def _shapes(g) -> dict:
     s = gmeta(g, "slt.shapes")
     if s:
         return {k: list(v) for k, v in json.loads(s).items()}
-    from ..passes.check_shapes import check_shapes
+    from ...passes.check_shapes import check_shapes
 
     check_shapes(g)
     return {k: list(v) for k, v in json.loads(g.metadata["slt.shapes"]).items()}
@@ -87,7 +87,7 @@ def _label(g, n):
 # --- the plan ----------------------------------------------------------------------------------------------------
 @dataclass
 class Plan:
-    layers: list = field(default_factory=list)      # chip program (loihi_netx layer dicts)
+    layers: list = field(default_factory=list)      # chip program (netx.py layer dicts)
     info: list = field(default_factory=list)        # per chip layer: report entry (same index as layers)
     chip_nodes: list = field(default_factory=list)  # NIR nodes executed on the chip (or folded into it)
     input: dict = field(default_factory=dict)       # how the input reaches the chip
@@ -110,7 +110,7 @@ def _quant_weights(w: np.ndarray, k: float) -> np.ndarray:
 def _fan_in(node, w_int, in_shape):
     """(synapses, max fan-in) counting only kept weights that land inside the input (conv padding excluded)."""
     if isinstance(node, nir.Conv2d):
-        from ..runtime.loihi_ref import conv_int
+        from .chip import conv_int
 
         st, pd = conv_attrs(node)
         ones = np.ones((1, *in_shape), np.int64)
@@ -454,7 +454,7 @@ def _check_netx_lossless(reasons, g, n, L):
     weights <= 0 with a zero among odd mantissas) that zeroes the layer. Refuse instead of exporting garbage."""
     if L["type"] != "dense":
         return
-    from ..runtime.loihi_ref import dense_synapse
+    from .chip import dense_synapse
 
     w = np.asarray(L["weight"], np.int64)
     wq, e = dense_synapse(w)

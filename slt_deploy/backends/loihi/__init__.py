@@ -7,6 +7,8 @@
     host_in.nir    direct encoding only: the first synaptic layer, run on the host on raw pixels
     host.nir       partitioned graphs only: what runs on the host after the chip's spiking prefix
 
+Lowering: quant.py (plan, quantization, hardware limits) and netx.py (the HDF5 file); runner.py runs an artifact,
+chip.py is the fixed-point chip model, lava_run.py the script run in .venv-lava, demo.py the demo stage.
 Its runner executes our numpy fixed-point reference of Lava's CUBA dynamics (or Lava itself, engine="lava");
 docs/targets/loihi.md states the arithmetic and how it differs from the float model."""
 from __future__ import annotations
@@ -20,14 +22,14 @@ import time
 import nir
 import numpy as np
 
-from ..errors import SltError
-from ..ir import meta as K
-from ..ir.graph import gmeta, labels
-from ..runtime.loihi_runner import FORMAT, FORMAT_VERSION, MANIFEST, NETWORK, LoihiRunner, read_manifest
-from .base import Backend
-from .loihi_netx import write_netx
-from ..passes.fold_identity_residuals import fold_identity_residuals
-from .loihi_quant import load_limits, plan
+from ...errors import SltError
+from ...ir import meta as K
+from ...ir.graph import gmeta, labels
+from ...passes.fold_identity_residuals import fold_identity_residuals
+from ..base import Backend
+from .netx import write_netx
+from .quant import ROOT, load_limits, plan
+from .runner import FORMAT, FORMAT_VERSION, MANIFEST, NETWORK, LoihiRunner, read_manifest
 
 OPTIONS = {
     "partition": ("auto", "auto: the largest spiking prefix runs on Loihi, the rest on the host; off: the whole "
@@ -82,8 +84,7 @@ def manifest_of(graph, p, lim) -> dict:
         "chips_needed": p.meta.get("chips_needed", 1), "sparse_fc": p.meta.get("sparse_fc", False),
         "partitioned": p.readout.get("kind") == "host", "notes": p.notes,
         "limits": {k: v for k, v in lim.items() if not k.startswith("_")},
-        "limits_file": os.path.relpath(lim["_path"], os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__))))),
+        "limits_file": os.path.relpath(lim["_path"], ROOT),
         "lava": {"load": "lava.lib.dl.netx.hdf5.Network(net_config='network.h5', reset_interval=T, reset_offset=1, "
                          "input_message_bits=input.message_bits, sparse_fc_layer=sparse_fc)",
                  "run_cfg": "Loihi2SimCfg(select_tag='fixed_pt')",
@@ -204,14 +205,22 @@ def describe(path) -> dict:
     return {"layers": rows, "meta": meta, "notes": notes}
 
 
-def runner(path, **kw):
+def demo_stage(ctx):
+    """`slt-deploy demo` stage "loihi": netx folder, our fixed-point reference vs Lava's Loihi 2 simulation."""
+    from .demo import stage
+
+    stage(ctx)
+
+
+def make_runner(path, **kw):
     return LoihiRunner(path, **kw)
 
 
 BACKEND = Backend(name="loihi", description="Intel Loihi 2: lava-dl netx HDF5 folder, fixed-point CUBA reference "
                                             "(bit-exact with Lava's Loihi 2 simulation)",
-                  suffix="/", passes=[fold_identity_residuals], simulated=True, check=check, write=write, runner=runner, tolerance=tolerance,
-                  options=OPTIONS, sniff=sniff, describe=describe,
+                  suffix="/", passes=[fold_identity_residuals], simulated=True, check=check, write=write,
+                  runner=make_runner, tolerance=tolerance, options=OPTIONS, sniff=sniff, describe=describe,
+                  demo=demo_stage,
                   runtimes={"reference": {"engine": "reference"}, "lava": {"engine": "lava"}})
 
 __all__ = ["BACKEND", "read_manifest"]

@@ -1,5 +1,5 @@
 """Target `onnx`: a standard ONNX model (opset 17) that onnxruntime runs on any provider. Lowering in
-onnx_lower.py, weight storage in onnx_weights.py, runtime in runtime/onnx_runner.py; docs/targets/onnx.md.
+lower.py, weight storage in weights.py, runtime in runner.py, demo stage in demo.py; docs/targets/onnx.md.
 
 Options (slt-deploy export --target onnx --opt KEY=VALUE):
   form    unrolled (default: one call per sample, the T steps unrolled) | stateful (one call per time step)
@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 
-from ..checkpoint import atomic_path
-from ..errors import SltError
-from .base import Backend
-from .onnx_lower import COMPUTE, FORMS, OPSET, SPIKES, lower, unsupported
-from .onnx_weights import SPARSE_MODES
+from ...checkpoint import atomic_path
+from ...errors import SltError
+from ..base import Backend
+from .lower import COMPUTE, FORMS, OPSET, SPIKES, lower, unsupported
+from .weights import SPARSE_MODES
 
 OPTIONS = {"form": ("unrolled", "|".join(FORMS)), "sparse": ("auto", "|".join(SPARSE_MODES)),
            "spikes": ("none", "|".join(SPIKES)), "compute": ("auto", "|".join(COMPUTE))}
@@ -76,8 +76,8 @@ def sniff(path: str) -> bool:
     return False
 
 
-def runner(path, **kw):
-    from ..runtime.onnx_runner import OnnxRunner
+def make_runner(path, **kw):
+    from .runner import OnnxRunner
 
     return OnnxRunner(path, **kw)
 
@@ -89,8 +89,15 @@ def tolerance(r) -> dict:
     return dict(FLOAT_TOLERANCE)
 
 
+def demo_stage(ctx):
+    """`slt-deploy demo` stage "onnx": size vs a dense ONNX export, exactness through onnxruntime, latency."""
+    from .demo import stage
+
+    stage(ctx)
+
+
 def describe(path: str) -> dict:
-    from ..runtime.onnx_runner import read_model
+    from .runner import read_model
 
     m, props = read_model(path)
     recs = json.loads(props.get("slt.weights", "[]"))
@@ -115,7 +122,7 @@ def describe(path: str) -> dict:
 
 BACKEND = Backend(name="onnx", description="ONNX model (opset 17) for onnxruntime (CPU/CUDA/ARM): unrolled or "
                                            "stateful per-step form, sparse/bit-packed weights",
-                  suffix=".onnx", passes=[], check=check, write=write, runner=runner, tolerance=tolerance,
-                  options=OPTIONS, sniff=sniff, describe=describe,
+                  suffix=".onnx", passes=[], check=check, write=write, runner=make_runner, tolerance=tolerance,
+                  options=OPTIONS, sniff=sniff, describe=describe, demo=demo_stage,
                   runtimes={"cpu": {"providers": ["CPUExecutionProvider"]},
                             "cuda": {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}})

@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 
-from ..errors import SltError
-from .api import Runner
-from .loihi_ref import ChipModel
+from ...errors import SltError
+from ..base import Runner
+from .chip import ChipModel
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
 LAVA_RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lava_run.py")
 MANIFEST, NETWORK = "manifest.json", "network.h5"
 FORMAT = "slt-loihi"
@@ -77,7 +77,7 @@ def read_manifest(path: str) -> dict:
 
 class LoihiRunner(Runner):
     def __init__(self, path: str, engine: str = "reference"):
-        from ..backends.loihi_netx import read_netx
+        from .netx import read_netx
 
         if engine not in ("reference", "lava"):
             raise SltError(f"engine {engine!r} unknown", "use engine='reference' or engine='lava'")
@@ -96,8 +96,8 @@ class LoihiRunner(Runner):
         self.last = {}
 
     def _interp(self, fname):
-        from ..backends.nir import read_nir
-        from ..ir.interpreter import Interpreter
+        from ...ir.interpreter import Interpreter
+        from ..nir.fileio import read_nir
 
         return Interpreter(read_nir(os.path.join(self.path, fname)))
 

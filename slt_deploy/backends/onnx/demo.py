@@ -7,16 +7,16 @@ import os
 
 import click
 
-from ..profile.latency import median_time
+from ...profile.latency import median_time
 
 
 def stage(ctx):
     import torch
 
-    from ..checkpoint import load
-    from ..demo import artifact
-    from ..runtime.onnx_runner import OnnxRunner
-    from ..verify import verify
+    from ...checkpoint import load
+    from ...export import artifact
+    from ...verify import verify
+    from .runner import OnnxRunner
 
     src = ctx.get("ticket_dir") or ctx["dense_dir"]
     out = artifact(ctx, "onnx", "model.onnx")
@@ -27,7 +27,7 @@ def stage(ctx):
     model, _ = load(src)
     x = (ctx["data"].test.x if "data" in ctx else None)
     if x is None:
-        from ..data import load_dataset
+        from ...data import load_dataset
 
         x = load_dataset(model.recipe["dataset"], ctx.get("data_dir")).test.x
     x1 = x[:1]

@@ -21,10 +21,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .. import __version__
-from ..ir import meta as K
-from ..ir.graph import binary_parts, gmeta, is_binary, nmeta, op_of, preds, topo_order
-from .onnx_weights import WeightSink
+from ... import __version__
+from ...ir import meta as K
+from ...ir.graph import binary_parts, gmeta, is_binary, nmeta, op_of, preds, topo_order
+from .weights import WeightSink
 
 OPSET = 17
 IR_VERSION = 8  # readable by onnxruntime >= 1.10 (opset 17 needs >= 1.13)

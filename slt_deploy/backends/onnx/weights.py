@@ -89,7 +89,7 @@ class WeightSink:
     float32 tensor equal to `w` (float layers) or to sign(w) (binary layers), plus a record for metadata."""
 
     def __init__(self, builder):
-        self.b = builder          # onnx_lower.GraphBuilder: .init(name, array), .sparse(proto), .op(...)
+        self.b = builder          # lower.GraphBuilder: .init(name, array), .sparse(proto), .op(...)
         self.records = []
 
     def add(self, name: str, w: np.ndarray, binary: bool, mode: str, transpose: bool = False) -> str:

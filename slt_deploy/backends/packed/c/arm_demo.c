@@ -1,5 +1,5 @@
 /* Bare-metal link check for Cortex-M: one inference of an embedded packed model, no libc, static arena.
- * Built by `make arm` (model bytes and arena size generated from a .slt file by ../packed_embed.py). */
+ * Built by `make arm` (model bytes and arena size generated from a .slt file by ../embed.py). */
 #include "slt_packed.h"
 #include "model_data.h"   /* SLT_MODEL[], SLT_MODEL_LEN, SLT_ARENA_BYTES, SLT_T_IN, SLT_CLASSES */
 

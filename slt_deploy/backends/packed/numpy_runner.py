@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SltError
-from .api import Runner
-from .packed_format import PackedModel, decode, spike_keys
+from ...errors import SltError
+from ..base import Runner
+from .format import PackedModel, decode, spike_keys
 
 F32 = np.float32
 EXACT_LIMIT = float(1 << 24)
@@ -159,7 +159,7 @@ class NumpyPackedRunner(Runner):
     runtime = "numpy"
 
     def __init__(self, path: str | None = None, data: bytes | None = None):
-        from .packed_io import read_file
+        from .fileio import read_file
 
         self.model = decode(data) if data is not None else read_file(path)
         self.interp = PackedInterpreter(self.model)

@@ -1,6 +1,6 @@
 """Our numpy model of the fixed-point CUBA dynamics that Lava's Loihi 2 simulation (`Loihi2SimCfg(select_tag=
 'fixed_pt')`) executes for a netx network: the reference of the `loihi` target. It runs the chip program stored in
-the netx file (slt_deploy.backends.loihi_netx) and is meant to agree with Lava bit for bit, every spike of every
+the netx file (backends/loihi/netx.py) and is meant to agree with Lava bit for bit, every spike of every
 layer at every step (tests/test_loihi_lava.py checks it against the real simulator).
 
 Per sample, per time step t, layer by layer (state u = v = 0 at the sample's first step: netx resets every layer
@@ -142,7 +142,7 @@ class Cuba:
 
 # --- a whole chip program ----------------------------------------------------------------------------------------
 class ChipModel:
-    """Runs a chip program (list of layer dicts from loihi_netx) on integer inputs."""
+    """Runs a chip program (list of layer dicts from netx.py) on integer inputs."""
 
     def __init__(self, layers: list):
         self.layers = layers

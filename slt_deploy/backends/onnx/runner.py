@@ -19,8 +19,8 @@ import os
 
 import numpy as np
 
-from ..errors import SltError
-from .api import Runner
+from ...errors import SltError
+from ..base import Runner
 
 
 def _ort():

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 
-from ..checkpoint import atomic_write
-from ..errors import SltError
-from .packed_format import MAGIC, PackedModel, decode, encode
+from ...checkpoint import atomic_write
+from ...errors import SltError
+from .format import MAGIC, PackedModel, decode, encode
 
 
 def read_bytes(path: str) -> bytes:

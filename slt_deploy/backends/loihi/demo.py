@@ -11,10 +11,10 @@ import numpy as np
 
 
 def stage(ctx, n_lava: int = 8):
-    from ..data import load_dataset
-    from ..export import export
-    from ..runtime.loihi_runner import LoihiRunner, lava_python
-    from ..verify import verify
+    from ...data import load_dataset
+    from ...export import export
+    from ...verify import verify
+    from .runner import LoihiRunner, lava_python
 
     src = ctx.get("ticket_dir") or ctx["dense_dir"]
     out = (ctx.get("artifacts") or {}).get("loihi")

@@ -1,7 +1,7 @@
 """Target `packed`: the packed-bit .slt file (docs/packed-format.md) for microcontrollers, run by the C99
-runtime (slt_deploy/runtime/c, through ctypes) or by the numpy reference interpreter.
+runtime (c/, through ctypes: c_runner.py) or by the numpy reference interpreter.
 
-Runtime choice: runner(path, runtime="c" | "numpy"); the default is the environment variable SLT_PACKED_RUNTIME,
+Runtime choice: make_runner(path, runtime="c" | "numpy"); the default is the environment variable SLT_PACKED_RUNTIME,
 else "c" (falling back to numpy, with a note, if no C compiler is available)."""
 from __future__ import annotations
 
@@ -10,33 +10,34 @@ import sys
 
 import numpy as np
 
-from ..errors import SltError
-from ..runtime import packed_format as PF
-from ..runtime.packed_io import is_packed, read_file, write_file
-from .base import Backend
+from ...errors import SltError
+from ..base import Backend
+from . import format as PF
+from .fileio import is_packed, read_file, write_file
+from .lower import check_graph, from_graph
 
 RUNTIMES = ("c", "numpy")
 
 
 def write(graph, path, **_):
-    write_file(PF.from_graph(graph), path)
+    write_file(from_graph(graph), path)
 
 
 def check(graph) -> list[str]:
-    return PF.check_graph(graph)
+    return check_graph(graph)
 
 
-def runner(path, runtime: str | None = None, **kw):
+def make_runner(path, runtime: str | None = None, **kw):
     rt = (runtime or os.environ.get("SLT_PACKED_RUNTIME") or "c").lower()
     if rt not in RUNTIMES:
         raise SltError(f"unknown packed runtime {rt!r}", f"use one of {', '.join(RUNTIMES)} (SLT_PACKED_RUNTIME)")
     if rt == "c":
-        from ..runtime.packed_c import CPackedRunner, compiler_available
+        from .c_runner import CPackedRunner, compiler_available
 
         if compiler_available():
             return CPackedRunner(path, **kw)
         print("note: no C compiler found; running the packed model in the numpy interpreter", file=sys.stderr)
-    from ..runtime.packed_numpy import NumpyPackedRunner
+    from .numpy_runner import NumpyPackedRunner
 
     return NumpyPackedRunner(path)
 
@@ -75,7 +76,7 @@ def describe(path):
              f"({size['bound_bytes']:.0f} B incl. {size['header_bytes']} B header/params); fp32 dense "
              f"{size['fp32_dense_bytes']} B"]
     try:
-        from ..runtime.packed_c import c_validate
+        from .c_runner import c_validate
 
         with open(path, "rb") as f:
             notes.append(f"C runtime arena: {c_validate(f.read())[2]} bytes")
@@ -85,11 +86,18 @@ def describe(path):
                                      "labels": m.labels, "dt": m.dt}, "notes": notes}
 
 
+def demo_stage(ctx):
+    """`slt-deploy demo` stage "packed": the .slt file verified with both runtimes, its size vs the bound."""
+    from .demo import stage
+
+    stage(ctx)
+
+
 def sniff(path: str) -> bool:
     return os.path.isfile(path) and is_packed(path)
 
 
 BACKEND = Backend(name="packed", description="packed-bit .slt file (sparse/binarized), C99 event-driven runtime",
-                  suffix=".slt", passes=[], check=check, write=write, runner=runner, tolerance=tolerance,
-                  sniff=sniff, describe=describe,
+                  suffix=".slt", passes=[], check=check, write=write, runner=make_runner, tolerance=tolerance,
+                  sniff=sniff, describe=describe, demo=demo_stage,
                   runtimes={"c": {"runtime": "c"}, "numpy": {"runtime": "numpy"}})
