@@ -27,7 +27,9 @@ from sensor_msgs.msg import Image
 from slt_deploy.errors import SltError
 from slt_deploy.runtime.image import embed_image, encode_frame, resize
 
-from .perception_node import declare, make_qos
+from .params import CAMERA
+from .perception_node import make_qos
+from .ros_params import declare_all
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -159,23 +161,15 @@ class FrameSource:
 class CameraNode(Node):
     def __init__(self):
         super().__init__("slt_camera")
-        p = lambda name, default: declare(self, name, default)  # noqa: E731
-        source = p("source", "fmnist").value
-        self.topic = p("topic", "image_raw").value
-        self.rate = float(p("rate", 30.0).value)
-        width, height = int(p("width", 640).value), int(p("height", 480).value)
-        self.encoding = p("encoding", "rgb8").value
-        self.row_padding = int(p("row_padding", 0).value)
-        self.frame_id = p("frame_id", "camera").value
-        self.count = int(p("count", 0).value)
-        loop = bool(p("loop", False).value)
-        self.wait_subs = int(p("wait_for_subscribers", 0).value)
-        self.wait_timeout = float(p("wait_timeout", 20.0).value)
-        qos = make_qos(p("qos", "sensor_data").value, int(p("qos_depth", 1).value))
-        if self.encoding not in ("rgb8", "bgr8", "mono8"):
-            raise SltError(f"camera encoding {self.encoding!r} not supported", "use rgb8, bgr8 or mono8")
-        self.frames = FrameSource(source, width, height, loop, p("data_dir", "").value,
-                                  int(p("start_index", 0).value), self.count if source in ("fmnist", "digits") else 0,
+        cfg = self.cfg = declare_all(self, CAMERA, apply=self.apply_parameters)
+        source, self.topic, self.rate = cfg["source"], cfg["topic"], cfg["rate"]
+        width, height, self.encoding = cfg["width"], cfg["height"], cfg["encoding"]
+        self.row_padding, self.frame_id, self.count = cfg["row_padding"], cfg["frame_id"], cfg["count"]
+        loop = cfg["loop"]
+        self.wait_subs, self.wait_timeout = cfg["wait_for_subscribers"], cfg["wait_timeout"]
+        qos = make_qos(cfg["qos"], cfg["qos_depth"])
+        self.frames = FrameSource(source, width, height, loop, cfg["data_dir"], cfg["start_index"],
+                                  self.count if source in ("fmnist", "digits") else 0,
                                   1 if self.encoding == "mono8" else 3)
         self.pub = self.create_publisher(Image, self.topic, qos)
         self.sent = 0
@@ -184,6 +178,13 @@ class CameraNode(Node):
         self.thread.start()
         self.get_logger().info(f"publishing {source} on {self.topic} at {self.rate:g} Hz "
                                f"({self.encoding}{f', {width}x{height}' if width and height else ''})")
+
+    def apply_parameters(self, changed: dict):
+        """Live parameters (rate): the publishing loop reads them before each frame."""
+        self.cfg.update(changed)
+        if "rate" in changed:
+            self.rate = changed["rate"]
+        self.get_logger().info("parameters set: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
 
     def loop(self):
         t_start = None
@@ -198,7 +199,6 @@ class CameraNode(Node):
                                               f"{self.wait_timeout:g} s; publishing anyway")
                 else:
                     time.sleep(0.3)  # let the match settle on both sides
-            period = 1.0 / self.rate if self.rate > 0 else 0.0
             cache = {}
             cacheable = self.frames.kind == "dataset" and len(self.frames.x) <= 100
             t_next = time.perf_counter()
@@ -220,6 +220,7 @@ class CameraNode(Node):
                 msg.encoding, msg.step, msg.is_bigendian = self.encoding, step, 0
                 msg.data = data
                 msg.header.frame_id = self.frame_id + suffix
+                period = 1.0 / self.rate if self.rate > 0 else 0.0  # live parameter
                 if period:
                     delay = t_next - time.perf_counter()
                     if delay > 0:
