@@ -2,8 +2,7 @@
 
 source (parameter):
   fmnist | digits          test images of Fashion-MNIST (/usr/share/datasets/fashion-mnist, or data_dir) or sklearn
-                           digits, each placed in the centre of a width x height frame; header.frame_id carries
-                           the index and true label: "<frame_id>|idx=<i>|label=<y>"
+                           digits, each placed in the centre of a width x height frame
   PATH.avi/.mp4/...        a video file (OpenCV), looped when loop is true
   DIR                      a folder of images (png/jpg/bmp/pgm/ppm, sorted by name; OpenCV)
   v4l2:N or /dev/videoN    a V4L2 camera through OpenCV
@@ -12,6 +11,7 @@ source (parameter):
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -22,7 +22,9 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.duration import Duration
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
 
 from slt_deploy.errors import SltError
 from slt_deploy.runtime.image import embed_image, encode_frame, resize
@@ -31,7 +33,15 @@ from .params import CAMERA
 from .perception_node import make_qos
 from .ros_params import declare_all
 
+TRUTH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """camera_info beside the image topic, as camera drivers do: /ns/image_raw -> /ns/camera_info."""
+    head, _, _ = image_topic.rstrip("/").rpartition("/")
+    return f"{head}/camera_info" if head or image_topic.startswith("/") else "camera_info"
 
 
 def _cv2():
@@ -85,7 +95,7 @@ def dataset_frames(name: str, data_dir: str, start: int, count: int):
 
 
 class FrameSource:
-    """Yields (rgb uint8 [H, W, 3] or mono [H, W, 1], frame_id suffix) forever or until exhausted."""
+    """next() -> (rgb uint8 [H, W, 3] or mono [H, W, 1], ground truth dict) until exhausted (None)."""
 
     def __init__(self, source: str, width: int, height: int, loop: bool, data_dir: str, start: int, count: int,
                  channels: int):
@@ -93,6 +103,7 @@ class FrameSource:
         self.kind = None
         if source in ("fmnist", "digits"):
             self.kind = "dataset"
+            self.name = source
             self.x, self.y, self.input_max = dataset_frames(source, data_dir, start, count)
             self.start = start
             self.w, self.h = width or 640, height or 480
@@ -136,7 +147,7 @@ class FrameSource:
             i = self.i
             self.i += 1
             frame = embed_image(self.x[i], self.input_max, (self.h, self.w), channels=self.channels)
-            return frame, f"|idx={self.start + i}|label={int(self.y[i])}"
+            return frame, {"source": self.name, "index": self.start + i, "label": int(self.y[i])}
         if self.kind == "folder":
             if self.i >= len(self.files):
                 if not self.loop:
@@ -147,7 +158,7 @@ class FrameSource:
             bgr = _cv2().imread(path, 1)
             if bgr is None:
                 raise SltError(f"OpenCV cannot read {path}", "remove it from the folder")
-            return self._fit(bgr), f"|{os.path.basename(path)}"
+            return self._fit(bgr), {"file": os.path.basename(path), "index": self.i - 1}
         ok, bgr = self.cap.read()
         if not ok and self.loop and hasattr(self, "source"):
             self.cap.set(_cv2().CAP_PROP_POS_FRAMES, 0)
@@ -155,7 +166,7 @@ class FrameSource:
         if not ok:
             return None
         self.i += 1
-        return self._fit(bgr), ""
+        return self._fit(bgr), {"frame": self.i - 1}
 
 
 class CameraNode(Node):
@@ -172,12 +183,29 @@ class CameraNode(Node):
                                   self.count if source in ("fmnist", "digits") else 0,
                                   1 if self.encoding == "mono8" else 3)
         self.pub = self.create_publisher(Image, self.topic, qos)
+        self.info_pub = self.create_publisher(CameraInfo, camera_info_topic(self.topic), qos)
+        # reliable, transient local: a listener that matched late (a recorder, a test) still gets the last 100
+        self.truth_pub = self.create_publisher(String, self.topic.rstrip("/") + "/ground_truth", TRUTH_QOS)
         self.sent = 0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.loop, name="camera", daemon=True)
         self.thread.start()
         self.get_logger().info(f"publishing {source} on {self.topic} at {self.rate:g} Hz "
                                f"({self.encoding}{f', {width}x{height}' if width and height else ''})")
+
+    def publish_side(self, img: Image, truth: dict):
+        """camera_info (same header and size as the image) and the ground truth of this frame."""
+        info = CameraInfo()
+        info.header = img.header
+        info.height, info.width = img.height, img.width
+        info.distortion_model = "plumb_bob"
+        info.d = [0.0] * 5
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]  # k, p stay 0: an uncalibrated camera
+        self.info_pub.publish(info)
+        gt = String()
+        gt.data = json.dumps({"header": {"stamp": {"sec": img.header.stamp.sec, "nanosec": img.header.stamp.nanosec},
+                                         "frame_id": img.header.frame_id}, **truth})
+        self.truth_pub.publish(gt)
 
     def apply_parameters(self, changed: dict):
         """Live parameters (rate): the publishing loop reads them before each frame."""
@@ -208,18 +236,19 @@ class CameraNode(Node):
                 item = self.frames.next()
                 if item is None:
                     break
-                frame, suffix = item
-                if suffix in cache:
-                    data, step = cache[suffix]
+                frame, truth = item
+                key = truth.get("index")
+                if cacheable and key in cache:
+                    data, step = cache[key]
                 else:
                     data, step = encode_frame(frame, self.encoding, self.row_padding)
                     if cacheable:  # a short looped dataset: encode each frame once (fast high-rate replay)
-                        cache[suffix] = (data, step)
+                        cache[key] = (data, step)
                 msg = Image()
                 msg.height, msg.width = frame.shape[:2]
                 msg.encoding, msg.step, msg.is_bigendian = self.encoding, step, 0
                 msg.data = data
-                msg.header.frame_id = self.frame_id + suffix
+                msg.header.frame_id = self.frame_id
                 period = 1.0 / self.rate if self.rate > 0 else 0.0  # live parameter
                 if period:
                     delay = t_next - time.perf_counter()
@@ -227,6 +256,7 @@ class CameraNode(Node):
                         time.sleep(delay)
                     t_next = max(t_next + period, time.perf_counter() - period)  # no burst after a stall
                 msg.header.stamp = self.get_clock().now().to_msg()
+                self.publish_side(msg, truth)  # first: a listener has the truth when the result comes
                 self.pub.publish(msg)
                 self.sent += 1
         except SltError as e:

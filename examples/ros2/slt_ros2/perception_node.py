@@ -35,7 +35,7 @@ from slt_deploy.runtime.image import decode_frame, to_model_input
 
 from .params import BACKENDS, PERCEPTION
 from .ros_params import declare_all
-from .stats import Stats
+from .stats import LEVEL_NAMES, Stats, level
 
 try:  # only in full ROS 2 installs (not on PyPI)
     from vision_msgs.msg import Classification, ObjectHypothesis
@@ -306,10 +306,10 @@ class PerceptionNode(Node):
             hyp.score = score
             out.results = [hyp]
         else:
-            out = String()
+            out = String()  # the image's header travels in the JSON (std_msgs/String has none)
             out.data = json.dumps({
+                "header": {"stamp": {"sec": stamp.sec, "nanosec": stamp.nanosec}, "frame_id": msg.header.frame_id},
                 "class_id": cls, "label": label, "score": round(score, 6),
-                "stamp": {"sec": stamp.sec, "nanosec": stamp.nanosec}, "frame_id": msg.header.frame_id,
                 "latency_ms": round(latency_ms, 3) if math.isfinite(latency_ms) else None,
                 "inference_ms": round((t2 - t1) * 1e3, 3), "seq": self.stats.processed,
             })
@@ -324,10 +324,10 @@ class PerceptionNode(Node):
         st = DiagnosticStatus()
         st.name = f"slt_perception: {self.model_name}"
         st.hardware_id = f"{self.runtime_name} ({self.backend})"
-        bad = s["frames_malformed"] + s["errors"]
-        st.level = DiagnosticStatus.WARN if bad else DiagnosticStatus.OK
-        st.message = (f"{s['fps']:.1f} FPS, p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms"
-                      + (f", {bad} bad frames" if bad else ""))
+        st.level, why = level(self.stats.period, self.cfg, self.image_topic)
+        st.level = bytes([st.level])
+        st.message = (f"{LEVEL_NAMES[st.level[0]]}: {why}; {s['fps']:.1f} FPS, p50 {s['latency_p50_ms']:.2f} ms, "
+                      f"p99 {s['latency_p99_ms']:.2f} ms")
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
         e = self.energy
         values = {**s, "energy_per_frame_uJ": (f"{e.value_j * 1e6:.3f}" if e is not None and e.value_j is not None
