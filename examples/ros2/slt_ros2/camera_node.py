@@ -4,6 +4,9 @@ source (parameter):
   fmnist | digits          test images of Fashion-MNIST (/usr/share/datasets/fashion-mnist, or data_dir) or sklearn
                            digits, each placed in the centre of a width x height frame
   PATH.avi/.mp4/...        a video file (OpenCV), looped when loop is true
+  BAG                      a rosbag2 recording (folder with metadata.yaml, .mcap or .db3; mcap or sqlite3 storage)
+                           through rosbags: its image topic (bag_topic, or its only Image/CompressedImage topic),
+                           converted by rosbags-image; a recorded <topic>/ground_truth is passed on
   DIR                      a folder of images (png/jpg/bmp/pgm/ppm, sorted by name; OpenCV)
   v4l2:N or /dev/videoN    a V4L2 camera through OpenCV
 
@@ -29,6 +32,7 @@ from std_msgs.msg import String
 from slt_deploy.errors import SltError
 from slt_deploy.runtime.image import embed_image, encode_frame, resize
 
+from .bags import BagFrames, is_bag
 from .params import CAMERA
 from .perception_node import make_qos
 from .ros_params import declare_all
@@ -98,7 +102,7 @@ class FrameSource:
     """next() -> (rgb uint8 [H, W, 3] or mono [H, W, 1], ground truth dict) until exhausted (None)."""
 
     def __init__(self, source: str, width: int, height: int, loop: bool, data_dir: str, start: int, count: int,
-                 channels: int):
+                 channels: int, bag_topic: str = ""):
         self.width, self.height, self.loop, self.channels = width, height, loop, channels
         self.kind = None
         if source in ("fmnist", "digits"):
@@ -114,6 +118,9 @@ class FrameSource:
             if not self.cap.isOpened():
                 raise SltError(f"cannot open camera {source}", "check the device exists and is not in use")
             self.kind = "video"
+        elif is_bag(source):  # a rosbag2 recording (folder with metadata.yaml, or a .mcap/.db3 file)
+            self.bag = BagFrames(source, bag_topic)
+            self.kind = "bag"
         elif os.path.isdir(source):
             self.files = sorted(os.path.join(source, f) for f in os.listdir(source) if f.lower().endswith(IMAGE_EXT))
             if not self.files:
@@ -148,6 +155,17 @@ class FrameSource:
             self.i += 1
             frame = embed_image(self.x[i], self.input_max, (self.h, self.w), channels=self.channels)
             return frame, {"source": self.name, "index": self.start + i, "label": int(self.y[i])}
+        if self.kind == "bag":
+            item = self.bag.next()
+            if item is None and self.loop and self.bag.i:
+                self.bag.restart()
+                item = self.bag.next()
+            if item is None:
+                return None
+            rgb, truth = item
+            if self.width and self.height and rgb.shape[:2] != (self.height, self.width):
+                rgb = resize(rgb, self.height, self.width, "linear")
+            return rgb, truth
         if self.kind == "folder":
             if self.i >= len(self.files):
                 if not self.loop:
@@ -181,7 +199,7 @@ class CameraNode(Node):
         qos = make_qos(cfg["qos"], cfg["qos_depth"])
         self.frames = FrameSource(source, width, height, loop, cfg["data_dir"], cfg["start_index"],
                                   self.count if source in ("fmnist", "digits") else 0,
-                                  1 if self.encoding == "mono8" else 3)
+                                  1 if self.encoding == "mono8" else 3, cfg["bag_topic"])
         self.pub = self.create_publisher(Image, self.topic, qos)
         self.info_pub = self.create_publisher(CameraInfo, camera_info_topic(self.topic), qos)
         # reliable, transient local: a listener that matched late (a recorder, a test) still gets the last 100

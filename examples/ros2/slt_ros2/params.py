@@ -108,6 +108,13 @@ CAMERA = [
     Spec("data_dir", "", "Fashion-MNIST idx folder (default /usr/share/datasets/fashion-mnist)"),
 ]
 
+RECORDER = [
+    Spec("bag", "", "output rosbag2 folder (must not exist; written beside it, renamed when closed)"),
+    Spec("storage", "mcap", "rosbag2 storage", choices=("mcap", "sqlite3")),
+    Spec("topics", "slt/result", "comma-separated topics, each optionally TOPIC@pkg/msg/Type"),
+    Spec("max_messages", 0, "stop after this many messages in all (0 = until Ctrl-C)", range=(0, 1 << 40)),
+]
+
 NODES = {"slt_perception": PERCEPTION, "slt_camera": CAMERA}
 
 
