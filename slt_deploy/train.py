@@ -32,6 +32,16 @@ def init_distributed():
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
+def set_threads(cfg: dict) -> int:
+    """torch threads for training: the recipe's `train.threads`, else $SLT_THREADS, else 1. One thread is the
+    default because on this 2-core machine shared with other jobs two intra-op threads made a training step 3-6x
+    SLOWER (bench/train_fmnist.py --throughput), and one thread makes results independent of the core count."""
+    n = int(cfg.get("threads") or os.environ.get("SLT_THREADS") or 1)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
 def make_optimizer(params, cfg):
     name = cfg.get("optimizer", "adam").lower()
     lr, wd = float(cfg.get("lr", 1e-3)), float(cfg.get("weight_decay", 0.0))
@@ -78,6 +88,7 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
     `on_epoch(epoch, model)` runs after every epoch (ticket searches hook in here: rewind points, EB masks);
     returning True stops training after that epoch."""
     rank, world = init_distributed()
+    set_threads(cfg)
     dist = _dist()
     epochs = int(cfg.get("epochs", 1) if epochs is None else epochs)
     bs = int(cfg.get("batch_size", 64))
