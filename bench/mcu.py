@@ -21,7 +21,7 @@
    frames only, a 4th term for non-zero inputs, binary vs float SOPs).
 
 QEMU counts INSTRUCTIONS, not cycles: cycles = instructions x CPI, and the CPI of a real Cortex-M7 (dual issue,
-TCM vs flash wait states, caches) is an assumption stated in targets/energy/cortex-m7.yaml. Writes
+TCM vs flash wait states, caches) is an assumption stated in slt_deploy/hardware/energy/cortex-m7.yaml. Writes
 OUT/results.json. Single-threaded; about 1.5 minutes for the shipped tickets and their twins.
 """
 from __future__ import annotations

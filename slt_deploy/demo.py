@@ -70,7 +70,7 @@ def stage_export(ctx):
 
 def stage_profile(ctx):
     """Last stage: measure every artifact in ctx["artifacts"] ({target: path}) beside the reference, count synaptic
-    ops, model energy per targets/energy/*.yaml, print the comparison table (slt_deploy.profile.run.demo_stage)."""
+    ops, model energy per hardware/energy/*.yaml, print the comparison table (slt_deploy.profile.run.demo_stage)."""
     from .profile.run import demo_stage
 
     demo_stage(ctx)

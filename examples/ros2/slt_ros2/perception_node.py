@@ -104,7 +104,7 @@ def load_model(path: str, backend: str, threads: int = 1):
 
 class EnergyModel:
     """Modelled energy per frame (slt_deploy.profile): spike activity of the model's NIR graph counted on the last
-    frames the node received, priced by a hardware profile (targets/energy/<hardware>.yaml, sourced constants).
+    frames the node received, priced by a hardware profile (slt_deploy/hardware/energy/<hardware>.yaml).
     Needs the checkpoint folder (the model itself for backend torch, else parameter energy_checkpoint)."""
 
     def __init__(self, ckpt: str, hardware: str, frames: int):

@@ -38,7 +38,7 @@ OPTIONS = {
     "fold": ("on", "on: a residual `syn(S) + S` (ConvPEP's position embedding) becomes one synapse W + I on the "
                    "chip; off: the chip stops before it and the host computes it in float"),
     "chips": ("1", "number of Loihi 2 chips the network may span"),
-    "limits": ("targets/loihi2.yaml", "hardware profile (yaml) with the limits and their sources"),
+    "limits": ("slt_deploy/hardware/loihi2.yaml", "hardware profile (yaml) with the limits and their sources"),
 }
 
 

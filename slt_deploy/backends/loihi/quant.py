@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from importlib.resources import files
 from dataclasses import dataclass, field
 
 import nir
@@ -37,8 +38,8 @@ GRADED_MAX = 32767      # host current delivered as 16-bit graded spikes
 GRADED_BITS = 16
 STATE_MAX = (1 << 17) - 1   # |a| and |v| in weight units must stay below 2^23 / 2^6
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
-DEFAULT_LIMITS = os.path.join(ROOT, "targets", "loihi2.yaml")
+ROOT = str(files("slt_deploy"))  # the package: hardware profiles are package data
+DEFAULT_LIMITS = os.path.join(ROOT, "hardware", "loihi2.yaml")
 
 
 # --- hardware limits ---------------------------------------------------------------------------------------------
@@ -49,12 +50,12 @@ def load_limits(path: str | None = None) -> dict:
             y = yaml.safe_load(f)
         lim = {k: v["value"] for k, v in y["limits"].items()}
     except (OSError, KeyError, TypeError, yaml.YAMLError) as e:
-        raise SltError(f"hardware profile {p} is unreadable ({e})", "pass a yaml like targets/loihi2.yaml")
+        raise SltError(f"hardware profile {p} is unreadable ({e})", "pass a yaml like slt_deploy/hardware/loihi2.yaml")
     need = ("cores_per_chip", "neurons_per_core", "synapse_memory_bytes_per_core", "fan_in_per_neuron",
             "bits_per_synapse", "bits_per_sparse_synapse", "chips")
     missing = [k for k in need if k not in lim]
     if missing:
-        raise SltError(f"hardware profile {p} lacks limits {missing}", "see targets/loihi2.yaml")
+        raise SltError(f"hardware profile {p} lacks limits {missing}", "see slt_deploy/hardware/loihi2.yaml")
     lim["_path"] = p
     return lim
 
