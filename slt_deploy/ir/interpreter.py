@@ -55,10 +55,10 @@ class _Synapse:
 class _LIF:
     def __init__(self, node, dt):
         beta = nmeta(node, K.BETA)
-        if isinstance(node, nir.IF):
-            self.beta, self.w_in = 1.0, _t(np.asarray(node.r) * dt)
-        elif beta is not None:
+        if beta is not None:  # our graphs: the exact parameters (docs/ir.md), whatever the NIR fields say
             self.beta, self.w_in = float(beta), None
+        elif isinstance(node, nir.IF):
+            self.beta, self.w_in = 1.0, _t(np.asarray(node.r) * dt)
         else:
             tau = np.asarray(node.tau, np.float32)
             self.beta, self.w_in = _t(1.0 - dt / tau), _t(np.asarray(node.r) * dt / tau)
