@@ -57,8 +57,10 @@ def run_importer(importer: str, nir_path: str, seq: np.ndarray, dt: float, timeo
 
 
 def compare(ref: np.ndarray, got: np.ndarray | None) -> dict | None:
-    if got is None or got.shape != ref.shape:
+    if got is None:
         return None
+    if got.shape != ref.shape:
+        return {"shape": list(got.shape)}
     return {"agree": float(np.mean(ref.argmax(1) == got.argmax(1))), "max_dlogit": float(np.max(np.abs(ref - got))),
             "bit_identical": bool(np.array_equal(ref, got))}
 
@@ -89,13 +91,15 @@ def measure(ckpt_dir: str, n_images: int = 64, importers=tuple(IMPORTERS), nir_p
         for imp in importers:
             r = run_importer(imp, path, seq, float(meta.get("dt", 1e-4)))
             rows[imp] = {"report": r["report"], "batched": compare(ref, r["batched"]),
-                         "unbatched": compare(ref, r["unbatched"])}
+                         "unbatched": compare(ref, r["unbatched"]), "ref_shape": list(ref.shape)}
     return {"ckpt": os.path.basename(os.path.normpath(ckpt_dir)), "arch": meta["recipe"]["arch"]["type"],
             "n": int(seq.shape[1]), "importers": rows}
 
 
 def cell(entry: dict, mode: str) -> str:
     c = entry[mode]
+    if c is not None and "shape" in c:
+        return f"✗ output shape {c['shape']} (reference {entry.get('ref_shape')})"
     if c is not None:
         s = f"{100 * c['agree']:.1f} %"
         return s + (" (bit-identical)" if c["bit_identical"] else f" (max Δ {c['max_dlogit']:.1g})")
