@@ -97,7 +97,7 @@ def predict_logits(model, x, batch_size=512) -> torch.Tensor:
 
 
 def kd_loss(student_logits, teacher_logits, y, alpha: float, temp: float):
-    """Hinton et al.: (1 - alpha) * CE(student, y) + alpha * temp^2 * KL(softmax(teacher/temp) || softmax(student/temp))."""
+    """Hinton et al.: (1 - alpha) CE(student, y) + alpha temp^2 KL(softmax(teacher/temp) || softmax(student/temp))."""
     ce = F.cross_entropy(student_logits, y)
     kl = F.kl_div(F.log_softmax(student_logits / temp, 1), F.log_softmax(teacher_logits / temp, 1),
                   reduction="batchmean", log_target=True)

@@ -183,5 +183,5 @@ def test_early_bird_not_worse_than_random(dense, data, tmp_path):
     rnd = find_ticket(dense[1], TicketConfig("random", 0.9, like=str(tmp_path / "eb"), **cfg), str(tmp_path / "rnd"),
                       data=data)
     assert [r["sparsity"] for r in eb["layers"]] == [r["sparsity"] for r in rnd["layers"]]
-    assert eb["distance"] == "relative" and eb["stop_epoch"] >= 5
+    assert eb["distance"] == "relative" and eb["search_epochs"] >= 5  # not before the window is full
     assert eb["test_acc"] >= rnd["test_acc"], (eb["test_acc"], rnd["test_acc"])

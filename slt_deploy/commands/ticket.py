@@ -22,6 +22,8 @@ from ..tickets import METHODS, TicketConfig, find_ticket, method_name
                                                "and binarizing")
 @click.option("--kd-alpha", type=float, default=0.5, show_default=True, help="distillation weight of the KL term")
 @click.option("--kd-temp", type=float, default=4.0, show_default=True, help="distillation temperature")
+@click.option("--teacher", type=click.Path(), default=None,
+              help="distillation teacher checkpoint (default: CKPT; e.g. the dense model when binarizing a ticket)")
 @click.option("--resume", is_flag=True, help="IMP: continue an interrupted search from its last finished round "
                                              "(OUT/rounds/search.json)")
 @click.option("--binarize", is_flag=True, help="binarize the ticket's kept weights and fine-tune")
@@ -42,8 +44,8 @@ from ..tickets import METHODS, TicketConfig, find_ticket, method_name
 @click.option("--data-dir", type=click.Path(), default=None)
 @click.option("--quiet", is_flag=True)
 def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, distill,
-            kd_alpha, kd_temp, resume, binarize, binarize_epochs, q, tau, eb_distance, eb_min_epochs, patch_sparsity,
-            pep_method, pep_float_first, like, lr, seed, data_dir, quiet):
+            kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, q, tau, eb_distance, eb_min_epochs,
+            patch_sparsity, pep_method, pep_float_first, like, lr, seed, data_dir, quiet):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
     `--method binarize` makes the ticket CKPT binary instead (masks kept, fine-tuned).
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
@@ -54,8 +56,8 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
                        q=q, tau=tau,
                        patch_sparsity=patch_sparsity, pep_method=pep_method,
                        pep_binary_first=not pep_float_first, like=like, lr=lr, seed=seed, progress=not quiet,
-                       rewind=rewind, distill=distill, kd_alpha=kd_alpha, kd_temp=kd_temp, resume=resume,
-                       eb_distance=eb_distance, eb_min_epochs=eb_min_epochs)
+                       rewind=rewind, distill=distill, kd_alpha=kd_alpha, kd_temp=kd_temp, teacher=teacher,
+                       resume=resume, eb_distance=eb_distance, eb_min_epochs=eb_min_epochs)
     if resume and method_name(method) != "imp":
         from ..errors import SltError
 

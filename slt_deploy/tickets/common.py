@@ -42,6 +42,8 @@ class TicketConfig:
     distill: bool = False                # knowledge distillation from the dense model during (re)training and
     kd_alpha: float = 0.5                #   binarization: (1-a)·CE + a·T²·KL(teacher/T || student/T)
     kd_temp: float = 4.0
+    teacher: str | None = None           # distillation teacher checkpoint (default: the model the search starts
+    #                                      from; e.g. the dense model when binarizing an IMP round)
     resume: bool = False                 # IMP: continue from the last finished round in save_rounds
     eb_distance: str = "relative"        # Early-Bird: "relative" (Hamming / kept weights of the two masks) or
     #                                      "absolute" (Hamming / all weights, Kim et al.; see early_bird.py)
@@ -118,7 +120,8 @@ def set_teacher(cfg: TicketConfig, dense_model, data):
     if cfg.distill:
         from ..train import predict_logits
 
-        cfg._teacher = (predict_logits(dense_model, data.train.x), cfg.kd_alpha, cfg.kd_temp)
+        teacher = load(cfg.teacher)[0] if cfg.teacher else dense_model
+        cfg._teacher = (predict_logits(teacher, data.train.x), cfg.kd_alpha, cfg.kd_temp)
     return cfg
 
 
@@ -243,4 +246,4 @@ def config_dict(cfg: TicketConfig) -> dict:
 
 # the TicketConfig fields that change what a search computes (a resumed search must match them)
 RESULT_FIELDS = ("method", "sparsity", "scope", "prune_fraction", "rounds", "rewind_epoch", "rewind", "epochs",
-                 "distill", "kd_alpha", "kd_temp", "lr", "seed", "only")
+                 "distill", "kd_alpha", "kd_temp", "teacher", "lr", "seed", "only")

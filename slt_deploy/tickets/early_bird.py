@@ -54,8 +54,9 @@ def search(dense, data, cfg: TicketConfig, max_epochs: int | None = None) -> Tic
     window = deque(maxlen=cfg.q)
     hist, found = [], {}
     e = epochs_of(model, cfg)
-    max_e = int(max_epochs or e)
     min_e = int(cfg.eb_min_epochs or cfg.q)
+    # the search follows the dense recipe's schedule (at least min_e epochs); `epochs` is the retraining after it
+    max_e = int(max_epochs or max(int(dense.recipe["train"].get("epochs", e)), min_e))
 
     def on_epoch(ep, _m):
         window.append(magnitude_masks(layers, cfg.sparsity, cfg.scope))

@@ -89,7 +89,8 @@ def _resume_state(model, layers, cfg: TicketConfig, ladder) -> tuple[int, list, 
     diff = [k for k in want if want[k] != have.get(k)]
     if diff:
         raise SltError(f"--resume: {cfg.save_rounds} was searched with other settings ({', '.join(diff)}: "
-                       f"{', '.join(repr(have.get(k)) for k in diff)})", "repeat the original options, or drop --resume")
+                       f"{', '.join(repr(have.get(k)) for k in diff)})",
+                       "repeat the original options, or drop --resume")
     if [round(x, 12) for x in st["ladder"]] != [round(x, 12) for x in ladder]:
         raise SltError(f"--resume: {cfg.save_rounds} has another sparsity ladder", "repeat the original options")
     r = int(st["finished_round"])
