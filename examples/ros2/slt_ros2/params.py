@@ -62,6 +62,8 @@ PERCEPTION = [
     Spec("warmup", 3, "warm-up inferences before subscribing", range=(0, 1000)),
     Spec("energy_hardware", "loihi2", "targets/energy/<name>.yaml for the modelled energy per frame (none = off)"),
     Spec("energy_checkpoint", "", "checkpoint folder the artifact was exported from (energy model)"),
+    Spec("fast_path", True, "read frames as serialized bytes (rosbags CDR, no rclpy message) and area-resize through "
+                            "an integral image; false: rclpy message + OpenCV INTER_AREA (slower, same results)"),
     Spec("energy_frames", 8, "frames the energy is modelled on", range=(1, 4096)),
     # live: applied to the next frame / the next diagnostics report
     Spec("crop", "center", "center: largest centred region with the model's aspect ratio; none: stretch",

@@ -33,6 +33,7 @@ from std_msgs.msg import String
 from slt_deploy.errors import SltError
 from slt_deploy.runtime.image import decode_frame, to_model_input
 
+from .fastpath import AreaResampler, RawImage, fast_model_input
 from .params import BACKENDS, PERCEPTION
 from .ros_params import declare_all
 from .stats import LEVEL_NAMES, Stats, level
@@ -146,6 +147,9 @@ class PerceptionNode(Node):
         result_format, warmup = cfg["result_format"], cfg["warmup"]
         energy_hw, energy_ckpt, energy_frames = cfg["energy_hardware"], cfg["energy_checkpoint"], cfg["energy_frames"]
         self.energy_period = cfg["energy_period"]
+        self.fast_path = cfg["fast_path"]
+        self.resampler = AreaResampler()
+        self._last_msg = None
         if result_format == "vision_msgs" and Classification is None:
             raise SltError("result_format vision_msgs but the vision_msgs package is not installed",
                            "install ros-<distro>-vision-msgs or use result_format json")
@@ -193,7 +197,8 @@ class PerceptionNode(Node):
         self.pub = self.create_publisher(Classification if self.use_vision else String, self.result_topic, out_qos)
         self.diag_pub = self.create_publisher(DiagnosticArray, self.diag_topic, 10)
         self.last_seq = {}
-        self.sub = self.create_subscription(Image, self.image_topic, self.on_image, qos)
+        # fast_path: the frame arrives as serialized bytes (raw=True) and is read in the inference thread
+        self.sub = self.create_subscription(Image, self.image_topic, self.on_image, qos, raw=self.fast_path)
         self.timer = self.create_timer(period, self.publish_diagnostics)
         self.worker = threading.Thread(target=self.work, name="slt-inference", daemon=True)
         self.worker.start()
@@ -265,8 +270,10 @@ class PerceptionNode(Node):
     def report(self, msg, e: Exception):
         if isinstance(e, SltError):
             self.stats.count("malformed")
-            self.warn_limited(f"skipped frame (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}, "
-                              f"frame_id {msg.header.frame_id!r}): {e}")
+            h = getattr(self._last_msg, "header", None)
+            where = (f"stamp {h.stamp.sec}.{h.stamp.nanosec:09d}, frame_id {h.frame_id!r}" if h is not None
+                     else "unreadable header")
+            self.warn_limited(f"skipped frame ({where}): {e}")
         else:  # keep running whatever one frame does
             self.stats.count("errors")
             self.warn_limited(f"error on a frame: {type(e).__name__}: {e}")
@@ -279,11 +286,17 @@ class PerceptionNode(Node):
         if self._log_budget[1] <= per_second:
             self.get_logger().warning(text)
 
-    def process(self, msg: Image):
+    def process(self, item):
+        """item: serialized CDR bytes (fast_path) or an rclpy sensor_msgs/Image."""
         t0 = time.perf_counter()
+        self._last_msg = None
+        msg = self._last_msg = RawImage(item) if self.fast_path else item
         img = decode_frame(msg.data, msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian,
                            self.max_pixels)
-        x = to_model_input(img, self.meta, self.crop, self.interpolation)
+        if self.fast_path:
+            x = fast_model_input(img, self.meta, self.crop, self.interpolation, self.resampler)
+        else:
+            x = to_model_input(img, self.meta, self.crop, self.interpolation)
         energy = self.energy
         if energy is not None:
             energy.frames.append(x)
@@ -300,7 +313,8 @@ class PerceptionNode(Node):
         latency_ms = (now_ns - src_ns) / 1e6 if src_ns > 0 else float("nan")
         if self.use_vision:
             out = Classification()
-            out.header = msg.header
+            out.header.stamp.sec, out.header.stamp.nanosec = stamp.sec, stamp.nanosec
+            out.header.frame_id = msg.header.frame_id
             hyp = ObjectHypothesis()
             hyp.class_id = label
             hyp.score = score
