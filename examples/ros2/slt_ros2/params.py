@@ -60,7 +60,7 @@ PERCEPTION = [
          choices=("auto", "json", "vision_msgs")),
     Spec("stats_window", 300, "frames in the latency/FPS window", range=(10, 1_000_000)),
     Spec("warmup", 3, "warm-up inferences before subscribing", range=(0, 1000)),
-    Spec("energy_hardware", "loihi2", "targets/energy/<name>.yaml for the modelled energy per frame (none = off)"),
+    Spec("energy_hardware", "loihi2", "slt_deploy/hardware/energy/<name>.yaml for the modelled energy per frame (none = off)"),
     Spec("energy_checkpoint", "", "checkpoint folder the artifact was exported from (energy model)"),
     Spec("fast_path", True, "read frames as serialized bytes (rosbags CDR, no rclpy message) and area-resize through "
                             "an integral image; false: rclpy message + OpenCV INTER_AREA (slower, same results)"),
