@@ -9,7 +9,7 @@
 
 for batch 1 and batch 64: median latency and throughput; file sizes; exactness of ours on the test set.
 
-The ticket: models/fmnist-vgg.yaml trained briefly (--train-samples images, one epoch), every synaptic layer
+The ticket: slt_deploy/recipes/fmnist-vgg.yaml trained briefly (--train-samples images, one epoch), every synaptic layer
 magnitude-pruned to --sparsity (the 288-weight first conv to 50%) and binarized, then fine-tuned two epochs on the
 same images (cached under --work).
 Pass --ticket DIR to benchmark an existing checkpoint (e.g. one made by 'slt-deploy ticket').
