@@ -89,3 +89,22 @@ def test_python_api_pipeline_on_digits(tmp_path):
         slt.find_ticket(ck, tmp_path / "bad", method="imp", sparsity=0.5, no_such_option=1)
     with pytest.raises(slt.SltError):
         slt.train("no-such-recipe", tmp_path / "x")
+
+
+def test_inspect_gives_one_sparsity_and_information_bound_across_targets(tmp_path):
+    """Issue 14 point 7 (part): the same ticket exported to nir/onnx/packed has the same totals in `inspect`, and
+    float32 metadata prints plainly (dt 0.0001, not 9.999999747378752e-05)."""
+    from slt_deploy.inspect_graph import describe_path, information_bits, totals
+
+    seen = {}
+    for target, name in (("nir", "m.nir"), ("onnx", "m.onnx"), ("packed", "m.slt")):
+        slt.export(TICKET, target, str(tmp_path / name))
+        d = describe_path(str(tmp_path / name))
+        t = totals(d["layers"])
+        seen[target] = (t["params"], t["kept"], round(t["sparsity"], 9), t["min_bytes"])
+        dt = d["meta"].get("dt", d["meta"].get("slt.dt"))
+        assert float(dt) == 1e-4 and "e-05" not in str(dt), (target, dt)
+    assert len(set(seen.values())) == 1, seen
+    assert seen["nir"][:2] == (3784, 946)
+    assert information_bits(10, 0, True) == 0 and information_bits(10, 10, False) == 320
+    assert abs(information_bits(4, 2, True) - (2.584962500721156 + 2)) < 1e-9  # log2 C(4,2) + 2 sign bits
