@@ -40,7 +40,8 @@ def describe_graph(g: nir.NIRGraph) -> dict:
     rows = []
     for n in topo_order(g):
         node = g.nodes[n]
-        row = {"node": n, "op": op_of(node), "shape": shapes.get(n, "")}
+        # the model's module path (body.0), as onnx/loihi name it, not the NIR node id (body_0)
+        row = {"node": nmeta(node, K.LAYER, None) or n, "op": op_of(node), "shape": shapes.get(n, "")}
         w = getattr(node, "weight", None)
         if w is not None:
             w = np.asarray(w)
