@@ -6,7 +6,6 @@ import os
 import h5py
 import nir
 
-from ...checkpoint import atomic_path
 from ...errors import SltError
 
 
@@ -21,6 +20,8 @@ def read_nir(path: str) -> nir.NIRGraph:
 
 
 def write(graph, path, **_):
+    from ...checkpoint import atomic_path  # lazy: checkpoint imports torch, inspect must not (issue 14)
+
     tmp = atomic_path(path)
     try:
         nir.write(tmp, graph)

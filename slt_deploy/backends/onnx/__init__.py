@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 
-from ...checkpoint import atomic_path
 from ...errors import SltError
 from ..base import Backend
 from .lower import COMPUTE, FORMS, OPSET, SPIKES, lower, unsupported
@@ -52,6 +51,8 @@ def write(graph, path, **options):
 
     model = build(graph, **options)
     onnx.checker.check_model(model, full_check=True)
+    from ...checkpoint import atomic_path  # lazy: checkpoint imports torch, inspect must not (issue 14)
+
     tmp = atomic_path(path)
     try:
         with open(tmp, "wb") as f:
