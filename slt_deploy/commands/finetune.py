@@ -16,11 +16,12 @@ FITTERS = {"loihi": "slt_deploy.backends.loihi.fit"}   # targets with a quantiza
 @click.option("--batch-size", type=int, default=None, help="default: the recipe's")
 @click.option("--eval-n", type=int, default=2000, show_default=True,
               help="test (and validation) images for the before/after agreement; 0 = all")
+@click.option("--train-n", type=int, default=0, help="training images per epoch (a random subset; 0 = all)")
 @click.option("--opt", multiple=True, metavar="KEY=VALUE", help="export option of the target (e.g. fold=off)")
 @click.option("--data-dir", type=click.Path(), default=None)
 @click.option("--seed", type=int, default=0)
 @click.option("--quiet", is_flag=True)
-def command(ckpt, target, out, epochs, lr, agree_weight, batch_size, eval_n, opt, data_dir, seed, quiet):
+def command(ckpt, target, out, epochs, lr, agree_weight, batch_size, eval_n, train_n, opt, data_dir, seed, quiet):
     """Quantization-aware fine-tuning: train checkpoint CKPT for a few epochs with TARGET's fixed-point arithmetic
     in the forward pass (straight-through gradients), masks and binarization kept, and save it to --out. Prints the
     export's agreement with the float model and both accuracies before and after."""
@@ -35,8 +36,8 @@ def command(ckpt, target, out, epochs, lr, agree_weight, batch_size, eval_n, opt
     for name, v in (("--epochs", epochs), ("--batch-size", batch_size or 1)):
         if v < 1:
             raise SltError(f"{name} must be at least 1 (got {v})")
-    if eval_n < 0 or agree_weight < 0 or (lr is not None and lr <= 0):
-        raise SltError("--eval-n and --agree-weight must be >= 0 and --lr > 0")
+    if eval_n < 0 or train_n < 0 or agree_weight < 0 or (lr is not None and lr <= 0):
+        raise SltError("--eval-n, --train-n and --agree-weight must be >= 0 and --lr > 0")
     opts = {}
     for o in opt:
         if "=" not in o:
@@ -46,7 +47,7 @@ def command(ckpt, target, out, epochs, lr, agree_weight, batch_size, eval_n, opt
     fit = importlib.import_module(FITTERS[target])
     log = (lambda s: None) if quiet else click.echo
     s = fit.finetune(ckpt, out, epochs=epochs, lr=lr, agree_weight=agree_weight, batch_size=batch_size,
-                     eval_n=eval_n or None, data_dir=data_dir, seed=seed, log=log, options=opts)
+                     eval_n=eval_n or None, train_n=train_n or None, data_dir=data_dir, seed=seed, log=log, options=opts)
     b, a = s["before"], s["after"]
     click.echo(f"{target} fine-tuning: agreement {b['agreement']:.2f}% -> {a['agreement']:.2f}%, accuracy float "
                f"{b['float_acc']:.2f}% -> {a['float_acc']:.2f}%, {target} {b['loihi_acc']:.2f}% -> "

@@ -76,10 +76,11 @@ def simulated_agreement(model, arith: ChipArithmetic, x, y, batch=256) -> dict:
 
 
 def finetune(ckpt: str, out: str, epochs: int = 2, lr: float | None = None, agree_weight: float = 1.0,
-             batch_size: int | None = None, eval_n: int | None = 2000, data_dir=None, progress=True, seed=0,
-             log=print, options=None) -> dict:
+             batch_size: int | None = None, eval_n: int | None = 2000, train_n: int | None = None, data_dir=None,
+             seed=0, log=print, options=None) -> dict:
     """Fine-tune checkpoint `ckpt` for Loihi and save it to `out` (a normal checkpoint; model.json gains a
-    `finetune` record and the source's `ticket` record). Returns the summary (also out/finetune.json)."""
+    `finetune` record and the source's `ticket` record). `train_n`: training images drawn (a new random subset)
+    per epoch, default all. Returns the summary (also out/finetune.json)."""
     from ...checkpoint import load, save
     from ...data import load_dataset
     from ...train import apply_masks, make_optimizer
@@ -114,7 +115,7 @@ def finetune(ckpt: str, out: str, epochs: int = 2, lr: float | None = None, agre
     params = [q for q in model.parameters() if q.requires_grad]
     opt = make_optimizer(params, cfg)
     n = len(data.train.x)
-    steps = max(1, n // bs)
+    steps = max(1, min(n, train_n or n) // bs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / (epochs * steps))))
     g = torch.Generator().manual_seed(seed + 17)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -162,7 +163,8 @@ def finetune(ckpt: str, out: str, epochs: int = 2, lr: float | None = None, agre
     log(f"after (epoch {best_epoch} kept): agreement {after['agreement']:.2f}% on {after['n']} test images; "
         f"accuracy float {after['float_acc']:.2f}%, Loihi {after['loihi_acc']:.2f}%")
     summary = {"target": "loihi", "source": os.path.abspath(ckpt), "epochs": epochs, "kept_epoch": best_epoch,
-               "lr": cfg["lr"], "agree_weight": agree_weight, "batch_size": bs, "seconds": train_s,
+               "lr": cfg["lr"], "agree_weight": agree_weight, "batch_size": bs, "train_images_per_epoch": steps * bs,
+               "seconds": train_s,
                "before": before, "after": after, "history": history, "options": options}
     extra = {k: meta[k] for k in ("ticket",) if k in meta}
     extra["finetune"] = summary
