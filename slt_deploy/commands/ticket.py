@@ -40,12 +40,14 @@ from ..tickets import METHODS, TicketConfig, find_ticket, method_name
 @click.option("--pep-float-first", is_flag=True, help="MultiSp: keep the first ConvPEP conv (analog input) real")
 @click.option("--like", type=click.Path(), default=None, help="random: copy per-layer sparsity of this ticket")
 @click.option("--lr", type=float, default=None, help="override the recipe's learning rate")
+@click.option("--max-cores", type=click.IntRange(min=1), default=None,
+              help="Loihi 2 core budget: keep the most accurate ticket of the search (IMP rounds) that fits")
 @click.option("--seed", type=int, default=0)
 @click.option("--data-dir", type=click.Path(), default=None)
 @click.option("--quiet", is_flag=True)
 def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, distill,
             kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, q, tau, eb_distance, eb_min_epochs,
-            patch_sparsity, pep_method, pep_float_first, like, lr, seed, data_dir, quiet):
+            patch_sparsity, pep_method, pep_float_first, like, lr, max_cores, seed, data_dir, quiet):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
     `--method binarize` makes the ticket CKPT binary instead (masks kept, fine-tuned).
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
@@ -77,4 +79,6 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
     msg += (f"; test accuracy {s['test_acc']:.2f}% ({ref} {s['dense_test_acc']:.2f}%); spike rate "
             f"{s['spike_rate']:.3f}; synaptic ops {100 * s['sop_ratio']:.1f}% of dense")
     click.echo(msg + f" -> {out}")
+    from ..backends.loihi.budget import ticket_budget  # Loihi plan of every ticket; --max-cores keeps one that fits
+    ticket_budget(out, ckpt, max_cores, log=click.echo)
 

@@ -47,6 +47,7 @@ MODELS = {
              "current_ua_per_mhz": "uA/MHz", "supply_v": "V", "clock_mhz": "MHz"}, {}),
     "board": ({"power_w": "W"}, {"power_w_max": "W"}),
 }
+MCU_TIMING = ("cycles_per_sop", "cycles_per_mac", "cycles_per_neuron_update", "clock_mhz")  # enough for cycles
 
 
 def _err(path, field, what, fix=None):
@@ -161,6 +162,15 @@ def evaluate(hw: dict, activity: dict, measured_latency_s: float | None = None) 
            "energy_per_frame_j_max": None, "latency_per_frame_s": None, "per_layer_j": {}, "terms_j": {},
            "notes": hw["notes"], "constants": hw["constants"]}
     unsourced = [k for k in required if c.get(k) is None]
+    if unsourced and model == "mcu" and all(c.get(k) is not None for k in MCU_TIMING):
+        # cycles and latency need only the cycle constants and the clock: report them, the energy stays unmodelled
+        cyc = sops * c["cycles_per_sop"] + macs * c["cycles_per_mac"] + nupd * c["cycles_per_neuron_update"]
+        res["cycles_per_frame"] = cyc
+        res["latency_per_frame_s"] = cyc / (c["clock_mhz"] * 1e6)
+        res["label"] = (f"{_label(hw, list(MCU_TIMING))}; energy not modelled: no sourced value for "
+                        + ", ".join(unsourced))
+        res["missing"] = unsourced
+        return res
     if unsourced:
         res["label"] = "not modelled: no sourced value for " + ", ".join(unsourced)
         res["missing"] = unsourced
