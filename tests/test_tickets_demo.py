@@ -1,5 +1,5 @@
 """The demo's ticket stage (slt_deploy.demo.stage_ticket) on the demo's own dense model: its accuracy drop stays
-within the stated bound (TICKET_BOUND_PT) and the ticket is sparse with binary convolutions."""
+within the stated bound (TICKET_BOUND_PT) and the ticket is sparse and binary after its first layer."""
 import torch
 
 from slt_deploy.checkpoint import load
@@ -24,5 +24,4 @@ def test_demo_ticket_within_its_bound(tmp_path):
     assert dense_acc - s["test_acc"] <= TICKET_BOUND_PT, (dense_acc, s["test_acc"])
     assert s["measured_sparsity"] >= 0.49
     t, _ = load(ctx["ticket_dir"])
-    kinds = {l.kind: l.binary for _, l in synapses(t)}
-    assert kinds == {"conv": True, "linear": False}
+    assert [l.binary for _, l in synapses(t)] == [False, True, True]  # the analog-input conv stays float

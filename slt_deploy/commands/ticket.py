@@ -28,8 +28,9 @@ from ..tickets import METHODS, TicketConfig, find_ticket, method_name
                                              "(OUT/rounds/search.json)")
 @click.option("--binarize", is_flag=True, help="binarize the ticket's kept weights and fine-tune")
 @click.option("--binarize-epochs", type=int, default=None)
-@click.option("--binarize-kind", type=click.Choice(["all", "conv"]), default="all", show_default=True,
-              help="layers made binary: all, or only the convolutions (float linear head)")
+@click.option("--binarize-kind", type=click.Choice(["all", "conv", "spikes"]), default="all", show_default=True,
+              help="layers made binary: all; conv = only the convolutions (float head); spikes = all but the first "
+                   "layer (it reads analog pixels)")
 @click.option("--q", type=int, default=5, show_default=True, help="Early-Bird window")
 @click.option("--tau", type=float, default=None,
               help="Early-Bird mask-distance threshold (default 0.1 relative, 0.02 absolute)")
