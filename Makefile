@@ -18,7 +18,8 @@ bench-train: setup
 	$(PY) bench/train_fmnist.py
 
 # lottery tickets on Fashion-MNIST (IMP, Early-Bird, binarized, random, multi-prize, MultiSp); <= 90 min on 2 cores.
-# BENCH_TICKETS_ARGS=--quick for the reduced run (~10 min), --ship to copy the tickets to models/tickets/
+# BENCH_TICKETS_ARGS=--quick for the reduced run (~10 min), --ship to copy the tickets to models/tickets/,
+# --full-scale for the real fmnist-vgg recipe (bench/tickets_full.py: IMP 98%, binarized 95%, random, Early-Bird 90%)
 bench-tickets: setup
 	$(PY) bench/tickets_fmnist.py $(BENCH_TICKETS_ARGS)
 
