@@ -450,3 +450,40 @@ def test_backend_parameter_mismatches_are_clear_errors(model, tmp_path):
     with pytest.raises(SltError, match="parameter 'model' is empty"):
         load_model("", "auto")
     assert load_model(model, "torch").meta["input_shape"] == [1, 28, 28]
+
+
+def test_camera_roi_topic_is_the_downscaled_centre_of_each_frame(ros, tmp_path):
+    """roi_topic: the centred square of each frame, area-downscaled to roi_size, with the frame's header (what the
+    bench's downscaled-subscription variant feeds the node)."""
+    from slt_deploy.runtime.image import center_crop, decode_frame, embed_image, resize
+    from slt_ros2.camera_node import dataset_frames
+    image, roi = f"/t{PID}/roi/image", f"/t{PID}/roi/image_small"
+    got = {"image": [], "roi": []}
+    lock = threading.Lock()
+
+    def keep(kind):
+        def cb(m):
+            with lock:
+                got[kind].append(m)
+        return cb
+    rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    ros.node.create_subscription(Image, image, keep("image"), rel)
+    ros.node.create_subscription(Image, roi, keep("roi"), rel)
+    cam = Proc("slt_ros2.camera_node", {"topic": image, "roi_topic": roi, "roi_size": 56, "source": "fmnist",
+                                        "count": 8, "rate": 20.0, "width": 320, "height": 240, "encoding": "bgr8",
+                                        "qos": "reliable", "qos_depth": 10, "wait_for_subscribers": 1},
+               tmp_path / "roi_camera.log")
+    try:
+        assert cam.p.wait(60) == 0, cam.text()
+    finally:
+        cam.interrupt(5)
+    wait_for(lambda: len(got["roi"]) >= 8 and len(got["image"]) >= 8, 10, "8 frames and 8 ROI images")
+    x, _, _ = dataset_frames("fmnist", "", 0, 8)
+    frames = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in got["image"]}
+    for i, m in enumerate(got["roi"]):
+        assert (m.width, m.height, m.encoding, m.header.frame_id) == (56, 56, "bgr8", "camera")
+        full = frames[(m.header.stamp.sec, m.header.stamp.nanosec)]  # same header as its frame
+        big = decode_frame(full.data, full.width, full.height, full.encoding, full.step)
+        want = resize(np.ascontiguousarray(center_crop(big, 1, 1)), 56, 56, "area")
+        assert np.array_equal(decode_frame(m.data, 56, 56, "bgr8", m.step), want)
+        assert np.array_equal(big, embed_image(x[i], 255.0, (240, 320), 3))
