@@ -171,6 +171,7 @@ def phase(mon, env, rate, seconds, width, height, qos, camera_extra=None):
 VARIANTS = {
     "torch": ("torch", {}, {}),
     "torch-before": ("torch", {"fast_path": False}, {}),
+    "torch-inline": ("torch", {"inline": True}, {}),
     "onnx-before": ("onnx", {"fast_path": False}, {}),
     "onnx": ("onnx", {}, {}),
     "onnx-inline": ("onnx", {"inline": True}, {}),
