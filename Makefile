@@ -25,7 +25,7 @@ bench-tickets: setup
 
 clean:
 	rm -rf runs out .pytest_cache
-bench-ros2: setup ; $(PY) bench/ros2.py $(BENCH_ROS2_ARGS)  # ROS 2 node latency/FPS, reference vs artifacts (issue 9)
+bench-ros2: setup ; $(PY) bench/ros2.py $(BENCH_ROS2_ARGS)  # ROS 2 node: per-frame breakdown, latency/FPS of node variants vs the reference (issues 9, 18); BENCH_ROS2_ARGS="--repeat 2 --overload 120"
 
 .PHONY: fuzz bench-packed bench-onnx bench-loihi bench-ros2
 fuzz: setup
