@@ -5,8 +5,8 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
 
+from conftest import DIGITS_RECIPES, VARIANTS
 from slt_deploy.backends.packed import format as PF
 from slt_deploy.backends.packed.lower import from_graph
 from slt_deploy.backends.packed.numpy_runner import PackedInterpreter
@@ -18,30 +18,7 @@ from slt_deploy.nn.layers import synapses
 from slt_deploy.verify import reference_run
 from slt_deploy.zoo import build_model, load_recipe
 
-RECIPES = ["digits-tiny", "digits-resnet-tiny", "digits-spikformer-tiny"]
-VARIANTS = {"dense": (False, 1.0), "sparse": (False, 0.2), "binary": (True, 1.0), "binary-sparse": (True, 0.1)}
-
-
-def make_ckpt(root, recipe, binary, density, seed=0):
-    r = load_recipe(recipe)
-    r = {**r, "binary": binary}
-    model = build_model(r)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, s in synapses(model):
-            s.weight.mul_(3.0 / density ** 0.5)  # livelier spikes in an untrained net
-            if density < 1.0:
-                s.mask.copy_((torch.rand(s.mask.shape, generator=g) < density).float())
-            if s.bn is not None:
-                s.bn.running_mean.uniform_(-0.2, 0.2, generator=g)
-                s.bn.running_var.uniform_(0.5, 2.0, generator=g)
-                s.bn.bias.uniform_(0.0, 1.0, generator=g)
-        for name, m in model.named_modules():
-            if hasattr(m, "index") and hasattr(m, "set_index"):
-                m.set_index([0, 2, 3, 5, 8, 9, 12, 15])
-    out = os.path.join(root, f"{recipe}-{int(binary)}-{density}")
-    save(model, out, labels=[str(i) for i in range(10)])
-    return out
+RECIPES = DIGITS_RECIPES
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +28,9 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("packed"))
-    return {(rc, v): make_ckpt(root, rc, *VARIANTS[v]) for rc in RECIPES for v in VARIANTS}
+def ckpts(checkpoint):
+    """Untrained lively models (epochs=0): every layer spikes, no training time."""
+    return {(rc, v): checkpoint(rc, v, epochs=0) for rc in RECIPES for v in VARIANTS}
 
 
 def _pm(ck):
@@ -108,7 +85,7 @@ def test_runtimes_vs_reference(ckpts, digits, recipe, variant):
 def test_export_verify_cli_both_runtimes(ckpts, tmp_path, monkeypatch):
     from slt_deploy.verify import verify
 
-    ck = ckpts[("digits-resnet-tiny", "binary-sparse")]
+    ck = ckpts[("digits-resnet-tiny", "sparse+binary")]
     out = str(tmp_path / "m.slt")
     export(ck, "packed", out)
     for rt in ("c", "numpy"):
@@ -118,7 +95,7 @@ def test_export_verify_cli_both_runtimes(ckpts, tmp_path, monkeypatch):
 
 
 def test_encoding_choice_and_size(ckpts):
-    _, pm = _pm(ckpts[("digits-tiny", "binary-sparse")])
+    _, pm = _pm(ckpts[("digits-tiny", "sparse+binary")])
     back = PF.decode(PF.encode(pm))
     syn = [n for n in back.nodes if n.op in ("conv", "affine")]
     assert all(n.mask_enc == PF.MASK_DELTA for n in syn)  # 10% density: deltas beat a bitmap
@@ -131,7 +108,7 @@ def test_encoding_choice_and_size(ckpts):
 
 @pytest.fixture(scope="module")
 def small_file(ckpts):
-    _, pm = _pm(ckpts[("digits-tiny", "binary-sparse")])
+    _, pm = _pm(ckpts[("digits-tiny", "sparse+binary")])
     return PF.encode(pm)
 
 
@@ -234,7 +211,7 @@ def test_readers_agree_on_structured_mutations(ckpts):
     the C and Python readers accept exactly the same files, across all three architectures."""
     from slt_deploy.backends.packed.c_runner import c_validate
 
-    files = [PF.encode(_pm(ckpts[(rc, "binary-sparse")])[1]) for rc in RECIPES]
+    files = [PF.encode(_pm(ckpts[(rc, "sparse+binary")])[1]) for rc in RECIPES]
     files += [PF.encode(_pm(ckpts[("digits-spikformer-tiny", "sparse")])[1])]
     vals = [0, 1, 2, 3, 4, 8, 15, 16, 255, 256, 65535, 65536, 65537, 1 << 26, (1 << 26) + 1, 0xFFFFFFFF,
             0x7F800000, 0xFF800000, 0x3F800000]
@@ -279,7 +256,7 @@ def test_fuzz_regressions():
 def test_cli_run_inspect_and_errors(ckpts, tmp_path, monkeypatch, capsys):
     from slt_deploy.cli import main
 
-    ck = ckpts[("digits-tiny", "binary-sparse")]
+    ck = ckpts[("digits-tiny", "sparse+binary")]
     out = str(tmp_path / "m.slt")
     main(["export", ck, "--target", "packed", "--out", out])
     for rt in ("c", "numpy"):
@@ -326,7 +303,7 @@ def test_first_layer_reuse_exact(ckpts, digits, recipe):
     from slt_deploy.profile.activity import ActivityCounter
     from slt_deploy.backends.packed.c_runner import CModel
 
-    for variant in ("binary-sparse", "dense"):
+    for variant in ("sparse+binary", "dense"):
         ck = ckpts[(recipe, variant)]
         model, pm = _pm(ck)
         data = PF.encode(pm)
@@ -354,7 +331,7 @@ def test_first_layer_reuse_exact(ckpts, digits, recipe):
             one = CModel(data)  # batch of 1 (other step layout of slt_run_batch): same logits
             for b in range(s.shape[1]):
                 assert np.array_equal(one.run(s[:, b:b + 1])[0], lg[b:b + 1])
-            if variant == "binary-sparse" and recipe == "digits-tiny":
+            if variant == "sparse+binary" and recipe == "digits-tiny":
                 # events = counted synaptic ops of every step (profile/activity.py on the reference's spikes)
                 _, _, graph = lower(ck)
                 c = ActivityCounter(graph)
