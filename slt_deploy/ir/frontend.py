@@ -11,6 +11,7 @@ from torch import nn
 from ..errors import SltError
 from ..nn import LIF, MLP, SSA, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, TokenSum, Tokens, TransformerBlock
 from . import meta as K
+from .graph import conv_out_shape
 
 
 class Builder:
@@ -47,9 +48,7 @@ def lower_conv(m: SConv2d, path, x, shape, b):
     node = nir.Conv2d(input_shape=(shape[1], shape[2]), weight=w, stride=(m.stride, m.stride),
                       padding=(m.padding, m.padding), dilation=(1, 1), groups=1, bias=bias,
                       metadata=_synapse_meta(m, path, w))
-    ho = (shape[1] + 2 * m.padding - w.shape[2]) // m.stride + 1
-    wo = (shape[2] + 2 * m.padding - w.shape[3]) // m.stride + 1
-    return b.add(path, node, x), [w.shape[0], ho, wo]
+    return b.add(path, node, x), conv_out_shape(node, shape)
 
 
 def lower_linear(m: SLinear, path, x, shape, b):

@@ -15,6 +15,8 @@ RECIPE = "slt.recipe"
 TICKET = "slt.ticket"
 N_PATCHES = "slt.n_patches"
 PATCH_INDEX = "slt.patch_index"
+SHAPES = "slt.shapes"          # JSON {node: per-sample output shape}, written by passes.check_shapes
+LOIHI_HOST_OF = "slt.loihi.host_of"   # Loihi's host_in.nir: the chip node whose spikes are this graph's input
 # nodes
 LAYER = "slt.layer"
 KIND = "slt.kind"
@@ -29,3 +31,5 @@ OP = "slt.op"
 QKV = "slt.qkv"
 HEADS = "slt.heads"
 ATTN_SCALE = "slt.attn_scale"
+# nodes, written by a target's pass
+LOIHI_IDENTITY_FOLDED = "slt.loihi.identity_folded"   # passes.fold_identity_residuals: residual source absorbed

@@ -15,7 +15,6 @@ Rate encoding: the 0/1 input spikes enter the chip and the first synaptic layer 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import yaml
 from ...errors import SltError
 from ...ir import meta as K
 from ...ir.graph import conv_attrs, gmeta, nmeta, op_of, preds, succs, topo_order
+from ...passes.check_shapes import shapes_of
 from ...passes.fold_identity_residuals import FOLDED
 
 W_MANT = 127            # 8-bit signed weight mantissa (Loihi mixed-sign synapses)
@@ -61,13 +61,7 @@ def load_limits(path: str | None = None) -> dict:
 
 # --- graph helpers -----------------------------------------------------------------------------------------------
 def _shapes(g) -> dict:
-    s = gmeta(g, "slt.shapes")
-    if s:
-        return {k: list(v) for k, v in json.loads(s).items()}
-    from ...passes.check_shapes import check_shapes
-
-    check_shapes(g)
-    return {k: list(v) for k, v in json.loads(g.metadata["slt.shapes"]).items()}
+    return shapes_of(g)
 
 
 def _is_syn(node):
@@ -301,7 +295,7 @@ def _host_graph(g, shapes, boundary, rest):
             elif s in nodes:
                 edges.append((s, d))
     md = dict(g.metadata or {})
-    md["slt.loihi.host_of"] = boundary
+    md[K.LOIHI_HOST_OF] = boundary
     md[K.INPUT_SHAPE] = np.array(shapes[boundary], np.int64)
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=md, type_check=False)
 
@@ -501,5 +495,5 @@ def _host_in_graph(g, shapes, syn0):
     nodes = {"input": g.nodes["input"], syn0: g.nodes[syn0],
              "output": nir.Output(output_type={"output": np.array(shapes[syn0])})}
     return nir.NIRGraph(nodes=nodes, edges=[("input", syn0), (syn0, "output")],
-                        metadata={k: v for k, v in (g.metadata or {}).items() if k != "slt.shapes"},
+                        metadata={k: v for k, v in (g.metadata or {}).items() if k != K.SHAPES},
                         type_check=False)
