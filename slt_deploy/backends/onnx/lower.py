@@ -381,6 +381,6 @@ def unsupported(g: nir.NIRGraph) -> list[str]:
     return out
 
 
-def lower(g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="auto",
-          meta_extra=None) -> onnx.ModelProto:
+def to_onnx(g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="auto",
+            meta_extra=None) -> onnx.ModelProto:
     return Lowering(g, form, sparse, spikes, compute).build(meta_extra)
