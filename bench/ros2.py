@@ -155,7 +155,8 @@ def phase(mon, env, rate, seconds, width, height, qos):
     err = stop(cam)
     m = re.search(r"sent (\d+) frames in ([0-9.]+) s", err)
     lat = np.array([lat for _, lat in res])
-    diff = lambda k: int(d1.get(k, 0)) - int(d0.get(k, 0))  # noqa: E731
+    def diff(k):
+        return int(d1.get(k, 0)) - int(d0.get(k, 0))
     return {"camera_rate_hz": rate, "camera_sent_hz": (int(m.group(1)) / float(m.group(2))) if m else None,
             "results": len(res), "fps": len(res) / (t1 - t0),
             "latency_p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
@@ -248,9 +249,11 @@ def main(argv=None):
         s, f = r["at_30hz"], r["sustained"]
         ratio = f["fps"] / ref["sustained"]["fps"] if ref and ref["sustained"]["fps"] else float("nan")
         r["sustained_fps_vs_reference"] = ratio
-        cap = lambda row: float(row["sustained"]["node"]["capacity_fps"] or "nan")  # noqa: E731
+        def cap(row):
+            return float(row["sustained"]["node"]["capacity_fps"] or "nan")
         r["capacity_vs_reference"] = cap(r) / cap(ref) if ref else float("nan")
-        inf = lambda row: float(row["sustained"]["node"]["inference_p50_ms"] or "nan")  # noqa: E731
+        def inf(row):
+            return float(row["sustained"]["node"]["inference_p50_ms"] or "nan")
         r["inference_speedup_vs_reference"] = inf(ref) / inf(r) if ref else float("nan")
         r["goal_p99_lt_5ms"] = s["latency_p99_ms"] is not None and s["latency_p99_ms"] < 5.0
         drop = s["frames_dropped"] / max(1, s["frames_dropped"] + s["results"])

@@ -10,10 +10,10 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from slt_deploy.checkpoint import save  # noqa: E402
-from slt_deploy.data import load_dataset  # noqa: E402
-from slt_deploy.train import evaluate, train  # noqa: E402
-from slt_deploy.zoo import build_model, load_recipe  # noqa: E402
+from slt_deploy.checkpoint import save
+from slt_deploy.data import load_dataset
+from slt_deploy.train import evaluate, train
+from slt_deploy.zoo import build_model, load_recipe
 
 GOALS = {"fmnist-vgg": 91.0, "fmnist-resnet": 91.0, "fmnist-spikformer": 89.0}
 

@@ -4,11 +4,11 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from conftest import DIGITS_RECIPES, make_checkpoint  # noqa: E402
+from conftest import DIGITS_RECIPES, make_checkpoint
 
-from slt_deploy.backends.packed.format import encode  # noqa: E402
-from slt_deploy.backends.packed.lower import from_graph  # noqa: E402
-from slt_deploy.export import lower  # noqa: E402
+from slt_deploy.backends.packed.format import encode
+from slt_deploy.backends.packed.lower import from_graph
+from slt_deploy.export import lower
 
 
 def main(out):

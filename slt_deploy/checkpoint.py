@@ -102,7 +102,7 @@ def read_meta(ckpt_dir: str) -> dict:
         with open(mp) as f:
             meta = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SltError(f"{mp} is not valid JSON ({e})", "re-save the checkpoint")
+        raise SltError(f"{mp} is not valid JSON ({e})", "re-save the checkpoint") from e
     if not isinstance(meta, dict) or meta.get("format") != "slt-deploy-checkpoint":
         raise SltError(f"{mp} is not an slt-deploy checkpoint", "pass a folder written by 'slt-deploy train'")
     if meta.get("format_version", 0) > FORMAT_VERSION:
@@ -123,7 +123,7 @@ def load(ckpt_dir: str, verify_hash: bool = True):
     try:
         state = load_file(wp)
     except (SafetensorError, OSError, ValueError) as e:
-        raise SltError(f"{wp} is not a readable safetensors file ({e})", "re-copy or re-train the checkpoint")
+        raise SltError(f"{wp} is not a readable safetensors file ({e})", "re-copy or re-train the checkpoint") from e
     recipe = validate_recipe(meta.get("recipe"), os.path.join(ckpt_dir, META))
     model = build_model(recipe)
     _load_state(model, state, wp)

@@ -13,8 +13,8 @@ from torch import nn
 
 from .data import encode
 from .errors import SltError
+from .nn import LIF, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, Tokens, TokenSum, TransformerBlock
 from .nn.layers import weight_cache
-from .nn import (LIF, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, TokenSum, Tokens, TransformerBlock)
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 DATASET_SHAPES = {"digits": ([1, 8, 8], 10, 16.0), "fmnist": ([1, 28, 28], 10, 255.0)}
@@ -152,7 +152,7 @@ def load_recipe(path_or_name: str) -> dict:
         with open(p) as f:
             r = yaml.safe_load(f)
     except yaml.YAMLError as e:
-        raise SltError(f"{p}: not valid yaml ({str(e).splitlines()[0]})")
+        raise SltError(f"{p}: not valid yaml ({str(e).splitlines()[0]})") from e
     return validate_recipe(r, p)
 
 

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from conftest import DIGITS_RECIPES, VARIANTS
+
 from slt_deploy.backends import all_targets, get_target
 from slt_deploy.checkpoint import load
 from slt_deploy.data import load_dataset

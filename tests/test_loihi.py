@@ -12,11 +12,11 @@ import torch
 import yaml
 
 from slt_deploy.backends import get_target, target_for_path
+from slt_deploy.backends.loihi.chip import ChipModel, dense_synapse
 from slt_deploy.backends.loihi.netx import read_netx, write_netx
 from slt_deploy.errors import SltError
 from slt_deploy.export import export
 from slt_deploy.runtime import load_runner
-from slt_deploy.backends.loihi.chip import ChipModel, dense_synapse
 from slt_deploy.verify import verify
 
 
@@ -199,8 +199,8 @@ def test_fold_identity_residuals_pass_is_the_targets_pipeline(trained, tmp_path)
     (the graph computes the same spikes in the NIR interpreter); --opt fold=off leaves it, and the chip stops
     before it."""
     from slt_deploy.data import load_dataset
-    from slt_deploy.ir.interpreter import Interpreter
     from slt_deploy.export import lower
+    from slt_deploy.ir.interpreter import Interpreter
     from slt_deploy.passes import run_pipeline
     from slt_deploy.passes.fold_identity_residuals import FOLDED, fold_identity_residuals
 
@@ -227,5 +227,6 @@ def test_fold_identity_residuals_pass_is_the_targets_pipeline(trained, tmp_path)
     m_on = json.load(open(os.path.join(export(ck, "loihi", str(tmp_path / "on"))["out"], "manifest.json")))
     m_off = json.load(open(os.path.join(export(ck, "loihi", str(tmp_path / "off"), fold="off")["out"],
                                         "manifest.json")))
-    chip = lambda m: [e["layer"] for e in m["layers"] if "neurons" in e]  # noqa: E731
+    def chip(m):
+        return [e["layer"] for e in m["layers"] if "neurons" in e]
     assert "body.0.rpe" in chip(m_on) and "body.0.rpe" not in chip(m_off)

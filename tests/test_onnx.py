@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -160,7 +161,8 @@ def test_weight_encodings_same_numbers_smaller_file(ckpt, digits, tmp_path):
         assert np.array_equal(load_runner(f).run(seq)["logits"], ref), mode
     m = onnx.load(files["coo"])
     assert any(n.op_type == "Constant" and n.attribute[0].name == "sparse_value" for n in m.graph.node)
-    weights = lambda f: sum(r["payload_bytes"] for r in json.loads(load_runner(f).props["slt.weights"]))  # noqa
+    def weights(f):
+        return sum(r["payload_bytes"] for r in json.loads(load_runner(f).props["slt.weights"]))
     assert weights(files["auto"]) * 8 < weights(files["none"])
     assert os.path.getsize(files["auto"]) < os.path.getsize(files["none"])
     # float sparse ticket: bitmap/coo also shrink the weights and keep the numbers

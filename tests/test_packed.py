@@ -5,18 +5,15 @@ import zlib
 
 import numpy as np
 import pytest
-
 from conftest import DIGITS_RECIPES, VARIANTS
+
 from slt_deploy.backends.packed import format as PF
 from slt_deploy.backends.packed.lower import from_graph
 from slt_deploy.backends.packed.numpy_runner import PackedInterpreter
-from slt_deploy.checkpoint import save
 from slt_deploy.data import load_dataset
 from slt_deploy.errors import SltError
 from slt_deploy.export import export, lower
-from slt_deploy.nn.layers import synapses
 from slt_deploy.verify import reference_run
-from slt_deploy.zoo import build_model, load_recipe
 
 RECIPES = DIGITS_RECIPES
 
@@ -299,9 +296,9 @@ def test_first_layer_reuse_exact(ckpts, digits, recipe):
     """The C runtime reuses the previous step's output of a layer that reads only the model input when the step's
     input equals (==) the previous one (direct encoding): logits, spikes and slt_events must be those of computing
     every step, also when only some steps or single pixels change, and for -0 pixels (== +0, both skipped)."""
+    from slt_deploy.backends.packed.c_runner import CModel
     from slt_deploy.ir.interpreter import Interpreter
     from slt_deploy.profile.activity import ActivityCounter
-    from slt_deploy.backends.packed.c_runner import CModel
 
     for variant in ("sparse+binary", "dense"):
         ck = ckpts[(recipe, variant)]
@@ -355,9 +352,9 @@ def test_c_conv_shapes_vs_numpy():
         if min(H, W) + 2 * pd < k or min(Ho, Wo) + 2 * pd < k:
             continue
         Ho2, Wo2 = (Ho + 2 * pd - k) // st + 1, (Wo + 2 * pd - k) // st + 1
-        O, O2 = (int(v) for v in rng.integers(1, 6, 2))
+        O1, O2 = (int(v) for v in rng.integers(1, 6, 2))
 
-        def syn(op, inp, shape, wshape):
+        def syn(op, inp, shape, wshape, k=k, st=st, pd=pd):
             w = rng.normal(size=wshape).astype(np.float32) * (rng.random(wshape) < rng.choice([0.05, 0.3, 1.0]))
             bias = rng.normal(size=wshape[0]).astype(np.float32)
             if rng.random() < 0.5:
@@ -367,9 +364,9 @@ def test_c_conv_shapes_vs_numpy():
             return PF.Node(op, inp, shape, weight=w, bias=bias, k=k, stride=st, pad=pd)
 
         nodes = [PF.Node("input", [], (C, H, W)),
-                 syn("conv", [0, 0] if rng.random() < 0.3 else [0], (O, Ho, Wo), (O, C, k, k)),
-                 PF.Node("lif", [1], (O, Ho, Wo), name="l1", beta=0.5, threshold=float(rng.uniform(-0.5, 1.5))),
-                 syn("conv", [2], (O2, Ho2, Wo2), (O2, O, k, k)),
+                 syn("conv", [0, 0] if rng.random() < 0.3 else [0], (O1, Ho, Wo), (O1, C, k, k)),
+                 PF.Node("lif", [1], (O1, Ho, Wo), name="l1", beta=0.5, threshold=float(rng.uniform(-0.5, 1.5))),
+                 syn("conv", [2], (O2, Ho2, Wo2), (O2, O1, k, k)),
                  PF.Node("lif", [3], (O2, Ho2, Wo2), name="l2", beta=0.9, threshold=0.5,
                          reset="subtract" if rng.random() < 0.5 else "zero"),
                  PF.Node("flatten", [4], (O2 * Ho2 * Wo2,))]
@@ -382,7 +379,7 @@ def test_c_conv_shapes_vs_numpy():
         got = PackedInterpreter(PF.decode(data)).run(seq, record=True)
         want = np.asarray(got["logits"], np.float32)
         assert np.array_equal(lg.view(np.uint32), want.view(np.uint32)), (C, H, W, k, st, pd)
-        n1 = O * Ho * Wo
+        n1 = O1 * Ho * Wo
         assert np.array_equal(sp[:, :, :n1].reshape(got["spikes"]["l1"].shape), got["spikes"]["l1"])
         assert np.array_equal(sp[:, :, n1:].reshape(got["spikes"]["l2"].shape), got["spikes"]["l2"])
         ran += 1

@@ -7,8 +7,8 @@ import nir
 import numpy as np
 import pytest
 import torch
-
 from conftest import DIGITS_RECIPES
+
 from slt_deploy.checkpoint import load
 from slt_deploy.errors import SltError
 from slt_deploy.ir import meta as K

@@ -3,8 +3,8 @@ residuals it folds, that the folded graph computes the same numbers, its option,
 import nir
 import numpy as np
 import pytest
-
 from conftest import DIGITS_RECIPES
+
 from slt_deploy.checkpoint import load
 from slt_deploy.data import load_dataset
 from slt_deploy.errors import SltError
@@ -70,7 +70,8 @@ def test_strided_or_shared_synapse_is_not_folded():
         w = np.ones((2, 2, 3, 3), np.float32)
         conv = nir.Conv2d(input_shape=(4, 4), weight=w, stride=(stride, stride), padding=(1, 1), dilation=(1, 1),
                           groups=1, bias=np.zeros(2, np.float32), metadata={K.BINARY: 0})
-        full = lambda v: np.full((2, 4, 4), v, np.float32)  # noqa: E731 - a tiny local constructor
+        def full(v):
+            return np.full((2, 4, 4), v, np.float32)
         lif = nir.LIF(tau=full(2e-4), r=full(2.0), v_leak=full(0), v_threshold=full(1), v_reset=full(0))
         nodes = {"input": nir.Input(input_type={"input": np.array([2, 4, 4])}), "c": conv, "l": lif,
                  "output": nir.Output(output_type={"output": np.array([2, 4, 4])})}

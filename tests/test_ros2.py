@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (pip install -r requirements-ros.txt)")
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402 - after the importorskip above
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402 - after the importorskip above
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402 - after the importorskip above
+from sensor_msgs.msg import Image  # noqa: E402 - after the importorskip above
+from std_msgs.msg import String  # noqa: E402 - after the importorskip above
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "ros2")
@@ -188,7 +188,7 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait(5)
-            raise AssertionError(f"{self.log_path}: did not stop within {timeout} s of Ctrl-C")
+            raise AssertionError(f"{self.log_path}: did not stop within {timeout} s of Ctrl-C") from None
         finally:
             self.log.close()
 
@@ -296,7 +296,7 @@ def test_malformed_frames_are_logged_and_node_keeps_running(ros, sensor_node):
         pub.publish(m)
         if good:  # one frame at a time: keep-last-1 must not drop these
             sent_good += 1
-            wait_for(lambda: len(ros.get(topics["result_topic"])) - n0 >= sent_good, 15, "the good frame's result",
+            wait_for(lambda sent_good=sent_good: len(ros.get(topics["result_topic"])) - n0 >= sent_good, 15, "the good frame's result",
                      node.p)
         else:
             time.sleep(0.05)
@@ -402,8 +402,9 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
 
 def test_backend_parameter_mismatches_are_clear_errors(model, tmp_path):
     sys.path.insert(0, EXAMPLE)
-    from slt_deploy.errors import SltError
     from slt_ros2.perception_node import load_model
+
+    from slt_deploy.errors import SltError
 
     with pytest.raises(SltError, match="unknown backend 'tensorrt'"):
         load_model(model, "tensorrt")

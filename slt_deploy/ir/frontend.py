@@ -9,7 +9,7 @@ import numpy as np
 from torch import nn
 
 from ..errors import SltError
-from ..nn import LIF, MLP, SSA, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, TokenSum, Tokens, TransformerBlock
+from ..nn import LIF, MLP, SSA, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, Tokens, TokenSum, TransformerBlock
 from . import meta as K
 from .graph import conv_out_shape
 
@@ -62,7 +62,8 @@ def lower_linear(m: SLinear, path, x, shape, b):
 def lower_lif(m: LIF, path, x, shape, b, dt):
     beta, thr = m.beta, m.threshold
     tau = dt / (1.0 - beta) if beta < 1.0 else 1e30
-    full = lambda v: np.full(shape, v, dtype=np.float32)  # noqa: E731
+    def full(v):
+        return np.full(shape, v, dtype=np.float32)
     node = nir.LIF(tau=full(tau), r=full(tau / dt if beta < 1.0 else 1.0 / dt), v_leak=full(0.0),
                    v_threshold=full(thr), v_reset=full(0.0),
                    metadata={K.LAYER: path, K.BETA: float(beta), K.THRESHOLD: float(thr), K.RESET: m.reset})

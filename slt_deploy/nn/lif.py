@@ -8,8 +8,8 @@ Arithmetic (the same in every runtime, see docs/ir.md):
 The spike's gradient is snntorch's arctan surrogate.
 """
 import torch
-from torch import nn
 from snntorch import surrogate
+from torch import nn
 
 RESETS = ("zero", "subtract")
 

@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -36,7 +36,7 @@ def _cv2():
     try:
         import cv2
     except ImportError:
-        raise SltError("this source needs OpenCV", "pip install -r requirements-ros.txt (opencv-python-headless)")
+        raise SltError("this source needs OpenCV", "pip install -r requirements-ros.txt (opencv-python-headless)") from None
     return cv2
 
 
@@ -159,7 +159,8 @@ class FrameSource:
 class CameraNode(Node):
     def __init__(self):
         super().__init__("slt_camera")
-        p = lambda name, default: declare(self, name, default)  # noqa: E731
+        def p(name, default):
+            return declare(self, name, default)
         source = p("source", "fmnist").value
         self.topic = p("topic", "image_raw").value
         self.rate = float(p("rate", 30.0).value)
@@ -230,7 +231,7 @@ class CameraNode(Node):
                 self.sent += 1
         except SltError as e:
             self.get_logger().error(str(e))
-        except Exception as e:  # a camera that fails mid-stream: report, stop (publish fails once Ctrl-C shut down)
+        except Exception as e:  # noqa: BLE001 - a camera that fails mid-stream: report, stop (publish fails once Ctrl-C shut down)
             if not self.done.is_set() and self.context.ok():
                 self.get_logger().error(f"camera stopped: {type(e).__name__}: {e}")
         finally:

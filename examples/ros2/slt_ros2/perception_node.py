@@ -24,10 +24,10 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -62,7 +62,7 @@ def declare(node: Node, name: str, default):
             v = want(v)
     except (ValueError, TypeError, KeyError):
         raise SltError(f"parameter {name!r} = {v!r} is not a {want.__name__}",
-                       f"pass -p {name}:=<{want.__name__}> (default {default!r})")
+                       f"pass -p {name}:=<{want.__name__}> (default {default!r})") from None
     return _Param(default if v is None else v)
 
 
@@ -154,7 +154,8 @@ class EnergyModel:
 class PerceptionNode(Node):
     def __init__(self, **overrides):
         super().__init__("slt_perception", **overrides)
-        p = lambda name, default: declare(self, name, default)  # noqa: E731
+        def p(name, default):
+            return declare(self, name, default)
         self.model_path = p("model", "").value
         self.backend = p("backend", "auto").value
         self.image_topic = p("image_topic", "image_raw").value
@@ -242,7 +243,7 @@ class PerceptionNode(Node):
                 continue
             try:
                 self.energy.update()
-            except Exception as e:  # the profiler could not take this model: say so, stop trying
+            except Exception as e:  # noqa: BLE001 - the profiler could not take this model: say so, stop trying
                 self.energy_note = f"{NOT_AVAILABLE} ({type(e).__name__}: {e})"
                 self.energy = None
                 return
@@ -280,7 +281,7 @@ class PerceptionNode(Node):
                 msg = self.queue.popleft()
             try:
                 self.process(msg)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - reported on the result topic, the node goes on
                 if not self.running or not self.context.ok():
                     return  # shutting down (Ctrl-C): the result can no longer be published
                 self.report(msg, e)
@@ -351,7 +352,8 @@ class PerceptionNode(Node):
         st.level = DiagnosticStatus.WARN if bad else DiagnosticStatus.OK
         st.message = (f"{s['fps']:.1f} FPS, p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms"
                       + (f", {bad} bad frames" if bad else ""))
-        fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+        def fmt(v):
+            return f"{v:.3f}" if isinstance(v, float) else str(v)
         e = self.energy
         values = {**s, "energy_per_frame_uJ": (f"{e.value_j * 1e6:.3f}" if e is not None and e.value_j is not None
                                                else NOT_AVAILABLE),

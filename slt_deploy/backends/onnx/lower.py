@@ -199,8 +199,9 @@ class Lowering:
         h = int(nmeta(node, K.HEADS))
         ntok, dim = self.shapes[n]
         split = b.const(np.array([0, ntok, h, dim // h], np.int64))
-        heads = lambda t, tag, perm: b.op("Transpose", [b.op("Reshape", [t, split], self.name(f"{n}.{tag}4"))],  # noqa
-                                          self.name(f"{n}.{tag}h"), perm=perm)
+        def heads(t, tag, perm):
+            return b.op("Transpose", [b.op("Reshape", [t, split], self.name(f"{n}.{tag}4"))],
+                        self.name(f"{n}.{tag}h"), perm=perm)
         qh, kt, vh = heads(q, "q", [0, 2, 1, 3]), heads(k, "k", [0, 2, 3, 1]), heads(v, "v", [0, 2, 1, 3])
         a = b.op("MatMul", [b.op("MatMul", [qh, kt], self.name(f"{n}.qk")), vh], self.name(f"{n}.qkv"))
         a = b.op("Mul", [a, b.const(np.array(float(nmeta(node, K.ATTN_SCALE)), np.float32))], self.name(f"{n}.sc"))

@@ -9,7 +9,6 @@ the EFFECTIVE weight in NIR layout ([O, I, k, k] or [O, I]) plus, for binary lay
 Everything here is pure Python/numpy; the C reader (c/slt_packed.c) validates the same rules."""
 from __future__ import annotations
 
-import json
 import math
 import struct
 import zlib

@@ -16,10 +16,33 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...ir.graph import conv_out_hw
-from .format import (BYTE_ORDER, ENCODINGS, F_BINARY, F_DEFINED, F_SUBTRACT, HEADER_SIZE, MAGIC, MASK_BITMAP,
-                     MASK_DELTA, MAX_DELTA_BITS, MAX_DIM, MAX_ELEMS, MAX_INPUTS, MAX_NODES, MAX_TOTAL_ELEMS,
-                     N_INPUTS, OPS, RECORD_SIZE, VERSION, FormatError, Node, PackedModel, from_packing, unpack_bits,
-                     unpack_symbols)
+from .format import (
+    BYTE_ORDER,
+    ENCODINGS,
+    F_BINARY,
+    F_DEFINED,
+    F_SUBTRACT,
+    HEADER_SIZE,
+    MAGIC,
+    MASK_BITMAP,
+    MASK_DELTA,
+    MAX_DELTA_BITS,
+    MAX_DIM,
+    MAX_ELEMS,
+    MAX_INPUTS,
+    MAX_NODES,
+    MAX_TOTAL_ELEMS,
+    N_INPUTS,
+    OPS,
+    RECORD_SIZE,
+    VERSION,
+    FormatError,
+    Node,
+    PackedModel,
+    from_packing,
+    unpack_bits,
+    unpack_symbols,
+)
 
 USED_WORDS = {"conv": 10, "affine": 10, "lif": 4, "patch_select": 2, "attention": 2}  # of the 10 parameter words
 
