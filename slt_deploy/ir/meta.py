@@ -1,4 +1,5 @@
-"""Namespaced metadata keys carried in NIR graphs (documented in docs/ir.md). Use these names, never literals."""
+"""Namespaced metadata keys carried in NIR graphs (documented in docs/ir.md). Use these names, never literals.
+(The ONNX target's metadata_props are its file format's own keys: docs/targets/onnx.md.)"""
 # graph
 FORMAT_VERSION = "slt.format_version"
 T = "slt.T"

@@ -191,103 +191,132 @@ def _f32(x) -> int:
     return struct.unpack("<I", struct.pack("<f", float(x)))[0]
 
 
+class _Sections:
+    """The data area after the node table: each section 4-aligned, written in the order the records ask for it."""
+
+    def __init__(self, base: int):
+        self.base, self.data = base, bytearray()
+
+    def put(self, blob: bytes) -> int:
+        off = self.base + len(self.data)
+        self.data.extend(blob)
+        self.data.extend(b"\x00" * (pad4(len(blob)) - len(blob)))
+        return off
+
+    def put_str(self, s: str):
+        b = s.encode()
+        return (self.put(b), len(b)) if b else (0, 0)
+
+
+def _write_synapse(nd: Node, nodes: list, sec: _Sections, w: list) -> int:
+    """conv / affine: mask (bitmap or index deltas), kept values (sign bits or float32), scale/bias; -> flags."""
+    wt = np.asarray(nd.weight, np.float32)
+    o = wt.shape[0]
+    mat = to_packing(wt)
+    r, l_ = mat.shape
+    keep = (mat != 0).reshape(-1)
+    pos = np.flatnonzero(keep)
+    kept = mat.reshape(-1)[pos]
+    if nd.mask_enc is None:
+        enc, b, _ = choose_mask_encoding(pos, r * l_)
+    else:
+        enc, b = nd.mask_enc, nd.delta_bits
+    if enc == MASK_BITMAP:
+        mask_off, n_sym = sec.put(pack_bits(keep)), 0
+    else:
+        syms = delta_symbols(pos, b)
+        mask_off, n_sym = sec.put(pack_symbols(syms, b)), len(syms)
+    if nd.binary:
+        scale = np.abs(wt).reshape(o, -1).max(1).astype(np.float32)
+        if not np.array_equal(np.abs(kept), scale[pos % l_]):
+            raise SltError(f"packed: binary layer {nd.name} has kept weights that are not ±scale_c")
+        vals_off = sec.put(pack_bits(kept > 0))
+        params_off = sec.put(scale.tobytes() + np.asarray(nd.bias, np.float32).tobytes())
+    else:
+        vals_off = sec.put(kept.astype("<f4").tobytes())
+        params_off = sec.put(np.asarray(nd.bias, np.float32).astype("<f4").tobytes())
+    if nd.op == "conv":
+        ci, k = wt.shape[1], wt.shape[2]
+        ih, iw = nodes[nd.inputs[0]].shape[1:3]
+        w[6:10] = [ci, ih, iw, k | (nd.stride << 8) | (nd.pad << 16)]
+    else:
+        w[6:10] = [wt.shape[1], nd.tokens, 0, 0]
+    w[10:16] = [len(pos), enc | (b << 8), n_sym, mask_off, vals_off, params_off]
+    return F_BINARY if nd.binary else 0
+
+
+def _write_lif(nd: Node, nodes: list, sec: _Sections, w: list) -> int:
+    no, nl = sec.put_str(nd.name)
+    w[6:10] = [_f32(nd.beta), _f32(nd.threshold), no, nl]
+    return F_SUBTRACT if nd.reset == "subtract" else 0
+
+
+def _write_patch_select(nd: Node, nodes: list, sec: _Sections, w: list) -> int:
+    idx_arr = np.asarray(nd.index, "<u4")
+    w[6:8] = [len(idx_arr), sec.put(idx_arr.tobytes())]
+    return 0
+
+
+def _write_attention(nd: Node, nodes: list, sec: _Sections, w: list) -> int:
+    w[6:8] = [int(nd.heads), _f32(nd.attn_scale)]
+    return 0
+
+
+# op -> writer of its parameter words (w[6:16]) and sections; ops absent here have none
+WRITE = {"conv": _write_synapse, "affine": _write_synapse, "lif": _write_lif, "patch_select": _write_patch_select,
+         "attention": _write_attention}
+
+
+def _record(idx: int, nd: Node, nodes: list, sec: _Sections) -> list:
+    """The 16 words of node `idx`'s record (its sections appended to `sec`)."""
+    if len(nd.inputs) > MAX_INPUTS:
+        raise SltError(f"packed: node {nd.name or idx} has {len(nd.inputs)} inputs, at most {MAX_INPUTS}")
+    shape = [int(s) for s in nd.shape]
+    if not 1 <= len(shape) <= 3:
+        raise SltError(f"packed: node {nd.name or idx} has rank-{len(shape)} output")
+    w = [0] * 16
+    for j, s in enumerate(shape):
+        w[3 + j] = s
+    ins = list(nd.inputs) + [0] * (MAX_INPUTS - len(nd.inputs))
+    w[1] = ins[0] | (ins[1] << 16)
+    w[2] = ins[2] | (ins[3] << 16)
+    flags = WRITE[nd.op](nd, nodes, sec, w) if nd.op in WRITE else 0
+    w[0] = OP_CODE[nd.op] | (len(nd.inputs) << 8) | (flags << 16) | (len(shape) << 24)
+    return w
+
+
+def _header(model: PackedModel, payload: bytes, name: tuple, labels: tuple) -> bytes:
+    hdr = bytearray(HEADER_SIZE)
+    hdr[0:8] = MAGIC
+    struct.pack_into("<IIIIIIIffIIIIIII", hdr, 8, VERSION, HEADER_SIZE, BYTE_ORDER, 0, len(payload),
+                     len(model.nodes), int(model.T), float(model.dt), float(model.input_max),
+                     ENCODINGS.index(model.encoding), *name, *labels, 0, 0)
+    struct.pack_into("<I", hdr, 72, zlib.crc32(payload) & 0xFFFFFFFF)
+    struct.pack_into("<I", hdr, 76, zlib.crc32(bytes(hdr[:76])) & 0xFFFFFFFF)
+    return bytes(hdr)
+
+
 def encode(model: PackedModel) -> bytes:
-    """PackedModel -> file bytes (the writer). Raises SltError if the model cannot be represented."""
+    """PackedModel -> file bytes (the writer): node records, their sections, name, labels, header. Raises
+    SltError if the model cannot be represented."""
     nodes = model.nodes
     if not nodes or nodes[0].op != "input" or nodes[-1].op != "output":
         raise SltError("packed: node list must start with the input and end with the output")
     if len(nodes) > MAX_NODES:
         raise SltError(f"packed: {len(nodes)} nodes, at most {MAX_NODES}")
     table = bytearray(RECORD_SIZE * len(nodes))
-    data = bytearray()
-    base = len(table)
-
-    def put(blob: bytes) -> int:
-        off = base + len(data)
-        data.extend(blob)
-        data.extend(b"\x00" * (pad4(len(blob)) - len(blob)))
-        return off
-
-    def put_str(s: str):
-        b = s.encode()
-        return (put(b), len(b)) if b else (0, 0)
-
+    sec = _Sections(len(table))
     for idx, nd in enumerate(nodes):
-        w = [0] * 16
-        flags = 0
-        if len(nd.inputs) > MAX_INPUTS:
-            raise SltError(f"packed: node {nd.name or idx} has {len(nd.inputs)} inputs, at most {MAX_INPUTS}")
-        shape = [int(s) for s in nd.shape]
-        if not 1 <= len(shape) <= 3:
-            raise SltError(f"packed: node {nd.name or idx} has rank-{len(shape)} output")
-        for j, s in enumerate(shape):
-            w[3 + j] = s
-        ins = list(nd.inputs) + [0] * (MAX_INPUTS - len(nd.inputs))
-        w[1] = ins[0] | (ins[1] << 16)
-        w[2] = ins[2] | (ins[3] << 16)
-        if nd.op in ("conv", "affine"):
-            flags |= F_BINARY if nd.binary else 0
-            wt = np.asarray(nd.weight, np.float32)
-            o = wt.shape[0]
-            mat = to_packing(wt)
-            r, l_ = mat.shape
-            keep = (mat != 0).reshape(-1)
-            pos = np.flatnonzero(keep)
-            kept = mat.reshape(-1)[pos]
-            if nd.mask_enc is None:
-                enc, b, _ = choose_mask_encoding(pos, r * l_)
-            else:
-                enc, b = nd.mask_enc, nd.delta_bits
-            if enc == MASK_BITMAP:
-                mask_off, n_sym = put(pack_bits(keep)), 0
-            else:
-                syms = delta_symbols(pos, b)
-                mask_off, n_sym = put(pack_symbols(syms, b)), len(syms)
-            if nd.binary:
-                scale = np.abs(wt).reshape(o, -1).max(1).astype(np.float32)
-                chan = (pos % l_)
-                if not np.array_equal(np.abs(kept), scale[chan]):
-                    raise SltError(f"packed: binary layer {nd.name} has kept weights that are not ±scale_c")
-                vals_off = put(pack_bits(kept > 0))
-                params_off = put(scale.tobytes() + np.asarray(nd.bias, np.float32).tobytes())
-            else:
-                vals_off = put(kept.astype("<f4").tobytes())
-                params_off = put(np.asarray(nd.bias, np.float32).astype("<f4").tobytes())
-            if nd.op == "conv":
-                ci, k = wt.shape[1], wt.shape[2]
-                ih, iw = nodes[nd.inputs[0]].shape[1:3]
-                w[6:10] = [ci, ih, iw, k | (nd.stride << 8) | (nd.pad << 16)]
-            else:
-                w[6:10] = [wt.shape[1], nd.tokens, 0, 0]
-            w[10:16] = [len(pos), enc | (b << 8), n_sym, mask_off, vals_off, params_off]
-        elif nd.op == "lif":
-            flags |= F_SUBTRACT if nd.reset == "subtract" else 0
-            no, nl = put_str(nd.name)
-            w[6:10] = [_f32(nd.beta), _f32(nd.threshold), no, nl]
-        elif nd.op == "patch_select":
-            idx_arr = np.asarray(nd.index, "<u4")
-            w[6:8] = [len(idx_arr), put(idx_arr.tobytes())]
-        elif nd.op == "attention":
-            w[6:8] = [int(nd.heads), _f32(nd.attn_scale)]
-        w[0] = OP_CODE[nd.op] | (len(nd.inputs) << 8) | (flags << 16) | (len(shape) << 24)
-        struct.pack_into("<16I", table, RECORD_SIZE * idx, *w)
-
-    name_off, name_len = put_str(model.name)
+        struct.pack_into("<16I", table, RECORD_SIZE * idx, *_record(idx, nd, nodes, sec))
+    name = sec.put_str(model.name)
     for lab in model.labels:
         if "\n" in str(lab):
             raise SltError(f"packed: label {lab!r} contains a newline")
-    lab_off, lab_len = put_str("\n".join(str(x) for x in model.labels))
-    payload = bytes(table) + bytes(data)
+    labels = sec.put_str("\n".join(str(x) for x in model.labels))
+    payload = bytes(table) + bytes(sec.data)
     if len(payload) >= 1 << 31:
         raise SltError("packed: model larger than 2 GiB")
-    hdr = bytearray(HEADER_SIZE)
-    hdr[0:8] = MAGIC
-    struct.pack_into("<IIIIIIIffIIIIIII", hdr, 8, VERSION, HEADER_SIZE, BYTE_ORDER, 0, len(payload), len(nodes),
-                     int(model.T), float(model.dt), float(model.input_max), ENCODINGS.index(model.encoding),
-                     name_off, name_len, lab_off, lab_len, 0, 0)
-    struct.pack_into("<I", hdr, 72, zlib.crc32(payload) & 0xFFFFFFFF)
-    struct.pack_into("<I", hdr, 76, zlib.crc32(bytes(hdr[:76])) & 0xFFFFFFFF)
-    return bytes(hdr) + payload
+    return _header(model, payload, name, labels) + payload
 
 
 # ---------------------------------------------------------------------------------------------------------------
