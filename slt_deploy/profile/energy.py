@@ -118,7 +118,7 @@ def load_profile(path: str) -> dict:
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
-        raise SltError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})", "fix the syntax")
+        raise SltError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})", "fix the syntax") from e
     return validate(doc, path)
 
 
@@ -154,7 +154,7 @@ def evaluate(hw: dict, activity: dict, measured_latency_s: float | None = None) 
     """Energy (J) and latency (s) per frame of one hardware profile for the counts of profile.activity.
     `measured_latency_s`: this host's measured p50 latency per frame (used by 'board' profiles only)."""
     c = {k: v["value"] for k, v in hw["constants"].items()}
-    tot, layers, neurons = activity["totals"], activity["layers"], activity["neurons"]
+    tot, layers = activity["totals"], activity["layers"]
     sops, macs, nupd, T = tot["sops_per_frame"], tot["macs_per_frame"], tot["neuron_updates_per_frame"], tot["T"]
     model = hw["model"]
     required = list(MODELS[model][0])

@@ -217,7 +217,7 @@ def finalize(ticket: Ticket, data, out_dir: str, dense_model=None, labels=None, 
     model.recipe = recipe_for(model)
     m = measure(model, data, dense_model)
     info = {"method": ticket.method, "target_sparsity": ticket.target, "measured_sparsity": m["sparsity"],
-            "binary": any(l.binary for _, l in synapses(model)),
+            "binary": any(layer.binary for _, layer in synapses(model)),
             "layers": [{k: r[k] for k in ("layer", "total", "kept", "sparsity", "binary")} for r in m["layers"]],
             "search_seconds": ticket.search_seconds, "total_seconds": ticket.total_seconds,
             **ticket.info, **(extra_info or {})}
