@@ -214,12 +214,12 @@ def breakdown_in_process(models, width, height, n=200):
     per runtime and the result message. -> {stage: ms}."""
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
-    from std_msgs.msg import String
-
-    from slt_deploy.runtime.image import decode_frame, embed_image, encode_frame, to_model_input
     from slt_ros2.camera_node import dataset_frames
     from slt_ros2.fastpath import AreaResampler, RawImage, fast_model_input
     from slt_ros2.perception_node import load_model
+    from std_msgs.msg import String
+
+    from slt_deploy.runtime.image import decode_frame, embed_image, encode_frame, to_model_input
 
     x, _, _ = dataset_frames("fmnist", "", 0, 1)
     data, step = encode_frame(embed_image(x[0], 255.0, (height, width), 3), "rgb8")
@@ -252,7 +252,7 @@ def breakdown_in_process(models, width, height, n=200):
         sys.modules["torch"].set_num_threads(1)  # as the node runs it (num_threads 1)
     for name, path in models.items():
         r = load_model(path, name, 1)
-        out[f"inference {name} ({type(r).__name__})"] = t(lambda: r.predict(xin))
+        out[f"inference {name} ({type(r).__name__})"] = t(lambda r=r: r.predict(xin))
     s = String()
     out["result JSON + serialize"] = t(lambda: serialize_message(String(data=json.dumps(
         {"header": {"stamp": {"sec": 1, "nanosec": 2}, "frame_id": "camera"}, "class_id": 1, "label": "Trouser",

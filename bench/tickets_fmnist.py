@@ -31,14 +31,19 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from slt_deploy.checkpoint import atomic_write, load, save  # noqa: E402
-from slt_deploy.data import Split, load_dataset  # noqa: E402
-from slt_deploy.tickets import early_bird, imp, multiprize, multisp  # noqa: E402
-from slt_deploy.tickets import random_ticket  # noqa: E402
-from slt_deploy.tickets.common import Ticket, TicketConfig, binarize, finalize, timer  # noqa: E402
-from slt_deploy.tickets.report import plot_sparsity_accuracy, write_table  # noqa: E402
-from slt_deploy.train import evaluate, train  # noqa: E402
-from slt_deploy.zoo import build_model, validate_recipe  # noqa: E402
+from slt_deploy.checkpoint import atomic_write, load, save
+from slt_deploy.data import Split, load_dataset
+from slt_deploy.tickets import (
+    early_bird,
+    imp,
+    multiprize,
+    multisp,
+    random_ticket,
+)
+from slt_deploy.tickets.common import Ticket, TicketConfig, binarize, finalize, timer
+from slt_deploy.tickets.report import plot_sparsity_accuracy, write_table
+from slt_deploy.train import evaluate, train
+from slt_deploy.zoo import build_model, validate_recipe
 
 BASE = {"dataset": "fmnist", "T": 4, "encoding": "direct", "neuron": {"beta": 0.5, "threshold": 1.0, "reset": "zero"},
         "seed": 0}

@@ -126,7 +126,7 @@ def main(argv=None):
     if not a.table:
         if not os.path.exists(os.path.join(dense, "model.json")):
             cli(["train", "fmnist-vgg", "--out", dense, "--quiet"], log)
-        for key, label, args in steps(a.out, dense):
+        for key, _label, args in steps(a.out, dense):
             if (a.only and key not in a.only.split(",")) or done(os.path.join(a.out, key)):
                 continue
             cli(args, log)

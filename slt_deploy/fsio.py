@@ -119,7 +119,7 @@ def check_out(out, kind: str, inputs=(), folder: bool = False, flag: str = "--ou
     except FileNotFoundError:
         st = None
     except OSError as e:
-        raise SltError(f"{flag} {out}: {e.strerror}", "choose another path")
+        raise SltError(f"{flag} {out}: {e.strerror}", "choose another path") from None
     if st is not None:
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             raise SltError(f"{flag} {out} is {_what(st)}, not a file or folder slt-deploy can replace",
@@ -153,12 +153,12 @@ def make_parent(parent: str, flag: str = "--out"):
     try:
         os.makedirs(parent, exist_ok=True)
     except FileExistsError:
-        raise SltError(f"{flag}: {parent} exists and is not a folder", f"choose another {flag}")
+        raise SltError(f"{flag}: {parent} exists and is not a folder", f"choose another {flag}") from None
     except NotADirectoryError:
-        raise SltError(f"{flag}: a file is in the way of folder {parent}", f"choose another {flag}")
+        raise SltError(f"{flag}: a file is in the way of folder {parent}", f"choose another {flag}") from None
     except OSError as e:
         raise SltError(f"{flag}: cannot create folder {parent} ({e.strerror})",
-                       f"choose a writable location for {flag}")
+                       f"choose a writable location for {flag}") from None
 
 
 # ------------------------------------------------------------------------------------------- temp names
@@ -280,7 +280,7 @@ def _exchange(a: str, b: str) -> bool:
 
 def _chmod_tree(d: str):
     fm, dm = file_mode(), dir_mode()
-    for root, dirs, files in os.walk(d):
+    for root, _dirs, files in os.walk(d):
         os.chmod(root, dm)
         for n in files:
             p = os.path.join(root, n)

@@ -14,8 +14,8 @@ from torch import nn
 
 from .data import encode
 from .errors import SltError
+from .nn import LIF, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, Tokens, TokenSum, TransformerBlock
 from .nn.layers import weight_cache
-from .nn import (LIF, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, TokenSum, Tokens, TransformerBlock)
 
 MODELS_DIR = str(files("slt_deploy") / "recipes")  # package data (pip-installed too), see README "Install"
 DATASET_SHAPES = {"digits": ([1, 8, 8], 10, 16.0), "fmnist": ([1, 28, 28], 10, 255.0)}
@@ -145,14 +145,14 @@ def load_recipe(path_or_name: str) -> dict:
         with open(p, "rb") as f:
             r = yaml.safe_load(f.read(1 << 20).decode("utf-8"))
     except UnicodeDecodeError:
-        raise SltError(f"{p}: not a text (UTF-8) yaml file", "pass a .yaml recipe such as models/digits-tiny.yaml")
+        raise SltError(f"{p}: not a text (UTF-8) yaml file", "pass a .yaml recipe such as models/digits-tiny.yaml") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise SltError(f"{p}: not valid yaml{at} ({getattr(e, 'problem', None) or str(e).splitlines()[0]})",
-                       "fix the yaml syntax (see models/digits-tiny.yaml)")
+                       "fix the yaml syntax (see models/digits-tiny.yaml)") from None
     except OSError as e:
-        raise SltError(f"cannot read recipe {p} ({e.strerror})", "check the path and its permissions")
+        raise SltError(f"cannot read recipe {p} ({e.strerror})", "check the path and its permissions") from None
     return validate_recipe(r, p)
 
 

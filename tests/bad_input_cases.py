@@ -275,7 +275,8 @@ def h5_nir_meta(key, value):
 def slt_with_T(T):
     """A CRC-valid .slt whose T is changed (the header's T field, CRCs recomputed by the format's own encoder)."""
     def setup(ws):
-        from slt_deploy.backends.packed.fileio import read_file, write_file as wf
+        from slt_deploy.backends.packed.fileio import read_file
+        from slt_deploy.backends.packed.fileio import write_file as wf
 
         p = os.path.join(ws, "art", "m.slt")
         m = read_file(p)

@@ -210,7 +210,7 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait(5)
-            raise AssertionError(f"{self.log_path}: did not stop within {timeout} s of Ctrl-C")
+            raise AssertionError(f"{self.log_path}: did not stop within {timeout} s of Ctrl-C") from None
         finally:
             self.log.close()
 
@@ -334,7 +334,7 @@ def test_malformed_frames_are_logged_and_node_keeps_running(ros, sensor_node):
         pub.publish(m)
         if good:  # one frame at a time: keep-last-1 must not drop these
             sent_good += 1
-            wait_for(lambda: len(ros.get(topics["result_topic"])) - n0 >= sent_good, 15, "the good frame's result",
+            wait_for(lambda sent_good=sent_good: len(ros.get(topics["result_topic"])) - n0 >= sent_good, 15, "the good frame's result",
                      node.p)
         else:
             time.sleep(0.05)
@@ -440,8 +440,9 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
 
 def test_backend_parameter_mismatches_are_clear_errors(model, tmp_path):
     sys.path.insert(0, EXAMPLE)
-    from slt_deploy.errors import SltError
     from slt_ros2.perception_node import load_model
+
+    from slt_deploy.errors import SltError
 
     with pytest.raises(SltError, match="unknown backend 'tensorrt'"):
         load_model(model, "tensorrt")
@@ -459,8 +460,9 @@ def test_backend_parameter_mismatches_are_clear_errors(model, tmp_path):
 def test_camera_roi_topic_is_the_downscaled_centre_of_each_frame(ros, tmp_path):
     """roi_topic: the centred square of each frame, area-downscaled to roi_size, with the frame's header (what the
     bench's downscaled-subscription variant feeds the node)."""
-    from slt_deploy.runtime.image import center_crop, decode_frame, embed_image, resize
     from slt_ros2.camera_node import dataset_frames
+
+    from slt_deploy.runtime.image import center_crop, decode_frame, embed_image, resize
     image, roi = f"/t{PID}/roi/image", f"/t{PID}/roi/image_small"
     got = {"image": [], "roi": []}
     lock = threading.Lock()

@@ -24,4 +24,4 @@ def test_demo_ticket_within_its_bound(tmp_path):
     assert dense_acc - s["test_acc"] <= TICKET_BOUND_PT, (dense_acc, s["test_acc"])
     assert s["measured_sparsity"] >= 0.49
     t, _ = load(ctx["ticket_dir"])
-    assert [l.binary for _, l in synapses(t)] == [False, True, True]  # the analog-input conv stays float
+    assert [layer.binary for _, layer in synapses(t)] == [False, True, True]  # the analog-input conv stays float

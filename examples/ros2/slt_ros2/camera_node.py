@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -52,7 +52,7 @@ def _cv2():
     try:
         import cv2
     except ImportError:
-        raise SltError("this source needs OpenCV", "pip install -r requirements-ros.txt (opencv-python-headless)")
+        raise SltError("this source needs OpenCV", "pip install -r requirements-ros.txt (opencv-python-headless)") from None
     return cv2
 
 
@@ -299,7 +299,7 @@ class CameraNode(Node):
                 self.sent += 1
         except SltError as e:
             self.get_logger().error(str(e))
-        except Exception as e:  # a camera that fails mid-stream: report, stop (publish fails once Ctrl-C shut down)
+        except Exception as e:  # noqa: BLE001 -- reported below; a camera that fails mid-stream: report, stop (publish fails once Ctrl-C shut down)
             if not self.done.is_set() and self.context.ok():
                 self.get_logger().error(f"camera stopped: {type(e).__name__}: {e}")
         finally:

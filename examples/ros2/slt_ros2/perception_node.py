@@ -26,7 +26,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -225,7 +225,7 @@ class PerceptionNode(Node):
                 continue
             try:
                 self.energy.update()
-            except Exception as e:  # the profiler could not take this model: say so, stop trying
+            except Exception as e:  # noqa: BLE001 -- reported in energy_note; the profiler could not take this model: say so, stop trying
                 self.energy_note = f"{NOT_AVAILABLE} ({type(e).__name__}: {e})"
                 self.energy = None
                 return
@@ -272,7 +272,7 @@ class PerceptionNode(Node):
         """process(msg), a failure reported and counted; False when shutting down."""
         try:
             self.process(msg)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 -- any failure of one frame is reported and counted, the node goes on
             if not self.running or not self.context.ok():
                 return False  # shutting down (Ctrl-C): the result can no longer be published
             self.report(msg, e)
