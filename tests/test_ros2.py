@@ -493,3 +493,17 @@ def test_camera_roi_topic_is_the_downscaled_centre_of_each_frame(ros, tmp_path):
         want = resize(np.ascontiguousarray(center_crop(big, 1, 1)), 56, 56, "area")
         assert np.array_equal(decode_frame(m.data, 56, 56, "bgr8", m.step), want)
         assert np.array_equal(big, embed_image(x[i], 255.0, (240, 320), 3))
+
+
+def test_artifact_of_another_target_is_a_clear_error(artifacts):
+    """backend names a target, the file is another target's artifact: said, with both names (found through
+    slt_deploy.runtime.load_runner only)."""
+    from slt_deploy.errors import SltError
+    from slt_ros2.perception_node import load_model
+    if "onnx" not in artifacts or "packed" not in artifacts:
+        pytest.skip("needs the onnx and packed artifacts")
+    with pytest.raises(SltError, match="is an artifact of target onnx, not packed"):
+        load_model(artifacts["onnx"], "packed")
+    with pytest.raises(SltError, match="is an artifact of target packed, not onnx"):
+        load_model(artifacts["packed"], "onnx")
+    assert load_model(artifacts["onnx"], "auto").meta["input_shape"] == [1, 28, 28]

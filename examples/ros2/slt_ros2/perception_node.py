@@ -97,7 +97,7 @@ def load_model(path: str, backend: str, threads: int = 1):
         runner = load_runner(path)
     got = _target_of(runner)
     if backend != "auto" and got != backend:
-        raise SltError(f"{path} is a {got} artifact, not a {backend} one",
+        raise SltError(f"{path} is an artifact of target {got}, not {backend}",
                        f"set backend to {got} (or auto), or export one with: slt-deploy export CHECKPOINT "
                        f"--target {backend} --out MODEL")
     return runner
