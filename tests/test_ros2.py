@@ -498,8 +498,9 @@ def test_camera_roi_topic_is_the_downscaled_centre_of_each_frame(ros, tmp_path):
 def test_artifact_of_another_target_is_a_clear_error(artifacts):
     """backend names a target, the file is another target's artifact: said, with both names (found through
     slt_deploy.runtime.load_runner only)."""
-    from slt_deploy.errors import SltError
     from slt_ros2.perception_node import load_model
+
+    from slt_deploy.errors import SltError
     if "onnx" not in artifacts or "packed" not in artifacts:
         pytest.skip("needs the onnx and packed artifacts")
     with pytest.raises(SltError, match="is an artifact of target onnx, not packed"):
