@@ -10,10 +10,10 @@ always the API function: importing the submodule does not replace it. Reach a mo
 
 __version__ = "0.1.0"
 
-import sys as _sys  # noqa: E402
-import types as _types  # noqa: E402
+import sys as _sys
+import types as _types
 
-from .errors import SltError  # noqa: E402  (torch-free)
+from .errors import SltError
 
 API = ("train", "find_ticket", "export", "load_runner", "verify", "profile")
 __all__ = ["__version__", "SltError", *API]

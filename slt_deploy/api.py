@@ -36,7 +36,8 @@ def train(recipe, out, *, epochs: int | None = None, data_dir=None, progress: bo
     folder `out`. -> {"path", "name", "test_acc", "val_acc", "epochs", "seconds_per_epoch"}."""
     from .checkpoint import save
     from .data import load_dataset
-    from .train import evaluate, train as _train
+    from .train import evaluate
+    from .train import train as _train
     from .zoo import build_model, load_recipe, validate_recipe
 
     r = validate_recipe(dict(recipe), "recipe") if isinstance(recipe, dict) else load_recipe(os.fspath(recipe))
@@ -61,7 +62,8 @@ def find_ticket(ckpt, out, *, method: str = "imp", sparsity: float | None = None
     import dataclasses
 
     from .errors import SltError
-    from .tickets import TicketConfig, find_ticket as _find
+    from .tickets import TicketConfig
+    from .tickets import find_ticket as _find
 
     known = {f.name for f in dataclasses.fields(TicketConfig)} - {"method", "sparsity", "progress"}
     unknown = sorted(set(options) - known)

@@ -25,6 +25,7 @@ COMMANDS = {
     "run": "Run an artifact on an image or on test data.",
     "demo": "The whole pipeline: ticket, export, verify, profile.",
     "profile": "Measured latency and modelled energy, side by side.",
+    "finetune": "Fine-tune a checkpoint with a target's fixed-point arithmetic in the loop (Loihi).",
 }
 
 

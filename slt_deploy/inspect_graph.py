@@ -36,7 +36,7 @@ def plain(v):
 
 
 def describe_graph(g: nir.NIRGraph) -> dict:
-    shapes = json.loads(gmeta(g, "slt.shapes", "{}") or "{}")
+    shapes = json.loads(gmeta(g, K.SHAPES, "{}") or "{}")
     rows = []
     for n in topo_order(g):
         node = g.nodes[n]
@@ -54,7 +54,7 @@ def describe_graph(g: nir.NIRGraph) -> dict:
         rows.append(row)
     meta = {}
     for k, v in (g.metadata or {}).items():
-        if k in ("slt.shapes", "slt.recipe"):
+        if k in (K.SHAPES, K.RECIPE):
             continue
         v = gmeta(g, k)
         meta[k] = v.tolist() if isinstance(v, np.ndarray) else v

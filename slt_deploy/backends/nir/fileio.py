@@ -16,7 +16,7 @@ def read_nir(path: str) -> nir.NIRGraph:
         return nir.read(path, type_check=False)
     except Exception as e:  # h5py/nir raise many types for corrupt files; all mean the same to a user
         raise SltError(f"{path} is not a readable NIR file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
-                       "re-export it, or check it was written by an NIR-compatible tool")
+                       "re-export it, or check it was written by an NIR-compatible tool") from e
 
 
 def write(graph, path, **_):
@@ -39,5 +39,5 @@ def sniff(path: str) -> bool:
     try:
         with h5py.File(path, "r") as f:
             return "node" in f and "version" in f
-    except Exception:
+    except Exception:  # noqa: BLE001 - a file h5py cannot open is simply not ours
         return False
