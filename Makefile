@@ -13,7 +13,7 @@ setup:
 demo: setup
 	$(PY) -m slt_deploy.cli demo --out runs/demo
 
-# ruff (pinned in requirements.txt, configured in pyproject.toml [tool.ruff]) before the tests
+# ruff (pinned in requirements-dev.txt, configured in pyproject.toml [tool.ruff]) before the tests
 lint: setup
 	$(PY) -m ruff check .
 

@@ -140,17 +140,17 @@ def load_recipe(path_or_name: str) -> dict:
             raise SltError(f"recipe {path_or_name!r} not found", f"pass a yaml path or one of: {', '.join(names)}")
         p = cand
     if not os.path.isfile(p):
-        raise SltError(f"recipe {p} is not a file", "pass a .yaml recipe (e.g. models/digits-tiny.yaml) or its name")
+        raise SltError(f"recipe {p} is not a file", "pass a .yaml recipe (e.g. slt_deploy/recipes/digits-tiny.yaml) or its name")
     try:
         with open(p, "rb") as f:
             r = yaml.safe_load(f.read(1 << 20).decode("utf-8"))
     except UnicodeDecodeError:
-        raise SltError(f"{p}: not a text (UTF-8) yaml file", "pass a .yaml recipe such as models/digits-tiny.yaml") from None
+        raise SltError(f"{p}: not a text (UTF-8) yaml file", "pass a .yaml recipe such as slt_deploy/recipes/digits-tiny.yaml") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise SltError(f"{p}: not valid yaml{at} ({getattr(e, 'problem', None) or str(e).splitlines()[0]})",
-                       "fix the yaml syntax (see models/digits-tiny.yaml)") from None
+                       "fix the yaml syntax (see slt_deploy/recipes/digits-tiny.yaml)") from None
     except OSError as e:
         raise SltError(f"cannot read recipe {p} ({e.strerror})", "check the path and its permissions") from None
     return validate_recipe(r, p)

@@ -8,6 +8,7 @@ import yaml
 from click.testing import CliRunner
 
 from slt_deploy.backends.loihi.budget import chip_budget, choose_within, ticket_budget
+from slt_deploy.backends.loihi.quant import DEFAULT_LIMITS
 from slt_deploy.cli import cli
 from slt_deploy.errors import SltError
 from slt_deploy.export import export
@@ -28,7 +29,7 @@ def test_budget_is_the_exporters_plan(tmp_path):
 
 
 def _small_memory(tmp_path, nbytes):
-    y = yaml.safe_load(open(os.path.join(ROOT, "targets", "loihi2.yaml")))
+    y = yaml.safe_load(open(DEFAULT_LIMITS))
     y["limits"]["synapse_memory_bytes_per_core"]["value"] = nbytes
     p = tmp_path / "tiny.yaml"
     p.write_text(yaml.safe_dump(y))

@@ -83,7 +83,7 @@ def wheel(tmp_path_factory):
 
 def _fresh_venv(wheel, env):
     d = os.path.join(CACHE, f"wheel-venv-{_deps_key()}")
-    py, pip = os.path.join(d, "bin", "python"), [os.path.join(d, "bin", "python"), "-m", "pip", "-q"]
+    pip = [os.path.join(d, "bin", "python"), "-m", "pip", "-q"]
     if os.path.exists(os.path.join(d, ".ready")):
         _sh([*pip, "install", "--force-reinstall", "--no-deps", wheel], cwd=CACHE, env=env)
         return d, "fresh venv (cached)"

@@ -1,7 +1,7 @@
 """Tickets inside the chip's limits: the Loihi 2 plan's cores, synapse memory and fan-in for a checkpoint
 (`slt-deploy ticket` prints it for every ticket and writes OUT/loihi_budget.json), and `ticket --max-cores N`:
 among the tickets a search produced (IMP's rounds, the final ticket) and the dense start, keep the most accurate
-one whose plan needs at most N neuro cores. The numbers are the exporter's (quant.plan with targets/loihi2.yaml),
+one whose plan needs at most N neuro cores. The numbers are the exporter's (quant.plan with slt_deploy/hardware/loihi2.yaml),
 so `export --target loihi` of the chosen ticket needs exactly the cores reported."""
 from __future__ import annotations
 
