@@ -92,21 +92,21 @@ def test_python_api_pipeline_on_digits(tmp_path):
 
 
 def test_inspect_gives_one_sparsity_and_information_bound_across_targets(tmp_path):
-    """Issue 14 point 7 (part): the same ticket exported to nir/onnx/packed has the same totals in `inspect`, and
+    """Issue 14 point 7 (part): the same ticket exported to nir/onnx/packed/loihi has the same totals in `inspect`, and
     float32 metadata prints plainly (dt 0.0001, not 9.999999747378752e-05)."""
     from slt_deploy.inspect_graph import describe_path, information_bits, totals
 
     seen, names = {}, {}
-    for target, name in (("nir", "m.nir"), ("onnx", "m.onnx"), ("packed", "m.slt")):
+    for target, name in (("nir", "m.nir"), ("onnx", "m.onnx"), ("packed", "m.slt"), ("loihi", "m.loihi")):
         slt.export(TICKET, target, str(tmp_path / name))
         d = describe_path(str(tmp_path / name))
         names[target] = [r["node"] for r in d["layers"] if "params" in r]
         t = totals(d["layers"])
         seen[target] = (t["params"], t["kept"], round(t["sparsity"], 9), t["min_bytes"])
-        dt = d["meta"].get("dt", d["meta"].get("slt.dt"))
+        dt = d["meta"].get("dt", d["meta"].get("slt.dt"))  # (float32 in packed)
         assert float(dt) == 1e-4 and "e-05" not in str(dt), (target, dt)
     assert len(set(seen.values())) == 1, seen
-    assert names["nir"] == names["onnx"] == ["body.0", "body.2", "body.5"], names  # packed: see the report
+    assert names["nir"] == names["onnx"] == names["loihi"] == ["body.0", "body.2", "body.5"], names  # packed: i:op
     assert seen["nir"][:2] == (3784, 946)
     assert information_bits(10, 0, True) == 0 and information_bits(10, 10, False) == 320
     assert abs(information_bits(4, 2, True) - (2.584962500721156 + 2)) < 1e-9  # log2 C(4,2) + 2 sign bits

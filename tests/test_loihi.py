@@ -89,8 +89,12 @@ def test_cli_export_and_verify(trained, tmp_path):
     assert d["kind"] == "loihi" and d["meta"]["cores"] == man["cores"]
     assert [r["node"] for r in d["layers"]] == [e.get("layer") or e["kind"] for e in man["layers"]]
     dense = [r for r in d["layers"] if "kept" in r]
-    assert dense and all(r["kept"] == e["synapses"] for r, e in
-                         zip(dense, [e for e in man["layers"] if e.get("density")]))
+    assert dense and all(r["chip_synapses"] == e["synapses"] for r, e in
+                         zip(dense, [e for e in man["layers"] if "synapses" in e], strict=True))
+    from slt_deploy.inspect_graph import describe_path, totals
+
+    same = ("params", "kept", "min_bytes")  # the model's layers, counted as for the checkpoint itself
+    assert {k: totals(d["layers"])[k] for k in same} == {k: totals(describe_path(ck)["layers"])[k] for k in same}
 
 
 def test_binarized_sparse_ticket_maps_to_one_mantissa_per_channel(trained, tmp_path):
