@@ -23,7 +23,7 @@ $VENV/bin/pip install -q --upgrade pip
 # torch first and pinned: the CPU build lies on disk; anything unpinned would fetch CUDA wheels.
 $VENV/bin/pip install -q torch==2.13.0
 # then the project through its pyproject dependencies (= requirements.txt) and extras: ros (ROS 2 wheels + OpenCV
-# for examples/ros2, issue 9) and dev (pytest, setuptools for tests/test_wheel.py)
+# for examples/ros2, issue 9) and dev (pytest, ruff, setuptools for tests/test_wheel.py)
 $VENV/bin/pip install -q -e '.[ros,dev]'
 $VENV/bin/python -c "from slt_deploy.backends.packed.c_runner import build; build()" || echo "note: packed C runtime not built (needs a C compiler)" >&2
 echo "$want" > "$STAMP"
