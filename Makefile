@@ -3,7 +3,7 @@
 # makes a file of its name). Bench options: BENCH_<NAME>_ARGS, e.g. make bench-tickets BENCH_TICKETS_ARGS=--quick
 PY := .venv/bin/python
 SETUP := scripts/setup_env.sh
-BENCHES := bench-train bench-tickets bench-onnx bench-packed bench-loihi bench-mcu bench-ros2
+BENCHES := bench-train bench-tickets bench-onnx bench-packed bench-loihi bench-mcu bench-ros2 bench-startup
 
 .PHONY: setup demo lint test bench $(BENCHES) fuzz clean
 
@@ -53,6 +53,10 @@ bench-mcu: setup
 # BENCH_ROS2_ARGS="--repeat 2 --overload 120"
 bench-ros2: setup
 	$(PY) bench/ros2.py $(BENCH_ROS2_ARGS)
+
+# CLI start time: --help, import slt_deploy, inspect of .onnx/.slt, and whether torch is imported (issue 14)
+bench-startup: setup
+	$(PY) bench/startup.py $(BENCH_STARTUP_ARGS)
 
 # fuzzing the packed readers (C libFuzzer + Python atheris); FUZZ_SECONDS per target
 fuzz: setup
