@@ -21,7 +21,7 @@
    frames only, a 4th term for non-zero inputs, binary vs float SOPs).
 
 QEMU counts INSTRUCTIONS, not cycles: cycles = instructions x CPI, and the CPI of a real Cortex-M7 (dual issue,
-TCM vs flash wait states, caches) is an assumption stated in targets/energy/cortex-m7.yaml. Writes
+TCM vs flash wait states, caches) is an assumption stated in slt_deploy/hardware/energy/cortex-m7.yaml. Writes
 OUT/results.json. Single-threaded; about 1.5 minutes for the shipped tickets and their twins.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 ROOT = os.path.dirname(_HERE)
 sys.path.insert(0, ROOT)
 
-C_DIR = os.path.join(ROOT, "slt_deploy", "runtime", "c")
+C_DIR = os.path.join(ROOT, "slt_deploy", "backends", "packed", "c")
 APT_PACKAGES = {"qemu-system-arm": "qemu-system-arm", "arm-none-eabi-gcc": "gcc-arm-none-eabi"}
 TIMER_HZ = 25e6  # mps2-an500 peripheral clock (QEMU hw/arm/mps2.c: SYSCLK_FRQ 25 MHz)
 ARM_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off", "-mthumb",
@@ -85,8 +85,8 @@ def runtime_source() -> dict:
         with open(os.path.join(C_DIR, s), "rb") as f:
             h.update(f.read())
     git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
-    return {"sha256": h.hexdigest(), "commit": git("log", "-1", "--format=%h", "--", "slt_deploy/runtime/c"),
-            "dirty": bool(git("status", "--porcelain", "--", "slt_deploy/runtime/c"))}
+    return {"sha256": h.hexdigest(), "commit": git("log", "-1", "--format=%h", "--", "slt_deploy/backends/packed/c"),
+            "dirty": bool(git("status", "--porcelain", "--", "slt_deploy/backends/packed/c"))}
 
 
 # ---------------------------------------------------------------------------------------------- per model
@@ -102,7 +102,7 @@ def prepare(ckpt, out, frames, data_dir=None):
     from slt_deploy.ir.graph import is_binary, op_of
     from slt_deploy.ir.interpreter import Interpreter
     from slt_deploy.profile.activity import ActivityCounter
-    from slt_deploy.runtime.packed_c import CPackedRunner
+    from slt_deploy.backends.packed.c_runner import CPackedRunner
 
     name = os.path.basename(os.path.normpath(ckpt))
     slt = os.path.join(out, name + ".slt")
@@ -169,7 +169,7 @@ def dense_twin(ckpt, out, seed=0):
 def build_image(m, out, opt):
     d = os.path.join(out, m["name"] + opt.replace("-", "_"))
     os.makedirs(d, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "slt_deploy.runtime.packed_embed", m["slt"],
+    subprocess.run([sys.executable, "-m", "slt_deploy.backends.packed.embed", m["slt"],
                     os.path.join(d, "model_data.h")], check=True, cwd=ROOT)
     seq = np.ascontiguousarray(np.transpose(m["seq"], (1, 0, *range(2, m["seq"].ndim))), np.float32)
     B = seq.shape[0]

@@ -9,7 +9,7 @@
 
 for batch 1 and batch 64: median latency and throughput; file sizes; exactness of ours on the test set.
 
-The ticket: models/fmnist-vgg.yaml trained briefly (--train-samples images, one epoch), every synaptic layer
+The ticket: slt_deploy/recipes/fmnist-vgg.yaml trained briefly (--train-samples images, one epoch), every synaptic layer
 magnitude-pruned to --sparsity (the 288-weight first conv to 50%) and binarized, then fine-tuned two epochs on the
 same images (cached under --work).
 Pass --ticket DIR to benchmark an existing checkpoint (e.g. one made by 'slt-deploy ticket').
@@ -38,7 +38,7 @@ from slt_deploy.export import export, lower  # noqa: E402
 from slt_deploy.ir.interpreter import Interpreter  # noqa: E402
 from slt_deploy.nn import synapses  # noqa: E402
 from slt_deploy.profile.latency import median_time  # noqa: E402
-from slt_deploy.runtime.onnx_runner import OnnxRunner  # noqa: E402
+from slt_deploy.backends.onnx.runner import OnnxRunner  # noqa: E402
 from slt_deploy.train import evaluate, train  # noqa: E402
 from slt_deploy.verify import verify  # noqa: E402
 from slt_deploy.zoo import build_model, load_recipe  # noqa: E402

@@ -35,8 +35,8 @@ from slt_deploy.checkpoint import atomic_write, load, save  # noqa: E402
 from slt_deploy.data import load_dataset  # noqa: E402
 from slt_deploy.export import export, lower  # noqa: E402
 from slt_deploy.nn.layers import synapses  # noqa: E402
-from slt_deploy.runtime.packed_format import size_report  # noqa: E402
-from slt_deploy.runtime.packed_io import read_file  # noqa: E402
+from slt_deploy.backends.packed.format import size_report  # noqa: E402
+from slt_deploy.backends.packed.fileio import read_file  # noqa: E402
 from slt_deploy.train import evaluate, train  # noqa: E402
 from slt_deploy.zoo import build_model, validate_recipe  # noqa: E402
 
@@ -127,8 +127,8 @@ def main():
         res["onnx_error"] = str(e)
 
     # --- exactness on the test set, both runtimes
-    from slt_deploy.runtime.packed_c import CPackedRunner
-    from slt_deploy.runtime.packed_numpy import NumpyPackedRunner
+    from slt_deploy.backends.packed.c_runner import CPackedRunner
+    from slt_deploy.backends.packed.numpy_runner import NumpyPackedRunner
     from slt_deploy.verify import verify
 
     res["verify"] = {}

@@ -99,7 +99,8 @@ class Monitor:
     def _on_result(self, m):
         now = self.clock.now().nanoseconds
         r = json.loads(m.data)
-        src = r["stamp"]["sec"] * 1_000_000_000 + r["stamp"]["nanosec"]
+        st = r["header"]["stamp"]
+        src = st["sec"] * 1_000_000_000 + st["nanosec"]
         with self.lock:
             self.results.append((time.monotonic(), (now - src) / 1e6, r))
 

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from slt_deploy.checkpoint import atomic_write, load, save  # noqa: E402
 from slt_deploy.data import Split, load_dataset  # noqa: E402
 from slt_deploy.tickets import early_bird, imp, multiprize, multisp  # noqa: E402
-from slt_deploy.tickets import random as random_ticket  # noqa: E402
+from slt_deploy.tickets import random_ticket  # noqa: E402
 from slt_deploy.tickets.common import Ticket, TicketConfig, binarize, finalize, timer  # noqa: E402
 from slt_deploy.tickets.report import plot_sparsity_accuracy, write_table  # noqa: E402
 from slt_deploy.train import evaluate, train  # noqa: E402

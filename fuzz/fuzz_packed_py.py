@@ -7,10 +7,10 @@ import atheris
 import numpy as np
 
 with atheris.instrument_imports():
+    from slt_deploy.backends.packed.format import decode
+    from slt_deploy.backends.packed.numpy_runner import PackedInterpreter
     from slt_deploy.errors import SltError
-    from slt_deploy.runtime.packed_format import decode
-    from slt_deploy.runtime.packed_numpy import PackedInterpreter
-from slt_deploy.runtime.packed_c import c_validate  # noqa: E402  (not instrumented: ctypes)
+from slt_deploy.backends.packed.c_runner import c_validate  # noqa: E402  (not instrumented: ctypes)
 
 
 def one(data: bytes):

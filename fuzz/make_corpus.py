@@ -6,8 +6,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from test_packed import RECIPES, make_ckpt  # noqa: E402
 
+from slt_deploy.backends.packed.format import encode  # noqa: E402
+from slt_deploy.backends.packed.lower import from_graph  # noqa: E402
 from slt_deploy.export import lower  # noqa: E402
-from slt_deploy.runtime.packed_format import encode, from_graph  # noqa: E402
 
 
 def main(out):

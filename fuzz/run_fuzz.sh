@@ -9,8 +9,8 @@ mkdir -p fuzz/work
 [ -d fuzz/corpus ] && [ -n "$(ls fuzz/corpus 2>/dev/null)" ] || $PY fuzz/make_corpus.py fuzz/corpus
 cp -n fuzz/corpus/* fuzz/work/ 2>/dev/null || true
 if command -v clang >/dev/null; then
-  make -s -C slt_deploy/runtime/c fuzz
-  slt_deploy/runtime/c/build/fuzz_packed_c fuzz/work -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=1024 \
+  make -s -C slt_deploy/backends/packed/c fuzz
+  slt_deploy/backends/packed/c/build/fuzz_packed_c fuzz/work -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=1024 \
     -artifact_prefix=fuzz/crash-c- 2>&1 | tee fuzz/last-c.log | grep -E "^#[0-9]+ +DONE|ERROR" || true
   grep -q "ERROR" fuzz/last-c.log && { echo "C fuzzer found a crash (fuzz/crash-c-*)"; exit 1; }
   echo "C reader: $(grep -oE '^#[0-9]+' fuzz/last-c.log | tail -1 | tr -d '#') inputs without a crash"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates/refreshes .venv-lava: Intel's Lava (lava-nc 0.10.0 + lava-dl 0.6.0) for verifying --target loihi in its
 # bit-accurate Loihi 2 simulation. A separate venv because Lava pins numpy<2 (the main .venv stays modern); only
-# slt_deploy/runtime/lava_run.py runs in it, as a subprocess. Fast when nothing changed (stamp file).
+# slt_deploy/backends/loihi/lava_run.py runs in it, as a subprocess. Fast when nothing changed (stamp file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-lava

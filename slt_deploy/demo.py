@@ -1,5 +1,7 @@
 """`slt-deploy demo`: the main job as an explicit list of stages sharing one context dict.
-Each stage is a function (ctx) -> None that prints what it did; later stages read what earlier ones stored."""
+Each stage is a function (ctx) -> None that prints what it did; later stages read what earlier ones stored.
+A target's own stage lives in its package (backends/<target>/demo.py) and is found through the registry
+(Backend.demo); it reuses the export stage's artifact through export.artifact(ctx, ...)."""
 from __future__ import annotations
 
 import os
@@ -11,18 +13,6 @@ from .checkpoint import save
 from .data import load_dataset
 from .train import evaluate, train
 from .zoo import build_model, load_recipe
-
-
-def artifact(ctx, target: str, filename: str, **options) -> str:
-    """The artifact the export stage wrote for `target`, or (stage run alone, `--only`) a fresh export of the
-    ticket/dense model to runs/.../artifacts/<filename>."""
-    from .export import export
-
-    out = (ctx.get("artifacts") or {}).get(target)
-    if options or not out or not os.path.exists(out):
-        out = os.path.join(ctx["out"], "artifacts", filename)
-        export(ctx.get("ticket_dir") or ctx["dense_dir"], target, out, **options)
-    return out
 
 
 def stage_train(ctx):
@@ -80,7 +70,7 @@ def stage_export(ctx):
 
 def stage_profile(ctx):
     """Last stage: measure every artifact in ctx["artifacts"] ({target: path}) beside the reference, count synaptic
-    ops, model energy per targets/energy/*.yaml, print the comparison table (slt_deploy.profile.run.demo_stage)."""
+    ops, model energy per hardware/energy/*.yaml, print the comparison table (slt_deploy.profile.run.demo_stage)."""
     from .profile.run import demo_stage
 
     demo_stage(ctx)
@@ -105,49 +95,14 @@ def stage_ticket(ctx):
                f"{s['spike_rate']:.3f}; synaptic ops {100 * s['sop_ratio']:.1f}% of dense -> {out}")
 
 
-def stage_packed(ctx):
-    """Packed-bit target (docs/packed-format.md): the ticket (or dense model) as a .slt file, verified with BOTH
-    runtimes (C and numpy) on the whole test set; file bytes vs fp32 dense vs the information bound."""
-    from .runtime.packed_c import CPackedRunner
-    from .runtime.packed_format import size_report
-    from .runtime.packed_io import read_file
-    from .runtime.packed_numpy import NumpyPackedRunner
-    from .verify import verify
+def stages() -> list:
+    """The demo's stages, in order: train, ticket, export, then each registered target's own stage (Backend.demo,
+    named after the target, in registry order), profile LAST (it ends with the table of every target)."""
+    from .backends import all_targets
 
-    src = ctx.get("ticket_dir") or ctx["dense_dir"]
-    out = artifact(ctx, "packed", "model.slt")
-    s = size_report(read_file(out))
-    ctx["results"]["packed"] = {"size": {k: v for k, v in s.items() if k != "layers"}}
-    for rt in (CPackedRunner(out), NumpyPackedRunner(out)):
-        rep = verify(src, out, runner=rt, data_dir=ctx.get("data_dir"))
-        ctx["results"]["packed"][rt.runtime] = {k: rep[k] for k in ("samples", "ok", "logits_bit_identical",
-                                                                    "pred_agreement", "spike_agreement_min")}
-        click.echo(f"  packed/{rt.runtime:5s}: {rep['samples']} samples, logits "
-                   f"{100 * rep['logits_bit_identical']:.2f}% bit-identical, spikes {100 * rep['spike_agreement_min']:.2f}%"
-                   f" equal, predictions {100 * rep['pred_agreement']:.2f}% agree -> {'PASS' if rep['ok'] else 'FAIL'}"
-                   + (f" (arena {rt.arena_bytes} B)" if rt.runtime == "c" else ""))
-    click.echo(f"  {out}: {s['file_bytes']} B; fp32 dense {s['fp32_dense_bytes']} B "
-               f"({s['fp32_dense_bytes'] / s['file_bytes']:.1f}x larger); information bound {s['bound_bytes']:.0f} B "
-               f"-> {s['ratio_to_bound']:.3f}x the bound")
-
-
-def stage_onnx(ctx):
-    """ONNX target: size vs a dense ONNX export, exactness through onnxruntime, latency (backends/onnx_demo.py)."""
-    from .backends.onnx_demo import stage
-
-    stage(ctx)
-
-
-def stage_loihi(ctx):
-    """Loihi target: netx folder, our fixed-point reference vs Lava's Loihi 2 simulation (backends/loihi_demo.py)."""
-    from .backends.loihi_demo import stage
-
-    stage(ctx)
-
-
-# The demo's stages, in order. Later issues append: tickets, exports per target, verification, profiling.
-STAGES = [("train", stage_train), ("ticket", stage_ticket), ("export", stage_export), ("packed", stage_packed),
-          ("onnx", stage_onnx), ("loihi", stage_loihi), ("profile", stage_profile)]  # profile LAST: it ends with the table of every target
+    own = [(name, b.demo) for name, b in all_targets().items() if b.demo is not None]
+    return [("train", stage_train), ("ticket", stage_ticket), ("export", stage_export), *own,
+            ("profile", stage_profile)]
 
 
 def run_demo(out: str, recipe: str = "digits-tiny", data_dir=None, only=None, ticket=None):
@@ -155,7 +110,7 @@ def run_demo(out: str, recipe: str = "digits-tiny", data_dir=None, only=None, ti
     needs its model). `ticket`: a checkpoint directory to start from instead of training."""
     ctx = {"out": out, "recipe": recipe, "data_dir": data_dir, "results": {}, "ticket": ticket}
     os.makedirs(out, exist_ok=True)
-    for name, fn in STAGES:
+    for name, fn in stages():
         if only and name not in only and name != "train":
             continue
         t0 = time.time()

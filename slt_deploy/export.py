@@ -1,6 +1,7 @@
 """checkpoint -> NIR -> passes -> backend -> artifact: the one pipeline every target goes through."""
 from __future__ import annotations
 
+import os
 import time
 
 from .backends import get_target
@@ -34,3 +35,13 @@ def export(ckpt_dir: str, target: str, out: str, **options) -> dict:
     backend.write(graph, out, **options)
     return {"target": target, "out": out, "passes": [p.__name__ for p in backend.passes], "modified_by": changed,
             "seconds": time.time() - t0}
+
+
+def artifact(ctx, target: str, filename: str, **options) -> str:
+    """The artifact the export stage wrote for `target`, or (stage run alone, `--only`) a fresh export of the
+    ticket/dense model to runs/.../artifacts/<filename>."""
+    out = (ctx.get("artifacts") or {}).get(target)
+    if options or not out or not os.path.exists(out):
+        out = os.path.join(ctx["out"], "artifacts", filename)
+        export(ctx.get("ticket_dir") or ctx["dense_dir"], target, out, **options)
+    return out

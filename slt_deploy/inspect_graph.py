@@ -53,7 +53,7 @@ def totals(rows) -> dict:
 
 def describe_path(path: str) -> dict:
     from .backends import target_for_path
-    from .backends.nir import read_nir
+    from .backends.nir.fileio import read_nir
 
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "model.json")):
         from .export import lower

@@ -1,11 +1,12 @@
-"""Architectures built from yaml recipes in models/: spiking VGG, spiking ResNet, Spikformer-style transformer.
+"""Architectures built from yaml recipes (slt_deploy/recipes/): spiking VGG, spiking ResNet, Spikformer-style transformer.
 
-A recipe (see models/*.yaml) names the dataset, the architecture and its sizes, T, the encoding, the neuron and the
-training schedule. `build_model(recipe)` returns a SpikingNet: `net(images)` encodes, runs T steps and returns
-logits = the head's output summed over the T steps."""
+A recipe (see slt_deploy/recipes/*.yaml) names the dataset, the architecture and its sizes, T, the encoding, the
+neuron and the training schedule. `build_model(recipe)` returns a SpikingNet: `net(images)` encodes, runs T steps
+and returns logits = the head's output summed over the T steps."""
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 
 import torch
 import yaml
@@ -16,7 +17,7 @@ from .errors import SltError
 from .nn.layers import weight_cache
 from .nn import (LIF, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, TokenSum, Tokens, TransformerBlock)
 
-MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+MODELS_DIR = str(files("slt_deploy") / "recipes")  # package data (pip-installed too), see README "Install"
 DATASET_SHAPES = {"digits": ([1, 8, 8], 10, 16.0), "fmnist": ([1, 28, 28], 10, 255.0)}
 NEURON_DEFAULTS = {"beta": 0.5, "threshold": 1.0, "reset": "zero", "slope": 2.0}
 
@@ -127,7 +128,7 @@ def validate_recipe(r: dict, where: str = "recipe") -> dict:
         raise SltError(f"{where}: a recipe must be a yaml mapping")
     missing = [k for k in REQUIRED if k not in r]
     if missing:
-        raise SltError(f"{where}: missing field(s) {', '.join(missing)}", "see models/digits-tiny.yaml")
+        raise SltError(f"{where}: missing field(s) {', '.join(missing)}", "see slt_deploy/recipes/digits-tiny.yaml")
     if r["dataset"] not in DATASET_SHAPES:
         raise SltError(f"{where}: unknown dataset {r['dataset']!r}", f"use one of {sorted(DATASET_SHAPES)}")
     kind = r["arch"].get("type") if isinstance(r["arch"], dict) else None

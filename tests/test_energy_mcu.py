@@ -1,4 +1,4 @@
-"""The Cortex-M7 hardware profile (targets/energy/cortex-m7.yaml) and its bench (bench/mcu.py).
+"""The Cortex-M7 hardware profile (slt_deploy/hardware/energy/cortex-m7.yaml) and its bench (bench/mcu.py).
 
 Cycles per op are modelled from QEMU instruction counts (status estimate, CPI assumed); the energy per cycle is not
 sourced yet, so the profile row stays "not modelled" until current_ua_per_mhz and supply_v are filled. The bench
@@ -122,5 +122,5 @@ def test_bench_mcu_on_qemu_one_ticket(tmp_path):
         modelled = r["sops"] * k["cycles_per_sop"] + r["macs"] * k["cycles_per_mac"] \
             + r["neuron_updates"] * k["cycles_per_neuron_update"]
         assert modelled == pytest.approx(r["instructions"], rel=0.5), \
-            "targets/energy/cortex-m7.yaml is stale for this runtime: rerun make bench-mcu and update it"
+            "slt_deploy/hardware/energy/cortex-m7.yaml is stale for this runtime: rerun make bench-mcu and update it"
     assert os.path.exists(tmp_path / "results.json")

@@ -12,11 +12,12 @@ import torch
 import yaml
 
 from slt_deploy.backends import get_target, target_for_path
-from slt_deploy.backends.loihi_netx import read_netx, write_netx
+from slt_deploy.backends.loihi.netx import read_netx, write_netx
 from slt_deploy.errors import SltError
 from slt_deploy.export import export
 from slt_deploy.runtime import load_runner
-from slt_deploy.runtime.loihi_ref import ChipModel, dense_synapse
+from slt_deploy.backends.loihi.chip import ChipModel, dense_synapse
+from slt_deploy.backends.loihi.quant import DEFAULT_LIMITS
 from slt_deploy.verify import verify
 
 
@@ -114,7 +115,7 @@ def test_binarized_sparse_ticket_maps_to_one_mantissa_per_channel(trained, tmp_p
 
 def test_limits_exceeded_gives_one_clear_error(trained, tmp_path):
     ck = trained("digits-tiny")
-    prof = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "targets", "loihi2.yaml")))
+    prof = yaml.safe_load(open(DEFAULT_LIMITS))
     prof["limits"]["neurons_per_core"]["value"] = 64
     prof["limits"]["cores_per_chip"]["value"] = 4
     prof["limits"]["fan_in_per_neuron"]["value"] = 100

@@ -202,7 +202,7 @@ def test_optimized_graph_keeps_exact_arithmetic(ckpt, tmp_path):
 
 
 def test_same_numbers_at_every_optimization_level_and_thread_count(ckpt, digits, tmp_path):
-    from slt_deploy.runtime.onnx_runner import OnnxRunner
+    from slt_deploy.backends.onnx.runner import OnnxRunner
 
     f = str(tmp_path / "m.onnx")
     export(ckpt("digits-spikformer-tiny", "multisp-bin"), "onnx", f)
@@ -350,8 +350,8 @@ def test_every_weight_encoding_decodes_exactly(binary):
     """Each encoding, decoded by onnxruntime, is exactly the tensor (incl. gaps > 255 between kept weights)."""
     from onnx import TensorProto, helper
 
-    from slt_deploy.backends.onnx_lower import GraphBuilder
-    from slt_deploy.backends.onnx_weights import ENCODINGS, WeightSink, gap_code
+    from slt_deploy.backends.onnx.lower import GraphBuilder
+    from slt_deploy.backends.onnx.weights import ENCODINGS, WeightSink, gap_code
 
     rng = np.random.default_rng(0)
     w = np.zeros(3000, np.float32)

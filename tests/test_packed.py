@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from slt_deploy.backends.packed import format as PF
+from slt_deploy.backends.packed.lower import from_graph
+from slt_deploy.backends.packed.numpy_runner import PackedInterpreter
 from slt_deploy.checkpoint import save
 from slt_deploy.data import load_dataset
 from slt_deploy.errors import SltError
 from slt_deploy.export import export, lower
 from slt_deploy.nn.layers import synapses
-from slt_deploy.runtime import packed_format as PF
-from slt_deploy.runtime.packed_numpy import PackedInterpreter
 from slt_deploy.verify import reference_run
 from slt_deploy.zoo import build_model, load_recipe
 
@@ -57,13 +58,13 @@ def ckpts(tmp_path_factory):
 
 def _pm(ck):
     model, _, g = lower(ck)
-    return model, PF.from_graph(g)
+    return model, from_graph(g)
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_runtimes_vs_reference(ckpts, digits, recipe, variant):
-    from slt_deploy.runtime.packed_c import CModel
+    from slt_deploy.backends.packed.c_runner import CModel
 
     model, pm = _pm(ckpts[(recipe, variant)])
     data = PF.encode(pm)
@@ -143,7 +144,7 @@ def _py_ok(b, crc=True):
 
 
 def test_every_byte_flip_and_truncation_rejected(small_file):
-    from slt_deploy.runtime.packed_c import c_validate
+    from slt_deploy.backends.packed.c_runner import c_validate
 
     data = small_file
     assert len(data) < 4096 and _py_ok(data) and c_validate(data)[0] == 0
@@ -160,7 +161,7 @@ def test_every_byte_flip_and_truncation_rejected(small_file):
 
 def test_readers_agree_without_crc(small_file):
     """With checksums off, both readers accept exactly the same mutated files (random bit flips)."""
-    from slt_deploy.runtime.packed_c import c_validate
+    from slt_deploy.backends.packed.c_runner import c_validate
 
     rng = np.random.default_rng(0)
     data = small_file
@@ -198,7 +199,7 @@ def _patch(data, off, fmt, val):
     (80 + 64 + 4, "<I", 5, "earlier nodes"),
 ])
 def test_clear_errors(small_file, off, fmt, val, msg):
-    from slt_deploy.runtime.packed_c import c_validate
+    from slt_deploy.backends.packed.c_runner import c_validate
 
     b = _patch(small_file, off, fmt, val) if off >= 8 else bytes(b"XXXX") + small_file[4:]
     with pytest.raises(SltError, match=msg):
@@ -211,7 +212,7 @@ def test_checksum_and_missing_file(small_file, tmp_path):
     b[-1] ^= 1
     with pytest.raises(SltError, match="checksum"):
         PF.decode(bytes(b))
-    from slt_deploy.runtime.packed_io import read_file
+    from slt_deploy.backends.packed.fileio import read_file
 
     with pytest.raises(SltError, match="does not exist"):
         read_file(str(tmp_path / "nope.slt"))
@@ -231,7 +232,7 @@ def test_delta_symbols_roundtrip():
 def test_readers_agree_on_structured_mutations(ckpts):
     """Rewrite random record/header words with boundary values (0, 1, 2^16, 2^26, inf, ...): with checksums off,
     the C and Python readers accept exactly the same files, across all three architectures."""
-    from slt_deploy.runtime.packed_c import c_validate
+    from slt_deploy.backends.packed.c_runner import c_validate
 
     files = [PF.encode(_pm(ckpts[(rc, "binary-sparse")])[1]) for rc in RECIPES]
     files += [PF.encode(_pm(ckpts[("digits-spikformer-tiny", "sparse")])[1])]
@@ -258,7 +259,7 @@ def test_fuzz_regressions():
     """Inputs the fuzzers once found (fuzz/regressions): they must be handled cleanly by both runtimes."""
     import glob
 
-    from slt_deploy.runtime.packed_c import CModel
+    from slt_deploy.backends.packed.c_runner import CModel
 
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz", "regressions")
     files = sorted(glob.glob(os.path.join(root, "*")))
@@ -302,7 +303,7 @@ def test_cli_run_inspect_and_errors(ckpts, tmp_path, monkeypatch, capsys):
 
 def test_total_size_limit_same_in_both_readers():
     """Five 2^26-element flatten nodes pass the per-tensor limit but exceed the 2^28 total: both readers reject."""
-    from slt_deploy.runtime.packed_c import c_validate
+    from slt_deploy.backends.packed.c_runner import c_validate
 
     nodes = [PF.Node("input", [], (1, 1 << 13, 1 << 13))]
     nodes += [PF.Node("flatten", [i], (1 << 26,)) for i in range(5)]
@@ -323,7 +324,7 @@ def test_first_layer_reuse_exact(ckpts, digits, recipe):
     every step, also when only some steps or single pixels change, and for -0 pixels (== +0, both skipped)."""
     from slt_deploy.ir.interpreter import Interpreter
     from slt_deploy.profile.activity import ActivityCounter
-    from slt_deploy.runtime.packed_c import CModel
+    from slt_deploy.backends.packed.c_runner import CModel
 
     for variant in ("binary-sparse", "dense"):
         ck = ckpts[(recipe, variant)]
@@ -365,7 +366,7 @@ def test_c_conv_shapes_vs_numpy():
     """Random conv geometries (k 1-4, stride 1-3, any pad < k, 1-3 channels, odd sizes), float and binary, dense
     and sparse, a first conv reading the input twice, LIF after it (own buffer: reused layer), a second conv with an
     in-place LIF (fused epilogue, zero or subtract reset): C == numpy interpreter bit for bit, logits and spikes."""
-    from slt_deploy.runtime.packed_c import CModel
+    from slt_deploy.backends.packed.c_runner import CModel
 
     rng = np.random.default_rng(0)
     ran = 0

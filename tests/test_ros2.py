@@ -19,7 +19,7 @@ rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (pip ins
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,6 +130,28 @@ class Listener:
         self.node.create_subscription(DiagnosticArray, diag_topic, on_diag, 10)
         return sub, t
 
+    def listen_camera(self, image_topic):
+        """ground truth (JSON) and camera_info the camera publishes beside `image_topic`, keyed by image stamp."""
+        base = image_topic.rsplit("/", 1)[0]
+        self.results[image_topic + "/ground_truth"], self.results[base + "/camera_info"] = [], []
+
+        def on_truth(m):
+            with self.lock:
+                self.results[image_topic + "/ground_truth"].append((time.time(), json.loads(m.data)))
+
+        def on_info(m):
+            with self.lock:
+                self.results[base + "/camera_info"].append((time.time(), m))
+        from slt_ros2.camera_node import TRUTH_QOS
+        self.node.create_subscription(String, image_topic + "/ground_truth", on_truth, TRUTH_QOS)
+        self.node.create_subscription(CameraInfo, base + "/camera_info", on_info,
+                                      QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
+        # a (raw, not decoded) image subscription: the camera waits for it too, so this process has matched the
+        # camera's endpoints (camera_info is volatile, like the images) before the first frame
+        self.node.create_subscription(Image, image_topic, lambda m: None,
+                                      QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT), raw=True)
+        return image_topic + "/ground_truth", base + "/camera_info"
+
     def get(self, topic):
         with self.lock:
             return list(self.results[topic])
@@ -220,8 +242,9 @@ def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, artifacts,
     if backend not in artifacts:
         pytest.skip(f"no {backend} artifact: {artifacts.get('_' + backend, 'target not registered')}")
     pred, y = offline(artifacts[backend])
+    truth_topic, info_topic = ros.listen_camera(f"/t{PID}/acc_{backend}/image")
     camera = {"source": "fmnist", "count": N_FRAMES, "rate": 60.0, "width": 640, "height": 480, "encoding": "bgr8",
-              "qos": "reliable", "qos_depth": N_FRAMES}
+              "qos": "reliable", "qos_depth": N_FRAMES, "wait_for_subscribers": 2}
     node, topics, cam = start_node(ros, artifacts[backend], tmp_path, f"acc_{backend}", camera=camera,
                                    backend=backend, energy_checkpoint=model, qos="reliable", qos_depth=N_FRAMES,
                                    interpolation="nearest", crop="center")
@@ -230,9 +253,20 @@ def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, artifacts,
         cam_rc = cam.interrupt(10)
         res = [r for _, r in ros.get(topics["result_topic"])]
         assert len(res) == N_FRAMES, cam.text()
-        idx = [int(re.search(r"idx=(\d+)", r["frame_id"]).group(1)) for r in res]
-        lab = [int(re.search(r"label=(\d+)", r["frame_id"]).group(1)) for r in res]
+        # the result carries the image's header (stamp, the camera's frame_id); what the frame shows came on the
+        # camera's ground_truth topic with the same stamp
+        key = lambda h: (h["stamp"]["sec"], h["stamp"]["nanosec"])  # noqa: E731
+        wait_for(lambda: len(ros.get(truth_topic)) >= N_FRAMES and len(ros.get(info_topic)) >= N_FRAMES, 10,
+                 "the ground truth and camera_info of every frame")
+        truth = {key(g["header"]): g for _, g in ros.get(truth_topic)}
+        assert all(r["header"]["frame_id"] == "camera" for r in res), "the camera's frame_id, nothing appended"
+        idx = [truth[key(r["header"])]["index"] for r in res]
+        lab = [truth[key(r["header"])]["label"] for r in res]
         assert sorted(idx) == list(range(N_FRAMES)), "every frame exactly once"
+        infos = [m for _, m in ros.get(info_topic)]
+        assert {(m.header.frame_id, m.width, m.height) for m in infos} == {("camera", 640, 480)}
+        assert {(m.header.stamp.sec, m.header.stamp.nanosec) for m in infos} == set(truth), \
+            "one camera_info per image, with its stamp"
         assert lab == [int(y[i]) for i in idx], "camera labels are the dataset's"
         got = np.array([r["class_id"] for r in res])
         ros_acc, off_acc = float((got == np.array(lab)).mean()), float((pred[idx] == y[idx]).mean())

@@ -262,7 +262,7 @@ def test_cli_imp_writes_rounds_summary_and_plot(dense, tmp_path, capsys):
     main(["ticket", dense[1], "--method", "imp", "--sparsity", "0.5", "--rounds", "2", "--epochs", "1", "--quiet",
           "--out", str(out)])
     assert "imp ticket: sparsity 50.0" in capsys.readouterr().out
-    assert sorted(os.listdir(out / "rounds")) == ["round_01", "round_02"]
+    assert sorted(os.listdir(out / "rounds")) == ["round_01", "round_02", "search.json"]
     rows = json.load(open(out / "summary.json"))
     assert [r["round"] for r in rows] == [0, 1, 2] and all("seconds" in r and "test_acc" in r for r in rows)
     assert (out / "summary.csv").read_text().startswith("round,")

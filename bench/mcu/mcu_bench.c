@@ -1,7 +1,7 @@
 /* bench/mcu/mcu_bench.c: counts the instructions the packed C runtime executes per frame on a Cortex-M7 under QEMU
  * (mps2-an500, run with -icount: the virtual clock advances a fixed time per guest instruction, so a hardware timer
  * read before and after slt_run() counts instructions). Built and run by bench/mcu.py, which generates
- * model_data.h (slt_deploy.runtime.packed_embed) and frames_data.h (encoded input frames). No libc: output goes
+ * model_data.h (slt_deploy.backends.packed.embed) and frames_data.h (encoded input frames). No libc: output goes
  * through Arm semihosting (bkpt 0xab), one line per frame:
  *   frame <i> ticks <timer ticks> events <synaptic events> logits <hex float bits...>
  * and a calibration line for a loop of known length ("calib <instructions> ticks <ticks>"). */

@@ -1,11 +1,16 @@
-"""The explicit target registry. A target is added by writing backends/<name>.py, which builds a Backend, and
-naming the module in TARGET_MODULES. Registering a name twice is an error."""
+"""The explicit target registry. A target is added by writing the package backends/<name>/ (its __init__.py builds
+a Backend; lowering, file format, runners, native code and demo stage live beside it) and naming it in
+TARGET_MODULES. Registering a name twice is an error. Code outside backends/ (runtime.load_runner, export, demo,
+profile, verify) finds a target through these functions; runtime.load_runner and the demo never import one."""
 from __future__ import annotations
 
 import importlib
 
 from ..errors import SltError
-from .base import Backend
+from .base import Backend, Runner
+
+__all__ = ["Backend", "Runner", "TARGETS", "TARGET_MODULES", "register", "get_target", "all_targets",
+           "target_for_path"]
 
 TARGETS: dict[str, Backend] = {}
 TARGET_MODULES = ["nir", "onnx", "packed", "loihi"]

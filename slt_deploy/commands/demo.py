@@ -2,10 +2,9 @@ import os
 
 import click
 
-from ..demo import STAGES, run_demo
+from ..backends import TARGET_MODULES
+from ..demo import run_demo, stages
 from ..errors import SltError
-
-STAGE_NAMES = [n for n, _ in STAGES]
 
 
 @click.command("demo")
@@ -14,17 +13,19 @@ STAGE_NAMES = [n for n, _ in STAGES]
 @click.option("--ticket", type=click.Path(), default=None,
               help="start from this checkpoint (e.g. models/tickets/fmnist-vgg-small-imp-binary) instead of training")
 @click.option("--only", default=None, metavar="STAGES",
-              help=f"comma-separated subset of: {','.join(STAGE_NAMES)} (train always runs)")
+              help="comma-separated subset of: train,ticket,export, a target's own stage (named after it; targets: "
+                   f"{','.join(TARGET_MODULES)}), profile (train always runs)")
 @click.option("--data-dir", type=click.Path(), default=None)
 def command(out, recipe, ticket, only, data_dir):
     """Train (or load) a ticket, export it to every target, verify and profile: the whole pipeline."""
-    stages = None
+    chosen = None
     if only:
-        stages = [s.strip() for s in only.split(",") if s.strip()]
-        bad = [s for s in stages if s not in STAGE_NAMES]
+        names = [n for n, _ in stages()]  # loads the registry: every target with a demo stage
+        chosen = [s.strip() for s in only.split(",") if s.strip()]
+        bad = [s for s in chosen if s not in names]
         if bad:
-            raise SltError(f"--only: unknown stage(s) {', '.join(bad)}", f"use some of {', '.join(STAGE_NAMES)}")
+            raise SltError(f"--only: unknown stage(s) {', '.join(bad)}", f"use some of {', '.join(names)}")
     if ticket and not os.path.isfile(os.path.join(ticket, "model.json")):
         raise SltError(f"--ticket {ticket}: not a checkpoint directory (no model.json)",
                        "pass a folder written by `slt-deploy train`/`ticket`, e.g. models/tickets/digits-tiny-imp90")
-    run_demo(out, recipe, data_dir, only=stages, ticket=ticket)
+    run_demo(out, recipe, data_dir, only=chosen, ticket=ticket)

@@ -21,7 +21,7 @@ from ..errors import SltError
 @click.option("--threads", type=int, default=1, show_default=True,
               help="torch threads while measuring (batch-1 latency of small SNNs is best on one; 0 = torch default)")
 @click.option("--hardware", default=None, metavar="NAMES",
-              help="comma-separated profiles from targets/energy (or .yaml paths); default: all")
+              help="comma-separated profiles from slt_deploy/hardware/energy (or .yaml paths); default: all")
 @click.option("--json", "as_json", is_flag=True, help="print the full report as JSON instead of the table")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="also write the JSON report here")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="write a Markdown report")
@@ -30,7 +30,7 @@ def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, rou
             json_out, markdown, plots):
     """Measure CKPT (the PyTorch reference) and ARTIFACTS of the same model on this device (latency, throughput,
     memory, power counters), count synaptic ops vs dense MACs on real data, and model energy for the hardware
-    profiles in targets/energy -- side by side."""
+    profiles in slt_deploy/hardware/energy -- side by side."""
     from ..profile import report
     from ..profile.run import profile
 

@@ -1,6 +1,6 @@
 import click
 
-from ..tickets import METHODS, TicketConfig, find_ticket
+from ..tickets import METHODS, TicketConfig, find_ticket, method_name
 
 
 @click.command("ticket")
@@ -14,11 +14,26 @@ from ..tickets import METHODS, TicketConfig, find_ticket
 @click.option("--prune-fraction", type=float, default=0.25, show_default=True, help="IMP: pruned per round")
 @click.option("--rounds", type=int, default=None, help="IMP: rounds (default: enough to reach --sparsity)")
 @click.option("--rewind-epoch", type=int, default=1, show_default=True, help="IMP/random: late-rewinding epoch k")
+@click.option("--rewind", type=click.Choice(["weights", "lr"]), default="weights", show_default=True,
+              help="IMP: weights = survivors back to epoch k, fresh schedule; lr = learning-rate rewinding (weights "
+                   "kept, the dense schedule replayed from epoch E - epochs)")
 @click.option("--epochs", type=int, default=None, help="(re)training epochs per round (default: the recipe's)")
+@click.option("--distill", is_flag=True, help="knowledge distillation from the dense model while (re)training "
+                                               "and binarizing")
+@click.option("--kd-alpha", type=float, default=0.5, show_default=True, help="distillation weight of the KL term")
+@click.option("--kd-temp", type=float, default=4.0, show_default=True, help="distillation temperature")
+@click.option("--teacher", type=click.Path(), default=None,
+              help="distillation teacher checkpoint (default: CKPT; e.g. the dense model when binarizing a ticket)")
+@click.option("--resume", is_flag=True, help="IMP: continue an interrupted search from its last finished round "
+                                             "(OUT/rounds/search.json)")
 @click.option("--binarize", is_flag=True, help="binarize the ticket's kept weights and fine-tune")
 @click.option("--binarize-epochs", type=int, default=None)
 @click.option("--q", type=int, default=5, show_default=True, help="Early-Bird window")
-@click.option("--tau", type=float, default=0.02, show_default=True, help="Early-Bird mask-distance threshold")
+@click.option("--tau", type=float, default=None,
+              help="Early-Bird mask-distance threshold (default 0.1 relative, 0.02 absolute)")
+@click.option("--eb-distance", type=click.Choice(["relative", "absolute"]), default="relative", show_default=True,
+              help="Early-Bird: Hamming distance over the kept weights (relative) or over all weights (absolute)")
+@click.option("--eb-min-epochs", type=int, default=0, help="Early-Bird: earliest stop epoch (default: q)")
 @click.option("--patch-sparsity", type=float, default=0.376, show_default=True, help="MultiSp: patches removed")
 @click.option("--pep-method", type=click.Choice(["magnitude", "multiprize"]), default="multiprize",
               show_default=True, help="MultiSp: how the ConvPEP convolutions are pruned")
@@ -28,8 +43,9 @@ from ..tickets import METHODS, TicketConfig, find_ticket
 @click.option("--seed", type=int, default=0)
 @click.option("--data-dir", type=click.Path(), default=None)
 @click.option("--quiet", is_flag=True)
-def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, epochs, binarize,
-            binarize_epochs, q, tau, patch_sparsity, pep_method, pep_float_first, like, lr, seed, data_dir, quiet):
+def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, distill,
+            kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, q, tau, eb_distance, eb_min_epochs,
+            patch_sparsity, pep_method, pep_float_first, like, lr, seed, data_dir, quiet):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
     `--method binarize` makes the ticket CKPT binary instead (masks kept, fine-tuned).
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
@@ -37,9 +53,15 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
 
     cfg = TicketConfig(method, sparsity, scope=scope, prune_fraction=prune_fraction, rounds=rounds,
                        rewind_epoch=rewind_epoch, epochs=epochs, binarize=binarize, binarize_epochs=binarize_epochs,
-                       q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,
-                       pep_binary_first=not pep_float_first, like=like, lr=lr,
-                       seed=seed, progress=not quiet)
+                       q=q, tau=tau,
+                       patch_sparsity=patch_sparsity, pep_method=pep_method,
+                       pep_binary_first=not pep_float_first, like=like, lr=lr, seed=seed, progress=not quiet,
+                       rewind=rewind, distill=distill, kd_alpha=kd_alpha, kd_temp=kd_temp, teacher=teacher,
+                       resume=resume, eb_distance=eb_distance, eb_min_epochs=eb_min_epochs)
+    if resume and method_name(method) != "imp":
+        from ..errors import SltError
+
+        raise SltError(f"--resume is for IMP searches, not {method!r}", "drop --resume")
     if cfg.method in ("imp",):
         cfg.save_rounds = os.path.join(out, "rounds")
     s = find_ticket(ckpt, cfg, out, data_dir=data_dir)

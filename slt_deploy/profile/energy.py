@@ -1,4 +1,5 @@
-"""Modelled energy (and latency where a profile gives one) for hardware we do not have, from targets/energy/*.yaml.
+"""Modelled energy (and latency where a profile gives one) for hardware we do not have, from
+slt_deploy/hardware/energy/*.yaml (package data).
 
 A hardware profile is DATA: adding a board = adding a yaml. Every constant carries its value, unit, status and
 public source; a constant whose value cannot be sourced is written `value: null` and the profile then reports
@@ -27,14 +28,14 @@ import glob
 import math
 import numbers
 import os
+from importlib.resources import files
 
 import yaml
 
 from ..errors import SltError
 
 FORMAT_VERSION = 1
-ENERGY_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "targets", "energy")
+ENERGY_DIR = str(files("slt_deploy") / "hardware" / "energy")  # package data
 STATUSES = ("published", "measured", "estimate", "unsourced")
 
 # model -> {constant: unit}; required constants first, then optional ones
@@ -50,14 +51,14 @@ MODELS = {
 
 def _err(path, field, what, fix=None):
     return SltError(f"{path}: field '{field}' {what}",
-                    fix or "see targets/energy/asic45nm.yaml for the schema (docs/profile.md)")
+                    fix or "see slt_deploy/hardware/energy/asic45nm.yaml for the schema (docs/profile.md)")
 
 
 def validate(doc, path: str) -> dict:
     """Check a parsed hardware profile; raise SltError naming the missing or malformed field. -> normalised dict."""
     if not isinstance(doc, dict):
         raise SltError(f"{path}: not a mapping of fields (got {type(doc).__name__})",
-                       "see targets/energy/asic45nm.yaml for the schema")
+                       "see slt_deploy/hardware/energy/asic45nm.yaml for the schema")
     fv = doc.get("format_version", FORMAT_VERSION)
     if not isinstance(fv, int) or fv > FORMAT_VERSION:
         raise _err(path, "format_version", f"is {fv!r}; this slt-deploy reads <= {FORMAT_VERSION}")

@@ -140,7 +140,8 @@ def render_text(rep) -> str:
         parts.append(f"energy: not measured on this host ({pc['why_absent']})")
     parts += ["", "counted on the NIR graph, per frame (real spikes on real data):", _grid(activity_rows(rep)),
               *summary_lines(rep), "", _grid(spike_rows(rep)), "",
-              "MODELLED, not measured (ops x constants from targets/energy/*.yaml):", _grid(modelled_rows(rep)),
+              "MODELLED, not measured (ops x constants from slt_deploy/hardware/energy/*.yaml):",
+              _grid(modelled_rows(rep)),
               "sources:", *("  " + s for s in sources(rep))]
     return "\n".join(parts)
 
@@ -223,7 +224,7 @@ def write_plots(rep, out_dir) -> list:
     ax.set_xticks(list(xs), names, rotation=45, ha="right")
     ax.set_ylabel("nJ per frame (synaptic terms)")
     ax.set_yscale("log")
-    ax.set_title("modelled energy per layer (targets/energy/*.yaml)")
+    ax.set_title("modelled energy per layer (slt_deploy/hardware/energy/*.yaml)")
     if models:
         ax.legend()
     p = os.path.join(out_dir, "energy.png")

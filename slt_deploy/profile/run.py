@@ -1,6 +1,6 @@
 """The whole profile of one model: the reference (checkpoint through TorchRunner) and any artifacts (through
 load_runner, so targets added later are profiled with no change here), measured side by side on real data; the
-activity counted once on the model's NIR graph; every hardware profile in targets/energy evaluated on it."""
+activity counted once on the model's NIR graph; every hardware profile in slt_deploy/hardware/energy evaluated on it."""
 from __future__ import annotations
 
 import os

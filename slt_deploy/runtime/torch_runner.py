@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..backends import Runner
 from ..checkpoint import load
-from .api import Runner
 
 
 class TorchRunner(Runner):

@@ -36,11 +36,23 @@ class TicketConfig:
     prune_fraction: float = 0.25         # IMP: fraction of the remaining weights removed per round
     rounds: int | None = None            # IMP: rounds (default: as many as the target needs)
     rewind_epoch: int = 1                # IMP / random: late-rewinding point k (epochs of the dense schedule)
+    rewind: str = "weights"              # IMP: "weights" (survivors back to their epoch-k values, a fresh
+    #                                      schedule of `epochs`) or "lr" (learning-rate rewinding, Renda et al.
+    #                                      2020: weights kept, the dense schedule replayed from epoch E - epochs)
+    distill: bool = False                # knowledge distillation from the dense model during (re)training and
+    kd_alpha: float = 0.5                #   binarization: (1-a)·CE + a·T²·KL(teacher/T || student/T)
+    kd_temp: float = 4.0
+    teacher: str | None = None           # distillation teacher checkpoint (default: the model the search starts
+    #                                      from; e.g. the dense model when binarizing an IMP round)
+    resume: bool = False                 # IMP: continue from the last finished round in save_rounds
+    eb_distance: str = "relative"        # Early-Bird: "relative" (Hamming / kept weights of the two masks) or
+    #                                      "absolute" (Hamming / all weights, Kim et al.; see early_bird.py)
+    eb_min_epochs: int = 0               # Early-Bird: do not stop before this epoch (0: the window q)
     epochs: int | None = None            # (re)training epochs per round / search epochs (default: recipe's)
     binarize: bool = False               # binarize the ticket's kept weights and fine-tune
     binarize_epochs: int | None = None   # default: `epochs`
     q: int = 5                           # Early-Bird window
-    tau: float = 0.02                    # Early-Bird distance threshold
+    tau: float | None = None             # Early-Bird distance threshold (None: 0.1 relative, 0.02 absolute)
     patch_sparsity: float = 0.376        # MultiSp: fraction of patches removed
     pep_method: str = "multiprize"       # MultiSp: ConvPEP masks by learned scores on the frozen weights
     #                                      ("multiprize") or by |w| then weight fine-tuning ("magnitude")
@@ -59,9 +71,24 @@ class TicketConfig:
             raise SltError(f"pruning scope {self.scope!r} unknown", f"use one of {', '.join(SCOPES)}")
         if self.q < 2:
             raise SltError(f"Early-Bird window q={self.q} is too small", "use q >= 2 (default 5)")
+        if self.tau is None:
+            self.tau = 0.1 if self.eb_distance == "relative" else 0.02
         if not self.tau > 0:
             raise SltError(f"Early-Bird threshold tau={self.tau} must be > 0", "default 0.02")
+        if self.rewind not in REWINDS:
+            raise SltError(f"rewind mode {self.rewind!r} unknown", f"use one of {', '.join(REWINDS)}")
+        if self.eb_distance not in ("relative", "absolute"):
+            raise SltError(f"Early-Bird distance {self.eb_distance!r} unknown", "use relative or absolute")
+        if not 0.0 <= self.kd_alpha <= 1.0:
+            raise SltError(f"distillation weight kd_alpha={self.kd_alpha} is outside [0, 1]", "pass e.g. 0.5")
+        if not self.kd_temp > 0:
+            raise SltError(f"distillation temperature kd_temp={self.kd_temp} must be > 0", "pass e.g. 4")
+        if self.rewind_epoch < 0:
+            raise SltError(f"rewind epoch {self.rewind_epoch} is negative", "pass k >= 0")
         return self
+
+
+REWINDS = ("weights", "lr")
 
 
 @dataclass
@@ -86,10 +113,26 @@ def epochs_of(model, cfg: TicketConfig) -> int:
     return int(cfg.epochs if cfg.epochs is not None else model.recipe["train"].get("epochs", 1))
 
 
-def run_train(model, data, cfg: TicketConfig, epochs: int, on_epoch=None, lr_scale: float = 1.0):
+def set_teacher(cfg: TicketConfig, dense_model, data):
+    """With cfg.distill, the dense model's logits/T on every training image, computed once per search (the
+    teacher is fixed: eval mode, BN folded) and used by every run_train of the search."""
+    cfg._teacher = None
+    if cfg.distill:
+        from ..train import predict_logits
+
+        teacher = load(cfg.teacher)[0] if cfg.teacher else dense_model
+        cfg._teacher = (predict_logits(teacher, data.train.x), cfg.kd_alpha, cfg.kd_temp)
+    return cfg
+
+
+def run_train(model, data, cfg: TicketConfig, epochs: int, on_epoch=None, lr_scale: float = 1.0,
+              start_epoch: int = 0):
+    """Train with the recipe's optimizer and schedule (over `epochs`, from `start_epoch`), distilling from the
+    dense model when cfg.distill (set_teacher)."""
     tc = train_cfg(model, cfg)
     tc["lr"] = float(tc.get("lr", 1e-3)) * lr_scale
-    return train(model, data, tc, epochs=epochs, progress=cfg.progress, on_epoch=on_epoch, seed=cfg.seed)
+    return train(model, data, tc, epochs=epochs, progress=cfg.progress, on_epoch=on_epoch, seed=cfg.seed,
+                 start_epoch=start_epoch, teacher=getattr(cfg, "_teacher", None))
 
 
 def binarize(model, data, cfg: TicketConfig, layers=None, epochs: int | None = None):
@@ -199,3 +242,8 @@ def timer():
 
 def config_dict(cfg: TicketConfig) -> dict:
     return {k: v for k, v in asdict(cfg).items() if k not in ("progress",)}
+
+
+# the TicketConfig fields that change what a search computes (a resumed search must match them)
+RESULT_FIELDS = ("method", "sparsity", "scope", "prune_fraction", "rounds", "rewind_epoch", "rewind", "epochs",
+                 "distill", "kd_alpha", "kd_temp", "teacher", "lr", "seed", "only")

@@ -1,0 +1,175 @@
+"""ctypes binding of the C99 packed runtime (slt_deploy/backends/packed/c). The shared library is built by the
+project itself on first use (cc -std=c99 -O2 -Wall -Wextra -Werror -ffp-contract=off) into a cache folder keyed by the
+sources' hash; `scripts/setup_env.sh` calls build() too."""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+from ...errors import SltError
+from ..base import Runner
+
+C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
+SOURCES = ["slt_packed.c", "slt_packed.h"]
+CFLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off", "-fPIC", "-shared"]
+NO_CRC = 1
+_LIB = None
+
+
+def _cc():
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def compiler_available() -> bool:
+    return _cc() is not None or os.path.exists(_lib_path())
+
+
+def _lib_path() -> str:
+    h = hashlib.sha256()
+    for s in SOURCES:
+        with open(os.path.join(C_DIR, s), "rb") as f:
+            h.update(f.read())
+    h.update(" ".join(CFLAGS).encode())
+    cache = os.environ.get("SLT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME")
+                                                        or os.path.expanduser("~/.cache"), "slt-deploy")
+    return os.path.join(cache, f"libslt_packed-{h.hexdigest()[:16]}.so")
+
+
+def build(verbose: bool = False) -> str:
+    """Compile the runtime once (warnings are errors); returns the library path."""
+    out = _lib_path()
+    if os.path.exists(out):
+        return out
+    cc = _cc()
+    if cc is None:
+        raise SltError("no C compiler found for the packed C runtime", "install gcc (apt-get install gcc) or set CC")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out), suffix=".so")
+    os.close(fd)
+    cmd = [cc, *CFLAGS, os.path.join(C_DIR, "slt_packed.c"), "-o", tmp]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SltError(f"building the packed C runtime failed:\n{r.stderr[-2000:]}", " ".join(cmd))
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if verbose:
+        print(f"built {out}")
+    return out
+
+
+def lib():
+    global _LIB
+    if _LIB is None:
+        L = ctypes.CDLL(build())
+        L.slt_arena_size.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t)]
+        L.slt_open.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_void_p, ctypes.c_size_t,
+                               ctypes.POINTER(ctypes.c_void_p)]
+        # plain addresses (ints) for the per-call pointers: cheaper to convert than POINTER(c_float) objects
+        L.slt_run_batch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p,
+                                    ctypes.c_void_p]
+        L.slt_error_string.restype = ctypes.c_char_p
+        L.slt_error_string.argtypes = [ctypes.c_int]
+        for fn in ("slt_T", "slt_input_size", "slt_n_classes", "slt_spike_count"):
+            getattr(L, fn).restype = ctypes.c_uint32
+            getattr(L, fn).argtypes = [ctypes.c_void_p]
+        L.slt_events.restype = ctypes.c_uint64
+        L.slt_events.argtypes = [ctypes.c_void_p]
+        _LIB = L
+    return _LIB
+
+
+def c_validate(data: bytes, check_crc: bool = True) -> tuple[int, str, int]:
+    """(code, message, arena_bytes) from the C reader; code 0 = accepted."""
+    L = lib()
+    need = ctypes.c_size_t(0)
+    code = L.slt_arena_size(data, len(data), 0 if check_crc else NO_CRC, ctypes.byref(need))
+    return code, L.slt_error_string(code).decode(), int(need.value)
+
+
+class CModel:
+    """A packed model opened by the C runtime in a numpy-owned arena."""
+
+    def __init__(self, data: bytes, check_crc: bool = True):
+        L = lib()
+        self.data = ctypes.create_string_buffer(bytes(data), len(data))  # must outlive the model
+        flags = 0 if check_crc else NO_CRC
+        code, msg, need = c_validate(bytes(data), check_crc)
+        if code:
+            raise SltError(f"invalid packed model (C reader): {msg}", "re-export it with --target packed")
+        self.arena_bytes = need
+        self.arena = np.zeros(max(8, need) // 8 + 1, np.uint64)  # 8-byte aligned
+        h = ctypes.c_void_p()
+        code = L.slt_open(self.data, len(data), flags, self.arena.ctypes.data, self.arena.nbytes, ctypes.byref(h))
+        if code:
+            raise SltError(f"invalid packed model (C reader): {L.slt_error_string(code).decode()}")
+        self.h = h
+        self.T, self.n_in = L.slt_T(h), L.slt_input_size(h)
+        self.n_classes, self.n_spikes = L.slt_n_classes(h), L.slt_spike_count(h)
+        self._run_batch, self._h = L.slt_run_batch, h.value  # looked up once: run() is called per sample
+
+    def events(self) -> int:
+        return int(lib().slt_events(self.h))
+
+    def run(self, seq: np.ndarray, record: bool = False):
+        """seq [T, B, ...] float32 -> (logits [B, C], spikes uint8 [T, B, n_spikes] or None)."""
+        seq = np.ascontiguousarray(seq, np.float32)
+        shape = seq.shape
+        T, B = shape[0], shape[1]
+        if T != self.T or seq.size != T * B * self.n_in:
+            raise SltError(f"input sequence {list(shape)} does not fit the model (T={self.T}, "
+                           f"{self.n_in} inputs per step)")
+        logits = np.empty((B, self.n_classes), np.float32)  # slt_run_batch zeroes the logits itself
+        spikes = np.empty((T, B, self.n_spikes), np.uint8) if record else None  # written in full
+        code = self._run_batch(self._h, seq.ctypes.data, B, logits.ctypes.data,
+                               spikes.ctypes.data if record else None)
+        if code:
+            raise SltError(f"C runtime failed: {lib().slt_error_string(code).decode()}")
+        return logits, spikes
+
+
+class CPackedRunner(Runner):
+    runtime = "c"
+
+    def __init__(self, path: str | None = None, data: bytes | None = None):
+        from .format import decode
+        from .fileio import read_bytes
+        from .numpy_runner import model_meta
+
+        raw = data if data is not None else read_bytes(path)
+        try:
+            self.model = decode(raw)
+        except SltError as e:
+            raise SltError(f"{path or 'packed model'}: {e.what}", e.fix) from None
+        self.c = CModel(raw)
+        self.meta = model_meta(self.model)
+        from .format import spike_keys
+
+        keys = spike_keys(self.model)
+        self.lifs = [(keys[i], tuple(n.shape)) for i, n in enumerate(self.model.nodes) if n.op == "lif"]
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.c.arena_bytes
+
+    def run(self, seq, record=False):
+        seq = np.ascontiguousarray(seq, np.float32)
+        logits, sp = self.c.run(seq, record)
+        res = {"logits": logits}
+        if record:
+            T, B = seq.shape[:2]
+            out, off = {}, 0
+            for name, shape in self.lifs:
+                n = int(np.prod(shape))
+                out[name] = sp[:, :, off:off + n].reshape(T, B, *shape).astype(np.float32)
+                off += n
+            res["spikes"] = out
+        return res

@@ -1,0 +1,36 @@
+"""Reading/writing packed model files (atomic writes, one clear SltError for any unreadable file)."""
+from __future__ import annotations
+
+import os
+
+from ...checkpoint import atomic_write
+from ...errors import SltError
+from .format import MAGIC, PackedModel, decode, encode
+
+
+def read_bytes(path: str) -> bytes:
+    if not os.path.isfile(path):
+        raise SltError(f"{path} does not exist", "pass a .slt file written by 'slt-deploy export --target packed'")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def read_file(path: str, check_crc: bool = True) -> PackedModel:
+    try:
+        return decode(read_bytes(path), check_crc=check_crc)
+    except SltError as e:
+        raise SltError(f"{path}: {e.what}", e.fix) from None
+
+
+def write_file(model: PackedModel, path: str) -> int:
+    data = encode(model)
+    atomic_write(path, data)
+    return len(data)
+
+
+def is_packed(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
