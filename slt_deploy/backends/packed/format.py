@@ -277,6 +277,9 @@ def encode(model: PackedModel) -> bytes:
     for lab in model.labels:
         if "\n" in str(lab):
             raise SltError(f"packed: label {lab!r} contains a newline")
+    if [str(x) for x in model.labels] == [""]:
+        raise SltError("packed: a single empty label cannot be written (it reads back as no labels)",
+                       "name the class, or pass no labels")
     lab_off, lab_len = put_str("\n".join(str(x) for x in model.labels))
     payload = bytes(table) + bytes(data)
     if len(payload) >= 1 << 31:
@@ -347,7 +350,11 @@ def decode(buf: bytes, check_crc: bool = True) -> PackedModel:
         return payload[off:off + size]
 
     def text(off, ln, what):
-        return region(off, ln, what, align=False).decode("utf-8", errors="replace")
+        raw = region(off, ln, what, align=False)
+        try:
+            return raw.decode("utf-8")  # strict: RFC 3629, what the C reader's text_ok accepts (section 1)
+        except UnicodeDecodeError as e:
+            raise FormatError(f"{what}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
 
     nodes: list[Node] = []
     all_elems = 0
@@ -539,6 +546,8 @@ def decode(buf: bytes, check_crc: bool = True) -> PackedModel:
         nodes.append(nd)
     name = text(name_off, name_len, "model name")
     labels = text(lab_off, lab_len, "labels")
+    if labels.endswith("\n"):
+        raise FormatError("labels: the section ends with a newline (labels are separated by \\n, none follows the last)")
     return PackedModel(nodes=nodes, T=T, dt=float(dt), input_max=float(input_max), encoding=ENCODINGS[in_enc],
                        name=name, labels=labels.split("\n") if labels else [])
 
