@@ -10,7 +10,7 @@ import click
 from .errors import SltError
 
 # Explicit list: a command is added by writing its module and naming it here.
-COMMANDS = ["train", "eval", "ticket", "export", "targets", "verify", "inspect", "run", "demo", "profile"]
+COMMANDS = ["train", "eval", "ticket", "export", "targets", "verify", "inspect", "run", "demo", "profile", "import_nir"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

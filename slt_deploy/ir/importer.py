@@ -175,3 +175,50 @@ def import_graph(g: nir.NIRGraph, T: int, dt: float = 1e-4, input_max: float = 1
           K.ARCH: "imported", K.NAME: name, K.SOURCE_SHA256: hashlib.sha256(source).hexdigest() if source else "",
           K.RECIPE: json.dumps({"name": name, "imported": True})}
     return nir.NIRGraph(nodes=ordered, edges=edges, metadata=gm, type_check=False)
+
+
+def read_foreign(path: str, T: int, **kw) -> nir.NIRGraph:
+    """A .nir file written by another tool -> our IR (import_graph); one-line SltError for unreadable files."""
+    import os
+
+    if not os.path.isfile(path):
+        raise SltError(f"{path} does not exist", "pass a .nir file (e.g. from snntorch's export_to_nir + nir.write)")
+    try:
+        g = nir.read(path, type_check=False)
+    except Exception as e:  # noqa: BLE001 -- h5py/nir raise many types for corrupt files
+        raise SltError(f"{path} is not a readable NIR file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                       "check it was written by nir.write") from None
+    if any(str(k).startswith("slt.") for k in (g.metadata or {})):
+        raise SltError(f"{path} was written by slt-deploy already", "export or verify it directly")
+    with open(path, "rb") as f:
+        src = f.read()
+    return import_graph(g, T, source=src, **kw), g
+
+
+class GraphReference:
+    """An NIR graph of ours (e.g. an imported one) in the role of verify's PyTorch reference: encode(images) and
+    run(seq) -> logits through the NIR interpreter. It exposes no modules, so verify compares logits and
+    predictions (spike rasters need the PyTorch model's LIF modules)."""
+
+    def __init__(self, graph: nir.NIRGraph):
+        from .graph import gmeta
+        from .interpreter import Interpreter
+
+        self.graph, self.interp = graph, Interpreter(graph)
+        self.T, self.encoding = int(gmeta(graph, K.T, 1)), gmeta(graph, K.ENCODING, "direct")
+        self.input_max = float(gmeta(graph, K.INPUT_MAX, 1.0))
+        self.input_shape = [int(v) for v in gmeta(graph, K.INPUT_SHAPE, [])]
+
+    def encode(self, images, generator=None):
+        from ..data import encode
+
+        images = images.reshape(len(images), *self.input_shape)  # e.g. [1, 8, 8] digits into a dense [64, 1, 1]
+        return encode(images, self.T, self.encoding, self.input_max, generator)
+
+    def run(self, seq):
+        import torch
+
+        return torch.as_tensor(self.interp.run(np.asarray(seq, np.float32))["logits"])
+
+    def named_modules(self):
+        return iter(())
