@@ -9,7 +9,7 @@ setup:
 demo: setup
 	$(PY) -m slt_deploy.cli demo --out runs/demo
 
-test: setup
+test: setup setup-interop
 	$(PY) -m pytest tests
 
 bench: bench-train bench-tickets
@@ -35,3 +35,8 @@ bench-packed: setup
 bench-onnx: setup ; $(PY) bench/onnx_target.py $(BENCH_ONNX_ARGS)  # ONNX target: eager vs ORT dense vs ours, b1/b64, sizes, exactness (issue 5)
 bench-loihi: setup ; $(PY) bench/loihi.py $(BENCH_LOIHI_ARGS)  # Loihi target: export time, cores, agreement with float, Lava sim time (issue 7)
 bench-mcu: setup ; $(PY) bench/mcu.py $(BENCH_MCU_ARGS)  # Cortex-M7 instructions per synaptic op on QEMU -icount (installs qemu-system-arm itself; docs/profile.md)
+
+# NIR interop (issue 15, docs/interop.md): norse + spikingjelly in .venv-interop, sinabs in .venv-sinabs
+.PHONY: setup-interop interop
+setup-interop: ; bash scripts/setup_interop.sh
+interop: setup setup-interop ; $(PY) -m slt_deploy.ir.interop models/tickets/* $(INTEROP_ARGS)  # importer x checkpoint matrix

@@ -168,13 +168,45 @@ def import_graph(g: nir.NIRGraph, T: int, dt: float = 1e-4, input_max: float = 1
     labels = [str(i) for i in range(n_cls)] if labels is None else [str(v) for v in labels]
     if len(labels) != n_cls:
         raise SltError(f"{len(labels)} labels for {n_cls} classes", "pass one label per output")
-    first = ["input", "input_flatten"] if "input_flatten" in nodes else []
-    ordered = {k: nodes[k] for k in first + [k for k in order if k in nodes and k not in first]}
+    if "input_flatten" in nodes:
+        nodes, edges = _dense_input_as_conv(nodes, edges)
+    tmp = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+    ordered = {k: nodes[k] for k in topo_order(tmp)}  # nodes stored in execution order
     gm = {K.FORMAT_VERSION: 1, K.T: int(T), K.DT: float(dt), K.ENCODING: encoding, K.INPUT_MAX: float(input_max),
           K.INPUT_SHAPE: np.array(in_shape, np.int64), K.LABELS: json.dumps(labels), K.READOUT: "sum",
           K.ARCH: "imported", K.NAME: name, K.SOURCE_SHA256: hashlib.sha256(source).hexdigest() if source else "",
           K.RECIPE: json.dumps({"name": name, "imported": True})}
     return nir.NIRGraph(nodes=ordered, edges=edges, metadata=gm, type_check=False)
+
+
+def _dense_input_as_conv(nodes: dict, edges: list):
+    """A dense net's input [N, 1, 1] -> Flatten -> Affine -> LIF becomes input -> Conv2d 1x1 -> LIF [O, 1, 1] ->
+    Flatten (the same sums; a first layer that reads the input directly, as the Loihi plan wants). Left as it is
+    when the first layers are not that simple chain."""
+    firsts = [d for s, d in edges if s == "input_flatten"]
+    lifs = {a: [d for s, d in edges if s == a] for a in firsts}
+    ok = all(isinstance(nodes[a], nir.Affine) and lifs[a] and all(
+        isinstance(nodes[lf], nir.LIF) and [s for s, d in edges if d == lf] == [a] for lf in lifs[a]) for a in firsts)
+    if not ok:
+        return nodes, edges
+    nodes = dict(nodes)
+    del nodes["input_flatten"]
+    edges = [("input", d) if s == "input_flatten" else (s, d) for s, d in edges if (s, d) != ("input", "input_flatten")]
+    for a in firsts:
+        w = np.asarray(nodes[a].weight, np.float32)
+        nodes[a] = nir.Conv2d(input_shape=(1, 1), weight=np.ascontiguousarray(w[:, :, None, None]), stride=(1, 1),
+                              padding=(0, 0), dilation=(1, 1), groups=1, bias=np.asarray(nodes[a].bias, np.float32),
+                              metadata={**nodes[a].metadata, K.KIND: "conv"})
+        for lf in lifs[a]:
+            old = nodes[lf]
+            r3 = lambda v: np.asarray(v, np.float32).reshape(-1, 1, 1)  # noqa: E731
+            nodes[lf] = nir.LIF(tau=r3(old.tau), r=r3(old.r), v_leak=r3(old.v_leak), v_threshold=r3(old.v_threshold),
+                                v_reset=r3(old.v_reset), metadata=old.metadata)
+            f = f"{lf}_flatten"
+            nodes[f] = nir.Flatten(input_type={"input": np.array([w.shape[0], 1, 1])}, start_dim=0, end_dim=-1,
+                                   metadata={K.LAYER: f})
+            edges = [(f, d) if s == lf else (s, d) for s, d in edges] + [(lf, f)]
+    return nodes, edges
 
 
 def read_foreign(path: str, T: int, **kw) -> nir.NIRGraph:
