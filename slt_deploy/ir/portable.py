@@ -19,6 +19,7 @@ from __future__ import annotations
 import nir
 import numpy as np
 
+from ..errors import SltError
 from . import meta as K
 from .graph import conv_attrs, gmeta, nmeta, op_of, preds, topo_order
 
@@ -50,8 +51,8 @@ def _lif_file(node, dt: float, transpose: bool):
 
 
 def to_file(g: nir.NIRGraph) -> nir.NIRGraph:
-    """In-memory IR (frontend.to_nir) -> the graph written to .nir files. Raises ValueError if the result does
-    not pass NIR's own type checking."""
+    """In-memory IR (frontend.to_nir) -> the graph written to .nir files. SltError if the result would not pass
+    NIR's own type checking."""
     dt = float(gmeta(g, K.DT, 1e-4))
     tokens = any(op_of(n) == "tokens" for n in g.nodes.values())
     shapes = _shapes(g)
@@ -100,7 +101,11 @@ def to_file(g: nir.NIRGraph) -> nir.NIRGraph:
     if tokens:
         md[TOKEN_LAYOUT] = "DN"
     out = nir.NIRGraph(nodes=nodes, edges=edges, metadata=md, type_check=False)
-    nir.NIRGraph(nodes=dict(nodes), edges=list(edges), metadata=md, type_check=True)  # raises on a type mismatch
+    try:  # the file must pass NIR's own type checking (what nir.read does by default)
+        nir.NIRGraph(nodes=dict(nodes), edges=list(edges), metadata=md, type_check=True)
+    except (ValueError, AssertionError, NotImplementedError) as e:
+        raise SltError(f"the graph would not pass NIR's type checking: {str(e).splitlines()[0][:200]}",
+                       "report this: every graph slt-deploy makes is meant to type-check (docs/ir.md)") from None
     return out
 
 
