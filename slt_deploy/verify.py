@@ -83,7 +83,6 @@ def verify(ckpt_dir, artifact, data="auto", limit=None, data_dir=None, batch=64,
 
     if os.path.isfile(ckpt_dir):  # an NIR graph of ours (e.g. from `slt-deploy import`): the NIR interpreter is the reference
         from .backends.nir.fileio import read_nir
-        from .ir.importer import GraphReference
 
         g = read_nir(ckpt_dir)
         if "slt.T" not in (g.metadata or {}):
