@@ -15,7 +15,9 @@ from .passes.check_shapes import check_shapes
 def lower(ckpt_dir: str):
     """-> (model, meta, graph): the checkpoint lowered to NIR and shape-checked. An .nir file of ours (written by
     `slt-deploy import` or `--target nir`) is taken as it is: (None, None, graph)."""
-    if os.path.isfile(ckpt_dir):
+    from .backends.nir.fileio import sniff
+
+    if os.path.isfile(ckpt_dir) and sniff(ckpt_dir):  # an NIR file; anything else: load() says what is wrong
         from .backends.nir.fileio import read_nir
         from .ir import meta as K
 

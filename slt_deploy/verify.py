@@ -81,7 +81,9 @@ def verify(ckpt_dir, artifact, data="auto", limit=None, data_dir=None, batch=64,
     from .backends import target_for_path
     from .runtime import load_runner
 
-    if os.path.isfile(ckpt_dir):  # an NIR graph of ours (e.g. from `slt-deploy import`): the NIR interpreter is the reference
+    from .backends.nir.fileio import sniff
+
+    if os.path.isfile(ckpt_dir) and sniff(ckpt_dir):  # an NIR graph of ours (e.g. from `slt-deploy import`): the NIR interpreter is the reference
         from .backends.nir.fileio import read_nir
 
         g = read_nir(ckpt_dir)
