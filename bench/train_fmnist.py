@@ -18,12 +18,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from slt_deploy.checkpoint import save  # noqa: E402
-from slt_deploy.data import Dataset, Split, load_dataset  # noqa: E402
-from slt_deploy.nn.layers import set_input_reuse  # noqa: E402
-from slt_deploy.nn.lif import set_fused  # noqa: E402
-from slt_deploy.train import evaluate, set_threads, train  # noqa: E402
-from slt_deploy.zoo import build_model, load_recipe  # noqa: E402
+from slt_deploy.checkpoint import save
+from slt_deploy.data import Dataset, Split, load_dataset
+from slt_deploy.nn.layers import set_input_reuse
+from slt_deploy.nn.lif import set_fused
+from slt_deploy.train import evaluate, set_threads, train
+from slt_deploy.zoo import build_model, load_recipe
 
 GOALS = {"fmnist-vgg": 91.0, "fmnist-resnet": 91.0, "fmnist-spikformer": 89.0}
 

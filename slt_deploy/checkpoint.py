@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from importlib import metadata as _md
 
 import torch
@@ -15,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import SltError
+from .fsio import atomic_dir, atomic_path, atomic_write, canonical_json, recover, sha256_file  # noqa: F401 (re-exported)
 from .zoo import DATASET_SHAPES, build_model, validate_recipe
 
 FORMAT_VERSION = 1
@@ -22,38 +22,11 @@ WEIGHTS, META = "model.safetensors", "model.json"
 DT = 1e-4  # seconds per step in every artifact; snntorch import_from_nir hard-codes dt = 1e-4, so we match it
 
 
-def atomic_write(path: str, data: bytes | str):
-    """Write `data` to `path` through a temp file in the same folder and a rename: never a half-written file."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_path(path: str):
-    """A temp path beside `path` for libraries that write files themselves; call os.replace(tmp, path) after."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    os.close(fd)
-    return tmp
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def model_id(meta: dict) -> str:
+    """The identity of a checkpoint's model: sha256 over the weights' sha256 and the canonical recipe. Every artifact
+    records it (fsio.MODEL_KEY) and `verify` refuses an artifact whose identity differs from the checkpoint's."""
+    return hashlib.sha256(f"{meta.get('weights_sha256', '')}|".encode()
+                          + canonical_json(meta.get("recipe"))).hexdigest()
 
 
 def versions() -> dict:
@@ -66,48 +39,65 @@ def versions() -> dict:
     return out
 
 
+OWN_FILES = (WEIGHTS, META, "ticket.json")
+
+
 def save(model, out_dir: str, metrics: dict | None = None, labels: list | None = None, extra: dict | None = None):
-    os.makedirs(out_dir, exist_ok=True)
+    """Writes the checkpoint folder atomically: built in a temp folder and swapped in with one rename, so a crash
+    leaves the old checkpoint or the new one. Entries of an existing folder that are not checkpoint files (a
+    ticket's rounds/, summary.*) are carried over; its ticket.json is not (it describes the old weights)."""
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = atomic_path(os.path.join(out_dir, WEIGHTS))
-    try:
-        save_file(state, tmp, metadata={"format": "slt-deploy", "format_version": str(FORMAT_VERSION)})
-        digest = sha256_file(tmp)
-        os.replace(tmp, os.path.join(out_dir, WEIGHTS))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     r = model.recipe
     shape, ncls, input_max = DATASET_SHAPES[r["dataset"]]
-    meta = {
-        "format": "slt-deploy-checkpoint", "format_version": FORMAT_VERSION,
-        "recipe": r, "T": model.T, "dt": DT, "encoding": model.encoding,
-        "input": {"shape": shape, "dtype": "float32", "range": [0.0, input_max],
-                  "normalisation": f"x / {input_max:g} (folded into the first layer's in_scale)"},
-        "labels": labels or [str(i) for i in range(ncls)],
-        "metrics": metrics or {}, "versions": versions(), "weights_sha256": digest,
-        **(extra or {}),
-    }
-    atomic_write(os.path.join(out_dir, META), json.dumps(meta, indent=2, default=float))
-    return meta
+    box = {}
+
+    def fill(tmp):
+        wp = os.path.join(tmp, WEIGHTS)
+        save_file(state, wp, metadata={"format": "slt-deploy", "format_version": str(FORMAT_VERSION)})
+        meta = {
+            "format": "slt-deploy-checkpoint", "format_version": FORMAT_VERSION,
+            "recipe": r, "T": model.T, "dt": DT, "encoding": model.encoding,
+            "input": {"shape": shape, "dtype": "float32", "range": [0.0, input_max],
+                      "normalisation": f"x / {input_max:g} (folded into the first layer's in_scale)"},
+            "labels": labels or [str(i) for i in range(ncls)],
+            "metrics": metrics or {}, "versions": versions(), "weights_sha256": sha256_file(wp),
+            **(extra or {}),
+        }
+        meta["model_sha256"] = model_id(meta)
+        with open(os.path.join(tmp, META), "w") as f:
+            f.write(json.dumps(meta, indent=2, default=float))
+        box["meta"] = meta
+
+    atomic_dir(out_dir, fill, keep=lambda n: n not in OWN_FILES)
+    return box["meta"]
 
 
 def read_meta(ckpt_dir: str) -> dict:
+    recover(ckpt_dir)
     if not os.path.isdir(ckpt_dir):
         raise SltError(f"checkpoint folder {ckpt_dir} does not exist", "pass a folder written by 'slt-deploy train'")
     mp = os.path.join(ckpt_dir, META)
-    if not os.path.exists(mp):
+    if not os.path.isfile(mp):
         raise SltError(f"{mp} is missing", "a checkpoint folder holds model.json and model.safetensors")
     try:
-        with open(mp) as f:
-            meta = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SltError(f"{mp} is not valid JSON ({e})", "re-save the checkpoint")
+        with open(mp, "rb") as f:
+            meta = json.loads(f.read(1 << 26).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SltError(f"{mp} is not valid JSON ({str(e).splitlines()[0][:120]})", "re-save or re-copy the checkpoint") from None
+    except OSError as e:
+        raise SltError(f"cannot read {mp} ({e.strerror})", "check the checkpoint folder") from None
     if not isinstance(meta, dict) or meta.get("format") != "slt-deploy-checkpoint":
         raise SltError(f"{mp} is not an slt-deploy checkpoint", "pass a folder written by 'slt-deploy train'")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise SltError(f"{mp} has format_version {meta.get('format_version')}, this slt-deploy reads "
-                       f"<= {FORMAT_VERSION}", "upgrade slt-deploy")
+    fv = meta.get("format_version", 0)
+    if not isinstance(fv, int) or isinstance(fv, bool) or fv < 1:
+        raise SltError(f"{mp}: format_version {fv!r} is not a version number", "re-save the checkpoint")
+    if fv > FORMAT_VERSION:
+        raise SltError(f"{mp} has format_version {fv}, this slt-deploy reads <= {FORMAT_VERSION}", "upgrade slt-deploy")
+    for key, typ, what in (("recipe", dict, "a mapping"), ("labels", list, "a list"),
+                           ("weights_sha256", str, "a string")):
+        if not isinstance(meta.get(key), typ):
+            raise SltError(f"{mp}: {key} is {'missing' if key not in meta else repr(meta[key])[:40]}, must be {what}",
+                           "re-save the checkpoint with 'slt-deploy train'/'ticket'")
     return meta
 
 
@@ -115,16 +105,20 @@ def load(ckpt_dir: str, verify_hash: bool = True):
     """-> (model in eval mode, meta). Raises SltError on anything missing, truncated or mismatched."""
     meta = read_meta(ckpt_dir)
     wp = os.path.join(ckpt_dir, WEIGHTS)
-    if not os.path.exists(wp):
+    if not os.path.isfile(wp):
         raise SltError(f"{wp} is missing", "a checkpoint folder holds model.json and model.safetensors")
-    if verify_hash and meta.get("weights_sha256") and sha256_file(wp) != meta["weights_sha256"]:
-        raise SltError(f"{wp} does not match the sha256 recorded in model.json (truncated or replaced?)",
+    if verify_hash and sha256_file(wp) != meta["weights_sha256"]:
+        raise SltError(f"{wp} does not match the sha256 recorded in model.json (damaged, truncated or replaced)",
                        "re-copy the checkpoint folder")
+    recipe = validate_recipe(meta.get("recipe"), os.path.join(ckpt_dir, META))
     try:
         state = load_file(wp)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise SltError(f"{wp} is not a readable safetensors file ({e})", "re-copy or re-train the checkpoint")
-    recipe = validate_recipe(meta.get("recipe"), os.path.join(ckpt_dir, META))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise SltError(f"{wp} is not a readable safetensors file ({str(e)[:120]})",
+                       "re-copy or re-train the checkpoint") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise SltError(f"{wp}: tensor {bad[0]} holds NaN or infinite values", "re-train or re-copy the checkpoint")
     model = build_model(recipe)
     _load_state(model, state, wp)
     model.eval()

@@ -79,9 +79,8 @@ def verify_runner(model, runner, images, labels, batch=64, seed=0, tolerance=Non
 
 def verify(ckpt_dir, artifact, data="auto", limit=None, data_dir=None, batch=64, tolerance=None, runner=None):
     from .backends import target_for_path
-    from .runtime import load_runner
-
     from .backends.nir.fileio import sniff
+    from .runtime import load_runner
 
     if os.path.isfile(ckpt_dir) and sniff(ckpt_dir):  # an NIR graph of ours (e.g. from `slt-deploy import`): the NIR interpreter is the reference
         from .backends.nir.fileio import read_nir

@@ -14,8 +14,8 @@ from torch import nn
 
 from .data import encode
 from .errors import SltError
+from .nn import LIF, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, Tokens, TokenSum, TransformerBlock
 from .nn.layers import weight_cache
-from .nn import (LIF, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, TokenSum, Tokens, TransformerBlock)
 
 MODELS_DIR = str(files("slt_deploy") / "recipes")  # package data (pip-installed too), see README "Install"
 DATASET_SHAPES = {"digits": ([1, 8, 8], 10, 16.0), "fmnist": ([1, 28, 28], 10, 255.0)}
@@ -120,24 +120,14 @@ def build_spikformer(r):
 
 
 BUILDERS = {"vgg": build_vgg, "resnet": build_resnet, "spikformer": build_spikformer}
-REQUIRED = ("name", "dataset", "T", "arch", "train")
 
 
 def validate_recipe(r: dict, where: str = "recipe") -> dict:
-    if not isinstance(r, dict):
-        raise SltError(f"{where}: a recipe must be a yaml mapping")
-    missing = [k for k in REQUIRED if k not in r]
-    if missing:
-        raise SltError(f"{where}: missing field(s) {', '.join(missing)}", "see slt_deploy/recipes/digits-tiny.yaml")
-    if r["dataset"] not in DATASET_SHAPES:
-        raise SltError(f"{where}: unknown dataset {r['dataset']!r}", f"use one of {sorted(DATASET_SHAPES)}")
-    kind = r["arch"].get("type") if isinstance(r["arch"], dict) else None
-    if kind not in BUILDERS:
-        raise SltError(f"{where}: arch.type {kind!r} unknown", f"use one of {sorted(BUILDERS)}")
-    if r.get("encoding", "direct") not in ("direct", "rate"):
-        raise SltError(f"{where}: encoding {r.get('encoding')!r} unknown", "use 'direct' or 'rate'")
-    if int(r["T"]) < 1:
-        raise SltError(f"{where}: T must be >= 1")
+    """`r` checked against the recipe schema (slt_deploy/schema.py: keys, types, ranges, resource guards); returned
+    unchanged (defaults are applied where it is built, so a saved recipe stays what the user wrote)."""
+    from .schema import check_recipe
+
+    check_recipe(r, where)
     return r
 
 
@@ -149,11 +139,20 @@ def load_recipe(path_or_name: str) -> dict:
             names = sorted(f[:-5] for f in os.listdir(MODELS_DIR) if f.endswith(".yaml"))
             raise SltError(f"recipe {path_or_name!r} not found", f"pass a yaml path or one of: {', '.join(names)}")
         p = cand
+    if not os.path.isfile(p):
+        raise SltError(f"recipe {p} is not a file", "pass a .yaml recipe (e.g. models/digits-tiny.yaml) or its name")
     try:
-        with open(p) as f:
-            r = yaml.safe_load(f)
+        with open(p, "rb") as f:
+            r = yaml.safe_load(f.read(1 << 20).decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SltError(f"{p}: not a text (UTF-8) yaml file", "pass a .yaml recipe such as models/digits-tiny.yaml") from None
     except yaml.YAMLError as e:
-        raise SltError(f"{p}: not valid yaml ({str(e).splitlines()[0]})")
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SltError(f"{p}: not valid yaml{at} ({getattr(e, 'problem', None) or str(e).splitlines()[0]})",
+                       "fix the yaml syntax (see models/digits-tiny.yaml)") from None
+    except OSError as e:
+        raise SltError(f"cannot read recipe {p} ({e.strerror})", "check the path and its permissions") from None
     return validate_recipe(r, p)
 
 
@@ -164,6 +163,7 @@ def build_model(recipe: dict) -> SpikingNet:
     for name in recipe.get("binary_layers") or []:  # tickets that mix binary and float layers
         layer = dict(net.named_modules()).get(name)
         if not hasattr(layer, "binary"):
-            raise SltError(f"recipe binary_layers: {name!r} is not a synaptic layer of {recipe['name']}")
+            raise SltError(f"recipe binary_layers: {name!r} is not a synaptic layer of {recipe['name']}",
+                           "name layers as `slt-deploy inspect` of its checkpoint lists them, e.g. body.0")
         layer.binary = True
     return net

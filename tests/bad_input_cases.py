@@ -34,7 +34,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICKET = os.path.join(ROOT, "models", "tickets", "digits-tiny-imp90")
 VIT = os.path.join(ROOT, "models", "tickets", "digits-spikformer-tiny-multisp")
-BASE_RECIPE = os.path.join(ROOT, "models", "digits-tiny.yaml")
+BASE_RECIPE = os.path.join(ROOT, "slt_deploy", "recipes", "digits-tiny.yaml")
 
 
 @dataclass
@@ -275,7 +275,8 @@ def h5_nir_meta(key, value):
 def slt_with_T(T):
     """A CRC-valid .slt whose T is changed (the header's T field, CRCs recomputed by the format's own encoder)."""
     def setup(ws):
-        from slt_deploy.backends.packed.fileio import read_file, write_file as wf
+        from slt_deploy.backends.packed.fileio import read_file
+        from slt_deploy.backends.packed.fileio import write_file as wf
 
         p = os.path.join(ws, "art", "m.slt")
         m = read_file(p)
@@ -358,6 +359,10 @@ case("recipe/spikformer-depth-1e5", TRAIN, recipe_with(("arch", {"type": "spikfo
                                                                  "depth": 100000, "stem_channels": [8],
                                                                  "stem_strides": [2]})), out="o",
      run_in_process=False)
+case("recipe/memory-guard", TRAIN, recipe_with(("T", 1000), ("train.batch_size", 65536)), out="o")
+case("recipe/time-guard", TRAIN, recipe_with(("T", 100), ("train.batch_size", 1), ("arch.convs", [{"out": 4096}, {"out": 4096}]),
+                                             ("train.epochs", 1000)), out="o")
+case("recipe/params-guard", TRAIN, recipe_with(("arch.fc", [8192] * 16)), out="o")
 # the file itself
 case("recipe/not-yaml", TRAIN, recipe_with(raw="name: [unclosed\n  T: 4: 5\n"), out="o")
 case("recipe/empty-file", TRAIN, recipe_with(raw=""), out="o")

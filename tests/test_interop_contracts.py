@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from slt_deploy.backends.packed.c_runner import CPackedRunner, c_validate, compiler_available
-from slt_deploy.backends.packed.format import FormatError, PackedModel, decode, encode
+from slt_deploy.backends.packed.format import FormatError, decode, encode
 from slt_deploy.backends.packed.lower import from_graph
 from slt_deploy.backends.packed.numpy_runner import NumpyPackedRunner
 from slt_deploy.errors import SltError

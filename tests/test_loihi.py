@@ -12,12 +12,12 @@ import torch
 import yaml
 
 from slt_deploy.backends import get_target, target_for_path
+from slt_deploy.backends.loihi.chip import ChipModel, dense_synapse
 from slt_deploy.backends.loihi.netx import read_netx, write_netx
+from slt_deploy.backends.loihi.quant import DEFAULT_LIMITS
 from slt_deploy.errors import SltError
 from slt_deploy.export import export
 from slt_deploy.runtime import load_runner
-from slt_deploy.backends.loihi.chip import ChipModel, dense_synapse
-from slt_deploy.backends.loihi.quant import DEFAULT_LIMITS
 from slt_deploy.verify import verify
 
 
@@ -200,8 +200,8 @@ def test_fold_identity_residuals_pass_is_the_targets_pipeline(trained, tmp_path)
     (the graph computes the same spikes in the NIR interpreter); --opt fold=off leaves it, and the chip stops
     before it."""
     from slt_deploy.data import load_dataset
-    from slt_deploy.ir.interpreter import Interpreter
     from slt_deploy.export import lower
+    from slt_deploy.ir.interpreter import Interpreter
     from slt_deploy.passes import run_pipeline
     from slt_deploy.passes.fold_identity_residuals import FOLDED, fold_identity_residuals
 

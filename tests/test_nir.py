@@ -7,6 +7,7 @@ import nir
 import numpy as np
 import pytest
 import torch
+from conftest import DIGITS_RECIPES
 from torch import nn
 
 from slt_deploy.backends import all_targets, get_target, register
@@ -17,8 +18,6 @@ from slt_deploy.export import export, lower
 from slt_deploy.ir.frontend import to_nir
 from slt_deploy.ir.interpreter import Interpreter
 from slt_deploy.verify import reference_run, verify
-
-from conftest import DIGITS_RECIPES
 
 
 def cli(*args):
@@ -49,7 +48,7 @@ def test_verify_cli_exit_codes(trained, tmp_path):
 
 
 def test_sparsity_and_binarization_are_visible_in_the_graph(trained, tmp_path):
-    from slt_deploy.checkpoint import load, save
+    from slt_deploy.checkpoint import load
     from slt_deploy.nn import synapses
 
     model, meta = load(trained("digits-tiny"))

@@ -120,6 +120,7 @@ def test_bag_of_fmnist_frames_replayed_through_the_node_matches_offline_run(mode
 
     if storage == "mcap":  # one frame as a user would check it: decoded from the bag, slt-deploy run --input
         from PIL import Image as PILImage
+
         from slt_deploy.runtime.image import from_model_units, to_model_input
         bag = BagFrames(frames_bag)
         for _ in range(3):

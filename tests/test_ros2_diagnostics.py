@@ -62,8 +62,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
-
-from slt_ros2.harness import DDS_PROFILE, Proc, wait_for  # noqa: E402
+from slt_ros2.harness import DDS_PROFILE, Proc  # noqa: E402
 
 PID = os.getpid()
 DOMAIN = str(1 + (PID + 131) % 200)

@@ -11,9 +11,10 @@ pytest.importorskip("rosbags")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples", "ros2"))
+from slt_ros2.fastpath import AreaResampler, RawImage, fast_model_input  # noqa: E402
+
 from slt_deploy.errors import SltError  # noqa: E402
 from slt_deploy.runtime.image import decode_frame, embed_image, encode_frame, to_model_input  # noqa: E402
-from slt_ros2.fastpath import AreaResampler, RawImage, fast_model_input  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Methods that keep tickets accurate (issue 13), on sklearn digits: the optimizer state of pruned weights stays zero,
 learning-rate rewinding replays the dense schedule, distillation is used exactly when asked, an IMP search killed
 with SIGKILL and resumed gives the uninterrupted search's masks bit for bit, Early-Bird is not worse than random."""
+import importlib
 import json
 import os
 import signal
@@ -11,7 +12,6 @@ import time
 import pytest
 import torch
 
-import slt_deploy.train as train_mod
 from slt_deploy.checkpoint import load, save
 from slt_deploy.cli import main
 from slt_deploy.data import load_dataset
@@ -21,6 +21,8 @@ from slt_deploy.tickets.common import run_train, set_teacher
 from slt_deploy.tickets.masks import magnitude_masks, prunable, set_masks
 from slt_deploy.train import kd_loss, train
 from slt_deploy.zoo import build_model, load_recipe
+
+train_mod = importlib.import_module("slt_deploy.train")  # `import slt_deploy.train as m` binds the API function
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 torch.set_num_threads(1)
@@ -47,18 +49,18 @@ def test_optimizer_state_of_pruned_weights_stays_zero(dense, data, opt):
     m = load(dense[1])[0]
     layers = prunable(m)
     set_masks(layers, magnitude_masks(layers, 0.8, "layer"))
-    for _, l in layers:  # binary layers keep their latent pruned weights: weight decay gives them gradients
-        l.binary = True
+    for _, layer in layers:  # binary layers keep their latent pruned weights: weight decay gives them gradients
+        layer.binary = True
     keep = {}
     tc = {**m.recipe["train"], "optimizer": opt, "weight_decay": 1e-2}
     train(m, data, tc, epochs=1, progress=False, keep=keep)
     st = keep["optimizer"].state
     checked = 0
-    for _, l in layers:
-        for k, v in st[l.weight].items():
-            if isinstance(v, torch.Tensor) and v.shape == l.mask.shape:
-                assert torch.all(v[l.mask == 0] == 0), k
-                assert v[l.mask == 1].abs().sum() > 0, k
+    for _, layer in layers:
+        for k, v in st[layer.weight].items():
+            if isinstance(v, torch.Tensor) and v.shape == layer.mask.shape:
+                assert torch.all(v[layer.mask == 0] == 0), k
+                assert v[layer.mask == 1].abs().sum() > 0, k
                 checked += 1
     assert checked >= len(layers)
 
@@ -131,7 +133,7 @@ def test_distillation_used_only_when_asked(dense, data, monkeypatch):
 
 def _masks(d):
     m, _ = load(d)
-    return {n: l.mask.clone() for n, l in synapses(m)}
+    return {n: layer.mask.clone() for n, layer in synapses(m)}
 
 
 def test_resume_after_sigkill_gives_bit_identical_masks(dense, data, tmp_path):

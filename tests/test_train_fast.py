@@ -2,7 +2,6 @@
 step) computes what the eager snntorch-surrogate graph computes (identical spikes and potentials, gradients within
 rounding, both resets, several steps, a whole network); the first layer computed once per sequence gives the same
 outputs, gradients and batch-norm running statistics as computing it at every step."""
-import copy
 
 import pytest
 import torch
@@ -68,7 +67,7 @@ def test_first_layer_reuse_changes_nothing(recipe):
             first = synapses(m)[0][1]
             calls = []
             op = first._op
-            first._op = lambda a, w: calls.append(1) or op(a, w)
+            first._op = lambda a, w, calls=calls, op=op: calls.append(1) or op(a, w)
             for _ in range(2):  # two training steps' worth of forward/backward (running statistics move twice)
                 F.cross_entropy(m(x) / m.T, y).backward()
             assert len(calls) == (2 if reuse else 2 * m.T)  # the reuse really happens (and only when asked)

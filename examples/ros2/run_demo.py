@@ -100,6 +100,7 @@ def main(argv=None):
             if st.name.startswith("slt_perception"):
                 with lock:
                     state["diag"] = {kv.key: kv.value for kv in st.values}
+                    state["diag"]["_status"] = st.message.split(";")[0]  # "OK: ok", "STALE: no image for ..."
     lis.create_subscription(String, "slt/result", on_result, QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     lis.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     lis.create_subscription(String, "image_raw/ground_truth", on_truth,
@@ -138,7 +139,7 @@ def main(argv=None):
                     acc = f" acc {100.0 * state['ok'] / state['labelled']:.1f}% ({state['labelled']})" \
                         if state["labelled"] else ""
                     if d:
-                        print(f"[{time.time() - t0:5.1f}s] {state['n']} results, {d.get('fps')} FPS, latency p50 "
+                        print(f"[{time.time() - t0:5.1f}s] {d.get('_status')} | {state['n']} results, {d.get('fps')} FPS, latency p50 "
                               f"{d.get('latency_p50_ms')} p99 {d.get('latency_p99_ms')} ms, dropped "
                               f"{d.get('frames_dropped')}, energy/frame {d.get('energy_per_frame_uJ')}"
                               f"{' uJ' if d.get('energy_per_frame_uJ', '').replace('.', '').isdigit() else ''}"

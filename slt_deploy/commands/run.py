@@ -10,8 +10,8 @@ def _read_image(path, shape):
 
     try:
         img = Image.open(path)
-    except Exception as e:  # noqa: BLE001
-        raise SltError(f"cannot read image {path} ({e})", "pass a PNG/JPEG file")
+    except Exception as e:
+        raise SltError(f"cannot read image {path} ({e})", "pass a PNG/JPEG file") from e
     img = img.convert("L" if shape[0] == 1 else "RGB").resize((shape[2], shape[1]))
     a = np.asarray(img, np.float32)
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)

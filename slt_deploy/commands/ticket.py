@@ -28,6 +28,9 @@ from ..tickets import METHODS, TicketConfig, find_ticket, method_name
                                              "(OUT/rounds/search.json)")
 @click.option("--binarize", is_flag=True, help="binarize the ticket's kept weights and fine-tune")
 @click.option("--binarize-epochs", type=int, default=None)
+@click.option("--binarize-kind", type=click.Choice(["all", "conv", "spikes"]), default="all", show_default=True,
+              help="layers made binary: all; conv = only the convolutions (float head); spikes = all but the first "
+                   "layer (it reads analog pixels)")
 @click.option("--q", type=int, default=5, show_default=True, help="Early-Bird window")
 @click.option("--tau", type=float, default=None,
               help="Early-Bird mask-distance threshold (default 0.1 relative, 0.02 absolute)")
@@ -40,12 +43,14 @@ from ..tickets import METHODS, TicketConfig, find_ticket, method_name
 @click.option("--pep-float-first", is_flag=True, help="MultiSp: keep the first ConvPEP conv (analog input) real")
 @click.option("--like", type=click.Path(), default=None, help="random: copy per-layer sparsity of this ticket")
 @click.option("--lr", type=float, default=None, help="override the recipe's learning rate")
+@click.option("--max-cores", type=click.IntRange(min=1), default=None,
+              help="Loihi 2 core budget: keep the most accurate ticket of the search (IMP rounds) that fits")
 @click.option("--seed", type=int, default=0)
 @click.option("--data-dir", type=click.Path(), default=None)
 @click.option("--quiet", is_flag=True)
 def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, distill,
-            kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, q, tau, eb_distance, eb_min_epochs,
-            patch_sparsity, pep_method, pep_float_first, like, lr, seed, data_dir, quiet):
+            kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, q, tau, eb_distance,
+            eb_min_epochs, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores, seed, data_dir, quiet):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
     `--method binarize` makes the ticket CKPT binary instead (masks kept, fine-tuned).
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
@@ -53,8 +58,7 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
 
     cfg = TicketConfig(method, sparsity, scope=scope, prune_fraction=prune_fraction, rounds=rounds,
                        rewind_epoch=rewind_epoch, epochs=epochs, binarize=binarize, binarize_epochs=binarize_epochs,
-                       q=q, tau=tau,
-                       patch_sparsity=patch_sparsity, pep_method=pep_method,
+                       binarize_kind=binarize_kind, q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,
                        pep_binary_first=not pep_float_first, like=like, lr=lr, seed=seed, progress=not quiet,
                        rewind=rewind, distill=distill, kd_alpha=kd_alpha, kd_temp=kd_temp, teacher=teacher,
                        resume=resume, eb_distance=eb_distance, eb_min_epochs=eb_min_epochs)
@@ -62,7 +66,7 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
         from ..errors import SltError
 
         raise SltError(f"--resume is for IMP searches, not {method!r}", "drop --resume")
-    if cfg.method in ("imp",):
+    if method_name(method) == "imp":
         cfg.save_rounds = os.path.join(out, "rounds")
     s = find_ticket(ckpt, cfg, out, data_dir=data_dir)
     if s["method"] == "multisp":
@@ -77,4 +81,6 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
     msg += (f"; test accuracy {s['test_acc']:.2f}% ({ref} {s['dense_test_acc']:.2f}%); spike rate "
             f"{s['spike_rate']:.3f}; synaptic ops {100 * s['sop_ratio']:.1f}% of dense")
     click.echo(msg + f" -> {out}")
+    from ..backends.loihi.budget import ticket_budget  # Loihi plan of every ticket; --max-cores keeps one that fits
+    ticket_budget(out, ckpt, max_cores, log=click.echo)
 

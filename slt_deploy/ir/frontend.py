@@ -9,8 +9,9 @@ import numpy as np
 from torch import nn
 
 from ..errors import SltError
-from ..nn import LIF, MLP, SSA, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, TokenSum, Tokens, TransformerBlock
+from ..nn import LIF, MLP, SSA, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, Tokens, TokenSum, TransformerBlock
 from . import meta as K
+from .graph import conv_out_shape
 
 
 class Builder:
@@ -47,9 +48,7 @@ def lower_conv(m: SConv2d, path, x, shape, b):
     node = nir.Conv2d(input_shape=(shape[1], shape[2]), weight=w, stride=(m.stride, m.stride),
                       padding=(m.padding, m.padding), dilation=(1, 1), groups=1, bias=bias,
                       metadata=_synapse_meta(m, path, w))
-    ho = (shape[1] + 2 * m.padding - w.shape[2]) // m.stride + 1
-    wo = (shape[2] + 2 * m.padding - w.shape[3]) // m.stride + 1
-    return b.add(path, node, x), [w.shape[0], ho, wo]
+    return b.add(path, node, x), conv_out_shape(node, shape)
 
 
 def lower_linear(m: SLinear, path, x, shape, b):
@@ -63,7 +62,8 @@ def lower_linear(m: SLinear, path, x, shape, b):
 def lower_lif(m: LIF, path, x, shape, b, dt):
     beta, thr = m.beta, m.threshold
     tau = dt / (1.0 - beta) if beta < 1.0 else 1e30
-    full = lambda v: np.full(shape, v, dtype=np.float32)  # noqa: E731
+    def full(v):
+        return np.full(shape, v, dtype=np.float32)
     node = nir.LIF(tau=full(tau), r=full(tau / dt if beta < 1.0 else 1.0 / dt), v_leak=full(0.0),
                    v_threshold=full(thr), v_reset=full(0.0),
                    metadata={K.LAYER: path, K.BETA: float(beta), K.THRESHOLD: float(thr), K.RESET: m.reset})

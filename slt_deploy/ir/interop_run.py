@@ -41,7 +41,6 @@ def _read(nir, path, rep):
 
 def _stepper(importer, graph, dt, T, B):
     """-> (net, run(seq [T, B, ...]) -> logits [B, C]) for one importer, its documented way of running a graph."""
-    import torch
 
     if importer == "sinabs":
         import sinabs

@@ -87,7 +87,8 @@ def _attention(node, ins, by_name):
     q, k, v = (by_name[n] for n in order)
     h = int(nmeta(node, K.HEADS))
     b, n, d = q.shape
-    sp = lambda t: t.view(b, t.shape[1], h, d // h).transpose(1, 2)  # noqa: E731
+    def sp(t):
+        return t.view(b, t.shape[1], h, d // h).transpose(1, 2)
     y = torch.matmul(torch.matmul(sp(q), sp(k).transpose(-2, -1)), sp(v)) * float(nmeta(node, K.ATTN_SCALE))
     return y.transpose(1, 2).reshape(b, n, d)
 

@@ -47,6 +47,7 @@ MODELS = {
              "current_ua_per_mhz": "uA/MHz", "supply_v": "V", "clock_mhz": "MHz"}, {}),
     "board": ({"power_w": "W"}, {"power_w_max": "W"}),
 }
+MCU_TIMING = ("cycles_per_sop", "cycles_per_mac", "cycles_per_neuron_update", "clock_mhz")  # enough for cycles
 
 
 def _err(path, field, what, fix=None):
@@ -117,7 +118,7 @@ def load_profile(path: str) -> dict:
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
-        raise SltError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})", "fix the syntax")
+        raise SltError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})", "fix the syntax") from e
     return validate(doc, path)
 
 
@@ -153,7 +154,7 @@ def evaluate(hw: dict, activity: dict, measured_latency_s: float | None = None) 
     """Energy (J) and latency (s) per frame of one hardware profile for the counts of profile.activity.
     `measured_latency_s`: this host's measured p50 latency per frame (used by 'board' profiles only)."""
     c = {k: v["value"] for k, v in hw["constants"].items()}
-    tot, layers, neurons = activity["totals"], activity["layers"], activity["neurons"]
+    tot, layers = activity["totals"], activity["layers"]
     sops, macs, nupd, T = tot["sops_per_frame"], tot["macs_per_frame"], tot["neuron_updates_per_frame"], tot["T"]
     model = hw["model"]
     required = list(MODELS[model][0])
@@ -161,6 +162,15 @@ def evaluate(hw: dict, activity: dict, measured_latency_s: float | None = None) 
            "energy_per_frame_j_max": None, "latency_per_frame_s": None, "per_layer_j": {}, "terms_j": {},
            "notes": hw["notes"], "constants": hw["constants"]}
     unsourced = [k for k in required if c.get(k) is None]
+    if unsourced and model == "mcu" and all(c.get(k) is not None for k in MCU_TIMING):
+        # cycles and latency need only the cycle constants and the clock: report them, the energy stays unmodelled
+        cyc = sops * c["cycles_per_sop"] + macs * c["cycles_per_mac"] + nupd * c["cycles_per_neuron_update"]
+        res["cycles_per_frame"] = cyc
+        res["latency_per_frame_s"] = cyc / (c["clock_mhz"] * 1e6)
+        res["label"] = (f"{_label(hw, list(MCU_TIMING))}; energy not modelled: no sourced value for "
+                        + ", ".join(unsourced))
+        res["missing"] = unsourced
+        return res
     if unsourced:
         res["label"] = "not modelled: no sourced value for " + ", ".join(unsourced)
         res["missing"] = unsourced

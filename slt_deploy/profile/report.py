@@ -94,7 +94,9 @@ def modelled_rows(rep) -> list:
         dense = m.get("dense_energy_per_frame_j")
         rows.append([m["name"], si(e, "J"), si(m.get("latency_per_frame_s"), "s"),
                      f"dense {si(dense, 'J')} ({dense / e:.1f}x)" if dense and e else "",
-                     m["label"].split(" (source")[0]])
+                     m["label"].split(" (source")[0] + (f"; {m['cycles_per_frame']:.3g} cycles" if
+                                                         m.get("cycles_per_frame") else "")
+                     + ("; energy not modelled" if e is None and m.get("cycles_per_frame") else "")])
     for m in rep["boards"]:
         e, e2 = m["energy_per_frame_j"], m.get("energy_per_frame_j_max")
         rows.append([f"{m['name']} [{m['runner']}]", si(e, "J") + (f" .. {si(e2, 'J')}" if e2 else ""),

@@ -13,8 +13,7 @@ from ..checkpoint import load
 from ..data import load_dataset
 from ..errors import SltError
 from . import binarize as binarize_ticket
-from . import early_bird, imp, multiprize, multisp
-from . import random_ticket
+from . import early_bird, imp, multiprize, multisp, random_ticket
 from .common import Ticket, TicketConfig, finalize, measure, set_teacher
 
 METHODS = {"imp": imp.search, "early-bird": early_bird.search, "multiprize": multiprize.search,

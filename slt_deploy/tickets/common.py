@@ -51,6 +51,8 @@ class TicketConfig:
     epochs: int | None = None            # (re)training epochs per round / search epochs (default: recipe's)
     binarize: bool = False               # binarize the ticket's kept weights and fine-tune
     binarize_epochs: int | None = None   # default: `epochs`
+    binarize_kind: str = "all"           # which layers --binarize makes binary: "all", "conv" (a float head) or
+    #                                      "spikes" (all but the first layer, which reads analog pixels)
     q: int = 5                           # Early-Bird window
     tau: float | None = None             # Early-Bird distance threshold (None: 0.1 relative, 0.02 absolute)
     patch_sparsity: float = 0.376        # MultiSp: fraction of patches removed
@@ -75,6 +77,8 @@ class TicketConfig:
             self.tau = 0.1 if self.eb_distance == "relative" else 0.02
         if not self.tau > 0:
             raise SltError(f"Early-Bird threshold tau={self.tau} must be > 0", "default 0.02")
+        if self.binarize_kind not in BINARIZE_KINDS:
+            raise SltError(f"binarize kind {self.binarize_kind!r} unknown", f"use one of {', '.join(BINARIZE_KINDS)}")
         if self.rewind not in REWINDS:
             raise SltError(f"rewind mode {self.rewind!r} unknown", f"use one of {', '.join(REWINDS)}")
         if self.eb_distance not in ("relative", "absolute"):
@@ -89,6 +93,7 @@ class TicketConfig:
 
 
 REWINDS = ("weights", "lr")
+BINARIZE_KINDS = ("all", "conv", "spikes")
 
 
 @dataclass
@@ -136,9 +141,14 @@ def run_train(model, data, cfg: TicketConfig, epochs: int, on_epoch=None, lr_sca
 
 
 def binarize(model, data, cfg: TicketConfig, layers=None, epochs: int | None = None):
-    """Make the kept weights binary (w = sign(w)·α·mask per layer) and fine-tune; the masks stay fixed."""
+    """Make the kept weights binary (w = sign(w)·α·mask per layer) and fine-tune; the masks stay fixed.
+    cfg.binarize_kind "conv" binarizes only the convolutions (the linear head stays float), "spikes" every layer
+    but the model's first one (the one that reads analog pixels under direct encoding)."""
+    first = synapses(model)[0][1] if synapses(model) else None
     for _, m in (layers if layers is not None else synapses(model)):
-        m.binary = True
+        if cfg.binarize_kind == "all" or m.kind == cfg.binarize_kind or (cfg.binarize_kind == "spikes"
+                                                                         and m is not first):
+            m.binary = True
     e = cfg.binarize_epochs if cfg.binarize_epochs is not None else (epochs or epochs_of(model, cfg))
     if e > 0:
         run_train(model, data, cfg, e)
@@ -207,7 +217,7 @@ def finalize(ticket: Ticket, data, out_dir: str, dense_model=None, labels=None, 
     model.recipe = recipe_for(model)
     m = measure(model, data, dense_model)
     info = {"method": ticket.method, "target_sparsity": ticket.target, "measured_sparsity": m["sparsity"],
-            "binary": any(l.binary for _, l in synapses(model)),
+            "binary": any(layer.binary for _, layer in synapses(model)),
             "layers": [{k: r[k] for k in ("layer", "total", "kept", "sparsity", "binary")} for r in m["layers"]],
             "search_seconds": ticket.search_seconds, "total_seconds": ticket.total_seconds,
             **ticket.info, **(extra_info or {})}

@@ -74,7 +74,7 @@ def _read_search(rounds_dir: str) -> dict | None:
         with open(p) as f:
             return json.load(f)
     except (OSError, json.JSONDecodeError) as e:
-        raise SltError(f"{p}: unreadable ({e})", "delete the folder to start the search again")
+        raise SltError(f"{p}: unreadable ({e})", "delete the folder to start the search again") from None
 
 
 def _resume_state(model, layers, cfg: TicketConfig, ladder) -> tuple[int, list, float]:

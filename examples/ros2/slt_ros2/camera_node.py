@@ -22,15 +22,15 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
 from slt_deploy.errors import SltError
-from slt_deploy.runtime.image import embed_image, encode_frame, resize
+from slt_deploy.runtime.image import center_crop, embed_image, encode_frame, resize
 
 from .bags import BagFrames, is_bag
 from .params import CAMERA
@@ -52,7 +52,7 @@ def _cv2():
     try:
         import cv2
     except ImportError:
-        raise SltError("this source needs OpenCV", "pip install -r requirements-ros.txt (opencv-python-headless)")
+        raise SltError("this source needs OpenCV", "pip install -r requirements-ros.txt (opencv-python-headless)") from None
     return cv2
 
 
@@ -202,6 +202,8 @@ class CameraNode(Node):
                                   1 if self.encoding == "mono8" else 3, cfg["bag_topic"])
         self.pub = self.create_publisher(Image, self.topic, qos)
         self.info_pub = self.create_publisher(CameraInfo, camera_info_topic(self.topic), qos)
+        self.roi_pub = self.create_publisher(Image, cfg["roi_topic"], qos) if cfg["roi_topic"] else None
+        self.roi_size = cfg["roi_size"]
         # reliable, transient local: a listener that matched late (a recorder, a test) still gets the last 100
         self.truth_pub = self.create_publisher(String, self.topic.rstrip("/") + "/ground_truth", TRUTH_QOS)
         self.sent = 0
@@ -224,6 +226,22 @@ class CameraNode(Node):
         gt.data = json.dumps({"header": {"stamp": {"sec": img.header.stamp.sec, "nanosec": img.header.stamp.nanosec},
                                          "frame_id": img.header.frame_id}, **truth})
         self.truth_pub.publish(gt)
+
+    def publish_roi(self, frame, header, key, cache):
+        """The centred square of the frame, area-downscaled to roi_size x roi_size, same header and encoding."""
+        if ("roi", key) in cache:
+            data, step, n = cache[("roi", key)]
+        else:
+            small = resize(np.ascontiguousarray(center_crop(frame, 1, 1)), self.roi_size, self.roi_size, "area")
+            data, step = encode_frame(small, self.encoding)
+            n = small.shape[0]
+            if key is not None:
+                cache[("roi", key)] = (data, step, n)
+        roi = Image()
+        roi.header = header
+        roi.height = roi.width = n
+        roi.encoding, roi.step, roi.is_bigendian, roi.data = self.encoding, step, 0, data
+        self.roi_pub.publish(roi)
 
     def apply_parameters(self, changed: dict):
         """Live parameters (rate): the publishing loop reads them before each frame."""
@@ -275,11 +293,13 @@ class CameraNode(Node):
                     t_next = max(t_next + period, time.perf_counter() - period)  # no burst after a stall
                 msg.header.stamp = self.get_clock().now().to_msg()
                 self.publish_side(msg, truth)  # first: a listener has the truth when the result comes
+                if self.roi_pub is not None:
+                    self.publish_roi(frame, msg.header, key if cacheable else None, cache)
                 self.pub.publish(msg)
                 self.sent += 1
         except SltError as e:
             self.get_logger().error(str(e))
-        except Exception as e:  # a camera that fails mid-stream: report, stop (publish fails once Ctrl-C shut down)
+        except Exception as e:  # noqa: BLE001 -- reported below; a camera that fails mid-stream: report, stop (publish fails once Ctrl-C shut down)
             if not self.done.is_set() and self.context.ok():
                 self.get_logger().error(f"camera stopped: {type(e).__name__}: {e}")
         finally:

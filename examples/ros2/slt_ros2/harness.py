@@ -65,6 +65,6 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait(5)
-            raise AssertionError(f"{self.log_path}: did not stop within {timeout} s of Ctrl-C")
+            raise AssertionError(f"{self.log_path}: did not stop within {timeout} s of Ctrl-C") from None
         finally:
             self.log.close()

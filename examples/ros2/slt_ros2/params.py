@@ -64,6 +64,9 @@ PERCEPTION = [
     Spec("energy_checkpoint", "", "checkpoint folder the artifact was exported from (energy model)"),
     Spec("fast_path", True, "read frames as serialized bytes (rosbags CDR, no rclpy message) and area-resize through "
                             "an integral image; false: rclpy message + OpenCV INTER_AREA (slower, same results)"),
+    Spec("inline", False, "run the model in the subscription callback (no hand-over to the inference thread; "
+                          "frames that arrive meanwhile wait in DDS, keep last qos_depth, counted as dropped "
+                          "upstream) instead of queueing them for the inference thread"),
     Spec("energy_frames", 8, "frames the energy is modelled on", range=(1, 4096)),
     # live: applied to the next frame / the next diagnostics report
     Spec("crop", "center", "center: largest centred region with the model's aspect ratio; none: stretch",
@@ -108,6 +111,9 @@ CAMERA = [
     Spec("wait_for_subscribers", 0, "wait for N matched image subscribers before the first frame", range=(0, 1000)),
     Spec("wait_timeout", 20.0, "seconds to wait for them", range=(0.0, 86400.0)),
     Spec("data_dir", "", "Fashion-MNIST idx folder (default /usr/share/datasets/fashion-mnist)"),
+    Spec("roi_topic", "", "also publish the centred square of each frame, area-downscaled to roi_size, here "
+                          "(what a camera's ROI/binning or image_proc crop_decimate gives; empty = off)"),
+    Spec("roi_size", 112, "side of the roi_topic image in pixels", range=(1, 16384)),
 ]
 
 RECORDER = [

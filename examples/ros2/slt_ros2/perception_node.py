@@ -26,7 +26,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -97,7 +97,7 @@ def load_model(path: str, backend: str, threads: int = 1):
         runner = load_runner(path)
     got = _target_of(runner)
     if backend != "auto" and got != backend:
-        raise SltError(f"{path} is a {got} artifact, not a {backend} one",
+        raise SltError(f"{path} is an artifact of target {got}, not {backend}",
                        f"set backend to {got} (or auto), or export one with: slt-deploy export CHECKPOINT "
                        f"--target {backend} --out MODEL")
     return runner
@@ -147,7 +147,7 @@ class PerceptionNode(Node):
         result_format, warmup = cfg["result_format"], cfg["warmup"]
         energy_hw, energy_ckpt, energy_frames = cfg["energy_hardware"], cfg["energy_checkpoint"], cfg["energy_frames"]
         self.energy_period = cfg["energy_period"]
-        self.fast_path = cfg["fast_path"]
+        self.fast_path, self.inline = cfg["fast_path"], cfg["inline"]
         self.resampler = AreaResampler()
         self._last_msg = None
         if result_format == "vision_msgs" and Classification is None:
@@ -201,7 +201,8 @@ class PerceptionNode(Node):
         self.sub = self.create_subscription(Image, self.image_topic, self.on_image, qos, raw=self.fast_path)
         self.timer = self.create_timer(period, self.publish_diagnostics)
         self.worker = threading.Thread(target=self.work, name="slt-inference", daemon=True)
-        self.worker.start()
+        if not self.inline:
+            self.worker.start()
         if self.energy is not None:
             threading.Thread(target=self.model_energy, name="slt-energy", daemon=True).start()
 
@@ -224,7 +225,7 @@ class PerceptionNode(Node):
                 continue
             try:
                 self.energy.update()
-            except Exception as e:  # the profiler could not take this model: say so, stop trying
+            except Exception as e:  # noqa: BLE001 -- reported in energy_note; the profiler could not take this model: say so, stop trying
                 self.energy_note = f"{NOT_AVAILABLE} ({type(e).__name__}: {e})"
                 self.energy = None
                 return
@@ -244,6 +245,10 @@ class PerceptionNode(Node):
                 if len(self.last_seq) > 256:
                     self.last_seq.clear()
                 self.last_seq[key] = seq
+        if self.inline:  # run the model here, in the executor thread: no hand-over; DDS keeps the newest frames
+            self.stats.count("received")
+            self.process_safely(msg)
+            return
         with self.cond:
             self.stats.count("received")
             if len(self.queue) == self.queue.maxlen:
@@ -260,12 +265,18 @@ class PerceptionNode(Node):
                 if not self.running:
                     return
                 msg = self.queue.popleft()
-            try:
-                self.process(msg)
-            except Exception as e:
-                if not self.running or not self.context.ok():
-                    return  # shutting down (Ctrl-C): the result can no longer be published
-                self.report(msg, e)
+            if not self.process_safely(msg):
+                return
+
+    def process_safely(self, msg) -> bool:
+        """process(msg), a failure reported and counted; False when shutting down."""
+        try:
+            self.process(msg)
+        except Exception as e:  # noqa: BLE001 -- any failure of one frame is reported and counted, the node goes on
+            if not self.running or not self.context.ok():
+                return False  # shutting down (Ctrl-C): the result can no longer be published
+            self.report(msg, e)
+        return True
 
     def report(self, msg, e: Exception):
         if isinstance(e, SltError):
@@ -359,7 +370,8 @@ class PerceptionNode(Node):
         with self.cond:
             self.running = False
             self.cond.notify_all()
-        self.worker.join(timeout=5.0)
+        if self.worker.is_alive():
+            self.worker.join(timeout=5.0)
 
 
 def main(args=None):

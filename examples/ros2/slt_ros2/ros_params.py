@@ -10,8 +10,7 @@
 An integer given for a float parameter (`-p rate:=30`) is taken as 30.0, at start-up and at run time."""
 from __future__ import annotations
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, \
-    SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.parameter import Parameter
 
 from slt_deploy.errors import SltError

@@ -48,7 +48,7 @@ def _limits(limits=None, chips=None):
         try:
             lim["chips"] = int(chips)
         except ValueError:
-            raise SltError(f"option chips={chips!r} is not an integer", "e.g. --opt chips=2")
+            raise SltError(f"option chips={chips!r} is not an integer", "e.g. --opt chips=2") from None
         if lim["chips"] < 1:
             raise SltError(f"option chips={chips} must be >= 1")
     return lim

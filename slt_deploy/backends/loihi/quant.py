@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from importlib.resources import files
 from dataclasses import dataclass, field
+from importlib.resources import files
 
 import nir
 import numpy as np
@@ -50,7 +50,7 @@ def load_limits(path: str | None = None) -> dict:
             y = yaml.safe_load(f)
         lim = {k: v["value"] for k, v in y["limits"].items()}
     except (OSError, KeyError, TypeError, yaml.YAMLError) as e:
-        raise SltError(f"hardware profile {p} is unreadable ({e})", "pass a yaml like slt_deploy/hardware/loihi2.yaml")
+        raise SltError(f"hardware profile {p} is unreadable ({e})", "pass a yaml like slt_deploy/hardware/loihi2.yaml") from None
     need = ("cores_per_chip", "neurons_per_core", "synapse_memory_bytes_per_core", "fan_in_per_neuron",
             "bits_per_synapse", "bits_per_sparse_synapse", "chips")
     missing = [k for k in need if k not in lim]

@@ -66,7 +66,7 @@ def read_manifest(path: str) -> dict:
         with open(mp) as f:
             m = json.load(f)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SltError(f"{mp} is not valid JSON ({e})", "re-export the model")
+        raise SltError(f"{mp} is not valid JSON ({e})", "re-export the model") from e
     if m.get("format") != FORMAT:
         raise SltError(f"{mp} is not an slt-loihi manifest", "re-export with --target loihi")
     if int(m.get("format_version", 0)) > FORMAT_VERSION:
@@ -87,7 +87,7 @@ class LoihiRunner(Runner):
         try:
             self.layers = read_netx(self.net_path)
         except (OSError, KeyError, ValueError) as e:
-            raise SltError(f"{self.net_path} is not a readable netx file ({e})", "re-export the model")
+            raise SltError(f"{self.net_path} is not a readable netx file ({e})", "re-export the model") from e
         self.chip = ChipModel(self.layers)
         self.meta = {k: m[k] for k in ("input_shape", "input_max", "T", "encoding", "labels", "dt", "name")}
         self.host_in = self._interp(m["input"].get("file")) if m["input"]["kind"] == "host_current" else None

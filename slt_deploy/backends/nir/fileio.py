@@ -6,7 +6,6 @@ import os
 import h5py
 import nir
 
-from ...checkpoint import atomic_path
 from ...errors import SltError
 from ...ir.portable import from_file, to_file
 
@@ -18,11 +17,13 @@ def read_nir(path: str) -> nir.NIRGraph:
         g = nir.read(path, type_check=False)
     except Exception as e:  # h5py/nir raise many types for corrupt files; all mean the same to a user
         raise SltError(f"{path} is not a readable NIR file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
-                       "re-export it, or check it was written by an NIR-compatible tool")
+                       "re-export it, or check it was written by an NIR-compatible tool") from e
     return from_file(g)  # our file form (docs/ir.md "The .nir file") back to the IR; other graphs unchanged
 
 
 def write(graph, path, **_):
+    from ...checkpoint import atomic_path  # lazy: checkpoint imports torch, inspect must not (issue 14)
+
     tmp = atomic_path(path)
     try:
         nir.write(tmp, to_file(graph))  # the form every NIR importer reads alike (docs/interop.md)
@@ -40,5 +41,5 @@ def sniff(path: str) -> bool:
     try:
         with h5py.File(path, "r") as f:
             return "node" in f and "version" in f
-    except Exception:
+    except Exception:  # noqa: BLE001 - a file h5py cannot open is simply not ours
         return False

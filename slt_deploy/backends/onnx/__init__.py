@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import os
 
-from ...checkpoint import atomic_path
 from ...errors import SltError
 from ..base import Backend
-from .lower import COMPUTE, FORMS, OPSET, SPIKES, lower, unsupported
+from .lower import COMPUTE, FORMS, OPSET, SPIKES, to_onnx, unsupported
 from .weights import SPARSE_MODES
 
 OPTIONS = {"form": ("unrolled", "|".join(FORMS)), "sparse": ("auto", "|".join(SPARSE_MODES)),
@@ -43,8 +42,8 @@ def _opt(options, key):
 
 
 def build(graph, **options):
-    return lower(graph, form=_opt(options, "form"), sparse=_opt(options, "sparse"), spikes=_opt(options, "spikes"),
-                 compute=_opt(options, "compute"))
+    return to_onnx(graph, form=_opt(options, "form"), sparse=_opt(options, "sparse"), spikes=_opt(options, "spikes"),
+                   compute=_opt(options, "compute"))
 
 
 def write(graph, path, **options):
@@ -52,6 +51,8 @@ def write(graph, path, **options):
 
     model = build(graph, **options)
     onnx.checker.check_model(model, full_check=True)
+    from ...checkpoint import atomic_path  # lazy: checkpoint imports torch, inspect must not (issue 14)
+
     tmp = atomic_path(path)
     try:
         with open(tmp, "wb") as f:

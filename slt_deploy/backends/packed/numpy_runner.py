@@ -145,7 +145,8 @@ class PackedInterpreter:
         q, k, v = qkv
         b, n, d = q.shape
         h = nd.heads
-        sp = lambda t: t.reshape(b, n, h, d // h).transpose(0, 2, 1, 3).astype(np.float64)  # noqa: E731
+        def sp(t):
+            return t.reshape(b, n, h, d // h).transpose(0, 2, 1, 3).astype(np.float64)
         # q, k, v are spikes (0/1): every product and sum is an exact integer in float64 and in float32 (< 2^24)
         y = (sp(q) @ sp(k).transpose(0, 1, 3, 2)) @ sp(v)
         y = y.astype(F32) * F32(nd.attn_scale)
