@@ -88,7 +88,7 @@ def slt_op(b, path, op, x, out_shape, **md):
 def lower_seq(m, path, x, shape, b, dt):
     out = x
     for name, child in m.named_children():
-        o, shape = lower(child, f"{path}.{name}" if path else name, out, shape, b, dt)
+        o, shape = lower_module(child, f"{path}.{name}" if path else name, out, shape, b, dt)
         out = [o]
     return out[0], shape
 
@@ -169,7 +169,7 @@ LOWER = {
 }
 
 
-def lower(m, path, x, shape, b, dt):
+def lower_module(m, path, x, shape, b, dt):
     fn = LOWER.get(type(m))
     if fn is None:
         b.unsupported.append((path, type(m).__name__, "no NIR lowering for this module type",
@@ -186,7 +186,7 @@ def to_nir(model, meta: dict) -> nir.NIRGraph:
     shape = list(meta["input"]["shape"])
     dt = float(meta.get("dt", 1e-4))
     b.nodes["input"] = nir.Input(input_type={"input": np.array(shape)})
-    last, out_shape = lower(model.body, "body", ["input"], shape, b, dt)
+    last, out_shape = lower_module(model.body, "body", ["input"], shape, b, dt)
     if b.unsupported:
         lines = [f"  {p or '<root>'} ({t}): {why}; {fix}" for p, t, why, fix in b.unsupported]
         raise SltError(f"{len(lines)} module(s) cannot be lowered to NIR:\n" + "\n".join(lines))
