@@ -17,7 +17,7 @@ demo: setup
 lint: setup
 	$(PY) -m ruff check .
 
-test: setup lint
+test: setup lint setup-interop
 	$(PY) -m pytest tests
 
 # every benchmark, one after the other (hours on 2 cores: bench-train alone is ~45 min)
@@ -64,3 +64,8 @@ fuzz: setup
 
 clean:
 	rm -rf runs out .pytest_cache
+
+# NIR interop (issue 15, docs/interop.md): norse + spikingjelly in .venv-interop, sinabs in .venv-sinabs
+.PHONY: setup-interop interop
+setup-interop: ; bash scripts/setup_interop.sh
+interop: setup setup-interop ; $(PY) -m slt_deploy.ir.interop models/tickets/* $(INTEROP_ARGS)  # importer x checkpoint matrix

@@ -26,6 +26,7 @@ COMMANDS = {
     "demo": "The whole pipeline: ticket, export, verify, profile.",
     "profile": "Measured latency and modelled energy, side by side.",
     "finetune": "Fine-tune a checkpoint with a target's fixed-point arithmetic in the loop (Loihi).",
+    "import": "Read an NIR graph written by another tool (snntorch, ...) as our .nir, ready to export.",
 }
 
 

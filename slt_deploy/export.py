@@ -13,7 +13,19 @@ from .passes.check_shapes import check_shapes
 
 
 def lower(ckpt_dir: str):
-    """-> (model, meta, graph): the checkpoint lowered to NIR and shape-checked."""
+    """-> (model, meta, graph): the checkpoint lowered to NIR and shape-checked. An .nir file of ours (written by
+    `slt-deploy import` or `--target nir`) is taken as it is: (None, None, graph)."""
+    from .backends.nir.fileio import sniff
+
+    if os.path.isfile(ckpt_dir) and sniff(ckpt_dir):  # an NIR file; anything else: load() says what is wrong
+        from .backends.nir.fileio import read_nir
+        from .ir import meta as K
+
+        graph = read_nir(ckpt_dir)
+        if K.T not in (graph.metadata or {}):
+            raise SltError(f"{ckpt_dir} is an NIR graph without slt-deploy's metadata",
+                           f"import it first: slt-deploy import {ckpt_dir} --T STEPS --out model.nir")
+        return None, None, check_shapes(graph)[0]
     model, meta = load(ckpt_dir)
     graph, _ = check_shapes(to_nir(model, meta))
     return model, meta, graph

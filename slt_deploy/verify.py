@@ -4,6 +4,7 @@ layer. Exact targets must match bit for bit; others within the bounds their Back
 from __future__ import annotations
 
 import inspect
+import os
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ import torch
 from .checkpoint import load
 from .data import load_dataset
 from .errors import SltError
+from .ir.importer import GraphReference
 from .nn import LIF
 
 
@@ -77,15 +79,33 @@ def verify_runner(model, runner, images, labels, batch=64, seed=0, tolerance=Non
 
 def verify(ckpt_dir, artifact, data="auto", limit=None, data_dir=None, batch=64, tolerance=None, runner=None):
     from .backends import target_for_path
+    from .backends.nir.fileio import sniff
     from .runtime import load_runner
 
-    model, meta = load(ckpt_dir)
-    name = meta["recipe"]["dataset"] if data == "auto" else data
-    if name != meta["recipe"]["dataset"]:
-        raise SltError(f"{ckpt_dir} was trained on {meta['recipe']['dataset']}, not {name}",
-                       f"use --data {meta['recipe']['dataset']} (or --data auto)")
-    ds = load_dataset(name, data_dir, int(meta["recipe"].get("seed", 0)))
+    if os.path.isfile(ckpt_dir) and sniff(ckpt_dir):  # an NIR graph of ours (e.g. from `slt-deploy import`): the NIR interpreter is the reference
+        from .backends.nir.fileio import read_nir
+
+        g = read_nir(ckpt_dir)
+        if "slt.T" not in (g.metadata or {}):
+            raise SltError(f"{ckpt_dir} is an NIR graph without slt-deploy's metadata",
+                           f"import it first: slt-deploy import {ckpt_dir} --T STEPS --out model.nir")
+        model = GraphReference(g)
+        if data == "auto":
+            raise SltError(f"{ckpt_dir} is an NIR graph: it does not say which data it was trained on",
+                           "pass --data digits or --data fmnist")
+        name, seed = data, 0
+    else:
+        model, meta = load(ckpt_dir)
+        name = meta["recipe"]["dataset"] if data == "auto" else data
+        if name != meta["recipe"]["dataset"]:
+            raise SltError(f"{ckpt_dir} was trained on {meta['recipe']['dataset']}, not {name}",
+                           f"use --data {meta['recipe']['dataset']} (or --data auto)")
+        seed = int(meta["recipe"].get("seed", 0))
+    ds = load_dataset(name, data_dir, seed)
     x, y = ds.test.x, ds.test.y
+    if isinstance(model, GraphReference) and int(np.prod(x.shape[1:])) != int(np.prod(model.input_shape)):
+        raise SltError(f"{ckpt_dir} takes inputs {model.input_shape}, {name} images are {list(x.shape[1:])}",
+                       "verify with the data the graph was made for")
     if limit:
         x, y = x[:limit], y[:limit]
     if runner is None:

@@ -7,16 +7,18 @@ import h5py
 import nir
 
 from ...errors import SltError
+from ...ir.portable import from_file, to_file
 
 
 def read_nir(path: str) -> nir.NIRGraph:
     if not os.path.exists(path):
         raise SltError(f"{path} does not exist", "pass a .nir file written by 'slt-deploy export --target nir'")
     try:
-        return nir.read(path, type_check=False)
+        g = nir.read(path, type_check=False)
     except Exception as e:  # h5py/nir raise many types for corrupt files; all mean the same to a user
         raise SltError(f"{path} is not a readable NIR file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
                        "re-export it, or check it was written by an NIR-compatible tool") from e
+    return from_file(g)  # our file form (docs/ir.md "The .nir file") back to the IR; other graphs unchanged
 
 
 def write(graph, path, **_):
@@ -24,7 +26,7 @@ def write(graph, path, **_):
 
     tmp = atomic_path(path)
     try:
-        nir.write(tmp, graph)
+        nir.write(tmp, to_file(graph))  # the form every NIR importer reads alike (docs/interop.md)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

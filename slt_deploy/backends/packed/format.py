@@ -312,6 +312,9 @@ def encode(model: PackedModel) -> bytes:
     for lab in model.labels:
         if "\n" in str(lab):
             raise SltError(f"packed: label {lab!r} contains a newline")
+    if [str(x) for x in model.labels] == [""]:
+        raise SltError("packed: a single empty label cannot be written (it reads back as no labels)",
+                       "name the class, or pass no labels")
     labels = sec.put_str("\n".join(str(x) for x in model.labels))
     payload = bytes(table) + bytes(sec.data)
     if len(payload) >= 1 << 31:

@@ -116,7 +116,11 @@ class Payload:
         return self.data[off:off + size]
 
     def text(self, off, ln, what) -> str:
-        return self.region(off, ln, what, align=False).decode("utf-8", errors="replace")
+        raw = self.region(off, ln, what, align=False)
+        try:
+            return raw.decode("utf-8")  # strict: RFC 3629, what the C reader's text_ok accepts (section 1)
+        except UnicodeDecodeError as e:
+            raise FormatError(f"{what}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
 
 
 @dataclass
@@ -385,5 +389,7 @@ def decode(buf: bytes, check_crc: bool = True) -> PackedModel:
         nodes.append(r.nd)
     name = pl.text(*h.name, "model name")
     labels = pl.text(*h.labels, "labels")
+    if labels.endswith("\n"):
+        raise FormatError("labels: the section ends with a newline (labels are separated by \\n, none follows the last)")
     return PackedModel(nodes=nodes, T=h.T, dt=float(h.dt), input_max=float(h.input_max),
                        encoding=ENCODINGS[h.encoding], name=name, labels=labels.split("\n") if labels else [])

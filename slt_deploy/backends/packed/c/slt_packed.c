@@ -108,6 +108,7 @@ const char *slt_error_string(int code) {
     case SLT_E_SECTION: return "data section outside the data area";
     case SLT_E_STREAM: return "weight stream inconsistent with its layer";
     case SLT_E_VALUE: return "invalid number";
+    case SLT_E_TEXT: return "string not valid UTF-8, or labels ending in a newline";
     default: return "unknown error";
     }
 }
@@ -138,6 +139,31 @@ static int region(const parse_ctx *c, uint32_t off, uint64_t size, int align) {
     if (size == 0) return 1;
     if ((align && (off & 3u)) || off < c->table_end || off > c->psize || size > (uint64_t)(c->psize - off)) return 0;
     return 1;
+}
+
+/* a string section: inside the data area and strict UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF,
+ * no truncated sequence; exactly what Python's bytes.decode("utf-8") accepts); labels must not end with '\n' */
+static int text_ok(const parse_ctx *c, uint32_t off, uint32_t size, int labels) {
+    const uint8_t *s = c->pl + off;
+    uint32_t i = 0;
+    if (!region(c, off, size, 0)) return SLT_E_SECTION;
+    if (labels && size && s[size - 1] == '\n') return SLT_E_TEXT;
+    while (i < size) {
+        uint8_t b = s[i], lo = 0x80, hi = 0xBF;
+        uint32_t k, extra;
+        if (b < 0x80) { i++; continue; }
+        if (b >= 0xC2 && b <= 0xDF) extra = 1;
+        else if (b >= 0xE0 && b <= 0xEF) { extra = 2; if (b == 0xE0) lo = 0xA0; if (b == 0xED) hi = 0x9F; }
+        else if (b >= 0xF0 && b <= 0xF4) { extra = 3; if (b == 0xF0) lo = 0x90; if (b == 0xF4) hi = 0x8F; }
+        else return SLT_E_TEXT;
+        if (extra > size - i - 1) return SLT_E_TEXT;
+        for (k = 1; k <= extra; k++) {
+            uint8_t t = s[i + k];
+            if (k == 1 ? (t < lo || t > hi) : (t < 0x80 || t > 0xBF)) return SLT_E_TEXT;
+        }
+        i += extra + 1;
+    }
+    return SLT_OK;
 }
 
 static void copy_node(slt_node *d, const slt_node *src) {
@@ -475,7 +501,10 @@ static int parse_lif(parse_ctx *c, slt_node *nd, const slt_node *x, const uint32
     nd->beta = as_f32(w[6]);
     nd->thr = as_f32(w[7]);
     if (!(nd->beta >= 0.0f && nd->beta <= 1.0f)) return SLT_E_VALUE;
-    if (!region(c, w[8], w[9], 0)) return SLT_E_SECTION;
+    {
+        int te = text_ok(c, w[8], w[9], 0);
+        if (te != SLT_OK) return te;
+    }
     nd->spike_off = c->spike_total;
     c->spike_total += nd->size;
     return SLT_OK;
@@ -591,8 +620,8 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
         assign_buffers(c, nodes, n_nodes, &nd);
         if (c->arena) copy_node(&nodes[i], &nd);
     }
-    if (!region(c, rd32(file + 48), rd32(file + 52), 0)) return SLT_E_SECTION;
-    if (!region(c, rd32(file + 56), rd32(file + 60), 0)) return SLT_E_SECTION;
+    if ((e = text_ok(c, rd32(file + 48), rd32(file + 52), 0)) != SLT_OK) return e;
+    if ((e = text_ok(c, rd32(file + 56), rd32(file + 60), 1)) != SLT_OK) return e;
     if (c->arena) {
         if (c->used > c->cap) return SLT_E_ARG;
         m->payload = c->pl;
