@@ -238,7 +238,7 @@ def main():
     ap.add_argument("--reps", type=int, default=60, help="timed calls at batch 1 (batch 64: reps / 6)")
     ap.add_argument("--verify-limit", type=int, default=10000, help="test samples for the exactness check")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--structured", type=float, default=0.7,
+    ap.add_argument("--structured", type=float, default=0.75,
                     help="structured ticket: fraction of conv channels removed (0: skip that section)")
     ap.add_argument("--structured-epochs", type=int, default=2, help="structured ticket: epochs per round")
     ap.add_argument("--only-structured", action="store_true", help="run only the structured-vs-unstructured part")
