@@ -5,7 +5,7 @@ PY := .venv/bin/python
 SETUP := scripts/setup_env.sh
 BENCHES := bench-train bench-tickets bench-onnx bench-packed bench-loihi bench-mcu bench-ros2
 
-.PHONY: setup demo lint test bench $(BENCHES) fuzz clean
+.PHONY: setup demo lint test bench $(BENCHES) bench-onnx-structured fuzz clean
 
 setup:
 	@bash $(SETUP)
@@ -36,6 +36,10 @@ bench-tickets: setup
 # ONNX target: eager vs ORT dense vs ours, batch 1/64, sizes, exactness (issue 5)
 bench-onnx: setup
 	$(PY) bench/onnx_target.py $(BENCH_ONNX_ARGS)
+
+# only the structured-vs-unstructured part of bench-onnx (structured ticket, channel compaction; ~10 min)
+bench-onnx-structured: setup
+	$(PY) bench/onnx_target.py --only-structured $(BENCH_ONNX_ARGS)
 
 # packed target: bytes vs the information bound, exactness, latency, arena
 bench-packed: setup
