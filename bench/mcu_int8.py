@@ -16,7 +16,12 @@ Every weight is multiplied, pruned or not. The first layer sees the same image e
 3. cross-compiles and counts instructions per frame on QEMU (bench/mcu.py's toolchain, board, timer and parser);
    the guest's int32 logits must equal numpy's bit for bit;
 4. counts the packed runtime on the same ticket and frames (bench/mcu.py) and prints the ratio.
-Instructions, not cycles (see bench/mcu.py).
+Instructions, not cycles (see bench/mcu.py). `--host` (and automatically when the Cortex-M toolchain or QEMU cannot
+be installed) builds the same C file for the host with a portable SMLAD and checks it against numpy: no count.
+
+Status (2026-12-05): written and checked on the host only (the session that wrote it had no arm-none-eabi-gcc /
+qemu-system-arm and could not install them: no Debian package sources in its container), so the Cortex-M7 path
+(the __smlad build and the QEMU count) has not run yet; step 3's bit-exact check guards it when it does.
 """
 from __future__ import annotations
 
