@@ -5,7 +5,7 @@ PY := .venv/bin/python
 SETUP := scripts/setup_env.sh
 BENCHES := bench-train bench-tickets bench-onnx bench-packed bench-loihi bench-mcu bench-ros2 bench-startup
 
-.PHONY: setup demo lint test bench $(BENCHES) fuzz clean
+.PHONY: setup demo lint test bench $(BENCHES) bench-onnx-structured bench-mcu-int8 fuzz clean
 
 setup:
 	@bash $(SETUP)
@@ -37,6 +37,10 @@ bench-tickets: setup
 bench-onnx: setup
 	$(PY) bench/onnx_target.py $(BENCH_ONNX_ARGS)
 
+# only the structured-vs-unstructured part of bench-onnx (structured ticket, channel compaction; ~10 min)
+bench-onnx-structured: setup
+	$(PY) bench/onnx_target.py --only-structured $(BENCH_ONNX_ARGS)
+
 # packed target: bytes vs the information bound, exactness, latency, arena
 bench-packed: setup
 	$(PY) bench/packed.py $(BENCH_PACKED_ARGS)
@@ -48,6 +52,10 @@ bench-loihi: setup
 # Cortex-M7 instructions per synaptic op on QEMU -icount (installs qemu-system-arm itself; docs/profile.md)
 bench-mcu: setup
 	$(PY) bench/mcu.py $(BENCH_MCU_ARGS)
+
+# dense int8 (CMSIS-NN-style) baseline of the same model beside the packed ticket, Cortex-M7 under QEMU
+bench-mcu-int8: setup
+	$(PY) bench/mcu_int8.py $(BENCH_MCU_INT8_ARGS)
 
 # ROS 2 node: per-frame breakdown, latency/FPS of node variants vs the reference (issues 9, 18);
 # BENCH_ROS2_ARGS="--repeat 2 --overload 120"

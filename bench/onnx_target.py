@@ -47,20 +47,37 @@ def log(*a):
     print(*a, flush=True)
 
 
+def bench_data(data_dir, n_train):
+    data = load_dataset("fmnist", data_dir, 0)
+    full_test = data.test
+    data.train = Split(data.train.x[:n_train], data.train.y[:n_train])
+    data.val = Split(data.val.x[:0], data.val.y[:0])
+    return data, full_test
+
+
+def make_dense(work, data_dir, n_train):
+    """Dense fmnist-vgg, 1 epoch on n_train images (cached): the model every ticket of this bench starts from."""
+    out = os.path.join(work, f"fmnist-vgg-dense-n{n_train}")
+    if os.path.exists(os.path.join(out, "model.json")):
+        return out
+    r = load_recipe("fmnist-vgg")
+    data, full_test = bench_data(data_dir, n_train)
+    model = build_model(r)
+    t0 = time.time()
+    train(model, data, r["train"], epochs=1, progress=False)
+    log(f"  dense: 1 epoch on {n_train} images ({time.time() - t0:.0f}s)")
+    save(model, out, metrics={"test_acc": evaluate(model, full_test)}, labels=data.labels)
+    return out
+
+
 def make_ticket(work, data_dir, n_train, sparsity):
     """Dense fmnist-vgg (1 epoch on n_train images) -> per-layer magnitude pruning -> binary -> 2 epochs fine-tune."""
     out = os.path.join(work, f"fmnist-vgg-bin{int(round(100 * sparsity))}-n{n_train}-v2")
     if os.path.exists(os.path.join(out, "model.json")):
         return out
     r = load_recipe("fmnist-vgg")
-    data = load_dataset("fmnist", data_dir, 0)
-    full_test = data.test
-    data.train = Split(data.train.x[:n_train], data.train.y[:n_train])
-    data.val = Split(data.val.x[:0], data.val.y[:0])
-    model = build_model(r)
-    t0 = time.time()
-    train(model, data, r["train"], epochs=1, progress=False)
-    log(f"  dense: 1 epoch on {n_train} images ({time.time() - t0:.0f}s)")
+    data, full_test = bench_data(data_dir, n_train)
+    model = load(make_dense(work, data_dir, n_train))[0]
     for i, (_, m) in enumerate(synapses(model)):
         w = m.weight.detach().abs().flatten()
         k = int((0.5 if i == 0 else sparsity) * w.numel())  # the 288-weight first conv keeps half
@@ -78,6 +95,93 @@ def make_ticket(work, data_dir, n_train, sparsity):
     save(model, out, metrics={"test_acc_2000": acc}, labels=data.labels,
          extra={"ticket": {"method": "magnitude+binarize (bench/onnx_target.py)", "sparsity": sparsity}})
     return out
+
+
+def make_structured(work, data_dir, n_train, channels, epochs):
+    """`slt-deploy ticket --method structured` on the same dense model: `channels` of every conv's output channels
+    removed in 2 rounds (rewind to epoch 1, `epochs` per round), then binarized (`epochs`), on the n_train images."""
+    from slt_deploy.tickets import TicketConfig, finalize
+    from slt_deploy.tickets import structured as st
+
+    out = os.path.join(work, f"fmnist-vgg-structured{int(round(100 * channels))}-bin-n{n_train}-e{epochs}")
+    if os.path.exists(os.path.join(out, "model.json")):
+        return out
+    data, full_test = bench_data(data_dir, n_train)
+    dense = load(make_dense(work, data_dir, n_train))[0]
+    cfg = TicketConfig("structured", channels, prune_fraction=1 - (1 - channels) ** 0.5, rounds=2, epochs=epochs,
+                       rewind="weights", rewind_epoch=1, binarize=True, binarize_epochs=epochs, scope="layer")
+    cfg.validate()
+    t0 = time.time()
+    ticket = st.search(dense, data, cfg)
+    data.test = full_test
+    s = finalize(ticket, data, out, dense)
+    log(f"  structured ticket: {100 * channels:.0f}% of the channels of every layer but the classifier removed, binary, weight sparsity "
+        f"{100 * s['measured_sparsity']:.1f}%, test acc {s['test_acc']:.2f}% ({time.time() - t0:.0f}s)")
+    return out
+
+
+def interleaved(fns: dict, reps: int, warmup: int = 3) -> dict:
+    """Median seconds per call of each fn, the candidates timed in rotation (one call each per round), so that a
+    load change on this shared machine hits all of them alike."""
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def structured_bench(a, res):
+    """Eager vs onnxruntime on dense exports vs ours, for the dense model, the unstructured binary ticket and the
+    structured binary ticket (compacted), batch 1, timed in rotation; the accuracy of each model on the test set."""
+    dense_dir = make_dense(a.work, a.data_dir, a.train_samples)
+    unstr = a.ticket or make_ticket(a.work, a.data_dir, a.train_samples, a.sparsity)
+    struct = make_structured(a.work, a.data_dir, a.train_samples, a.structured, a.structured_epochs)
+    data = load_dataset("fmnist", a.data_dir, 0)
+    models = {"dense": dense_dir, "unstructured": unstr, "structured": struct}
+    files, fns, acc = {}, {}, {}
+    x = data.test.x[:1].numpy()
+    for name, ck in models.items():
+        model = load(ck)[0]
+        model.eval()
+        acc[name] = evaluate(model, data.test)
+        xt = torch.as_tensor(x)
+
+        def eager(model=model, xt=xt):
+            with torch.no_grad():
+                model(xt)
+
+        fns[f"{name} eager"] = eager
+        variants = {"ort-dense": {"sparse": "none", "compact": "none"}}
+        if name != "dense":
+            variants["ort-ours"] = {}
+        for v, opts in variants.items():
+            f = os.path.join(a.work, f"{name}-{v}.onnx")
+            export(ck, "onnx", f, **opts)
+            files[f"{name} {v}"] = f
+            sess = OnnxRunner(f, threads=a.threads).session
+            fns[f"{name} {v}"] = lambda sess=sess: sess.run(["logits"], {"image": x})
+    log(f"[structured vs unstructured] batch 1, {a.reps} rounds in rotation, threads={a.threads}")
+    for k, v in acc.items():
+        log(f"  accuracy {k:13s} {v:6.2f}% (PyTorch, {len(data.test.x)} test images)")
+    t = interleaved(fns, a.reps)
+    base = t["structured ort-dense"]
+    for k, v in t.items():
+        log(f"  {k:28s} {1e3 * v:8.3f} ms  vs structured ort-dense {base / v:5.2f}x  "
+            f"vs dense-model ort-dense {t['dense ort-dense'] / v:5.2f}x  bytes {os.path.getsize(files[k]) if k in files else '-'}")
+    r = OnnxRunner(files["structured ort-ours"], threads=a.threads)
+    log(f"  compacted layers: {r.props['slt.compact']}")
+    t0 = time.time()
+    rep = verify(struct, files["structured ort-ours"], limit=a.verify_limit, data_dir=a.data_dir, runner=r)
+    log(f"  structured compacted vs reference, {rep['samples']} images: logits bit-identical "
+        f"{100 * rep['logits_bit_identical']:.2f}%, spikes min {100 * rep['spike_agreement_min']:.4f}%, accuracy "
+        f"{rep['artifact_accuracy']:.2f}% -> {'PASS' if rep['ok'] else 'FAIL'} ({time.time() - t0:.0f}s)")
+    res["structured"] = {"accuracy": acc, "latency_b1": t, "verify": {k: v for k, v in rep.items() if k != "layers"},
+                         "compact": json.loads(r.props["slt.compact"]), "tickets": models}
 
 
 def gather_microbench(threads, reps):
@@ -134,9 +238,20 @@ def main():
     ap.add_argument("--reps", type=int, default=60, help="timed calls at batch 1 (batch 64: reps / 6)")
     ap.add_argument("--verify-limit", type=int, default=10000, help="test samples for the exactness check")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--structured", type=float, default=0.75,
+                    help="structured ticket: fraction of conv channels removed (0: skip that section)")
+    ap.add_argument("--structured-epochs", type=int, default=2, help="structured ticket: epochs per round")
+    ap.add_argument("--only-structured", action="store_true", help="run only the structured-vs-unstructured part")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.work, exist_ok=True)
+    if a.only_structured:
+        res = {}
+        structured_bench(a, res)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=2, default=float)
+        return
     log("[ticket]")
     ckpt = a.ticket or make_ticket(a.work, a.data_dir, a.train_samples, a.sparsity)
     model, meta = load(ckpt)
@@ -202,6 +317,8 @@ def main():
     res["verify"] = {k: v for k, v in rep.items() if k != "layers"}
     log("[sparse compute] Gather of kept input columns + smaller MatMul vs the full MatMul (binary weights)")
     res["gather"] = gather_microbench(a.threads, a.reps)
+    if a.structured > 0:
+        structured_bench(a, res)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=2, default=float)

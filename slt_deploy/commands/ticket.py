@@ -74,6 +74,9 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
                f"{100 * s['pep_connection_sparsity']:.1f}% removed (target {100 * s['target_sparsity']:.1f}%), "
                f"ConvPEP binary weights{' and activations' if s['pep_binary_activations'] else ''}; "
                f"whole-network weight sparsity {100 * s['measured_sparsity']:.2f}%")
+    elif s["method"] == "structured":  # --sparsity is the fraction of CHANNELS removed (tickets/structured.py)
+        msg = (f"structured ticket: {100 * s['target_sparsity']:.1f}% of the channels removed, weight sparsity "
+               f"{100 * s['measured_sparsity']:.2f}%{', binary' if s['binary'] else ''}")
     else:
         msg = (f"{s['method']} ticket: sparsity {100 * s['measured_sparsity']:.2f}% (target "
                f"{100 * s['target_sparsity']:.1f}%){', binary' if s['binary'] else ''}")

@@ -13,11 +13,12 @@ from ..checkpoint import load
 from ..data import load_dataset
 from ..errors import SltError
 from . import binarize as binarize_ticket
-from . import early_bird, imp, multiprize, multisp, random_ticket
+from . import early_bird, imp, multiprize, multisp, random_ticket, structured
 from .common import Ticket, TicketConfig, finalize, measure, set_teacher
 
 METHODS = {"imp": imp.search, "early-bird": early_bird.search, "multiprize": multiprize.search,
-           "random": random_ticket.search, "multisp": multisp.search, "binarize": binarize_ticket.search}
+           "random": random_ticket.search, "multisp": multisp.search, "binarize": binarize_ticket.search,
+           "structured": structured.search}
 ALIASES = {"eb": "early-bird", "early_bird": "early-bird", "earlybird": "early-bird", "mpt": "multiprize",
            "biprop": "multiprize", "multi-prize": "multiprize"}
 

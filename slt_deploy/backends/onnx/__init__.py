@@ -8,6 +8,8 @@ Options (slt-deploy export --target onnx --opt KEY=VALUE):
   compute auto (default) | dense | gather: Affine layers whose kept weights touch <= 10% (auto) / <= 50% (gather)
           of their input columns gather those columns and run a smaller MatMul (real sparse compute; measured in
           bench/onnx_target.py, see docs/targets/onnx.md)
+  compact channels (default) | none: channels that provably never spike (all-zero filter, bias <= 0) are removed
+          with their neuron state and the next layer's input columns (compact.py; bit-identical)
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ import os
 
 from ...errors import SltError
 from ..base import Backend
+from .compact import COMPACT
 from .lower import COMPUTE, FORMS, OPSET, SPIKES, to_onnx, unsupported
 from .weights import SPARSE_MODES
 
 OPTIONS = {"form": ("unrolled", "|".join(FORMS)), "sparse": ("auto", "|".join(SPARSE_MODES)),
-           "spikes": ("none", "|".join(SPIKES)), "compute": ("auto", "|".join(COMPUTE))}
+           "spikes": ("none", "|".join(SPIKES)), "compute": ("auto", "|".join(COMPUTE)),
+           "compact": ("channels", "|".join(COMPACT))}
 
 # Measured bound for graphs with float (non-binary) synaptic layers; see docs/targets/onnx.md.
 FLOAT_TOLERANCE = {
@@ -43,7 +47,7 @@ def _opt(options, key):
 
 def build(graph, **options):
     return to_onnx(graph, form=_opt(options, "form"), sparse=_opt(options, "sparse"), spikes=_opt(options, "spikes"),
-                   compute=_opt(options, "compute"))
+                   compute=_opt(options, "compute"), compact=_opt(options, "compact"))
 
 
 def write(graph, path, **options):

@@ -25,6 +25,7 @@ from ... import __version__
 from ...ir import meta as K
 from ...ir.graph import binary_parts, conv_attrs, gmeta, is_binary, nmeta, op_of, preds, topo_order
 from ...passes.check_shapes import shapes_of
+from .compact import expand_spikes, no_plan, plan, slice_weights
 from .weights import WeightSink
 
 OPSET = 17
@@ -75,7 +76,8 @@ class GraphBuilder:
 class Lowering:
     """Lowers one NIR graph. Call build() once."""
 
-    def __init__(self, g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="auto"):
+    def __init__(self, g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="auto",
+                 compact="channels"):
         self.g, self.form, self.sparse_mode, self.spikes_mode, self.compute = g, form, sparse, spikes, compute
         self.b = GraphBuilder()
         self.w = WeightSink(self.b)
@@ -84,6 +86,10 @@ class Lowering:
         self.T = int(gmeta(g, K.T, 1))
         self.encoding = gmeta(g, K.ENCODING, "direct")
         self.shapes = shapes_of(g)  # per sample, from the one shape pass
+        self.compact = compact  # silent channels removed (compact.py); cshape = the compact state shape
+        self.plan = plan(g, self.shapes) if compact == "channels" else no_plan()
+        self.cshape = lambda n: self.plan["shape"].get(n, self.shapes[n])
+        self.spike_expand: dict = {}    # layer -> kept channels of its compact spike tensors
         self.params: dict = {}          # node -> dict of initializer names
         self.lif_layers: dict = {}      # node -> slt.layer
         self.spike_names: dict = {}     # layer -> [tensor name per step]
@@ -96,6 +102,7 @@ class Lowering:
         layer = nmeta(node, K.LAYER, n)
         w = np.asarray(node.weight, np.float32)
         bias = np.asarray(node.bias if getattr(node, "bias", None) is not None else np.zeros(w.shape[0]), np.float32)
+        w, bias = slice_weights(n, w, bias, self.plan)
         conv = isinstance(node, nir.Conv2d)
         binary = is_binary(node)
         d = {"binary": binary, "conv": conv, "out": w.shape[0]}
@@ -131,7 +138,7 @@ class Lowering:
                      kernel_shape=list(np.asarray(node.weight).shape[2:]))
             if not d["binary"]:
                 return y
-            o, ho, wo = self.shapes[n]
+            o, (_, ho, wo) = d["out"], self.shapes[n]
             y3 = b.op("Reshape", [y, b.const(np.array([0, o, -1], np.int64))], self.name(f"{layer}.chw"))
             y3 = b.op("Mul", [y3, d["scale"]], self.name(f"{layer}.scaled"))
             y3 = b.op("Add", [y3, d["bias"]], self.name(f"{layer}.biased"))
@@ -157,9 +164,15 @@ class Lowering:
             v = b.op("Add", [b.op("Mul", [prev, b.const(np.array(beta, np.float32))], self.name(f"{layer}.decay")), x],
                      self.name(f"{layer}.v"))
         sb = b.op("Greater", [v, thr_c], self.name(f"{layer}.fire"))
-        s = b.op("Cast", [sb], self.name(f"spikes.{layer}" if self.form == "stateful" else f"spk.{layer}"),
-                 to=TensorProto.FLOAT)
-        self.spike_names.setdefault(layer, []).append(s)
+        sname = self.name(f"spikes.{layer}" if self.form == "stateful" else f"spk.{layer}")
+        s = b.op("Cast", [sb], sname + (".compact" if n in self.plan["lif"] else ""), to=TensorProto.FLOAT)
+        rec = s
+        if n in self.plan["lif"] and self.spikes_mode == "all":  # full-width outputs, scattered in the graph
+            rec = expand_spikes(b, s, *self.plan["lif"][n], len(self.shapes[n]), sname)
+        elif n in self.plan["lif"]:  # recorded compact; the runner scatters them back (slt.spike_expand)
+            keep, total = self.plan["lif"][n]
+            self.spike_expand[layer] = {"kept": [int(i) for i in keep], "total": int(total)}
+        self.spike_names.setdefault(layer, []).append(rec)
         if self.last_step:
             self.new_state[n] = None
         elif reset == "zero":
@@ -293,7 +306,7 @@ class Lowering:
             for n in lifs:
                 layer = nmeta(g.nodes[n], K.LAYER, n)
                 name = f"v_in.{layer}"
-                inputs.append(helper.make_tensor_value_info(name, fl, ["batch", *self.shapes[n]]))
+                inputs.append(helper.make_tensor_value_info(name, fl, ["batch", *self.cshape(n)]))
                 self.state[n] = name
                 self.state_inputs.append(name)
             self.last_step = False
@@ -305,7 +318,7 @@ class Lowering:
                 v = self.state[n]
                 if v != f"v_out.{layer}":
                     v = b.op("Identity", [v], f"v_out.{layer}")
-                outputs.append(helper.make_tensor_value_info(v, fl, ["batch", *self.shapes[n]]))
+                outputs.append(helper.make_tensor_value_info(v, fl, ["batch", *self.cshape(n)]))
                 self.state_outputs.append(v)
             if self.spikes_mode == "all":
                 for layer, names in self.spike_names.items():
@@ -340,6 +353,7 @@ class Lowering:
             "slt.sparsity": repr(1 - kept / max(1, params)), "slt.params": str(params), "slt.kept": str(kept),
             "slt.all_binary": str(int(bool(recs) and all(r["binary"] for r in recs))),
             "slt.sparse_mode": self.sparse_mode, "slt.compute": self.compute, "slt.weights": json.dumps(recs),
+            "slt.compact": json.dumps(self.plan["layers"]), "slt.spike_expand": json.dumps(self.spike_expand),
             "slt.spike_layers": json.dumps(layers),
             "slt.spike_tensors": json.dumps(self.spike_names),
             "slt.spikes_outputs": self.spikes_mode,
@@ -383,5 +397,5 @@ def unsupported(g: nir.NIRGraph) -> list[str]:
 
 
 def to_onnx(g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="auto",
-            meta_extra=None) -> onnx.ModelProto:
-    return Lowering(g, form, sparse, spikes, compute).build(meta_extra)
+            meta_extra=None, compact="channels") -> onnx.ModelProto:
+    return Lowering(g, form, sparse, spikes, compute, compact).build(meta_extra)

@@ -71,6 +71,7 @@ class OnnxRunner(Runner):
         self.meta = runner_meta(self.props)
         self.spike_tensors = json.loads(self.props.get("slt.spike_tensors", "{}"))
         self.spike_shapes = json.loads(self.props.get("slt.spike_layers", "{}"))
+        self.spike_expand = json.loads(self.props.get("slt.spike_expand", "{}"))  # compacted layers (compact.py)
         env = os.environ.get("SLT_ONNX_PROVIDERS", "")
         self.providers = list(providers or [p.strip() for p in env.split(",") if p.strip()] or ["CPUExecutionProvider"])
         self._threads, self._opt, self._so = threads, optimization, session_options
@@ -185,8 +186,17 @@ class OnnxRunner(Runner):
         for i, o in zip(self.meta["state_inputs"], self.meta["state_outputs"]):
             nxt[i] = res[o]
         if record:
-            return res["logits"], nxt, {layer: res[ns[0]] for layer, ns in self.spike_tensors.items()}
+            return res["logits"], nxt, {layer: self._full(layer, res[ns[0]], 1)
+                                        for layer, ns in self.spike_tensors.items()}
         return res["logits"], nxt
+
+    def _full(self, layer, a, axis):
+        e = self.spike_expand.get(layer)
+        if e is None:
+            return a
+        from .compact import expand
+
+        return expand(a, e["kept"], e["total"], axis)
 
     def _in_shape(self, name):
         for i in self.session.get_inputs():
@@ -223,7 +233,8 @@ class OnnxRunner(Runner):
         res = dict(zip(names, sess.run(None, feed)))
         out = {"logits": res["logits"]}
         if record:
-            out["spikes"] = {layer: np.stack([res[n] for n in ns]) for layer, ns in self.spike_tensors.items()}
+            out["spikes"] = {layer: self._full(layer, np.stack([res[n] for n in ns]), 2)
+                             for layer, ns in self.spike_tensors.items()}
         return out
 
     def predict(self, images) -> np.ndarray:
