@@ -153,7 +153,8 @@ def render_text(rep) -> str:
     parts = [header(rep), "", _grid(measured_rows(rep))]
     if not pc["available"]:
         parts.append(f"energy: not measured on this host ({pc['why_absent']})")
-    parts += ["", f"counted per frame (real spikes on real data; {rep.get('activity_source', 'reference NIR graph')}):", _grid(activity_rows(rep)),
+    src = rep.get("activity_source", "reference NIR graph")
+    parts += ["", f"counted per frame (real spikes on real data; {src}):", _grid(activity_rows(rep)),
               *summary_lines(rep), "", _grid(spike_rows(rep)), "",
               "MODELLED, not measured (ops x constants from targets/energy/*.yaml):", _grid(modelled_rows(rep)),
               "sources:", *("  " + s for s in sources(rep))]
@@ -166,7 +167,8 @@ def render_markdown(rep) -> str:
              "## Measured on this host", "", _md(measured_rows(rep)), ""]
     parts.append(f"Energy counters: {', '.join(pc['domains'])}" if pc["available"]
                  else f"Energy: not measured on this host ({pc['why_absent']}).")
-    parts += ["", f"## Activity (per frame; {rep.get('activity_source', 'reference NIR graph')})", "", _md(activity_rows(rep)), "",
+    src = rep.get("activity_source", "reference NIR graph")
+    parts += ["", f"## Activity (per frame; {src})", "", _md(activity_rows(rep)), "",
               *("- " + s for s in summary_lines(rep)), "", _md(spike_rows(rep)), "",
               "## Modelled (not measured)", "", _md(modelled_rows(rep)), "", "### Constants and sources", "",
               *("- " + s for s in sources(rep)), ""]

@@ -170,8 +170,8 @@ class LoihiRunner(Runner):
                 w = np.asarray(L["weight"], np.float32)
                 meta = {K.LAYER: e.get("layer", f"layer_{i}")}
                 if L["type"] == "conv":
-                    node = nir.Conv2d(input_shape=None, weight=w, stride=tuple(L["stride"]), padding=tuple(L["padding"]),
-                                      dilation=(1, 1), groups=1, bias=np.zeros(w.shape[0], np.float32), metadata=meta)
+                    node = nir.Conv2d(input_shape=None, weight=w, stride=tuple(L["stride"]),
+                                      padding=tuple(L["padding"]), dilation=(1, 1), groups=1, bias=np.zeros(w.shape[0], np.float32), metadata=meta)
                 else:
                     node = nir.Affine(weight=w, bias=np.zeros(w.shape[0], np.float32), metadata=meta)
                 add(f"syn_{i}", node)
