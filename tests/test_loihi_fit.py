@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from slt_deploy.backends.loihi.qat import ChipArithmetic, chip_roles, plan_of
+from slt_deploy.backends.loihi.runner import LoihiRunner, lava_python
 from slt_deploy.checkpoint import load
 from slt_deploy.data import load_dataset
 from slt_deploy.export import export
-from slt_deploy.backends.loihi.qat import ChipArithmetic, chip_roles, plan_of
-from slt_deploy.backends.loihi.runner import LoihiRunner, lava_python
 from slt_deploy.nn import synapses
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

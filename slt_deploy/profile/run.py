@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -152,7 +152,7 @@ def _measure_isolated(entries, x, y, o: ProfileOptions, tmp) -> list:
         rq, rs = os.path.join(tmp, f"req{i}.json"), os.path.join(tmp, f"res{i}.json")
         with open(rq, "w") as f:
             json.dump(req, f)
-        r = subprocess.run([sys.executable, "-m", "slt_deploy.profile.child", rq, rs], env=env,
+        r = subprocess.run([sys.executable, "-m", "slt_deploy.profile.child", rq, rs], env=env, check=False,
                            capture_output=True, text=True)
         if r.returncode != 0 or not os.path.exists(rs):
             tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-4:])
@@ -299,7 +299,7 @@ def profile(first: str, artifacts=(), opts: ProfileOptions | None = None, **kw) 
     pc = counters.describe() if not isolate else next((rr["power_counters"] for rr in runners
                                                        if "power_counters" in rr), counters.describe())
     return {"format": FORMAT, "format_version": VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "model": model, "host": _host(), "data": {"dataset": name, "frames": int(len(x))},
+            "model": model, "host": _host(), "data": {"dataset": name, "frames": len(x)},
             "settings": {"frames": o.frames, "warmup": o.warmup, "batch": o.batch, "repeats": o.repeats,
                          "rounds": 1 if isolate else min(o.rounds, o.frames), "isolated": isolate},
             "measured": {"power_counters": pc, "runners": runners, "skipped": skipped},

@@ -52,7 +52,7 @@ def export_agreement(model, meta, x, y, batch=200, options=None) -> dict:
                 ok_f += int((pf == yy).sum())
                 ok_q += int((pq == yy).sum())
         n = max(1, len(x))
-        return {"n": int(len(x)), "agreement": 100.0 * agree / n, "float_acc": 100.0 * ok_f / n,
+        return {"n": len(x), "agreement": 100.0 * agree / n, "float_acc": 100.0 * ok_f / n,
                 "loihi_acc": 100.0 * ok_q / n, "cores": runner.manifest["cores"]}
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -179,7 +179,7 @@ class LoihiRunner(Runner):
                 add(f"lif_{i}", lif(e["spike_layer"], L["shape"]))
         if m["readout"]["kind"] == "host":
             hg = self.host.g
-            ren = lambda n: prev if n == "input" else n  # noqa: E731  (attention names its inputs)
+            ren = lambda n: prev if n == "input" else n  # attention names its inputs
             for n, node in hg.nodes.items():
                 if n != "input":
                     nodes[ren(n)] = node
