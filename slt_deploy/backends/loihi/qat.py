@@ -214,4 +214,4 @@ def plan_of(model, meta, **options):
                 scale=options.get("scale", "max"))
 
 
-__all__ = ["ChipArithmetic", "chip_roles", "fake_quant", "folded_weights", "loss_of", "np", "plan_of"]
+__all__ = ["ChipArithmetic", "chip_roles", "fake_quant", "folded_weights", "loss_of", "plan_of"]
