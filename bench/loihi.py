@@ -1,17 +1,20 @@
 #!/usr/bin/env python
 """Benchmark of the Loihi target (issue 7) on Fashion-MNIST:
 
-    .venv/bin/python bench/loihi.py [--ckpt DIR] [--agree-n 10000] [--lava-n 16]      (make bench-loihi)
+    .venv/bin/python bench/loihi.py [--ckpt DIR [--fitted DIR]]... [--agree-n 10000] [--lava-n 16]
+                                    [--fit-epochs 2] [--train-n N]                    (make bench-loihi)
 
-1. export time of the fmnist VGG ticket to a netx folder (goal < 5 s), cores used per layer and in total;
+1. export time of each checkpoint to a netx folder (goal < 5 s), cores used per layer and in total;
 2. agreement of the quantized model (our fixed-point reference, the runner of --target loihi) with the float
    PyTorch reference on the Fashion-MNIST test set (goal >= 99.5 %), and where the disagreements come from
    (float logit margin of the disagreeing samples, spike flips per layer, saturation events);
 3. Lava's Loihi 2 fixed-point simulation on --lava-n test images: bit-identical spikes (every layer, every step)
-   and readout voltages vs our reference, and simulation time per sample.
+   and readout voltages vs our reference, and simulation time per sample;
+4. quantization-aware fine-tuning (backends/loihi/fit.py): items 1-3 before and after, and its time.
 
-The checkpoint: --ckpt, else a shipped ticket models/tickets/fmnist-vgg*/ (bench/tickets_fmnist.py --ship), else
-the fmnist-vgg recipe trained here on a --train-n subset for --epochs (CPU budget). Writes runs/bench_loihi/.
+Checkpoints: --ckpt (repeatable; --fitted gives an already fine-tuned one), else the dense fmnist-vgg trained into
+/work/runs/fmnist-vgg (or runs/fmnist-vgg) when present, and the shipped MultiSp transformer ticket. Writes
+runs/bench_loihi/results.json.
 """
 from __future__ import annotations
 
@@ -29,82 +32,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from slt_deploy.backends.loihi.runner import LoihiRunner, lava_python
-from slt_deploy.checkpoint import load, save
-from slt_deploy.data import Split, load_dataset
+from slt_deploy.checkpoint import load
+from slt_deploy.data import load_dataset
 from slt_deploy.export import export
-from slt_deploy.train import evaluate, train
 from slt_deploy.verify import reference_run
-from slt_deploy.zoo import build_model, load_recipe
 
 
-def get_ckpt(args, out):
-    if args.ckpt:
-        return args.ckpt, "given"
-    shipped = sorted(glob.glob(os.path.join(ROOT, "models", "tickets", "fmnist-vgg*")))
-    shipped = [d for d in shipped if os.path.exists(os.path.join(d, "model.json"))]
-    if shipped:
-        return shipped[0], "shipped ticket"
-    ck = os.path.join(out, "fmnist-vgg")
-    if os.path.exists(os.path.join(ck, "model.json")):
-        return ck, "trained earlier by this benchmark"
-    r = load_recipe("fmnist-vgg")
-    data = load_dataset("fmnist", args.data_dir, 0)
-    n = args.train_n
-    data.train = Split(data.train.x[:n], data.train.y[:n])
-    model = build_model(r)
-    t0 = time.time()
-    train(model, data, r["train"], epochs=args.epochs, progress=False)
-    acc = evaluate(model, data.test)
-    save(model, ck, metrics={"test_acc": acc, "train_subset": n, "epochs": args.epochs}, labels=data.labels)
-    print(f"trained fmnist-vgg on {n} images x {args.epochs} epochs: {acc:.2f}% ({time.time() - t0:.0f}s)")
-    return ck, f"trained here ({n} images, {args.epochs} epochs)"
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ckpt")
-    ap.add_argument("--data-dir")
-    ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench_loihi"))
-    ap.add_argument("--train-n", type=int, default=12000)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--agree-n", type=int, default=10000)
-    ap.add_argument("--lava-n", type=int, default=16)
-    ap.add_argument("--batch", type=int, default=200)
-    args = ap.parse_args()
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    os.makedirs(args.out, exist_ok=True)
-    ck, origin = get_ckpt(args, args.out)
-    model, meta = load(ck)
-    res = {"checkpoint": ck, "origin": origin, "ckpt_test_acc": meta.get("metrics", {}).get("test_acc")}
-
-    # 1. export -------------------------------------------------------------------------------------------------
-    art = os.path.join(args.out, "fmnist-vgg.loihi")
-    times = []
-    for _ in range(3):
-        t0 = time.time()
-        export(ck, "loihi", art)
-        times.append(time.time() - t0)
-    with open(os.path.join(art, "manifest.json")) as f:
-        man = json.load(f)
-    res["export_s"] = min(times)
-    res["cores"] = man["cores"]
-    res["cores_per_layer"] = {e["layer"]: e["cores"] for e in man["layers"] if "cores" in e}
-    print(f"export: {min(times):.2f} s (goal < 5 s); {man['cores']} neuro cores, {man['chips_needed']} chip(s)")
-    for e in man["layers"]:
-        if "cores" in e:
-            print(f"  {e['layer']:10s} {e['kind']:6s} {str(e['shape']):14s} neurons {e['neurons']:6d} "
-                  f"synapses {e['synapses']:8d} fan-in {e['fan_in']:5d} cores {e['cores']}")
-
-    # 2. agreement with float -----------------------------------------------------------------------------------
-    data = load_dataset("fmnist", args.data_dir, 0)
-    x, y = data.test.x[:args.agree_n], data.test.y[:args.agree_n].numpy()
+def agreement(model, art, x, y, batch):
+    """Agreement of the export's runner (our fixed-point reference) with the float PyTorch model on x."""
     runner = LoihiRunner(art)
     agree, n, margins, dis, acc_f, acc_q = 0, 0, [], [], 0, 0
     flips, tot = {}, {}
     sat = {"u_wrapped": 0, "v_clipped": 0}
     t0 = time.time()
-    for i in range(0, len(x), args.batch):
-        xb = x[i:i + args.batch]
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch]
         seq = model.encode(xb).numpy()
         ref = reference_run(model, seq)
         got = runner.run(seq, record=True)
@@ -126,41 +68,121 @@ def main():
                 flips[k] = flips.get(k, 0) + int((ref["spikes"][k] != s).sum())
                 tot[k] = tot.get(k, 0) + int(s.size)
     margins = np.concatenate(margins)
-    res.update(agree_n=n, agreement=agree / n, float_acc=100 * acc_f / n, loihi_acc=100 * acc_q / n,
+    res = dict(agree_n=n, agreement=agree / n, float_acc=100 * acc_f / n, loihi_acc=100 * acc_q / n,
                reference_s_per_sample=(time.time() - t0) / n,
                spike_flip_rate={k: flips[k] / tot[k] for k in flips}, saturation_events=sat,
                disagreement_margins=[m for _, m in dis],
                margin_percentile_of_disagreements=[float((margins < m).mean()) for _, m in dis])
-    print(f"agreement with float PyTorch on {n} test images: {100 * agree / n:.2f}% (goal >= 99.5%); "
+    print(f"  agreement with float PyTorch on {n} test images: {100 * agree / n:.2f}% (goal >= 99.5%); "
           f"accuracy float {100 * acc_f / n:.2f}%, Loihi fixed-point {100 * acc_q / n:.2f}%")
     if dis:
         dm = np.array([m for _, m in dis])
         print(f"  {len(dis)} disagreements; their float logit margin (top1 - top2): median {np.median(dm):.3g}, "
               f"max {dm.max():.3g} vs median {np.median(margins):.3g} over all samples "
-              f"(they are near-ties: {100 * np.mean(dm < np.percentile(margins, 5)):.0f}% lie in the lowest 5%)")
+              f"(near-ties: {100 * np.mean(dm < np.percentile(margins, 5)):.0f}% lie in the lowest 5%)")
     print("  spike flips vs float per layer: " + ", ".join(f"{k} {100 * v:.3f}%"
                                                           for k, v in res["spike_flip_rate"].items()))
     print(f"  saturation events (24-bit current wrap / voltage clip): {sat}")
+    return res
 
-    # 3. Lava -----------------------------------------------------------------------------------------------------
+
+def lava_check(art, x, n):
+    """Lava's Loihi2SimCfg(fixed_pt) vs our reference on n images: every spike and the readout voltages."""
     if lava_python() is None:
-        print("Lava: .venv-lava missing (bash scripts/setup_lava.sh); skipped")
-    elif args.lava_n > 0:
-        seq = runner.encode(x[:args.lava_n].numpy())
-        inp = runner.chip_inputs(seq)
-        ref = runner.run_chip(inp, "reference")
-        lv = runner.run_chip(inp, "lava")
-        same = all((a is None and b is None) or np.array_equal(a, b) for a, b in zip(ref["spikes"], lv["spikes"]))
-        vsame = bool(np.array_equal(ref["v_last"], lv["v_last"]))
-        tm = lv["timing"]
-        res.update(lava_n=args.lava_n, lava_bit_exact_spikes=bool(same), lava_bit_exact_readout=vsame,
-                   lava_run_s_per_sample=tm["run_s"] / args.lava_n, lava_build_s=tm["build_s"],
-                   lava_wall_s=tm["wall_s"])
-        print(f"Lava Loihi2SimCfg(fixed_pt) on {args.lava_n} images: spikes bit-identical to our reference: "
-              f"{same} (every layer, every step); readout voltages identical: {vsame}; "
-              f"{tm['run_s'] / args.lava_n:.2f} s simulated per sample (+{tm['build_s']:.1f} s build)")
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(res, f, indent=1, default=float)
+        print("  Lava: .venv-lava missing (bash scripts/setup_lava.sh); skipped")
+        return {}
+    runner = LoihiRunner(art)
+    inp = runner.chip_inputs(runner.encode(x[:n].numpy()))
+    ref = runner.run_chip(inp, "reference")
+    lv = runner.run_chip(inp, "lava")
+    same = all((a is None and b is None) or np.array_equal(a, b) for a, b in zip(ref["spikes"], lv["spikes"]))
+    vsame = bool(np.array_equal(ref["v_last"], lv["v_last"]))
+    tm = lv["timing"]
+    print(f"  Lava Loihi2SimCfg(fixed_pt) on {n} images: spikes bit-identical to our reference: {same} (every "
+          f"layer, every step); readout voltages identical: {vsame}; {tm['run_s'] / n:.2f} s simulated per sample "
+          f"(+{tm['build_s']:.1f} s build)")
+    return dict(lava_n=n, lava_bit_exact_spikes=bool(same), lava_bit_exact_readout=vsame,
+                lava_run_s_per_sample=tm["run_s"] / n, lava_build_s=tm["build_s"], lava_wall_s=tm["wall_s"])
+
+
+def export_timed(ck, art):
+    times = []
+    for _ in range(3):
+        t0 = time.time()
+        export(ck, "loihi", art)
+        times.append(time.time() - t0)
+    with open(os.path.join(art, "manifest.json")) as f:
+        man = json.load(f)
+    print(f"  export: {min(times):.2f} s (goal < 5 s); {man['cores']} neuro cores, {man['chips_needed']} chip(s)")
+    return {"export_s": min(times), "cores": man["cores"],
+            "cores_per_layer": {e["layer"]: e["cores"] for e in man["layers"] if "cores" in e}}
+
+
+def bench_one(ck, fitted, args, data, tag):
+    """Before and after quantization-aware fine-tuning (backends/loihi/fit.py) of one checkpoint."""
+    from slt_deploy.backends.loihi.fit import finetune
+
+    x, y = data.test.x[:args.agree_n], data.test.y[:args.agree_n].numpy()
+    res = {"checkpoint": ck}
+    for phase in ("before", "after"):
+        if phase == "after":
+            if not fitted:
+                fitted = os.path.join(args.out, f"{tag}-fit")
+                t0 = time.time()
+                finetune(ck, fitted, epochs=args.fit_epochs, train_n=args.train_n or None, eval_n=2000,
+                         data_dir=args.data_dir)
+                print(f"  fine-tuned in {time.time() - t0:.0f} s -> {fitted}")
+            while not os.path.exists(os.path.join(fitted, "model.json")):  # --fitted still being fine-tuned
+                print(f"  waiting for {fitted}/model.json")
+                time.sleep(60)
+            with open(os.path.join(fitted, "model.json")) as f:
+                ft = json.load(f).get("finetune", {})
+            res["finetune"] = {k: ft.get(k) for k in ("epochs", "kept_epoch", "seconds", "train_images_per_epoch",
+                                                       "lr", "agree_weight")}
+            res["fitted"] = fitted
+        cur = ck if phase == "before" else fitted
+        print(f"{tag} {phase} fine-tuning ({cur}):")
+        model, _ = load(cur)
+        art = os.path.join(args.out, f"{tag}-{phase}.loihi")
+        r = export_timed(cur, art)
+        r.update(agreement(model, art, x, y, args.batch))
+        if args.lava_n > 0:
+            r.update(lava_check(art, data.test.x, args.lava_n))
+        res[phase] = r
+    b, a = res["before"], res["after"]
+    print(f"{tag}: agreement {100 * b['agreement']:.2f}% -> {100 * a['agreement']:.2f}%, accuracy float "
+          f"{b['float_acc']:.2f} -> {a['float_acc']:.2f}%, Loihi {b['loihi_acc']:.2f} -> {a['loihi_acc']:.2f}% "
+          f"(fine-tuning {res['finetune'].get('seconds') or 0:.0f} s)")
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckpt", action="append", default=[], help="checkpoint(s) to bench (default: the dense "
+                    "fmnist-vgg of /work/runs/fmnist-vgg or runs/, and the shipped MultiSp ticket)")
+    ap.add_argument("--fitted", action="append", default=[], help="already fine-tuned checkpoint per --ckpt")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench_loihi"))
+    ap.add_argument("--train-n", type=int, default=0, help="fine-tuning images per epoch (0 = all)")
+    ap.add_argument("--fit-epochs", type=int, default=2)
+    ap.add_argument("--agree-n", type=int, default=10000)
+    ap.add_argument("--lava-n", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=200)
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    os.makedirs(args.out, exist_ok=True)
+    ckpts = list(args.ckpt)
+    if not ckpts:
+        dense = [d for d in ("/work/runs/fmnist-vgg", os.path.join(ROOT, "runs", "fmnist-vgg"))
+                 if os.path.exists(os.path.join(d, "model.json"))]
+        ckpts = dense[:1] + sorted(glob.glob(os.path.join(ROOT, "models", "tickets", "fmnist-*multisp*")))
+    data = load_dataset("fmnist", args.data_dir, 0)
+    results = {}
+    for i, ck in enumerate(ckpts):
+        tag = os.path.basename(os.path.normpath(ck))
+        results[tag] = bench_one(ck, args.fitted[i] if i < len(args.fitted) else None, args, data, tag)
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump(results, f, indent=1, default=float)
     print(f"results: {os.path.join(args.out, 'results.json')}")
 
 

@@ -24,7 +24,8 @@ def test_budget_is_the_exporters_plan(tmp_path):
     man = json.load(open(tmp_path / "m.loihi" / "manifest.json"))
     assert b["cores"] == man["cores"] and b["fits"]
     assert b["max_fan_in"] == max(e["fan_in"] for e in man["layers"] if "fan_in" in e)
-    wide = lambda e: 2 if man["sparse_fc"] and e["kind"] == "dense" else 1  # noqa: E731  (16-bit sparse synapses)
+    def wide(e):
+        return 2 if man["sparse_fc"] and e["kind"] == "dense" else 1
     assert b["synapse_bytes"] == sum(e["synapses"] * wide(e) for e in man["layers"] if "cores" in e)
 
 

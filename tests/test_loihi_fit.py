@@ -18,16 +18,17 @@ BINARY_TICKET = os.path.join(ROOT, "models", "tickets", "digits-tiny-imp75-binar
 MULTISP = os.path.join(ROOT, "models", "tickets", "digits-spikformer-tiny-multisp")
 
 
-@pytest.mark.parametrize("ckpt", [BINARY_TICKET, MULTISP])
-def test_simulated_arithmetic_is_the_exports(ckpt, tmp_path):
+@pytest.mark.parametrize("ckpt,opts", [(BINARY_TICKET, {}), (MULTISP, {}), (BINARY_TICKET, {"scale": "mse"})])
+def test_simulated_arithmetic_is_the_exports(ckpt, opts, tmp_path):
     """The fine-tuning's forward pass computes what the exported folder's runner computes (same logits)."""
     model, meta = load(ckpt)
     x = load_dataset("digits").test.x[:120]
     art = str(tmp_path / "m.loihi")
-    export(ckpt, "loihi", art)
+    export(ckpt, "loihi", art, **opts)
     seq = model.encode(x)
     got = LoihiRunner(art).run(seq.numpy())["logits"]
-    with torch.no_grad(), ChipArithmetic(model, chip_roles(plan_of(model, meta)), meta["T"], model.input_max):
+    roles = chip_roles(plan_of(model, meta, **opts))
+    with torch.no_grad(), ChipArithmetic(model, roles, meta["T"], model.input_max):
         sim = model.run(seq).numpy()
     assert np.abs(sim - got).max() < 1e-3
     assert (sim.argmax(1) == got.argmax(1)).all()

@@ -47,7 +47,8 @@ def command(ckpt, target, out, epochs, lr, agree_weight, batch_size, eval_n, tra
     fit = importlib.import_module(FITTERS[target])
     log = (lambda s: None) if quiet else click.echo
     s = fit.finetune(ckpt, out, epochs=epochs, lr=lr, agree_weight=agree_weight, batch_size=batch_size,
-                     eval_n=eval_n or None, train_n=train_n or None, data_dir=data_dir, seed=seed, log=log, options=opts)
+                     eval_n=eval_n or None, train_n=train_n or None, data_dir=data_dir, seed=seed, log=log,
+                     options=opts)
     b, a = s["before"], s["after"]
     click.echo(f"{target} fine-tuning: agreement {b['agreement']:.2f}% -> {a['agreement']:.2f}%, accuracy float "
                f"{b['float_acc']:.2f}% -> {a['float_acc']:.2f}%, {target} {b['loihi_acc']:.2f}% -> "

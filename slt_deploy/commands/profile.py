@@ -4,7 +4,7 @@ from ..errors import SltError
 
 
 @click.command("profile")
-@click.argument("ckpt", type=click.Path())
+@click.argument("ckpt", metavar="CKPT_OR_ARTIFACT", type=click.Path())
 @click.argument("artifacts", nargs=-1, type=click.Path())
 @click.option("--compare", "compare", multiple=True, type=click.Path(), metavar="ARTIFACT",
               help="artifact(s) of the same model to put side by side with the reference (repeatable; "
@@ -22,15 +22,19 @@ from ..errors import SltError
               help="torch threads while measuring (batch-1 latency of small SNNs is best on one; 0 = torch default)")
 @click.option("--hardware", default=None, metavar="NAMES",
               help="comma-separated profiles from slt_deploy/hardware/energy (or .yaml paths); default: all")
+@click.option("--isolate/--in-process", default=True, show_default=True,
+              help="measure every runner in its own process (its own memory) or all in this one (interleaved "
+                   "latency rounds)")
 @click.option("--json", "as_json", is_flag=True, help="print the full report as JSON instead of the table")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="also write the JSON report here")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="write a Markdown report")
 @click.option("--plots", type=click.Path(file_okay=False), default=None, help="write PNG plots into this folder")
-def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, rounds, batch, threads, hardware, as_json,
-            json_out, markdown, plots):
+def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, rounds, batch, threads, hardware,
+            isolate, as_json, json_out, markdown, plots):
     """Measure CKPT (the PyTorch reference) and ARTIFACTS of the same model on this device (latency, throughput,
     memory, power counters), count synaptic ops vs dense MACs on real data, and model energy for the hardware
-    profiles in slt_deploy/hardware/energy -- side by side."""
+    profiles in slt_deploy/hardware/energy -- side by side. Without a checkpoint (the first path is an artifact) every
+    column is an artifact's own runner, and activity and energy come from what that runner counts."""
     from ..profile import report
     from ..profile.run import profile
 
@@ -43,8 +47,11 @@ def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, rou
         raise SltError(f"--warmup must be >= 0 (got {warmup})")
     arts = list(dict.fromkeys([*compare, *artifacts]))  # `--compare A B C` keeps A, B, C in order
     log = (lambda s: None) if as_json else (lambda s: click.echo(f"  {s}", err=True))
-    rep = profile(ckpt, arts, data=data, limit=limit, frames=frames, warmup=warmup, batch=batch, hardware=hardware,
-                  data_dir=data_dir, log=log, threads=threads or None, rounds=rounds)
+    from ..profile.run import ProfileOptions
+
+    opts = ProfileOptions(data=data, limit=limit, frames=frames, warmup=warmup, batch=batch, hardware=hardware,
+                          data_dir=data_dir, log=log, threads=threads or None, rounds=rounds, isolate=isolate)
+    rep = profile(ckpt, arts, opts)
     if json_out:
         report.write_json(rep, json_out)
     if markdown:

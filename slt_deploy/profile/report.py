@@ -57,7 +57,16 @@ def measured_rows(rep) -> list:
     b = rs[0]["throughput"]["batch"]
     rows.append([f"throughput, batch {b} (frames/s)"] + [f"{r['throughput']['frames_per_s']:.4g}" for r in rs])
     rows.append(["throughput vs reference"] + [f"{r['vs_reference']['throughput']:.3g}x" for r in rs])
-    rows.append(["peak RSS (MB, whole process)"] + [f"{r['memory']['peak_rss_mb']:.0f}" for r in rs])
+    if rep["settings"].get("isolated"):
+        rows.append(["memory of the runner (MB, own process: peak - baseline)"]
+                    + [f"{r['memory']['runner_mb']:.1f}" for r in rs])
+        rows.append(["peak RSS of its process (MB)"] + [f"{r['memory']['peak_rss_mb']:.0f}" for r in rs])
+    else:
+        rows.append(["peak RSS (MB, whole process)"] + [f"{r['memory']['peak_rss_mb']:.0f}" for r in rs])
+    rows.append(["artifact bytes (checkpoint: its folder)"] + [f"{r['bytes']:,}" if "bytes" in r else "" for r in rs])
+    rows.append(["spikes / synaptic ops per frame (counted by the runner)"] + [
+        f"{r['activity']['totals']['spikes_per_frame']:.4g} / {count(r['activity']['totals']['ops_per_frame'])}"
+        if r.get("activity") else "not counted" for r in rs])
     rows.append(["accuracy on these frames (%)"] + [f"{r['accuracy']:.2f}" for r in rs])
     pc = rep["measured"]["power_counters"]
     if pc["available"]:
@@ -69,6 +78,8 @@ def measured_rows(rep) -> list:
 
 def activity_rows(rep) -> list:
     a = rep["activity"]
+    if a is None:
+        return [["activity", rep.get("activity_source", "not counted")]]
     rows = [["layer", "kind", "density", "input event rate", "ops/frame", "dense MACs/frame", "dense/ops"]]
     for name, v in a["layers"].items():
         rows.append([name, v["kind"], f"{v['density']:.3f}", f"{v['input_event_rate']:.3f}", count(v["ops_per_frame"]),
@@ -82,7 +93,7 @@ def activity_rows(rep) -> list:
 
 def spike_rows(rep) -> list:
     rows = [["LIF layer", "neurons", "spikes/frame", "rate"]]
-    for name, v in rep["activity"]["neurons"].items():
+    for name, v in (rep["activity"] or {"neurons": {}})["neurons"].items():
         rows.append([name, v["neurons"], f"{v['spikes_per_frame']:.1f}", f"{v['rate']:.3f}"])
     return rows
 
@@ -118,6 +129,8 @@ def sources(rep) -> list:
 
 
 def summary_lines(rep) -> list:
+    if rep["activity"] is None:
+        return [f"activity {rep.get('activity_source', 'not counted')}: no energy modelled"]
     t = rep["activity"]["totals"]
     return [f"synaptic ops per frame: {count(t['sops_per_frame'])} SOPs + {count(t['macs_per_frame'])} MACs "
             f"(first, analog-input layer) vs {count(t['dense_macs_per_frame'])} dense MACs for the same T={t['T']} "
@@ -140,7 +153,8 @@ def render_text(rep) -> str:
     parts = [header(rep), "", _grid(measured_rows(rep))]
     if not pc["available"]:
         parts.append(f"energy: not measured on this host ({pc['why_absent']})")
-    parts += ["", "counted on the NIR graph, per frame (real spikes on real data):", _grid(activity_rows(rep)),
+    src = rep.get("activity_source", "reference NIR graph")
+    parts += ["", f"counted per frame (real spikes on real data; {src}):", _grid(activity_rows(rep)),
               *summary_lines(rep), "", _grid(spike_rows(rep)), "",
               "MODELLED, not measured (ops x constants from slt_deploy/hardware/energy/*.yaml):",
               _grid(modelled_rows(rep)),
@@ -154,7 +168,8 @@ def render_markdown(rep) -> str:
              "## Measured on this host", "", _md(measured_rows(rep)), ""]
     parts.append(f"Energy counters: {', '.join(pc['domains'])}" if pc["available"]
                  else f"Energy: not measured on this host ({pc['why_absent']}).")
-    parts += ["", "## Activity (counted on the NIR graph, per frame)", "", _md(activity_rows(rep)), "",
+    src = rep.get("activity_source", "reference NIR graph")
+    parts += ["", f"## Activity (per frame; {src})", "", _md(activity_rows(rep)), "",
               *("- " + s for s in summary_lines(rep)), "", _md(spike_rows(rep)), "",
               "## Modelled (not measured)", "", _md(modelled_rows(rep)), "", "### Constants and sources", "",
               *("- " + s for s in sources(rep)), ""]
@@ -199,7 +214,7 @@ def write_plots(rep, out_dir) -> list:
 
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    layers = rep["activity"]["layers"]
+    layers = (rep["activity"] or {"layers": {}})["layers"]
     names = list(layers)
     xs = range(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names) + 2), 4))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -57,7 +59,7 @@ def _accuracy(runner, x, y, batch=64) -> float:
 
 
 def load_and_measure_memory(name, path, load, x, batch=64, clock=time.perf_counter) -> dict:
-    """Load a runner inside a peak-memory window that also covers one batch of inference."""
+    """Load a runner inside a peak-memory window that also covers one batch of inference (in-process mode)."""
     with L.PeakMemory() as mem:
         t0 = clock()
         runner = load()
@@ -67,33 +69,53 @@ def load_and_measure_memory(name, path, load, x, batch=64, clock=time.perf_count
             "meta": dict(runner.meta), "_runner": runner}
 
 
-def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frames: int = 100, warmup: int = 5,
-            batch: int = 64, repeats: int = 3, hardware=None, data_dir=None, clock=time.perf_counter,
-            log=None, threads: int | None = None, skip_errors: bool = False, rounds: int = 5) -> dict:
-    """Profile checkpoint folder `ckpt` (the reference) and `artifacts` of the same model. -> report dict.
-    `threads`: torch intra-op threads during the measurement (None: leave as is). `skip_errors`: an artifact that
-    cannot be loaded or run is listed under measured.skipped instead of failing the whole profile. Batch-1 latency
-    is measured in `rounds` interleaved rounds over all runners (fair ratios on a shared machine)."""
-    from ..data import load_dataset
-    from ..export import lower
-    from ..runtime import load_runner
-    from ..runtime.torch_runner import TorchRunner
+def artifact_bytes(path: str) -> int:
+    """Bytes on disk of an artifact file or folder (a checkpoint folder: its weights and model.json)."""
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs
+                   if not f.startswith("."))
+    return os.path.getsize(path)
 
-    log = log or (lambda s: None)
-    if threads:
-        torch.set_num_threads(int(threads))
-    hw = load_hardware(hardware)  # fail early on a bad yaml
-    _, meta, graph = lower(ckpt)
-    r = meta["recipe"]
-    name = r["dataset"] if data in (None, "auto") else data
-    if name != r["dataset"]:
-        raise SltError(f"{ckpt} was trained on {r['dataset']}, not {name}", f"use --data {r['dataset']}")
-    ds = load_dataset(name, data_dir, int(r.get("seed", 0)))
-    x, y = ds.test.x.numpy(), ds.test.y.numpy()
-    if limit:
-        x, y = x[:limit], y[:limit]
-    # every artifact must be one the registry knows, and of this model
-    arts, skipped = [], []
+
+@dataclass
+class ProfileOptions:
+    """How `profile` measures. isolate: every runner in its own process, one after another (its memory is its
+    own); False: all in this process, batch-1 latency in `rounds` interleaved rounds (needed for a fake `clock`)."""
+    data: str = "auto"
+    limit: int = 200
+    frames: int = 100
+    warmup: int = 5
+    batch: int = 64
+    repeats: int = 3
+    hardware: object = None
+    data_dir: str | None = None
+    clock: Callable = time.perf_counter
+    log: Callable | None = None
+    threads: int | None = None
+    skip_errors: bool = False
+    rounds: int = 5
+    isolate: bool = True
+
+
+def _is_ckpt(path) -> bool:
+    return os.path.isdir(path) and os.path.exists(os.path.join(path, "model.json"))
+
+
+def _dataset_for(shape, data, where):
+    from ..zoo import DATASET_SHAPES
+
+    names = [k for k, (s, _, _) in DATASET_SHAPES.items() if list(s) == list(shape)]
+    if data not in (None, "auto"):
+        if names and data not in names:
+            raise SltError(f"{where} takes input {list(shape)}, not {data} images", f"use --data {names[0]}")
+        return data
+    if not names:
+        raise SltError(f"{where} takes input {list(shape)}, which matches no dataset here", "pass --data")
+    return names[0]
+
+
+def _label_artifacts(artifacts, skip_errors, skipped):
+    arts = []
     for p in artifacts:
         try:
             if not os.path.exists(p):
@@ -108,42 +130,160 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
             if not skip_errors:
                 raise
             skipped.append({"path": p, "error": str(e)})
-    log(f"activity: counting synaptic ops on {len(x)} {name} test frames")
-    activity = profile_activity(graph, x, batch=batch)
-    counters = L.EnergyCounters()
-    log("reference (torch): loading")
-    runners = [load_and_measure_memory("reference (torch)", ckpt, lambda: TorchRunner(ckpt), x, batch, clock)]
-    want = list(meta["input"]["shape"])
-    for label, p in arts:
-        log(f"{label}: loading")
+    return arts
+
+
+def _measure_isolated(entries, x, y, o: ProfileOptions, tmp) -> list:
+    """Each (name, path, kind) measured by `python -m slt_deploy.profile.child` in its own process."""
+    import json
+    import subprocess
+    import sys
+
+    np.save(os.path.join(tmp, "x.npy"), np.ascontiguousarray(x, np.float32))
+    np.save(os.path.join(tmp, "y.npy"), np.asarray(y))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    out = []
+    for i, (name, path, kind) in enumerate(entries):
+        req = {"path": os.path.abspath(path), "kind": kind, "images": os.path.join(tmp, "x.npy"),
+               "labels": os.path.join(tmp, "y.npy"), "frames": o.frames, "warmup": o.warmup, "batch": o.batch,
+               "repeats": o.repeats, "threads": o.threads or 0, "activity_frames": len(x)}
+        rq, rs = os.path.join(tmp, f"req{i}.json"), os.path.join(tmp, f"res{i}.json")
+        with open(rq, "w") as f:
+            json.dump(req, f)
+        r = subprocess.run([sys.executable, "-m", "slt_deploy.profile.child", rq, rs], env=env, check=False,
+                           capture_output=True, text=True)
+        if r.returncode != 0 or not os.path.exists(rs):
+            tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-4:])
+            res = {"ok": False, "error": f"the measuring process failed (exit {r.returncode}): {tail}"}
+        else:
+            with open(rs) as f:
+                res = json.load(f)
+        out.append({"name": name, "path": path, "target": _target_of(path), **res})
+    return out
+
+
+def _measure_in_process(entries, x, y, o: ProfileOptions, counters) -> list:
+    from ..runtime import load_runner
+    from ..runtime.torch_runner import TorchRunner
+    from .child import runner_activity
+
+    rows, runners = [], {}
+    for name, path, kind in entries:
         try:
-            rep = load_and_measure_memory(label, p, lambda p=p: load_runner(p), x, batch, clock)
-            if list(rep["meta"].get("input_shape", want)) != want:
-                raise SltError(f"artifact {p} takes input {rep['meta'].get('input_shape')}, the checkpoint {want}",
-                               "compare artifacts exported from this checkpoint")
-        except Exception as e:  # with skip_errors any runtime failure is reported, not fatal
-            if not skip_errors:
-                raise
-            skipped.append({"path": p, "error": f"{type(e).__name__}: {e}"})
+            load = (lambda p=path: TorchRunner(p)) if kind == "torch" else (lambda p=path: load_runner(p))
+            rep = load_and_measure_memory(name, path, load, x, o.batch, o.clock)
+            rep["ok"] = True
+        except Exception as e:  # noqa: BLE001 - reported by the caller (skip_errors) or raised there
+            rows.append({"name": name, "path": path, "ok": False, "error": f"{type(e).__name__}: {e}"})
             continue
-        runners.append(rep)
-    log(f"latency: {frames} batch-1 frames per runner in {min(rounds, frames)} interleaved rounds")
-    lats = L.measure_latency_interleaved({r["name"]: r["_runner"] for r in runners}, x, frames=frames, warmup=warmup,
-                                         rounds=rounds, clock=clock, energy=counters)
-    for rr in runners:
-        log(f"{rr['name']}: throughput and accuracy")
+        runners[name] = rep["_runner"]
+        rows.append(rep)
+    lats = L.measure_latency_interleaved(runners, x, frames=o.frames, warmup=o.warmup, rounds=o.rounds,
+                                         clock=o.clock, energy=counters) if runners else {}
+    for rr in rows:
+        if not rr.get("ok"):
+            continue
         runner = rr.pop("_runner")
         rr["latency"] = lats[rr["name"]]
-        rr["throughput"] = L.measure_throughput(runner, x, batch=batch, repeats=repeats, clock=clock)
-        rr["accuracy"] = _accuracy(runner, x, y, batch)
+        rr["throughput"] = L.measure_throughput(runner, x, batch=o.batch, repeats=o.repeats, clock=o.clock)
+        rr["accuracy"] = _accuracy(runner, x, y, o.batch)
+        try:
+            rr["activity"], rr["activity_source"] = runner_activity(runner, x, o.batch)
+        except Exception as e:  # noqa: BLE001
+            rr["activity"], rr["activity_source"] = None, f"not counted: {type(e).__name__}: {e}"
+    return rows
+
+
+def profile(first: str, artifacts=(), opts: ProfileOptions | None = None, **kw) -> dict:
+    """Profile `first` -- a checkpoint folder (the reference column) or an artifact -- and `artifacts` of the same
+    model. -> report dict. Options: ProfileOptions (or its fields as keywords). With a checkpoint, activity is
+    counted on its NIR graph and energy modelled from it; from artifacts alone, on the first artifact whose runner
+    can count its own activity. Every runner row also carries the activity its own runner counted."""
+    import tempfile
+
+    from ..data import load_dataset
+    from ..export import lower
+
+    o = opts or ProfileOptions(**kw)
+    log = o.log or (lambda s: None)
+    if o.threads:
+        torch.set_num_threads(int(o.threads))
+    hw = load_hardware(o.hardware)  # fail early on a bad yaml
+    ckpt = first if _is_ckpt(first) else None
+    artifacts = list(artifacts) if ckpt else [first, *artifacts]
+    if ckpt is None and not os.path.exists(first):
+        raise SltError(f"{first} does not exist", "pass a checkpoint folder or an artifact written by "
+                                                   "'slt-deploy export'")
+    skipped = []
+    arts = _label_artifacts(artifacts, o.skip_errors, skipped)
+    if ckpt:
+        _, meta, graph = lower(ckpt)
+        r = meta["recipe"]
+        name = r["dataset"] if o.data in (None, "auto") else o.data
+        if name != r["dataset"]:
+            raise SltError(f"{ckpt} was trained on {r['dataset']}, not {name}", f"use --data {r['dataset']}")
+        want = list(meta["input"]["shape"])
+        model = {"name": r["name"], "ckpt": ckpt, "arch": r["arch"]["type"], "T": meta["T"],
+                 "encoding": meta["encoding"], "input_shape": want, "weights_sha256": meta.get("weights_sha256", "")}
+        seed = int(r.get("seed", 0))
+    else:
+        if not arts:
+            raise SltError(f"no artifact could be read ({'; '.join(s['error'] for s in skipped)})")
+        from ..runtime import load_runner
+
+        m0 = dict(load_runner(arts[0][1]).meta)
+        want = list(m0["input_shape"])
+        name = _dataset_for(want, o.data, arts[0][1])
+        model = {"name": m0.get("name") or os.path.basename(os.path.normpath(arts[0][1])), "ckpt": None,
+                 "arch": f"artifact ({_target_of(arts[0][1])})", "T": m0["T"], "encoding": m0["encoding"],
+                 "input_shape": want, "weights_sha256": ""}
+        seed, graph = 0, None
+    ds = load_dataset(name, o.data_dir, seed)
+    x, y = ds.test.x.numpy(), ds.test.y.numpy()
+    if o.limit:
+        x, y = x[:o.limit], y[:o.limit]
+    entries = ([("reference (torch)", ckpt, "torch")] if ckpt else []) + [(lb, p, "artifact") for lb, p in arts]
+    counters = L.EnergyCounters()
+    isolate = o.isolate and o.clock is time.perf_counter
+    log(f"measuring {len(entries)} runner(s) " + ("each in its own process" if isolate else "in this process"))
+    if isolate:
+        with tempfile.TemporaryDirectory(prefix="slt-profile-") as tmp:
+            rows = _measure_isolated(entries, x, y, o, tmp)
+    else:
+        rows = _measure_in_process(entries, x, y, o, counters)
+    runners = []
+    for rr in rows:
+        ok = rr.pop("ok", False)
+        if ok and list(rr["meta"].get("input_shape", want)) != want:
+            ok, rr["error"] = False, (f"SltError: artifact {rr['path']} takes input {rr['meta'].get('input_shape')}, "
+                                      f"the {'checkpoint' if ckpt else 'first artifact'} {want}")
+        if not ok:
+            if not o.skip_errors or (ckpt and rr["path"] == ckpt):
+                err = rr["error"].split(": ", 1)[-1] if rr["error"].startswith("SltError") else rr["error"]
+                raise SltError(f"{rr['name']}: {err}", "compare artifacts exported from this checkpoint")
+            skipped.append({"path": rr["path"], "error": rr["error"]})
+            continue
+        rr["bytes"] = artifact_bytes(rr["path"])
+        runners.append(rr)
+    if not runners:
+        raise SltError("no runner could be measured (" + "; ".join(s["error"] for s in skipped) + ")")
     ref = runners[0]
     for rr in runners:
         rr["vs_reference"] = {
             "latency_p50": rr["latency"]["p50_ms"] / ref["latency"]["p50_ms"],
             "throughput": rr["throughput"]["frames_per_s"] / ref["throughput"]["frames_per_s"],
             "peak_rss": rr["memory"]["peak_rss_mb"] / ref["memory"]["peak_rss_mb"]}
+    if graph is not None:
+        log(f"activity: counting synaptic ops on {len(x)} {name} test frames (reference graph)")
+        activity, source = profile_activity(graph, x, batch=o.batch), "reference NIR graph of the checkpoint"
+    else:
+        own = next((rr for rr in runners if rr.get("activity")), None)
+        activity = own["activity"] if own else None
+        source = f"{own['name']}: {own['activity_source']}" if own else "not counted: no runner records its activity"
     modelled, boards = [], []
-    for h in hw:
+    for h in hw if activity is not None else []:
         if h["model"] == "board":
             for rr in runners:
                 if _simulated(rr["target"]):  # the host time of a chip simulation says nothing of this board
@@ -156,15 +296,14 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
                 boards.append(e)
         else:
             modelled.append(evaluate(h, activity))
+    pc = counters.describe() if not isolate else next((rr["power_counters"] for rr in runners
+                                                       if "power_counters" in rr), counters.describe())
     return {"format": FORMAT, "format_version": VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "model": {"name": r["name"], "ckpt": ckpt, "arch": r["arch"]["type"], "T": meta["T"],
-                      "encoding": meta["encoding"], "input_shape": want,
-                      "weights_sha256": meta.get("weights_sha256", "")},
-            "host": _host(), "data": {"dataset": name, "frames": int(len(x))},
-            "settings": {"frames": frames, "warmup": warmup, "batch": batch, "repeats": repeats,
-                         "rounds": min(rounds, frames)},
-            "measured": {"power_counters": counters.describe(), "runners": runners, "skipped": skipped},
-            "activity": activity, "modelled": modelled, "boards": boards}
+            "model": model, "host": _host(), "data": {"dataset": name, "frames": len(x)},
+            "settings": {"frames": o.frames, "warmup": o.warmup, "batch": o.batch, "repeats": o.repeats,
+                         "rounds": 1 if isolate else min(o.rounds, o.frames), "isolated": isolate},
+            "measured": {"power_counters": pc, "runners": runners, "skipped": skipped},
+            "activity": activity, "activity_source": source, "modelled": modelled, "boards": boards}
 
 
 def demo_stage(ctx, frames: int = 50, limit: int = 200):

@@ -38,6 +38,8 @@ OPTIONS = {
     "fold": ("on", "on: a residual `syn(S) + S` (ConvPEP's position embedding) becomes one synapse W + I on the "
                    "chip; off: the chip stops before it and the host computes it in float"),
     "chips": ("1", "number of Loihi 2 chips the network may span"),
+    "scale": ("max", "weight scale per layer: max (the largest weight -> mantissa 127) or mse (least squared "
+                     "weight error, the largest weights may clip)"),
     "limits": ("slt_deploy/hardware/loihi2.yaml", "hardware profile (yaml) with the limits and their sources"),
 }
 
@@ -117,14 +119,16 @@ def report_md(m: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(graph, path, partition="auto", sparse="auto", chips=None, limits=None, **_):
+def write(graph, path, partition="auto", sparse="auto", chips=None, limits=None, scale="max", **_):
     t0 = time.time()
     lim = _limits(limits, chips)
-    p = plan(graph, lim, partition=partition, sparse=sparse)  # `fold` was applied by the pass pipeline
+    p = plan(graph, lim, partition=partition, sparse=sparse, scale=scale)  # `fold` was applied by the passes
     if p.reasons:
         raise SltError(f"the model cannot be exported to Loihi ({len(p.reasons)} reason(s)):\n  - "
                        + "\n  - ".join(p.reasons))
     m = manifest_of(graph, p, lim)
+    if scale != "max":
+        m["scale"] = scale
     path = os.path.abspath(path.rstrip("/"))
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)

@@ -101,7 +101,8 @@ def choose_within(out: str, max_cores: int, source: str | None = None, log=print
                        "search a sparser ticket (--sparsity), or allow more cores")
     c = res["chosen"]
     which = "the final ticket" if c["checkpoint"] == out else os.path.relpath(c["checkpoint"], out)
-    log(f"--max-cores {max_cores}: kept {which} (sparsity {100 * (c['sparsity'] or 0):.1f}%, test {c['test_acc']:.2f}%, {c['cores']} cores) of "
+    log(f"--max-cores {max_cores}: kept {which} (sparsity {100 * (c['sparsity'] or 0):.1f}%, "
+        f"test {c['test_acc']:.2f}%, {c['cores']} cores) of "
         f"{len(rows)} candidate(s), {len(ok)} fitting -> {out}")
     return res
 

@@ -52,7 +52,7 @@ def export_agreement(model, meta, x, y, batch=200, options=None) -> dict:
                 ok_f += int((pf == yy).sum())
                 ok_q += int((pq == yy).sum())
         n = max(1, len(x))
-        return {"n": int(len(x)), "agreement": 100.0 * agree / n, "float_acc": 100.0 * ok_f / n,
+        return {"n": len(x), "agreement": 100.0 * agree / n, "float_acc": 100.0 * ok_f / n,
                 "loihi_acc": 100.0 * ok_q / n, "cores": runner.manifest["cores"]}
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -148,6 +148,8 @@ def finetune(ckpt: str, out: str, epochs: int = 2, lr: float | None = None, agre
                 apply_masks(model)
                 tot += loss.item() * len(y)
                 cnt += len(y)
+                if (s + 1) % 50 == 0:
+                    log(f"  step {s + 1}/{steps}: loss {tot / cnt:.4f} ({time.time() - t0:.0f}s)")
             v = simulated_agreement(model, arith, xv, yv)
             history.append({"epoch": ep + 1, "loss": tot / max(1, cnt), "seconds": time.time() - t0,
                             **{f"val_{k}": val for k, val in v.items()}})

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import types
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -130,7 +129,7 @@ class ChipArithmetic:
                         ident[c, c] = 1.0
                     w = w + ident
                     wd = _np(w)
-                mm, k, _ = layer_scale(wd, bd, role["threshold"])
+                mm, k, _ = layer_scale(wd, bd, role["threshold"], self.roles.get("scale", "max"))
                 w, b = fake_quant(w, b, k)
                 if ident is not None:
                     w = w - ident
@@ -185,7 +184,7 @@ def chip_roles(plan) -> dict:
         syn[e["layer"]] = r
         if e.get("spike_layer"):
             lifs.add(e["spike_layer"])
-    return {"synapses": syn, "lifs": lifs}
+    return {"synapses": syn, "lifs": lifs, "scale": plan.meta.get("scale", "max")}
 
 
 def loss_of(logits_q, logits_f, y, T, agree_weight: float):
@@ -210,7 +209,8 @@ def plan_of(model, meta, **options):
     graph, _ = check_shapes(to_nir(model, meta))
     graph, _ = run_pipeline(graph, BACKEND.passes, options)
     lim = _limits(options.get("limits"), options.get("chips"))
-    return plan(graph, lim, partition=options.get("partition", "auto"), sparse=options.get("sparse", "auto"))
+    return plan(graph, lim, partition=options.get("partition", "auto"), sparse=options.get("sparse", "auto"),
+                scale=options.get("scale", "max"))
 
 
-__all__ = ["ChipArithmetic", "chip_roles", "plan_of", "loss_of", "folded_weights", "fake_quant", "np"]
+__all__ = ["ChipArithmetic", "chip_roles", "fake_quant", "folded_weights", "loss_of", "plan_of"]

@@ -176,13 +176,16 @@ def _why_not_chain(g, n, shapes) -> list[str]:
     return r
 
 
-def plan(graph, limits: dict | None = None, partition: str = "auto", sparse: str = "auto") -> Plan:
+def plan(graph, limits: dict | None = None, partition: str = "auto", sparse: str = "auto",
+         scale: str = "max") -> Plan:
     """Map an slt NIR graph onto Loihi 2 (after the target's passes: passes/fold_identity_residuals.py has folded
     what it could). Collects EVERY reason it cannot in plan.reasons."""
     if partition not in ("auto", "off"):
         raise SltError(f"option partition={partition!r} unknown", "use partition=auto or partition=off")
     if sparse not in ("auto", "on", "off"):
         raise SltError(f"option sparse={sparse!r} unknown", "use sparse=auto, on or off")
+    if scale not in SCALES:
+        raise SltError(f"option scale={scale!r} unknown", "use scale=max or scale=mse")
     lim = limits or load_limits()
     g = graph
     folded = any(nmeta(n, FOLDED) for n in g.nodes.values())
@@ -191,7 +194,7 @@ def plan(graph, limits: dict | None = None, partition: str = "auto", sparse: str
     T = int(gmeta(g, K.T, 1))
     enc = gmeta(g, K.ENCODING, "direct")
     input_max = float(gmeta(g, K.INPUT_MAX, 1.0))
-    P.meta = {"T": T, "encoding": enc, "input_max": input_max, "folded_identity": folded}
+    P.meta = {"T": T, "encoding": enc, "input_max": input_max, "folded_identity": folded, "scale": scale}
     # ---- the chain -----------------------------------------------------------------------------------------
     s0 = succs(g, "input")
     ok_start = (len(s0) == 1 and _is_syn(g.nodes[s0[0]]) and preds(g, s0[0]) == ["input"]
@@ -285,7 +288,7 @@ def plan(graph, limits: dict | None = None, partition: str = "auto", sparse: str
         P.notes.append(f"chip runs up to {_label(g, cur)}; host runs {len(rest)} node(s) because "
                        + "; ".join(stop_reasons))
     # ---- quantize -------------------------------------------------------------------------------------------
-    _quantize(P, _Ctx(g, shapes, lim, T, enc, input_max), chain, head, cur, rest, sparse)
+    _quantize(P, _Ctx(g, shapes, lim, T, enc, input_max, scale), chain, head, cur, rest, sparse)
     P.chip_nodes = sorted(on_chip - {"input", "output"})
     return P
 
@@ -316,6 +319,7 @@ class _Ctx:
     T: int
     enc: str
     input_max: float
+    scale: str = "max"
 
 
 @dataclass
@@ -339,10 +343,15 @@ class ChipLayer:
     note: str = ""
 
 
-def layer_scale(w: np.ndarray, b: np.ndarray, thr: float) -> tuple[int, float, list]:
+SCALES = ("max", "mse")
+
+
+def layer_scale(w: np.ndarray, b: np.ndarray, thr: float, mode: str = "max") -> tuple[int, float, list]:
     """(vThMant m, scale k = m / thr, problems) of a spiking chip layer with float weights w, bias b and
     threshold thr: m = floor(127 thr / max|w|), lowered so |b| k fits the 13-bit bias mantissa, capped at the
-    17-bit threshold mantissa. The fine-tuning (qat.py) calls it too, so it simulates the scales written here."""
+    17-bit threshold mantissa. mode "mse": m may grow up to 1.6x that (the largest weights then clip at 127) to
+    the value with the least squared weight error sum((clip(rint(w k), 127) / k - w)^2): finer steps for the many
+    small weights of a dense layer. The fine-tuning (qat.py) calls it too, so it simulates the scales written here."""
     amax = float(np.abs(w).max())
     problems = []
     if amax == 0:
@@ -357,6 +366,12 @@ def layer_scale(w: np.ndarray, b: np.ndarray, thr: float) -> tuple[int, float, l
         problems.append(f"threshold {thr:g} is below one step of its 8-bit weights (max |w| {amax:.3g}; "
                         "fix: retrain with a larger threshold)")
         mm = 1
+    if mode == "mse" and not problems:
+        def err(m):
+            return float(((_quant_weights(w, m / thr) * thr / m - w) ** 2).sum())
+
+        top = min(int(mm * 1.6), VTH_MANT, math.floor(BIAS_MANT * thr / bmax) if bmax > 0 else VTH_MANT)
+        mm = min(range(mm, max(mm, top) + 1), key=lambda m: (err(m), m))
     return mm, mm / thr, problems
 
 
@@ -460,7 +475,7 @@ def _quantize_chip_layer(P, c: _Ctx, flat, n, m, prev_shape, dense_density) -> l
     node, lif = g.nodes[n], g.nodes[m]
     beta, thr, _ = _neuron_of(lif)
     w, b = _weights_of(node)
-    mm, k, problems = layer_scale(w, b, thr)
+    mm, k, problems = layer_scale(w, b, thr, c.scale)
     P.reasons += [f"{_label(g, n)}: {p}" for p in problems]
     wi = _quant_weights(w, k)
     bi = np.rint(b * k).astype(np.int64)

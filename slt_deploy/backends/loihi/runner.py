@@ -128,6 +128,68 @@ class LoihiRunner(Runner):
                     "timing": {k: r[k] for k in ("build_s", "run_s", "wall_s")}}
         return self.chip.run(inputs)
 
+    def activity_graph(self):
+        """An NIR graph with the artifact's OWN synapses (the host first layer, the chip's integer weight
+        mantissas, the host part) and one LIF node per recorded spike layer: what profile.activity needs to count
+        this runner's synaptic ops from the spikes it records (`run(seq, record=True)`). The 1x1 identity synapse
+        that carries the host current onto the chip is not a synapse of the model and is left out."""
+        import nir
+
+        from ...ir import meta as K
+
+        m = self.manifest
+        md = {K.T: np.int64(m["T"]), K.ENCODING: m["encoding"], K.INPUT_MAX: np.float64(m["input_max"]),
+              K.INPUT_SHAPE: np.array(m["input_shape"], np.int64)}
+        nodes = {"input": nir.Input(input_type={"input": np.array(m["input_shape"])})}
+        edges, prev = [], "input"
+
+        def lif(layer, shape):
+            one = np.ones(shape, np.float32)
+            return nir.LIF(tau=one, r=one, v_leak=0 * one, v_threshold=one, v_reset=0 * one, metadata={K.LAYER: layer})
+
+        def add(name, node):
+            nonlocal prev
+            nodes[name] = node
+            edges.append((prev, name))
+            prev = name
+
+        infos = {e["index"]: e for e in m["layers"]}
+        for i, L in enumerate(self.layers):
+            e = infos.get(i, {})
+            if L["type"] == "input":
+                continue
+            if L["type"] == "flatten":
+                add(f"flatten_{i}", nir.Flatten(input_type={"input": np.array(self.layers[i - 1]["shape"])},
+                                                start_dim=0, end_dim=-1))
+                continue
+            if i == 1 and m["input"]["kind"] == "host_current":
+                g = self.host_in.g
+                syn = next(n for n in g.nodes if n not in ("input", "output"))
+                add(syn, g.nodes[syn])
+            else:
+                w = np.asarray(L["weight"], np.float32)
+                meta = {K.LAYER: e.get("layer", f"layer_{i}")}
+                if L["type"] == "conv":
+                    node = nir.Conv2d(input_shape=None, weight=w, stride=tuple(L["stride"]),
+                                      padding=tuple(L["padding"]), dilation=(1, 1), groups=1, bias=np.zeros(w.shape[0], np.float32), metadata=meta)
+                else:
+                    node = nir.Affine(weight=w, bias=np.zeros(w.shape[0], np.float32), metadata=meta)
+                add(f"syn_{i}", node)
+            if e.get("spike_layer"):
+                add(f"lif_{i}", lif(e["spike_layer"], L["shape"]))
+        if m["readout"]["kind"] == "host":
+            hg = self.host.g
+            def ren(n):
+                return prev if n == "input" else n  # attention names its inputs
+            for n, node in hg.nodes.items():
+                if n != "input":
+                    nodes[ren(n)] = node
+            edges += [(ren(a), ren(b)) for a, b in hg.edges]
+        else:
+            nodes["output"] = nir.Output(output_type={"output": np.array(self.layers[-1]["shape"])})
+            edges.append((prev, "output"))
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=md, type_check=False)
+
     def run(self, seq, record: bool = False, engine: str | None = None) -> dict:
         seq = np.asarray(seq, np.float32)
         inputs = self.chip_inputs(seq)
