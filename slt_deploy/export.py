@@ -5,17 +5,20 @@ import os
 import time
 
 from .backends import get_target
-from .checkpoint import load
+from .checkpoint import load, model_id
 from .errors import SltError
+from .fsio import MODEL_KEY, check_out
 from .ir.frontend import to_nir
 from .passes import run_pipeline
 from .passes.check_shapes import check_shapes
 
 
 def lower(ckpt_dir: str):
-    """-> (model, meta, graph): the checkpoint lowered to NIR and shape-checked."""
+    """-> (model, meta, graph): the checkpoint lowered to NIR and shape-checked. The graph carries the model's
+    identity (checkpoint.model_id: weights + recipe) that every artifact records and `verify` checks."""
     model, meta = load(ckpt_dir)
     graph, _ = check_shapes(to_nir(model, meta))
+    graph.metadata[MODEL_KEY] = model_id(meta)
     return model, meta, graph
 
 
@@ -26,6 +29,7 @@ def export(ckpt_dir: str, target: str, out: str, **options) -> dict:
     if unknown:
         raise SltError(f"target {target!r} has no option(s) {sorted(unknown)}",
                        f"its options: {sorted(backend.options) or 'none'}")
+    out = check_out(out, target, inputs=[ckpt_dir], folder=backend.suffix == "/")
     _, meta, graph = lower(ckpt_dir)
     graph, changed = run_pipeline(graph, backend.passes, options)
     reasons = backend.check(graph) if backend.check else []

@@ -102,7 +102,8 @@ def _inside(a: str, b: str) -> bool:
 
 def check_out(out, kind: str, inputs=(), folder: bool = False, flag: str = "--out") -> str:
     """Validates an output path before any work is done (see the module docstring); creates its parent.
-    kind: 'checkpoint', a target name, or 'report' (any regular file may be replaced). Returns the absolute path."""
+    kind: 'checkpoint', a target name, or 'report' (any regular file or existing folder may be written: reports,
+    plots, the demo's run folder). Returns the absolute path."""
     if out is None or str(out).strip() == "":
         raise SltError(f"{flag} is empty", f"pass a {'folder' if folder else 'file'} path, e.g. {flag} out/model")
     out = str(out)
@@ -129,7 +130,7 @@ def check_out(out, kind: str, inputs=(), folder: bool = False, flag: str = "--ou
                            f"remove it or choose another {flag}")
         if not folder and stat.S_ISDIR(st.st_mode):
             raise SltError(f"{flag} {out} is a folder, this command writes a file", f"pass a file path for {flag}")
-        if stat.S_ISDIR(st.st_mode) and os.listdir(out):
+        if stat.S_ISDIR(st.st_mode) and kind != "report" and os.listdir(out):
             have = kind_of(out)
             if have != kind:
                 raise SltError(f"{flag} {out} is a non-empty folder that is not a {kind} artifact"

@@ -67,11 +67,14 @@ def read_manifest(path: str) -> dict:
             m = json.load(f)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SltError(f"{mp} is not valid JSON ({e})", "re-export the model")
-    if m.get("format") != FORMAT:
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise SltError(f"{mp} is not an slt-loihi manifest", "re-export with --target loihi")
-    if int(m.get("format_version", 0)) > FORMAT_VERSION:
-        raise SltError(f"{mp} has format_version {m.get('format_version')}; this slt-deploy reads "
-                       f"<= {FORMAT_VERSION}", "upgrade slt-deploy")
+    if not isinstance(m.get("format_version"), int) or m["format_version"] > FORMAT_VERSION:
+        raise SltError(f"{mp} has format_version {m.get('format_version')!r}; this slt-deploy reads "
+                       f"1..{FORMAT_VERSION}", "upgrade slt-deploy or re-export the model")
+    from ...fsio import check_folder
+
+    check_folder(path, m, MANIFEST)  # every file's sha256 and the manifest's own digest, recorded at export
     return m
 
 

@@ -6,13 +6,18 @@ import os
 import h5py
 import nir
 
-from ...checkpoint import atomic_path
 from ...errors import SltError
+from ...fsio import MODEL_KEY, atomic_file, check_h5, stamp_h5
+from ...ir.graph import gmeta
 
 
-def read_nir(path: str) -> nir.NIRGraph:
-    if not os.path.exists(path):
-        raise SltError(f"{path} does not exist", "pass a .nir file written by 'slt-deploy export --target nir'")
+def read_nir(path: str, check: bool = True) -> nir.NIRGraph:
+    """The graph of a .nir file; `check`: its contents must match the digest recorded at export (fsio.check_h5)."""
+    if not os.path.isfile(path):
+        raise SltError(f"{path} does not exist or is not a file",
+                       "pass a .nir file written by 'slt-deploy export --target nir'")
+    if check:
+        check_h5(path, "NIR graph")
     try:
         return nir.read(path, type_check=False)
     except Exception as e:  # h5py/nir raise many types for corrupt files; all mean the same to a user
@@ -21,13 +26,9 @@ def read_nir(path: str) -> nir.NIRGraph:
 
 
 def write(graph, path, **_):
-    tmp = atomic_path(path)
-    try:
+    with atomic_file(path) as tmp:
         nir.write(tmp, graph)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        stamp_h5(tmp, str(gmeta(graph, MODEL_KEY, "") or ""))
 
 
 def sniff(path: str) -> bool:
