@@ -687,6 +687,36 @@ def _run_one(args):
         shutil.rmtree(top, ignore_errors=True)
 
 
+def _run_in_process(c, base, timeout):
+    import tempfile
+    import time
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import test_bad_input as T
+
+    T.TIME_LIMIT = int(timeout)
+    top = tempfile.mkdtemp(prefix="slt-bad-")
+    ws = os.path.join(top, "w")
+    cwd = os.getcwd()
+    try:
+        try:
+            make_workspace(base, ws, c)
+        except Exception as e:  # noqa: BLE001
+            return c.id, "setup-error", None, 0, f"{type(e).__name__}: {e}", []
+        before = snapshot(ws)
+        os.chdir(ws)
+        t0 = time.time()
+        code, err, to = T.run_in_process(c.argv)
+        dt = time.time() - t0
+        os.chdir(cwd)
+        dmg = damage(before, snapshot(ws), c.out)
+        last = [ln for ln in err.splitlines() if ln.strip()][-1:] or [""]
+        return c.id, classify(code, err, dmg, to, c.expect), code, round(dt, 1), last[0][:200], dmg[:3]
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def main(argv=None):
     import argparse
     import tempfile
@@ -698,15 +728,28 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=90)
     ap.add_argument("--only", default=None)
     ap.add_argument("--json", default=None, help="write per-case results here")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run the cases inside this process (slt_deploy.cli.main, SIGALRM timeout, 12 GB address "
+                         "space): minutes instead of hours on a loaded machine; --code must then be on PYTHONPATH")
     a = ap.parse_args(argv)
     sys.path.insert(0, a.code)
     cases = [c for c in CASES if not a.only or a.only in c.id]
     base = make_base(os.path.join(tempfile.mkdtemp(prefix="slt-bad-base-"), "base"))
     results = []
-    with ThreadPoolExecutor(a.jobs) as ex:
-        for r in ex.map(_run_one, [(c, base, a.code, a.timeout) for c in cases]):
-            results.append(r)
-            print(f"{r[1]:9s} {r[0]:55s} exit={r[2]} {r[3]}s  {r[4]}  {'; '.join(r[5])}", flush=True)
+
+    def show(r):
+        results.append(r)
+        print(f"{r[1]:9s} {r[0]:55s} exit={r[2]} {r[3]}s  {r[4]}  {'; '.join(r[5])}", flush=True)
+    if a.in_process:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (12 << 30, 12 << 30))
+        for c in cases:
+            show(_run_in_process(c, base, a.timeout))
+    else:
+        with ThreadPoolExecutor(a.jobs) as ex:
+            for r in ex.map(_run_one, [(c, base, a.code, a.timeout) for c in cases]):
+                show(r)
     counts = {}
     for r in results:
         counts[r[1]] = counts.get(r[1], 0) + 1

@@ -150,6 +150,9 @@ def write(graph, path, partition="auto", sparse="auto", chips=None, limits=None,
 
 
 def sniff(path: str) -> bool:
+    from ...fsio import recover
+
+    recover(path)  # a swap interrupted by a crash (two-rename fallback) puts the old folder back
     mp = os.path.join(path, MANIFEST)
     if not (os.path.isdir(path) and os.path.exists(mp)):
         return False
