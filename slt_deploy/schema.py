@@ -166,7 +166,7 @@ class EnergyConstant(Strict):
 
 class EnergyProfile(Strict):
     format_version: Annotated[int, Field(ge=1, le=1)] = 1
-    name: Annotated[str, Field(min_length=1)]
+    name: str = ""
     title: str = ""
     model: Literal["ops", "mcu", "board", "neuromorphic"]
     notes: str = ""

@@ -117,7 +117,11 @@ def load_profile(path: str) -> dict:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
         raise SltError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})", "fix the syntax")
-    return validate(doc, path)
+    from ..schema import check_energy_profile
+
+    out = validate(doc, path)
+    check_energy_profile(doc, path)  # and the schema (slt_deploy/schema.py): unknown keys, strict types, ranges
+    return out
 
 
 def available(directory: str = ENERGY_DIR) -> list[str]:
