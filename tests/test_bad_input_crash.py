@@ -180,3 +180,33 @@ def test_check_out_refuses_device_fifo_inputs_and_foreign_folders(tmp_path):
         fsio.check_out(str(tmp_path / "mine"), "checkpoint", folder=True)
     assert fsio.check_out(str(tmp_path / "a" / "b" / "m.onnx"), "onnx").endswith("m.onnx")
     assert os.path.isdir(tmp_path / "a" / "b")  # the one rule: a missing parent is created
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    ro.mkdir()
+    (src / "old.onnx").write_bytes(b"x")
+    r = subprocess.run(["mount", "--bind", "-o", "ro", str(src), str(ro)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("needs root to bind-mount a read-only folder")
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], capture_output=True)
+    try:
+        yield str(ro)
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
+
+
+@pytest.mark.parametrize("argv", [["export", TICKET, "--target", "onnx", "--out", "{ro}/m.onnx"],
+                                  ["export", TICKET, "--target", "loihi", "--out", "{ro}/m.loihi"],
+                                  ["export", TICKET, "--target", "nir", "--out", "{ro}/sub/m.nir"],
+                                  ["train", "digits-tiny", "--out", "{ro}/ck", "--epochs", "0", "--quiet"]],
+                         ids=["onnx", "loihi", "nir-missing-parent", "train"])
+def test_read_only_location_is_a_clear_error(read_only_dir, argv):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_bad_input import run_in_process
+
+    code, err, _ = run_in_process([a.replace("{ro}", read_only_dir) for a in argv])
+    assert code == 2 and err.startswith("error: ") and "read-only" in err.lower() and "(fix: " in err, err
+    assert sorted(os.listdir(read_only_dir)) == ["old.onnx"]
