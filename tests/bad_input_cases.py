@@ -668,7 +668,7 @@ def _run_one(args):
 
         def limit():
             import resource
-            resource.setrlimit(resource.RLIMIT_AS, (12 << 30, 12 << 30))
+            resource.setrlimit(resource.RLIMIT_AS, (a.mem_gb << 30, a.mem_gb << 30))
         t0 = time.time()
         try:
             r = subprocess.run([sys.executable, "-m", "slt_deploy.cli", *c.argv], cwd=ws, env=env,
@@ -728,12 +728,14 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=90)
     ap.add_argument("--only", default=None)
     ap.add_argument("--json", default=None, help="write per-case results here")
+    ap.add_argument("--start", type=int, default=0, help="skip the first N cases (resume a measurement)")
+    ap.add_argument("--mem-gb", type=int, default=12, help="address-space limit of the in-process run")
     ap.add_argument("--in-process", action="store_true",
                     help="run the cases inside this process (slt_deploy.cli.main, SIGALRM timeout, 12 GB address "
                          "space): minutes instead of hours on a loaded machine; --code must then be on PYTHONPATH")
     a = ap.parse_args(argv)
     sys.path.insert(0, a.code)
-    cases = [c for c in CASES if not a.only or a.only in c.id]
+    cases = [c for c in CASES if not a.only or a.only in c.id][a.start:]
     base = make_base(os.path.join(tempfile.mkdtemp(prefix="slt-bad-base-"), "base"))
     results = []
 
@@ -743,7 +745,7 @@ def main(argv=None):
     if a.in_process:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (12 << 30, 12 << 30))
+        resource.setrlimit(resource.RLIMIT_AS, (a.mem_gb << 30, a.mem_gb << 30))
         for c in cases:
             show(_run_in_process(c, base, a.timeout))
     else:
