@@ -180,7 +180,7 @@ def seed(root: str):
 
     for t in TARGETS:
         os.makedirs(os.path.join(root, t), exist_ok=True)
-    rd = lambda p: open(p, "rb").read()  # noqa: E731
+    rd = lambda p: open(p, "rb").read()
     write(os.path.join(root, "checkpoint", "ticket"), join([rd(os.path.join(TICKET, "model.json")),
                                                             rd(os.path.join(TICKET, "model.safetensors"))]))
     for p in glob.glob(os.path.join(ROOT, "models", "*.yaml")):
@@ -247,10 +247,10 @@ def main():
     import atheris
 
     with atheris.instrument_imports(include=["slt_deploy"]):
-        import slt_deploy.backends.loihi.runner  # noqa: F401
-        import slt_deploy.backends.nir.fileio  # noqa: F401
-        import slt_deploy.checkpoint  # noqa: F401
-        import slt_deploy.schema  # noqa: F401
+        import slt_deploy.backends.loihi.runner
+        import slt_deploy.backends.nir.fileio
+        import slt_deploy.checkpoint
+        import slt_deploy.schema
         import slt_deploy.zoo  # noqa: F401
     atheris.Setup([sys.argv[0], *sys.argv[2:]], fn)
     atheris.Fuzz()

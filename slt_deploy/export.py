@@ -30,7 +30,7 @@ def export(ckpt_dir: str, target: str, out: str, **options) -> dict:
         raise SltError(f"target {target!r} has no option(s) {sorted(unknown)}",
                        f"its options: {sorted(backend.options) or 'none'}")
     out = check_out(out, target, inputs=[ckpt_dir], folder=backend.suffix == "/")
-    _, meta, graph = lower(ckpt_dir)
+    _, _, graph = lower(ckpt_dir)
     graph, changed = run_pipeline(graph, backend.passes, options)
     reasons = backend.check(graph) if backend.check else []
     if reasons:

@@ -247,9 +247,8 @@ def atomic_file(path: str):
 
 def atomic_write(path: str, data: bytes | str):
     """Write `data` to `path` atomically (temp file in the same folder + fsync + rename)."""
-    with atomic_file(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 def atomic_path(path: str) -> str:

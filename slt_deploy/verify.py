@@ -110,7 +110,6 @@ def failures(rep: dict, tol: dict) -> list[str]:
 
 def artifact_identity(path: str) -> str | None:
     """The model identity an artifact records (fsio.MODEL_KEY), '' when it records none."""
-    import os
 
     from .backends import target_for_path
     from .checkpoint import model_id, read_meta

@@ -26,8 +26,8 @@ import shutil
 import stat
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import yaml
 
@@ -275,7 +275,8 @@ def h5_nir_meta(key, value):
 def slt_with_T(T):
     """A CRC-valid .slt whose T is changed (the header's T field, CRCs recomputed by the format's own encoder)."""
     def setup(ws):
-        from slt_deploy.backends.packed.fileio import read_file, write_file as wf
+        from slt_deploy.backends.packed.fileio import read_file
+        from slt_deploy.backends.packed.fileio import write_file as wf
 
         p = os.path.join(ws, "art", "m.slt")
         m = read_file(p)
@@ -668,7 +669,7 @@ def _run_one(args):
 
         def limit():
             import resource
-            resource.setrlimit(resource.RLIMIT_AS, (a.mem_gb << 30, a.mem_gb << 30))
+            resource.setrlimit(resource.RLIMIT_AS, (12 << 30, 12 << 30))
         t0 = time.time()
         try:
             r = subprocess.run([sys.executable, "-m", "slt_deploy.cli", *c.argv], cwd=ws, env=env,
@@ -728,6 +729,7 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=90)
     ap.add_argument("--only", default=None)
     ap.add_argument("--json", default=None, help="write per-case results here")
+    ap.add_argument("--sample", type=int, default=0, help="a seeded random sample of N cases")
     ap.add_argument("--start", type=int, default=0, help="skip the first N cases (resume a measurement)")
     ap.add_argument("--mem-gb", type=int, default=12, help="address-space limit of the in-process run")
     ap.add_argument("--in-process", action="store_true",
@@ -736,6 +738,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     sys.path.insert(0, a.code)
     cases = [c for c in CASES if not a.only or a.only in c.id][a.start:]
+    if a.sample:
+        import random
+
+        cases = random.Random(20).sample(cases, min(a.sample, len(cases)))
     base = make_base(os.path.join(tempfile.mkdtemp(prefix="slt-bad-base-"), "base"))
     results = []
 

@@ -11,7 +11,7 @@ import traceback
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bad_input_cases as B  # noqa: E402
+import bad_input_cases as B
 
 TIME_LIMIT = 30  # seconds per case; a case still running is a hang
 

@@ -40,7 +40,6 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
 
     from ..checkpoint import read_meta
     from ..fsio import check_out
-
     from ..tickets import method_name
 
     method_name(method)  # an unknown method is an SltError naming the known ones
