@@ -7,22 +7,24 @@ import h5py
 import nir
 
 from ...errors import SltError
-from ...fsio import MODEL_KEY, atomic_file, check_h5, stamp_h5
+from ...fsio import CONTENT_KEY, MODEL_KEY, atomic_file, check_h5, h5_attr, stamp_h5
 from ...ir.graph import gmeta
 
 
 def read_nir(path: str, check: bool = True) -> nir.NIRGraph:
-    """The graph of a .nir file; `check`: its contents must match the digest recorded at export (fsio.check_h5)."""
+    """The graph of a .nir file. `check`: a file slt-deploy wrote (slt.* metadata) must match the content digest
+    recorded at export (fsio.check_h5); graphs from other NIR tools carry none and are read as they are."""
     if not os.path.isfile(path):
         raise SltError(f"{path} does not exist or is not a file",
                        "pass a .nir file written by 'slt-deploy export --target nir'")
-    if check:
-        check_h5(path, "NIR graph")
     try:
-        return nir.read(path, type_check=False)
+        g = nir.read(path, type_check=False)
     except Exception as e:  # h5py/nir raise many types for corrupt files; all mean the same to a user
         raise SltError(f"{path} is not a readable NIR file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
-                       "re-export it, or check it was written by an NIR-compatible tool")
+                       "re-export it, or check it was written by an NIR-compatible tool") from None
+    if check and (h5_attr(path, CONTENT_KEY) or any(str(k).startswith("slt.") for k in (g.metadata or {}))):
+        check_h5(path, "NIR graph")
+    return g
 
 
 def write(graph, path, **_):
