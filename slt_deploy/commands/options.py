@@ -36,7 +36,7 @@ class Number(click.ParamType):
         bad = ((self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)))
                or (self.hi is not None and (v > self.hi or (self.hi_open and v == self.hi))))
         if bad:
-            self.fail(f"{value} is out of range (allowed: {self._range()})", param, ctx)
+            self.fail(f"{value} is outside the allowed range ({self._range()})", param, ctx)
         return v
 
 
