@@ -144,9 +144,13 @@ def check_out(out, kind: str, inputs=(), folder: bool = False, flag: str = "--ou
                                f"remove it or choose another {flag} (slt-deploy replaces only its own {kind} output)")
     parent = os.path.dirname(os.path.abspath(out))
     make_parent(parent, flag)
-    if not os.access(parent, os.W_OK):
-        raise SltError(f"{flag} {out}: cannot write in {parent} (read-only file system or no permission)",
-                       f"choose a writable location for {flag}")
+    try:  # a real probe: os.access says yes to root on read-only or virtual file systems (/proc)
+        fd, probe = tempfile.mkstemp(dir=parent, prefix="." + os.path.basename(out) + TMP_TAG + f"{os.getpid()}-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        why = "read-only file system" if e.errno == errno.EROFS else (e.strerror or str(e))
+        raise SltError(f"{flag} {out}: cannot write in {parent} ({why})", f"choose a writable location for {flag}")
     return os.path.abspath(out)
 
 
