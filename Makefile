@@ -1,37 +1,71 @@
 # slt-deploy: every target sets up what it needs itself (venv, pip pins, Debian packages).
+# One style: a target, its prerequisites, then its recipe on the lines below; every target is .PHONY (none
+# makes a file of its name). Bench options: BENCH_<NAME>_ARGS, e.g. make bench-tickets BENCH_TICKETS_ARGS=--quick
 PY := .venv/bin/python
 SETUP := scripts/setup_env.sh
+BENCHES := bench-train bench-tickets bench-onnx bench-packed bench-loihi bench-mcu bench-ros2 bench-startup
 
-.PHONY: setup demo test bench bench-train bench-tickets clean
+.PHONY: setup demo lint test bench $(BENCHES) fuzz clean
+
 setup:
 	@bash $(SETUP)
 
 demo: setup
 	$(PY) -m slt_deploy.cli demo --out runs/demo
 
-test: setup
+# ruff (pinned in requirements-dev.txt, configured in pyproject.toml [tool.ruff]) before the tests
+lint: setup
+	$(PY) -m ruff check .
+
+test: setup lint setup-interop
 	$(PY) -m pytest tests
 
-bench: bench-train bench-tickets
+# every benchmark, one after the other (hours on 2 cores: bench-train alone is ~45 min)
+bench: $(BENCHES)
 
+# the three Fashion-MNIST recipes trained to their goals (issue 2)
 bench-train: setup
-	$(PY) bench/train_fmnist.py
+	$(PY) bench/train_fmnist.py $(BENCH_TRAIN_ARGS)
 
 # lottery tickets on Fashion-MNIST (IMP, Early-Bird, binarized, random, multi-prize, MultiSp); <= 90 min on 2 cores.
-# BENCH_TICKETS_ARGS=--quick for the reduced run (~10 min), --ship to copy the tickets to models/tickets/
+# BENCH_TICKETS_ARGS=--quick for the reduced run (~10 min), --ship to copy the tickets to models/tickets/,
+# --full-scale for the real fmnist-vgg recipe (bench/tickets_full.py: IMP 98%, binarized 95%, random, Early-Bird 90%)
 bench-tickets: setup
 	$(PY) bench/tickets_fmnist.py $(BENCH_TICKETS_ARGS)
 
-clean:
-	rm -rf runs out .pytest_cache
-bench-ros2: setup ; $(PY) bench/ros2.py $(BENCH_ROS2_ARGS)  # ROS 2 node latency/FPS, reference vs artifacts (issue 9)
+# ONNX target: eager vs ORT dense vs ours, batch 1/64, sizes, exactness (issue 5)
+bench-onnx: setup
+	$(PY) bench/onnx_target.py $(BENCH_ONNX_ARGS)
 
-.PHONY: fuzz bench-packed bench-onnx bench-loihi bench-ros2
+# packed target: bytes vs the information bound, exactness, latency, arena
+bench-packed: setup
+	$(PY) bench/packed.py $(BENCH_PACKED_ARGS)
+
+# Loihi target: export time, cores, agreement with float, Lava simulation time (issue 7)
+bench-loihi: setup
+	$(PY) bench/loihi.py $(BENCH_LOIHI_ARGS)
+
+# Cortex-M7 instructions per synaptic op on QEMU -icount (installs qemu-system-arm itself; docs/profile.md)
+bench-mcu: setup
+	$(PY) bench/mcu.py $(BENCH_MCU_ARGS)
+
+# ROS 2 node: per-frame breakdown, latency/FPS of node variants vs the reference (issues 9, 18);
+# BENCH_ROS2_ARGS="--repeat 2 --overload 120"
+bench-ros2: setup
+	$(PY) bench/ros2.py $(BENCH_ROS2_ARGS)
+
+# CLI start time: --help, import slt_deploy, inspect of .onnx/.slt, and whether torch is imported (issue 14)
+bench-startup: setup
+	$(PY) bench/startup.py $(BENCH_STARTUP_ARGS)
+
+# fuzzing the packed readers (C libFuzzer + Python atheris); FUZZ_SECONDS per target
 fuzz: setup
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} bash fuzz/run_fuzz.sh
 
-bench-packed: setup
-	$(PY) bench/packed.py
-bench-onnx: setup ; $(PY) bench/onnx_target.py $(BENCH_ONNX_ARGS)  # ONNX target: eager vs ORT dense vs ours, b1/b64, sizes, exactness (issue 5)
-bench-loihi: setup ; $(PY) bench/loihi.py $(BENCH_LOIHI_ARGS)  # Loihi target: export time, cores, agreement with float, Lava sim time (issue 7)
-bench-mcu: setup ; $(PY) bench/mcu.py $(BENCH_MCU_ARGS)  # Cortex-M7 instructions per synaptic op on QEMU -icount (installs qemu-system-arm itself; docs/profile.md)
+clean:
+	rm -rf runs out .pytest_cache
+
+# NIR interop (issue 15, docs/interop.md): norse + spikingjelly in .venv-interop, sinabs in .venv-sinabs
+.PHONY: setup-interop interop
+setup-interop: ; bash scripts/setup_interop.sh
+interop: setup setup-interop ; $(PY) -m slt_deploy.ir.interop models/tickets/* $(INTEROP_ARGS)  # importer x checkpoint matrix

@@ -28,13 +28,13 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from slt_deploy.checkpoint import load, save  # noqa: E402
-from slt_deploy.data import Split, load_dataset  # noqa: E402
-from slt_deploy.export import export  # noqa: E402
-from slt_deploy.backends.loihi.runner import LoihiRunner, lava_python  # noqa: E402
-from slt_deploy.train import evaluate, train  # noqa: E402
-from slt_deploy.verify import reference_run  # noqa: E402
-from slt_deploy.zoo import build_model, load_recipe  # noqa: E402
+from slt_deploy.backends.loihi.runner import LoihiRunner, lava_python
+from slt_deploy.checkpoint import load, save
+from slt_deploy.data import Split, load_dataset
+from slt_deploy.export import export
+from slt_deploy.train import evaluate, train
+from slt_deploy.verify import reference_run
+from slt_deploy.zoo import build_model, load_recipe
 
 
 def get_ckpt(args, out):

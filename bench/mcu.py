@@ -21,7 +21,7 @@
    frames only, a 4th term for non-zero inputs, binary vs float SOPs).
 
 QEMU counts INSTRUCTIONS, not cycles: cycles = instructions x CPI, and the CPI of a real Cortex-M7 (dual issue,
-TCM vs flash wait states, caches) is an assumption stated in targets/energy/cortex-m7.yaml. Writes
+TCM vs flash wait states, caches) is an assumption stated in slt_deploy/hardware/energy/cortex-m7.yaml. Writes
 OUT/results.json. Single-threaded; about 1.5 minutes for the shipped tickets and their twins.
 """
 from __future__ import annotations
@@ -84,7 +84,8 @@ def runtime_source() -> dict:
     for s in ("slt_packed.c", "slt_packed.h"):
         with open(os.path.join(C_DIR, s), "rb") as f:
             h.update(f.read())
-    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return {"sha256": h.hexdigest(), "commit": git("log", "-1", "--format=%h", "--", "slt_deploy/backends/packed/c"),
             "dirty": bool(git("status", "--porcelain", "--", "slt_deploy/backends/packed/c"))}
 
@@ -97,12 +98,12 @@ def c_array(name, ctype, values, per_line=8):
 
 def prepare(ckpt, out, frames, data_dir=None):
     """Export ckpt to packed, pick frames, count their work. -> dict with seq, per-frame counts, host results."""
+    from slt_deploy.backends.packed.c_runner import CPackedRunner
     from slt_deploy.data import load_dataset
     from slt_deploy.export import export, lower
     from slt_deploy.ir.graph import is_binary, op_of
     from slt_deploy.ir.interpreter import Interpreter
     from slt_deploy.profile.activity import ActivityCounter
-    from slt_deploy.backends.packed.c_runner import CPackedRunner
 
     name = os.path.basename(os.path.normpath(ckpt))
     slt = os.path.join(out, name + ".slt")
@@ -289,7 +290,9 @@ def main(argv=None):
         entry.update(role=role, rows=m["rows"], guest_equals_host=exact, qemu_wall_s=q["wall_s"], calib=q["calib"])
         results.append(entry)
         test = [r for r in m["rows"] if r["kind"] == "test"]
-        mean = lambda k: float(np.mean([r[k] for r in test]))  # noqa: E731
+
+        def mean(k, test=test):
+            return float(np.mean([r[k] for r in test]))
         print(f"{m['name']:38s} instr/frame {mean('instructions'):12,.0f}  SOPs {mean('sops'):10,.0f}  "
               f"MACs {mean('macs'):9,.0f}  NU {mean('neuron_updates'):8,.0f}  guest==host {exact}  "
               f"({time.time() - t0:.1f} s)", flush=True)

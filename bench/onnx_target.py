@@ -9,7 +9,7 @@
 
 for batch 1 and batch 64: median latency and throughput; file sizes; exactness of ours on the test set.
 
-The ticket: models/fmnist-vgg.yaml trained briefly (--train-samples images, one epoch), every synaptic layer
+The ticket: slt_deploy/recipes/fmnist-vgg.yaml trained briefly (--train-samples images, one epoch), every synaptic layer
 magnitude-pruned to --sparsity (the 288-weight first conv to 50%) and binarized, then fine-tuned two epochs on the
 same images (cached under --work).
 Pass --ticket DIR to benchmark an existing checkpoint (e.g. one made by 'slt-deploy ticket').
@@ -18,30 +18,29 @@ Pass --ticket DIR to benchmark an existing checkpoint (e.g. one made by 'slt-dep
 """
 from __future__ import annotations
 
+import argparse
+import copy
+import json
 import os
 import sys
+import time
 
-import argparse  # noqa: E402
-import copy  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from slt_deploy.checkpoint import load, save  # noqa: E402
-from slt_deploy.data import Split, load_dataset  # noqa: E402
-from slt_deploy.export import export, lower  # noqa: E402
-from slt_deploy.ir.interpreter import Interpreter  # noqa: E402
-from slt_deploy.nn import synapses  # noqa: E402
-from slt_deploy.profile.latency import median_time  # noqa: E402
-from slt_deploy.backends.onnx.runner import OnnxRunner  # noqa: E402
-from slt_deploy.train import evaluate, train  # noqa: E402
-from slt_deploy.verify import verify  # noqa: E402
-from slt_deploy.zoo import build_model, load_recipe  # noqa: E402
+from slt_deploy.backends.onnx.runner import OnnxRunner
+from slt_deploy.checkpoint import load, save
+from slt_deploy.data import Split, load_dataset
+from slt_deploy.export import export, lower
+from slt_deploy.ir.interpreter import Interpreter
+from slt_deploy.nn import synapses
+from slt_deploy.profile.latency import median_time
+from slt_deploy.train import evaluate, train
+from slt_deploy.verify import verify
+from slt_deploy.zoo import build_model, load_recipe
 
 
 def log(*a):
@@ -115,8 +114,8 @@ def gather_microbench(threads, reps):
         for bs in (1, 64):
             x = (rng.random((bs, fin)) < 0.2).astype(np.float32)
             n = reps if bs == 1 else max(3, reps // 4)
-            tf = median_time(lambda: full.run(None, {"x": x}), n)
-            tg = median_time(lambda: gath.run(None, {"x": x}), n)
+            tf = median_time(lambda full=full, x=x: full.run(None, {"x": x}), n)
+            tg = median_time(lambda gath=gath, x=x: gath.run(None, {"x": x}), n)
             assert np.array_equal(full.run(None, {"x": x})[0], gath.run(None, {"x": x})[0])
             out[f"b{bs}-kept{frac}"] = {"full_ms": 1e3 * tf, "gather_ms": 1e3 * tg, "speedup": tf / tg}
             log(f"  fc 3136->128, {100 * frac:4.0f}% columns kept, batch {bs:2d}: full {1e3 * tf:.3f} ms, "
@@ -166,28 +165,28 @@ def main():
         n = a.reps if bs == 1 else max(3, a.reps // 6)
         T = model.T
 
-        def eager():
+        def eager(xt=xt):
             with torch.no_grad():
                 model(xt)
 
         interp = Interpreter(graph)
         seq = model.encode(xt).numpy()
 
-        def nir_interp():
+        def nir_interp(interp=interp, seq=seq):
             interp.run(seq)
 
-        def ort(name):
+        def ort(name, x=x):
             s = runners[name].session
             return lambda: s.run(["logits"], {"image": x})
 
-        def stream():
+        def stream(bs=bs, T=T, x=x):
             r = runners["stream"]
             st = r.init_state(bs)
             for _ in range(T):
                 _, st = r.step(x, st)
 
-        row = {"eager": median_time(eager, n), "interp": median_time(nir_interp, n), "ort-dense": median_time(ort("dense"), n),
-               "ort-ours": median_time(ort("ours"), n),
+        row = {"eager": median_time(eager, n), "interp": median_time(nir_interp, n),
+               "ort-dense": median_time(ort("dense"), n), "ort-ours": median_time(ort("ours"), n),
                "ort-stream": median_time(stream, n)}
         res["latency"][bs] = row
         for k, v in row.items():

@@ -31,14 +31,14 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]  # bench/onnx.py must not shadow onnx
 sys.path.insert(0, os.path.dirname(_HERE))
 
-from slt_deploy.checkpoint import atomic_write, load, save  # noqa: E402
-from slt_deploy.data import load_dataset  # noqa: E402
-from slt_deploy.export import export, lower  # noqa: E402
-from slt_deploy.nn.layers import synapses  # noqa: E402
-from slt_deploy.backends.packed.format import size_report  # noqa: E402
-from slt_deploy.backends.packed.fileio import read_file  # noqa: E402
-from slt_deploy.train import evaluate, train  # noqa: E402
-from slt_deploy.zoo import build_model, validate_recipe  # noqa: E402
+from slt_deploy.backends.packed.fileio import read_file
+from slt_deploy.backends.packed.format import size_report
+from slt_deploy.checkpoint import atomic_write, load, save
+from slt_deploy.data import load_dataset
+from slt_deploy.export import export, lower
+from slt_deploy.nn.layers import synapses
+from slt_deploy.train import evaluate, train
+from slt_deploy.zoo import build_model, validate_recipe
 
 DENSE = {"name": "fmnist-vgg-small", "dataset": "fmnist", "T": 4, "encoding": "direct",
          "neuron": {"beta": 0.5, "threshold": 1.0, "reset": "zero"}, "seed": 0,

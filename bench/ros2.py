@@ -1,4 +1,4 @@
-"""ROS 2 benchmark (issue 9): the perception node on 640x480 rgb8 camera frames, over the real RMW (Fast DDS), for
+"""ROS 2 benchmark (issues 9, 18): the perception node on 640x480 rgb8 camera frames, over the real RMW (Fast DDS), for
 the PyTorch reference (checkpoint folder) and every artifact runtime that exists (onnx, packed), in one run.
 
 For each backend, two phases with a fresh camera process (the node stays up):
@@ -99,7 +99,8 @@ class Monitor:
     def _on_result(self, m):
         now = self.clock.now().nanoseconds
         r = json.loads(m.data)
-        src = r["stamp"]["sec"] * 1_000_000_000 + r["stamp"]["nanosec"]
+        st = r["header"]["stamp"]
+        src = st["sec"] * 1_000_000_000 + st["nanosec"]
         with self.lock:
             self.results.append((time.monotonic(), (now - src) / 1e6, r))
 
@@ -134,10 +135,10 @@ def stop(p, timeout=10):
     return err or ""
 
 
-def phase(mon, env, rate, seconds, width, height, qos):
+def phase(mon, env, rate, seconds, width, height, qos, camera_extra=None):
     cam = start("slt_ros2.camera_node", {"source": "fmnist", "count": 50, "loop": True, "rate": rate, "width": width,
                                          "height": height, "encoding": "rgb8", "wait_for_subscribers": 1,
-                                         "qos": qos}, env)
+                                         "qos": qos, **(camera_extra or {})}, env)
     t_end = time.monotonic() + 60
     n0 = len(mon.results)
     while len(mon.results) < n0 + 3:  # the camera is up and frames flow
@@ -162,40 +163,188 @@ def phase(mon, env, rate, seconds, width, height, qos):
             "latency_p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
             "latency_max_ms": float(lat.max()) if len(lat) else None,
             "frames_dropped": diff("frames_dropped"), "frames_received": diff("frames_received"),
-            "node": {k: d1.get(k) for k in ("inference_p50_ms", "inference_p99_ms", "service_p50_ms", "capacity_fps",
-                                           "cpu_ms_per_frame", "cpu_capacity_fps",
-                                           "energy_per_frame_uJ", "energy_model", "runtime")}}
+            "node": dict(d1)}
 
 
-def bench_backend(mon, env, name, path, ckpt, a):
-    node = start("slt_ros2.perception_node", {"model": path, "backend": name, "energy_checkpoint": ckpt,
-                                              "num_threads": a.threads, "qos": a.qos}, env)
+# variant -> (backend, node parameters, camera parameters): the node as shipped (fast_path) for each runtime, the
+# node's previous per-frame path ("-before": rclpy message + OpenCV INTER_AREA), and a downscaled ROI subscription
+VARIANTS = {
+    "torch": ("torch", {}, {}),
+    "torch-before": ("torch", {"fast_path": False}, {}),
+    "torch-inline": ("torch", {"inline": True}, {}),
+    "onnx-before": ("onnx", {"fast_path": False}, {}),
+    "onnx": ("onnx", {}, {}),
+    "onnx-inline": ("onnx", {"inline": True}, {}),
+    "onnx-roi": ("onnx", {"image_topic": "image_roi"}, {"roi_topic": "image_roi", "roi_size": 112}),
+    "onnx-roi-inline": ("onnx", {"image_topic": "image_roi", "inline": True}, {"roi_topic": "image_roi",
+                                                                             "roi_size": 112}),
+    "packed": ("packed", {}, {}),
+}
+
+
+def bench_variant(mon, env, variant, path, ckpt, a):
+    backend, node_extra, cam_extra = VARIANTS[variant]
+    topic = node_extra.get("image_topic", "image_raw")
+    node = start("slt_ros2.perception_node", {"model": path, "backend": backend, "energy_checkpoint": ckpt,
+                                              "num_threads": a.threads, "qos": a.qos, **node_extra}, env)
     try:
         t_end = time.monotonic() + 120
-        while mon.node.count_subscribers("image_raw") < 1:
+        while mon.node.count_subscribers(topic) < 1:
             if time.monotonic() > t_end or node.poll() is not None:
-                raise SystemExit(f"{name}: the node did not come up:\n{stop(node)}")
+                raise SystemExit(f"{variant}: the node did not come up:\n{stop(node)}")
             time.sleep(0.1)
-        log(f"{name}: 30 Hz for {a.seconds:g} s")
-        steady = phase(mon, env, 30.0, a.seconds, a.width, a.height, a.qos)
+        log(f"{variant}: 30 Hz for {a.seconds:g} s")
+        steady = phase(mon, env, 30.0, a.seconds, a.width, a.height, a.qos, cam_extra)
         # offer ~2x what the node managed to serve (never below 60 Hz): it stays saturated while the camera
         # process takes no more CPU than needed (both share this machine)
         cap = float(steady["node"].get("capacity_fps") or "nan")
         rate = a.max_rate if not np.isfinite(cap) else float(np.clip(2.0 * cap, 60.0, a.max_rate))
-        log(f"{name}: saturating camera at {rate:.0f} Hz for {a.seconds:g} s")
-        flood = phase(mon, env, rate, a.seconds, a.width, a.height, a.qos)
+        log(f"{variant}: saturating camera at {rate:.0f} Hz for {a.seconds:g} s")
+        flood = phase(mon, env, rate, a.seconds, a.width, a.height, a.qos, cam_extra)
     finally:
         err = stop(node)
     if "Traceback" in err:
         log(err)
-    return {"backend": name, "model": path, "at_30hz": steady, "sustained": flood}
+    return {"backend": variant, "runtime": backend, "model": path, "at_30hz": steady, "sustained": flood}
+
+
+def breakdown_in_process(models, width, height, n=200):
+    """Per-frame stages timed in this process on one 640x480 rgb8 Fashion-MNIST frame: the node's previous path
+    (rclpy message, OpenCV INTER_AREA) and the fast path (raw CDR + rosbags, integral-image area), then inference
+    per runtime and the result message. -> {stage: ms}."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+    from slt_ros2.camera_node import dataset_frames
+    from slt_ros2.fastpath import AreaResampler, RawImage, fast_model_input
+    from slt_ros2.perception_node import load_model
+    from std_msgs.msg import String
+
+    from slt_deploy.runtime.image import decode_frame, embed_image, encode_frame, to_model_input
+
+    x, _, _ = dataset_frames("fmnist", "", 0, 1)
+    data, step = encode_frame(embed_image(x[0], 255.0, (height, width), 3), "rgb8")
+    m = Image()
+    m.height, m.width, m.encoding, m.step, m.data = height, width, "rgb8", step, data
+    raw = serialize_message(m)
+    meta = {"input_shape": [1, 28, 28], "input_max": 255.0}
+    rs = AreaResampler()
+
+    def t(f):  # median of n calls: the machine is shared, a mean would mostly measure the other jobs
+        f()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times)) * 1e3
+
+    msg, fast = deserialize_message(raw, Image), RawImage(raw)
+    img = decode_frame(msg.data, width, height, "rgb8", step)
+    out = {"before: rclpy Image message from the received bytes": t(lambda: deserialize_message(raw, Image)),
+           "after: rosbags CDR read of the received bytes": t(lambda: RawImage(raw)),
+           "decode_frame (validate, view)": t(lambda: decode_frame(fast.data, width, height, "rgb8", step)),
+           "before: crop + OpenCV INTER_AREA + gray + scale": t(lambda: to_model_input(img, meta, "center", "area")),
+           "after: crop + integral-image area + gray + scale": t(lambda: fast_model_input(img, meta, "center", "area",
+                                                                                          rs)),
+           "crop + nearest + gray + scale": t(lambda: to_model_input(img, meta, "center", "nearest"))}
+    xin = to_model_input(img, meta, "center", "area")[None]
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)  # as the node runs it (num_threads 1)
+    for name, path in models.items():
+        r = load_model(path, name, 1)
+        out[f"inference {name} ({type(r).__name__})"] = t(lambda r=r: r.predict(xin))
+    s = String()
+    out["result JSON + serialize"] = t(lambda: serialize_message(String(data=json.dumps(
+        {"header": {"stamp": {"sec": 1, "nanosec": 2}, "frame_id": "camera"}, "class_id": 1, "label": "Trouser",
+         "score": 0.9, "latency_ms": 1.0, "inference_ms": 1.0, "seq": 1}))))
+    del s
+    return out
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+
+
+def overload(mon, env, variant, path, a):
+    """The node under a camera publishing as fast as it can (rate 0) for a.overload s: offered vs processed frames,
+    the node's queue (received - processed - dropped), RSS of the node every 5 s."""
+    backend, node_extra, cam_extra = VARIANTS[variant]
+    node = start("slt_ros2.perception_node", {"model": path, "backend": backend, "num_threads": a.threads,
+                                              "qos": a.qos, "energy_hardware": "none", **node_extra}, env)
+    samples = []
+    try:
+        while mon.node.count_subscribers("image_raw") < 1:
+            if node.poll() is not None:
+                raise SystemExit(f"overload: the node did not come up:\n{stop(node)}")
+            time.sleep(0.1)
+        w, h = a.overload_size
+        cam = start("slt_ros2.camera_node", {"source": "fmnist", "count": 50, "loop": True, "rate": 0.0, "width": w,
+                                             "height": h, "encoding": "rgb8", "wait_for_subscribers": 1,
+                                             "qos": a.qos, **cam_extra}, env)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < a.overload:
+            time.sleep(5.0)
+            with mon.lock:
+                d = dict(mon.diag)
+            if d:
+                rec, proc_ = int(d["frames_received"]), int(d["frames_processed"])
+                drop_q, lost = int(d["frames_dropped_in_queue"]), int(d["frames_dropped_upstream"])
+                samples.append({"t": time.monotonic() - t0, "rss_mb": rss_mb(node.pid), "received": rec,
+                                "processed": proc_, "offered": rec + lost,
+                                "queue": rec - proc_ - drop_q - int(d["frames_malformed"]) - int(d["errors"]),
+                                "latency_p50_ms": float(d["latency_p50_ms"]), "latency_p99_ms": float(d["latency_p99_ms"])})
+                log(f"overload {samples[-1]['t']:5.0f} s: offered {samples[-1]['offered']}, processed {proc_}, "
+                    f"queue {samples[-1]['queue']}, RSS {samples[-1]['rss_mb']:.1f} MB")
+        err = stop(cam)
+        m = re.search(r"sent (\d+) frames in ([0-9.]+) s", err)
+    finally:
+        stop(node)
+    first, last = samples[0], samples[-1]
+    dt = last["t"] - first["t"]
+    return {"variant": variant, "seconds": a.overload, "frame": list(a.overload_size), "samples": samples,
+            "camera_sent": int(m.group(1)) if m else None,
+            "offered_fps": (last["offered"] - first["offered"]) / dt, "processed_fps": (last["processed"] -
+                                                                                     first["processed"]) / dt,
+            "queue_max": max(s["queue"] for s in samples),
+            "rss_first_mb": first["rss_mb"], "rss_last_mb": last["rss_mb"], "rss_max_mb": max(s["rss_mb"] for s in samples)}
+
+
+def _f(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def print_breakdown(rows, micro):
+    print("\nper-frame breakdown in this process, one 640x480 rgb8 frame (ms, median of 200 calls):")
+    for k, v in micro.items():
+        print(f"  {k:58} {v:8.3f}")
+    print("\nper-frame breakdown at 30 Hz (ms): e2e = image stamp -> result received by this process; node = image "
+          "stamp -> result published (the node's diagnostics, last 300 frames); read+pre, infer, service: p50 "
+          "inside the node; transport = node p50 - service p50 (DDS delivery of the frame + hand-over to the "
+          "inference thread); delivery = e2e p50 - node p50 (result to this process)")
+    hdr = f"  {'variant':16} {'e2e p50':>8} {'e2e p99':>8} {'node p50':>9} {'node p99':>9} {'read+pre':>9} " \
+          f"{'infer':>7} {'service':>8} {'transport':>10} {'delivery':>9} {'CPU/frame':>10}"
+    print(hdr)
+    for r in rows:
+        s = r["at_30hz"]
+        n = s["node"]
+        svc, lat = _f(n.get("service_p50_ms")), _f(n.get("latency_p50_ms"))
+        print(f"  {r['backend']:16} {s['latency_p50_ms']:8.2f} {s['latency_p99_ms']:8.2f} {lat:9.2f} "
+              f"{_f(n.get('latency_p99_ms')):9.2f} {_f(n.get('preprocess_p50_ms')):9.2f} {_f(n.get('inference_p50_ms')):7.2f} {svc:8.2f} "
+              f"{lat - svc:10.2f} {s['latency_p50_ms'] - lat:9.2f} {_f(n.get('cpu_ms_per_frame')):10.2f}")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ckpt", help="checkpoint folder (default: quick fmnist-spikformer, cached in runs/)")
-    ap.add_argument("--backends", default="torch,onnx,packed")
+    ap.add_argument("--variants", default="torch,onnx-before,onnx,onnx-roi,packed",
+                    help=f"comma-separated, of: {', '.join(VARIANTS)} (the first torch* one is the reference)")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the variants round-robin this many times (A/B on a shared machine)")
     ap.add_argument("--max-rate", type=float, default=1000.0, help="camera rate cap in the saturation phase")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
@@ -204,8 +353,17 @@ def main(argv=None):
                     help="image QoS of camera and node (keep last 1 either way)")
     ap.add_argument("--dds-profile", default=os.path.join(EXAMPLE, "fastdds_large_frames.xml"),
                     help="Fast DDS XML for every process ('none' = stock Fast DDS transports)")
+    ap.add_argument("--overload", type=float, default=0.0,
+                    help="then run the overload phase this many seconds (camera as fast as it can; 0 = skip)")
+    ap.add_argument("--overload-variant", default="torch", help="the node variant under overload")
+    ap.add_argument("--overload-size", default="160x120", help="frame WxH of the overload camera")
     ap.add_argument("--json", default=os.path.join(ROOT, "runs", "bench-ros2.json"))
     a = ap.parse_args(argv)
+    variants = [v.strip() for v in a.variants.split(",") if v.strip()]
+    for v in variants + [a.overload_variant]:
+        if v not in VARIANTS:
+            ap.error(f"unknown variant {v!r} (fix: use {', '.join(VARIANTS)})")
+    a.overload_size = tuple(int(v) for v in a.overload_size.lower().split("x"))
 
     if a.ckpt:
         ckpt = a.ckpt
@@ -215,7 +373,8 @@ def main(argv=None):
         ckpt = quick_checkpoint(os.path.join(ROOT, "runs"), name="ros2-bench-fmnist-spikformer")
     out_dir = os.path.join(ROOT, "runs", "bench-ros2")
     os.makedirs(out_dir, exist_ok=True)
-    models = artifacts(ckpt, [b.strip() for b in a.backends.split(",") if b.strip()], out_dir)
+    models = artifacts(ckpt, sorted({VARIANTS[v][0] for v in variants + ([a.overload_variant] if a.overload else [])}),
+                       out_dir)
 
     domain = str(1 + os.getpid() % 200)
     if a.dds_profile and a.dds_profile != "none":
@@ -224,48 +383,69 @@ def main(argv=None):
         os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     env = dict(os.environ, ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONPATH=os.pathsep.join([EXAMPLE, ROOT, os.environ.get("PYTHONPATH", "")]))
+    log("in-process breakdown")
+    micro = breakdown_in_process(models, a.width, a.height)
     mon = Monitor(domain)
-    rows = []
+    rows, over = [], None
     try:
-        for name, path in models.items():
-            rows.append(bench_backend(mon, env, name, path, ckpt, a))
+        for k in range(a.repeat):
+            for v in variants:
+                if VARIANTS[v][0] not in models:
+                    log(f"skip {v}: no {VARIANTS[v][0]} model")
+                    continue
+                rows.append(bench_variant(mon, env, v, models[VARIANTS[v][0]], ckpt, a))
+                if a.repeat > 1:
+                    rows[-1]["backend"] += f" #{k + 1}"
+        if a.overload:
+            log(f"overload: {a.overload_variant}, camera as fast as it can, {a.overload:g} s")
+            over = overload(mon, env, a.overload_variant, models[VARIANTS[a.overload_variant][0]], a)
     finally:
         mon.close()
 
     from slt_deploy.checkpoint import read_meta
     meta = read_meta(ckpt)
-    report = {"ckpt": ckpt, "model": meta["recipe"]["name"], "arch": meta["recipe"]["arch"], "frame": [a.width, a.height],
-              "seconds": a.seconds, "qos": a.qos, "dds_profile": a.dds_profile, "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(), "rows": rows}
-    ref = next((r for r in rows if r["backend"] == "torch"), None)
+    report = {"ckpt": ckpt, "model": meta["recipe"]["name"], "arch": meta["recipe"]["arch"],
+              "frame": [a.width, a.height], "seconds": a.seconds, "qos": a.qos, "dds_profile": a.dds_profile,
+              "cpu_count": os.cpu_count(), "load_avg": os.getloadavg(), "breakdown_ms": micro, "rows": rows,
+              "overload": over}
+    ref = next((r for r in rows if r["runtime"] == "torch"), None)
     print(f"\nROS 2 perception node, {a.width}x{a.height} rgb8, image QoS {a.qos} keep last 1, Fast DDS "
-          f"{'stock' if a.dds_profile in (None, '', 'none') else os.path.basename(a.dds_profile)}, model {report['model']} "
-          f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
-    hdr = f"{'backend':8} {'p50 ms':>8} {'p99 ms':>8} {'FPS@30Hz':>9} {'drop@30':>8} {'sust FPS':>9} {'infer ms':>9} " \
-          f"{'capacity':>9} {'energy uJ':>10} {'FPS/ref':>8} {'cap/ref':>8} {'infer/ref':>9}"
+          f"{'stock' if a.dds_profile in (None, '', 'none') else os.path.basename(a.dds_profile)}, model "
+          f"{report['model']} ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}); reference: "
+          f"{ref['backend'] if ref else 'none'}")
+    hdr = f"{'variant':16} {'p50 ms':>8} {'p99 ms':>8} {'FPS@30Hz':>9} {'drop@30':>8} {'sust FPS':>9} " \
+          f"{'infer ms':>9} {'capacity':>9} {'energy uJ':>10} {'FPS/ref':>8} {'cap/ref':>8} {'infer/ref':>9}"
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         s, f = r["at_30hz"], r["sustained"]
         ratio = f["fps"] / ref["sustained"]["fps"] if ref and ref["sustained"]["fps"] else float("nan")
         r["sustained_fps_vs_reference"] = ratio
-        cap = lambda row: float(row["sustained"]["node"]["capacity_fps"] or "nan")  # noqa: E731
+        cap = lambda row: _f(row["sustained"]["node"].get("capacity_fps"))  # noqa: E731
         r["capacity_vs_reference"] = cap(r) / cap(ref) if ref else float("nan")
-        inf = lambda row: float(row["sustained"]["node"]["inference_p50_ms"] or "nan")  # noqa: E731
+        inf = lambda row: _f(row["sustained"]["node"].get("inference_p50_ms"))  # noqa: E731
         r["inference_speedup_vs_reference"] = inf(ref) / inf(r) if ref else float("nan")
         r["goal_p99_lt_5ms"] = s["latency_p99_ms"] is not None and s["latency_p99_ms"] < 5.0
         drop = s["frames_dropped"] / max(1, s["frames_dropped"] + s["results"])
-        print(f"{r['backend']:8} {s['latency_p50_ms']:8.2f} {s['latency_p99_ms']:8.2f} {s['fps']:9.1f} {drop:8.0%} "
-              f"{f['fps']:9.1f} {float(f['node']['inference_p50_ms'] or 'nan'):9.2f} "
-              f"{float(f['node']['capacity_fps'] or 'nan'):9.1f} {f['node']['energy_per_frame_uJ']:>10} "
+        print(f"{r['backend']:16} {s['latency_p50_ms']:8.2f} {s['latency_p99_ms']:8.2f} {s['fps']:9.1f} "
+              f"{drop:8.0%} {f['fps']:9.1f} {_f(f['node'].get('inference_p50_ms')):9.2f} "
+              f"{cap(r):9.1f} {f['node'].get('energy_per_frame_uJ', '-'):>10} "
               f"{ratio:7.1f}x {r['capacity_vs_reference']:7.1f}x {r['inference_speedup_vs_reference']:8.1f}x")
     print("p50/p99: image stamp -> result received here, camera at 30 Hz; sust FPS: results/s with the camera at ~2x "
-          "the node's capacity; capacity: 1 / mean node service time (decode+preprocess+inference+publish); "
+          "the node's capacity; capacity: 1 / mean node service time (read+preprocess+inference+publish); "
           "infer: runner.predict only, p50 inside the node; energy: modelled (slt_deploy.profile, loihi2 constants)")
-    print("goals: p99 < 5 ms at 30 Hz; sustained FPS >= 10x the reference (torch)")
+    print_breakdown(rows, micro)
+    print("\ngoals: p99 < 5 ms at 30 Hz; sustained FPS >= 10x the reference (torch)")
     for r in rows:
         print(f"  {r['backend']}: p99 {'met' if r['goal_p99_lt_5ms'] else 'NOT met'}"
-              + ("" if r["backend"] == "torch" else
-                 f", FPS x{r['sustained_fps_vs_reference']:.1f} {'met' if r['sustained_fps_vs_reference'] >= 10 else 'NOT met'}"))
+              + ("" if r is ref else f", FPS x{r['sustained_fps_vs_reference']:.1f} "
+                 f"{'met' if r['sustained_fps_vs_reference'] >= 10 else 'NOT met'}"))
+    if over:
+        print(f"\noverload ({over['variant']}, {over['frame'][0]}x{over['frame'][1]} rgb8, camera as fast as it can, "
+              f"{over['seconds']:g} s): offered {over['offered_fps']:.0f} frames/s to a node processing "
+              f"{over['processed_fps']:.0f}/s = {over['offered_fps'] / max(over['processed_fps'], 1e-9):.1f}x "
+              f"overload; node queue max {over['queue_max']} (keep last 1); RSS {over['rss_first_mb']:.1f} -> "
+              f"{over['rss_last_mb']:.1f} MB (max {over['rss_max_mb']:.1f}), sampled every 5 s")
     tmp = a.json + ".tmp"
     os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
     with open(tmp, "w") as fh:

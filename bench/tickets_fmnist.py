@@ -4,6 +4,8 @@ multi-prize (binary, untrained weights) and MultiSp on the spiking transformer, 
 
     .venv/bin/python bench/tickets_fmnist.py            # full run (plan "full", sized for <= 90 min on 2 cores)
     .venv/bin/python bench/tickets_fmnist.py --quick    # reduced: training subset, fewer rounds/epochs (~10 min)
+    .venv/bin/python bench/tickets_fmnist.py --full-scale [--dense DIR] [--table]   # the real fmnist-vgg recipe
+                                                        # (bench/tickets_full.py)
     make bench-tickets
 
 Prints one table (accuracy, weight sparsity, patch / ConvPEP sparsity, spike rate, synaptic ops vs dense, search
@@ -29,14 +31,19 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from slt_deploy.checkpoint import atomic_write, load, save  # noqa: E402
-from slt_deploy.data import Split, load_dataset  # noqa: E402
-from slt_deploy.tickets import early_bird, imp, multiprize, multisp  # noqa: E402
-from slt_deploy.tickets import random as random_ticket  # noqa: E402
-from slt_deploy.tickets.common import Ticket, TicketConfig, binarize, finalize, timer  # noqa: E402
-from slt_deploy.tickets.report import plot_sparsity_accuracy, write_table  # noqa: E402
-from slt_deploy.train import evaluate, train  # noqa: E402
-from slt_deploy.zoo import build_model, validate_recipe  # noqa: E402
+from slt_deploy.checkpoint import atomic_write, load, save
+from slt_deploy.data import Split, load_dataset
+from slt_deploy.tickets import (
+    early_bird,
+    imp,
+    multiprize,
+    multisp,
+    random_ticket,
+)
+from slt_deploy.tickets.common import Ticket, TicketConfig, binarize, finalize, timer
+from slt_deploy.tickets.report import plot_sparsity_accuracy, write_table
+from slt_deploy.train import evaluate, train
+from slt_deploy.zoo import build_model, validate_recipe
 
 BASE = {"dataset": "fmnist", "T": 4, "encoding": "direct", "neuron": {"beta": 0.5, "threshold": 1.0, "reset": "zero"},
         "seed": 0}
@@ -109,12 +116,21 @@ def fmt(v, pct=False, digits=2):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="reduced plan (training subset, fewer rounds)")
+    ap.add_argument("--full-scale", action="store_true",
+                    help="the full-scale plan on the real fmnist-vgg recipe instead (bench/tickets_full.py; the "
+                         "remaining arguments go to it)")
     ap.add_argument("--out", default=None, help="output folder (default runs/bench_tickets[_quick])")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--ship", action="store_true", help="copy the tickets to models/tickets/")
     ap.add_argument("--progress", action="store_true")
-    a = ap.parse_args(argv)
+    a, rest = ap.parse_known_args(argv)
+    if a.full_scale:
+        import tickets_full
+
+        return tickets_full.main(rest + (["--out", a.out] if a.out else []))
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if a.threads:
         torch.set_num_threads(a.threads)
     plan_name = "quick" if a.quick else "full"

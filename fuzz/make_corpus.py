@@ -4,19 +4,19 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from test_packed import RECIPES, make_ckpt  # noqa: E402
+from conftest import DIGITS_RECIPES, make_checkpoint
 
-from slt_deploy.backends.packed.format import encode  # noqa: E402
-from slt_deploy.backends.packed.lower import from_graph  # noqa: E402
-from slt_deploy.export import lower  # noqa: E402
+from slt_deploy.backends.packed.format import encode
+from slt_deploy.backends.packed.lower import from_graph
+from slt_deploy.export import lower
 
 
 def main(out):
     os.makedirs(out, exist_ok=True)
     tmp = os.path.join(out, "..", ".ckpts")
-    for rc in RECIPES:
+    for rc in DIGITS_RECIPES:
         for binary, density in ((True, 0.1), (False, 0.1), (True, 1.0)):
-            data = encode(from_graph(lower(make_ckpt(tmp, rc, binary, density))[2]))
+            data = encode(from_graph(lower(make_checkpoint(tmp, rc, binary, density, epochs=0))[2]))
             with open(os.path.join(out, f"{rc}-{int(binary)}-{density}.slt"), "wb") as f:
                 f.write(data)
             print(f"{rc} binary={binary} density={density}: {len(data)} bytes")

@@ -180,10 +180,12 @@ def seed(root: str):
 
     for t in TARGETS:
         os.makedirs(os.path.join(root, t), exist_ok=True)
-    rd = lambda p: open(p, "rb").read()
+    def rd(p):
+        with open(p, "rb") as f:
+            return f.read()
     write(os.path.join(root, "checkpoint", "ticket"), join([rd(os.path.join(TICKET, "model.json")),
                                                             rd(os.path.join(TICKET, "model.safetensors"))]))
-    for p in glob.glob(os.path.join(ROOT, "models", "*.yaml")):
+    for p in glob.glob(os.path.join(ROOT, "slt_deploy", "recipes", "*.yaml")):
         write(os.path.join(root, "recipe", os.path.basename(p)), rd(p))
     art = fresh("seed-art")
     export(TICKET, "nir", os.path.join(art, "m.nir"))

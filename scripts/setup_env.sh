@@ -22,8 +22,8 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then exit 0; fi
 $VENV/bin/pip install -q --upgrade pip
 # torch first and pinned: the CPU build lies on disk; anything unpinned would fetch CUDA wheels.
 $VENV/bin/pip install -q torch==2.13.0
-$VENV/bin/pip install -q -r requirements.txt
-$VENV/bin/pip install -q -r requirements-ros.txt  # ROS 2 wheels + OpenCV for examples/ros2 (issue 9)
-$VENV/bin/pip install -q --no-deps -e .
+# then the project through its pyproject dependencies (= requirements.txt) and extras: ros (ROS 2 wheels + OpenCV
+# for examples/ros2, issue 9) and dev (pytest, ruff, setuptools for tests/test_wheel.py)
+$VENV/bin/pip install -q -e '.[ros,dev]'
 $VENV/bin/python -c "from slt_deploy.backends.packed.c_runner import build; build()" || echo "note: packed C runtime not built (needs a C compiler)" >&2
 echo "$want" > "$STAMP"

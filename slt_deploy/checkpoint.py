@@ -83,9 +83,9 @@ def read_meta(ckpt_dir: str) -> dict:
         with open(mp, "rb") as f:
             meta = json.loads(f.read(1 << 26).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
-        raise SltError(f"{mp} is not valid JSON ({str(e).splitlines()[0][:120]})", "re-save or re-copy the checkpoint")
+        raise SltError(f"{mp} is not valid JSON ({str(e).splitlines()[0][:120]})", "re-save or re-copy the checkpoint") from None
     except OSError as e:
-        raise SltError(f"cannot read {mp} ({e.strerror})", "check the checkpoint folder")
+        raise SltError(f"cannot read {mp} ({e.strerror})", "check the checkpoint folder") from None
     if not isinstance(meta, dict) or meta.get("format") != "slt-deploy-checkpoint":
         raise SltError(f"{mp} is not an slt-deploy checkpoint", "pass a folder written by 'slt-deploy train'")
     fv = meta.get("format_version", 0)
@@ -115,7 +115,7 @@ def load(ckpt_dir: str, verify_hash: bool = True):
         state = load_file(wp)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise SltError(f"{wp} is not a readable safetensors file ({str(e)[:120]})",
-                       "re-copy or re-train the checkpoint")
+                       "re-copy or re-train the checkpoint") from None
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise SltError(f"{wp}: tensor {bad[0]} holds NaN or infinite values", "re-train or re-copy the checkpoint")

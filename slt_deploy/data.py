@@ -101,7 +101,8 @@ def load_digits(seed=0) -> Dataset:
     perm = np.random.default_rng(seed).permutation(len(x))
     n = len(x)
     a, b = int(0.6 * n), int(0.8 * n)
-    sp = lambda idx: Split(x[idx], y[idx])  # noqa: E731
+    def sp(idx):
+        return Split(x[idx], y[idx])
     return Dataset("digits", sp(perm[:a]), sp(perm[a:b]), sp(perm[b:]), [str(i) for i in range(10)], 16.0)
 
 

@@ -15,7 +15,23 @@ from .passes.check_shapes import check_shapes
 
 def lower(ckpt_dir: str):
     """-> (model, meta, graph): the checkpoint lowered to NIR and shape-checked. The graph carries the model's
-    identity (checkpoint.model_id: weights + recipe) that every artifact records and `verify` checks."""
+    identity (checkpoint.model_id: weights + recipe) that every artifact records and `verify` checks. An .nir file
+    of ours (written by `slt-deploy import` or `--target nir`) is taken as it is: (None, None, graph); its identity
+    is the one it records, else the digest of the file (fsio.nir_identity)."""
+    from .backends.nir.fileio import sniff
+
+    if os.path.isfile(ckpt_dir) and sniff(ckpt_dir):  # an NIR file; anything else: load() says what is wrong
+        from .backends.nir.fileio import read_nir
+        from .fsio import nir_identity
+        from .ir import meta as K
+
+        graph = read_nir(ckpt_dir)
+        if K.T not in (graph.metadata or {}):
+            raise SltError(f"{ckpt_dir} is an NIR graph without slt-deploy's metadata",
+                           f"import it first: slt-deploy import {ckpt_dir} --T STEPS --out model.nir")
+        graph = check_shapes(graph)[0]
+        graph.metadata[MODEL_KEY] = nir_identity(ckpt_dir)
+        return None, None, graph
     model, meta = load(ckpt_dir)
     graph, _ = check_shapes(to_nir(model, meta))
     graph.metadata[MODEL_KEY] = model_id(meta)

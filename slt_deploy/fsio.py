@@ -120,7 +120,7 @@ def check_out(out, kind: str, inputs=(), folder: bool = False, flag: str = "--ou
     except FileNotFoundError:
         st = None
     except OSError as e:
-        raise SltError(f"{flag} {out}: {e.strerror}", "choose another path")
+        raise SltError(f"{flag} {out}: {e.strerror}", "choose another path") from None
     if st is not None:
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
             raise SltError(f"{flag} {out} is {_what(st)}, not a file or folder slt-deploy can replace",
@@ -150,7 +150,8 @@ def check_out(out, kind: str, inputs=(), folder: bool = False, flag: str = "--ou
         os.unlink(probe)
     except OSError as e:
         why = "read-only file system" if e.errno == errno.EROFS else (e.strerror or str(e))
-        raise SltError(f"{flag} {out}: cannot write in {parent} ({why})", f"choose a writable location for {flag}")
+        raise SltError(f"{flag} {out}: cannot write in {parent} ({why})",
+                       f"choose a writable location for {flag}") from None
     return os.path.abspath(out)
 
 
@@ -158,12 +159,12 @@ def make_parent(parent: str, flag: str = "--out"):
     try:
         os.makedirs(parent, exist_ok=True)
     except FileExistsError:
-        raise SltError(f"{flag}: {parent} exists and is not a folder", f"choose another {flag}")
+        raise SltError(f"{flag}: {parent} exists and is not a folder", f"choose another {flag}") from None
     except NotADirectoryError:
-        raise SltError(f"{flag}: a file is in the way of folder {parent}", f"choose another {flag}")
+        raise SltError(f"{flag}: a file is in the way of folder {parent}", f"choose another {flag}") from None
     except OSError as e:
         raise SltError(f"{flag}: cannot create folder {parent} ({e.strerror})",
-                       f"choose a writable location for {flag}")
+                       f"choose a writable location for {flag}") from None
 
 
 # ------------------------------------------------------------------------------------------- temp names
@@ -284,7 +285,7 @@ def _exchange(a: str, b: str) -> bool:
 
 def _chmod_tree(d: str):
     fm, dm = file_mode(), dir_mode()
-    for root, dirs, files in os.walk(d):
+    for root, _dirs, files in os.walk(d):
         os.chmod(root, dm)
         for n in files:
             p = os.path.join(root, n)
@@ -482,6 +483,12 @@ def h5_attr(path: str, key: str) -> str | None:
     except Exception:  # noqa: BLE001 - unreadable file: the reader reports it
         return None
     return v.decode() if isinstance(v, bytes) else (str(v) if v is not None else None)
+
+
+def nir_identity(path: str, fallback: bool = True) -> str:
+    """The model identity a .nir file records (MODEL_KEY), else (fallback) the sha256 of the file itself: a graph
+    imported from another tool is its own source model."""
+    return h5_attr(path, MODEL_KEY) or (sha256_file(path) if fallback else "")
 
 
 def check_h5(path: str, what: str = "file"):

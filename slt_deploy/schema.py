@@ -1,5 +1,5 @@
 """The schema of what users write by hand: model recipes (models/*.yaml, the recipe inside a checkpoint's
-model.json) and hardware profiles (targets/loihi2.yaml limits, targets/energy/*.yaml). Checked with pydantic in
+model.json) and hardware profiles (slt_deploy/hardware/loihi2.yaml limits, slt_deploy/hardware/energy/*.yaml). Checked with pydantic in
 strict mode: unknown keys, wrong types, unknown values and out-of-range numbers are ONE SltError line naming the key,
 the value and what is allowed. Resource guards (`check_resources`) refuse a recipe whose estimated memory or time is
 absurd before anything is allocated, with the estimate in the message.
@@ -208,11 +208,11 @@ def check_recipe(r, where: str = "recipe") -> Recipe:
     """The recipe validated (SltError otherwise) and checked against the resource guards."""
     if not isinstance(r, dict):
         raise SltError(f"{where}: a recipe must be a yaml mapping, got {type(r).__name__}",
-                       "see models/digits-tiny.yaml")
+                       "see slt_deploy/recipes/digits-tiny.yaml")
     try:
         rec = Recipe.model_validate(r)
     except ValidationError as e:
-        raise explain(e, where, "models/digits-tiny.yaml") from None
+        raise explain(e, where, "slt_deploy/recipes/digits-tiny.yaml") from None
     check_resources(rec, where)
     return rec
 
@@ -221,14 +221,14 @@ def check_loihi_limits(doc, where: str) -> LoihiLimits:
     try:
         return LoihiLimits.model_validate(doc)
     except ValidationError as e:
-        raise explain(e, f"hardware profile {where}", "targets/loihi2.yaml") from None
+        raise explain(e, f"hardware profile {where}", "slt_deploy/hardware/loihi2.yaml") from None
 
 
 def check_energy_profile(doc, where: str) -> EnergyProfile:
     try:
         return EnergyProfile.model_validate(doc)
     except ValidationError as e:
-        raise explain(e, f"hardware profile {where}", "targets/energy/asic45nm.yaml") from None
+        raise explain(e, f"hardware profile {where}", "slt_deploy/hardware/energy/asic45nm.yaml") from None
 
 
 # ------------------------------------------------------------------------------------ resource guards

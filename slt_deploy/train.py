@@ -32,6 +32,16 @@ def init_distributed():
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
+def set_threads(cfg: dict) -> int:
+    """torch threads for training: the recipe's `train.threads`, else $SLT_THREADS, else 1. One thread is the
+    default because on this 2-core machine shared with other jobs two intra-op threads made a training step 3-6x
+    SLOWER (bench/train_fmnist.py --throughput), and one thread makes results independent of the core count."""
+    n = int(cfg.get("threads") or os.environ.get("SLT_THREADS") or 1)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
 def make_optimizer(params, cfg):
     name = cfg.get("optimizer", "adam").lower()
     lr, wd = float(cfg.get("lr", 1e-3)), float(cfg.get("weight_decay", 0.0))
@@ -60,6 +70,41 @@ def apply_masks(model):
 
 
 @torch.no_grad()
+def mask_optimizer_state(opt, model):
+    """Zero the optimizer state (Adam's moments, SGD's momentum) of every pruned weight, so a pruned weight can
+    never come back through momentum or weight decay and a later unmasking starts from a clean state. Only for
+    layers that are pruned (mask not all ones)."""
+    for _, m in synapses(model):
+        if m.scores is not None or bool(m.mask.all()):
+            continue
+        st = opt.state.get(m.weight)
+        if not st:
+            continue
+        for k in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer"):
+            v = st.get(k)
+            if isinstance(v, torch.Tensor) and v.shape == m.mask.shape:
+                v.mul_(m.mask)
+
+
+@torch.no_grad()
+def predict_logits(model, x, batch_size=512) -> torch.Tensor:
+    """Eval-mode logits / T (the distillation teacher's targets) for every image of x, in order."""
+    was = model.training
+    model.eval()
+    out = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]) / model.T
+    model.train(was)
+    return out
+
+
+def kd_loss(student_logits, teacher_logits, y, alpha: float, temp: float):
+    """Hinton et al.: (1 - alpha) CE(student, y) + alpha temp^2 KL(softmax(teacher/temp) || softmax(student/temp))."""
+    ce = F.cross_entropy(student_logits, y)
+    kl = F.kl_div(F.log_softmax(student_logits / temp, 1), F.log_softmax(teacher_logits / temp, 1),
+                  reduction="batchmean", log_target=True)
+    return (1.0 - alpha) * ce + alpha * temp * temp * kl
+
+
+@torch.no_grad()
 def evaluate(model, split, batch_size=256, generator_seed=1234) -> float:
     """Top-1 accuracy (%) of `model` on a data Split."""
     was = model.training
@@ -73,11 +118,19 @@ def evaluate(model, split, batch_size=256, generator_seed=1234) -> float:
     return 100.0 * correct / max(1, len(split.x))
 
 
-def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_epoch=None, seed=0):
+def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_epoch=None, seed=0,
+          start_epoch: int = 0, teacher=None, keep: dict | None = None):
     """Train `model` on data.train; returns history [{epoch, loss, train_acc, val_acc, seconds}].
     `on_epoch(epoch, model)` runs after every epoch (ticket searches hook in here: rewind points, EB masks);
-    returning True stops training after that epoch."""
+    returning True stops training after that epoch.
+    `start_epoch` k: run epochs k+1..epochs of the schedule (learning-rate rewinding: the learning rate and the
+    data order are those the full run has at those epochs).
+    `teacher`: (logits / T of every training image [N, classes], alpha, temp): knowledge distillation (kd_loss);
+    None = plain cross-entropy, the same computation as without the option.
+    `keep`: a dict that receives the optimizer and the scheduler (tests, resumable searches).
+    After every step the masks are re-applied to the weights and to the optimizer state."""
     rank, world = init_distributed()
+    set_threads(cfg)
     dist = _dist()
     epochs = int(cfg.get("epochs", 1) if epochs is None else epochs)
     bs = int(cfg.get("batch_size", 64))
@@ -86,11 +139,20 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg)
     sched = make_schedule(opt, cfg, epochs * steps_per_epoch)
+    if start_epoch:  # LR rewinding: the schedule where the full run has it (no optimizer step yet: warning)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(int(start_epoch) * steps_per_epoch):
+                sched.step()
+    if keep is not None:
+        keep.update(optimizer=opt, scheduler=sched)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if dist is not None else model
     g = torch.Generator().manual_seed(seed + 17 + rank)
     history = []
     apply_masks(model)
-    for ep in range(epochs):
+    for ep in range(int(start_epoch), epochs):
         model.train()
         t0 = time.time()
         perm = torch.from_numpy(np.random.default_rng(seed + ep).permutation(n))
@@ -101,12 +163,16 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
             idx = perm[s * bs:(s + 1) * bs][rank::world]  # same global batch as 1 process, split across ranks
             x, y = data.train.x[idx], data.train.y[idx]
             logits = ddp(x, generator=g)
-            loss = F.cross_entropy(logits / model.T, y)
+            if teacher is None:
+                loss = F.cross_entropy(logits / model.T, y)
+            else:
+                loss = kd_loss(logits / model.T, teacher[0][idx], y, float(teacher[1]), float(teacher[2]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             apply_masks(model)
+            mask_optimizer_state(opt, model)
             tot_loss += loss.item() * len(y)
             tot_ok += (logits.argmax(1) == y).sum().item()
             tot_n += len(y)

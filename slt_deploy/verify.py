@@ -4,6 +4,7 @@ layer. Exact targets must match bit for bit; others within the bounds their Back
 from __future__ import annotations
 
 import inspect
+import os
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ import torch
 from .checkpoint import load
 from .data import load_dataset
 from .errors import SltError
+from .ir.importer import GraphReference
 from .nn import LIF
 
 
@@ -113,17 +115,19 @@ def artifact_identity(path: str) -> str | None:
 
     from .backends import target_for_path
     from .checkpoint import model_id, read_meta
-    from .fsio import MODEL_KEY, h5_attr, is_checkpoint
+    from .fsio import MODEL_KEY, is_checkpoint
 
     if is_checkpoint(path):
         return model_id(read_meta(path))
     name = target_for_path(path).name
+    if name == "nir" and os.path.isfile(path):
+        from .fsio import nir_identity
+
+        return nir_identity(path, fallback=False)
     if name == "onnx":
         from .backends.onnx.runner import read_model
 
         return read_model(path)[1].get(MODEL_KEY, "")
-    if name == "nir":
-        return h5_attr(path, MODEL_KEY) or ""
     if name == "packed":
         from .backends.packed.fileio import read_file
 
@@ -135,11 +139,12 @@ def artifact_identity(path: str) -> str | None:
     return ""
 
 
-def check_identity(ckpt_dir: str, artifact: str, meta: dict):
-    """Refuses (SltError, exit 2) an artifact that was not exported from this checkpoint, before anything runs."""
+def check_identity(ckpt_dir: str, artifact: str, meta: dict | None = None, want: str | None = None):
+    """Refuses (SltError, exit 2) an artifact that was not exported from this checkpoint (or reference .nir graph),
+    before anything runs."""
     from .checkpoint import model_id
 
-    want, got = model_id(meta), artifact_identity(artifact)
+    want, got = (want or model_id(meta)), artifact_identity(artifact)
     if not got:
         raise SltError(f"{artifact} records no source model identity (exported by an older slt-deploy)",
                        f"re-export it: slt-deploy export {ckpt_dir} --target ... --out {artifact}")
@@ -151,16 +156,36 @@ def check_identity(ckpt_dir: str, artifact: str, meta: dict):
 
 def verify(ckpt_dir, artifact, data="auto", limit=None, data_dir=None, batch=64, tolerance=None, runner=None):
     from .backends import target_for_path
+    from .backends.nir.fileio import sniff
     from .runtime import load_runner
 
-    model, meta = load(ckpt_dir)
-    check_identity(ckpt_dir, artifact, meta)
-    name = meta["recipe"]["dataset"] if data == "auto" else data
-    if name != meta["recipe"]["dataset"]:
-        raise SltError(f"{ckpt_dir} was trained on {meta['recipe']['dataset']}, not {name}",
-                       f"use --data {meta['recipe']['dataset']} (or --data auto)")
-    ds = load_dataset(name, data_dir, int(meta["recipe"].get("seed", 0)))
+    if os.path.isfile(ckpt_dir) and sniff(ckpt_dir):  # an NIR graph of ours (e.g. from `slt-deploy import`): the NIR interpreter is the reference
+        from .backends.nir.fileio import read_nir
+        from .fsio import nir_identity
+
+        g = read_nir(ckpt_dir)
+        if "slt.T" not in (g.metadata or {}):
+            raise SltError(f"{ckpt_dir} is an NIR graph without slt-deploy's metadata",
+                           f"import it first: slt-deploy import {ckpt_dir} --T STEPS --out model.nir")
+        check_identity(ckpt_dir, artifact, want=nir_identity(ckpt_dir))
+        model = GraphReference(g)
+        if data == "auto":
+            raise SltError(f"{ckpt_dir} is an NIR graph: it does not say which data it was trained on",
+                           "pass --data digits or --data fmnist")
+        name, seed = data, 0
+    else:
+        model, meta = load(ckpt_dir)
+        check_identity(ckpt_dir, artifact, meta)
+        name = meta["recipe"]["dataset"] if data == "auto" else data
+        if name != meta["recipe"]["dataset"]:
+            raise SltError(f"{ckpt_dir} was trained on {meta['recipe']['dataset']}, not {name}",
+                           f"use --data {meta['recipe']['dataset']} (or --data auto)")
+        seed = int(meta["recipe"].get("seed", 0))
+    ds = load_dataset(name, data_dir, seed)
     x, y = ds.test.x, ds.test.y
+    if isinstance(model, GraphReference) and int(np.prod(x.shape[1:])) != int(np.prod(model.input_shape)):
+        raise SltError(f"{ckpt_dir} takes inputs {model.input_shape}, {name} images are {list(x.shape[1:])}",
+                       "verify with the data the graph was made for")
     if limit is not None:
         if limit < 1:
             raise SltError(f"limit must be at least 1 (got {limit})", "pass --limit N with N >= 1")

@@ -1,11 +1,12 @@
-"""Architectures built from yaml recipes in models/: spiking VGG, spiking ResNet, Spikformer-style transformer.
+"""Architectures built from yaml recipes (slt_deploy/recipes/): spiking VGG, spiking ResNet, Spikformer-style transformer.
 
-A recipe (see models/*.yaml) names the dataset, the architecture and its sizes, T, the encoding, the neuron and the
-training schedule. `build_model(recipe)` returns a SpikingNet: `net(images)` encodes, runs T steps and returns
-logits = the head's output summed over the T steps."""
+A recipe (see slt_deploy/recipes/*.yaml) names the dataset, the architecture and its sizes, T, the encoding, the
+neuron and the training schedule. `build_model(recipe)` returns a SpikingNet: `net(images)` encodes, runs T steps
+and returns logits = the head's output summed over the T steps."""
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 
 import torch
 import yaml
@@ -13,10 +14,10 @@ from torch import nn
 
 from .data import encode
 from .errors import SltError
+from .nn import LIF, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, Tokens, TokenSum, TransformerBlock
 from .nn.layers import weight_cache
-from .nn import (LIF, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, TokenSum, Tokens, TransformerBlock)
 
-MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+MODELS_DIR = str(files("slt_deploy") / "recipes")  # package data (pip-installed too), see README "Install"
 DATASET_SHAPES = {"digits": ([1, 8, 8], 10, 16.0), "fmnist": ([1, 28, 28], 10, 255.0)}
 NEURON_DEFAULTS = {"beta": 0.5, "threshold": 1.0, "reset": "zero", "slope": 2.0}
 
@@ -139,19 +140,19 @@ def load_recipe(path_or_name: str) -> dict:
             raise SltError(f"recipe {path_or_name!r} not found", f"pass a yaml path or one of: {', '.join(names)}")
         p = cand
     if not os.path.isfile(p):
-        raise SltError(f"recipe {p} is not a file", "pass a .yaml recipe (e.g. models/digits-tiny.yaml) or its name")
+        raise SltError(f"recipe {p} is not a file", "pass a .yaml recipe (e.g. slt_deploy/recipes/digits-tiny.yaml) or its name")
     try:
         with open(p, "rb") as f:
             r = yaml.safe_load(f.read(1 << 20).decode("utf-8"))
     except UnicodeDecodeError:
-        raise SltError(f"{p}: not a text (UTF-8) yaml file", "pass a .yaml recipe such as models/digits-tiny.yaml")
+        raise SltError(f"{p}: not a text (UTF-8) yaml file", "pass a .yaml recipe such as slt_deploy/recipes/digits-tiny.yaml") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise SltError(f"{p}: not valid yaml{at} ({getattr(e, 'problem', None) or str(e).splitlines()[0]})",
-                       "fix the yaml syntax (see models/digits-tiny.yaml)")
+                       "fix the yaml syntax (see slt_deploy/recipes/digits-tiny.yaml)") from None
     except OSError as e:
-        raise SltError(f"cannot read recipe {p} ({e.strerror})", "check the path and its permissions")
+        raise SltError(f"cannot read recipe {p} ({e.strerror})", "check the path and its permissions") from None
     return validate_recipe(r, p)
 
 

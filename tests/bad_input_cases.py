@@ -34,7 +34,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICKET = os.path.join(ROOT, "models", "tickets", "digits-tiny-imp90")
 VIT = os.path.join(ROOT, "models", "tickets", "digits-spikformer-tiny-multisp")
-BASE_RECIPE = os.path.join(ROOT, "models", "digits-tiny.yaml")
+BASE_RECIPE = os.path.join(ROOT, "slt_deploy", "recipes", "digits-tiny.yaml")
 
 
 @dataclass

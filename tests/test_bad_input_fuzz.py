@@ -8,7 +8,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "fuzz"))
-import parsers
+import parsers  # noqa: E402
 
 
 @pytest.fixture(scope="module")

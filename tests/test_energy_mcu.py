@@ -1,4 +1,4 @@
-"""The Cortex-M7 hardware profile (targets/energy/cortex-m7.yaml) and its bench (bench/mcu.py).
+"""The Cortex-M7 hardware profile (slt_deploy/hardware/energy/cortex-m7.yaml) and its bench (bench/mcu.py).
 
 Cycles per op are modelled from QEMU instruction counts (status estimate, CPI assumed); the energy per cycle is not
 sourced yet, so the profile row stays "not modelled" until current_ua_per_mhz and supply_v are filled. The bench
@@ -53,11 +53,17 @@ def test_cortex_m7_energy_per_cycle_unsourced_says_why():
     assert "DS12110" in c["current_ua_per_mhz"]["source"]
 
 
-def test_cortex_m7_row_not_modelled_until_the_current_is_sourced():
-    r = evaluate(_m7(), ACT)
-    assert r["energy_per_frame_j"] is None and r["latency_per_frame_s"] is None
+def test_cortex_m7_cycles_and_latency_modelled_energy_not_until_the_current_is_sourced():
+    hw = _m7()
+    r = evaluate(hw, ACT)
+    k = {n: hw["constants"][n]["value"] for n in CYCLES}
+    cycles = 20000 * k["cycles_per_sop"] + 7000 * k["cycles_per_mac"] + 18816 * k["cycles_per_neuron_update"]
+    assert r["cycles_per_frame"] == pytest.approx(cycles)
+    assert r["latency_per_frame_s"] == pytest.approx(cycles / (hw["constants"]["clock_mhz"]["value"] * 1e6))
+    assert r["energy_per_frame_j"] is None and r["terms_j"] == {}
     assert r["missing"] == ["current_ua_per_mhz", "supply_v"]
-    assert r["label"] == "not modelled: no sourced value for current_ua_per_mhz, supply_v"
+    assert r["label"].startswith("modelled (estimate) (source: ")
+    assert r["label"].endswith("; energy not modelled: no sourced value for current_ua_per_mhz, supply_v")
 
 
 def test_cortex_m7_arithmetic_with_the_shipped_cycle_constants(tmp_path):
@@ -122,5 +128,5 @@ def test_bench_mcu_on_qemu_one_ticket(tmp_path):
         modelled = r["sops"] * k["cycles_per_sop"] + r["macs"] * k["cycles_per_mac"] \
             + r["neuron_updates"] * k["cycles_per_neuron_update"]
         assert modelled == pytest.approx(r["instructions"], rel=0.5), \
-            "targets/energy/cortex-m7.yaml is stale for this runtime: rerun make bench-mcu and update it"
+            "slt_deploy/hardware/energy/cortex-m7.yaml is stale for this runtime: rerun make bench-mcu and update it"
     assert os.path.exists(tmp_path / "results.json")

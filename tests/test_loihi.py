@@ -12,11 +12,12 @@ import torch
 import yaml
 
 from slt_deploy.backends import get_target, target_for_path
+from slt_deploy.backends.loihi.chip import ChipModel, dense_synapse
 from slt_deploy.backends.loihi.netx import read_netx, write_netx
+from slt_deploy.backends.loihi.quant import DEFAULT_LIMITS
 from slt_deploy.errors import SltError
 from slt_deploy.export import export
 from slt_deploy.runtime import load_runner
-from slt_deploy.backends.loihi.chip import ChipModel, dense_synapse
 from slt_deploy.verify import verify
 
 
@@ -88,8 +89,12 @@ def test_cli_export_and_verify(trained, tmp_path):
     assert d["kind"] == "loihi" and d["meta"]["cores"] == man["cores"]
     assert [r["node"] for r in d["layers"]] == [e.get("layer") or e["kind"] for e in man["layers"]]
     dense = [r for r in d["layers"] if "kept" in r]
-    assert dense and all(r["kept"] == e["synapses"] for r, e in
-                         zip(dense, [e for e in man["layers"] if e.get("density")]))
+    assert dense and all(r["chip_synapses"] == e["synapses"] for r, e in
+                         zip(dense, [e for e in man["layers"] if "synapses" in e], strict=True))
+    from slt_deploy.inspect_graph import describe_path, totals
+
+    same = ("params", "kept", "min_bytes")  # the model's layers, counted as for the checkpoint itself
+    assert {k: totals(d["layers"])[k] for k in same} == {k: totals(describe_path(ck)["layers"])[k] for k in same}
 
 
 def test_binarized_sparse_ticket_maps_to_one_mantissa_per_channel(trained, tmp_path):
@@ -114,7 +119,7 @@ def test_binarized_sparse_ticket_maps_to_one_mantissa_per_channel(trained, tmp_p
 
 def test_limits_exceeded_gives_one_clear_error(trained, tmp_path):
     ck = trained("digits-tiny")
-    prof = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "targets", "loihi2.yaml")))
+    prof = yaml.safe_load(open(DEFAULT_LIMITS))
     prof["limits"]["neurons_per_core"]["value"] = 64
     prof["limits"]["cores_per_chip"]["value"] = 4
     prof["limits"]["fan_in_per_neuron"]["value"] = 100
@@ -199,8 +204,8 @@ def test_fold_identity_residuals_pass_is_the_targets_pipeline(trained, tmp_path)
     (the graph computes the same spikes in the NIR interpreter); --opt fold=off leaves it, and the chip stops
     before it."""
     from slt_deploy.data import load_dataset
-    from slt_deploy.ir.interpreter import Interpreter
     from slt_deploy.export import lower
+    from slt_deploy.ir.interpreter import Interpreter
     from slt_deploy.passes import run_pipeline
     from slt_deploy.passes.fold_identity_residuals import FOLDED, fold_identity_residuals
 

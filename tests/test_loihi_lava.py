@@ -8,16 +8,15 @@ import tempfile
 
 import numpy as np
 import pytest
+from test_loihi import binarized_sparse_ticket
 
+from slt_deploy.backends.loihi.chip import ChipModel
 from slt_deploy.backends.loihi.netx import read_netx, write_netx
+from slt_deploy.backends.loihi.runner import lava_python, run_lava
 from slt_deploy.data import load_digits
 from slt_deploy.export import export
 from slt_deploy.runtime import load_runner
-from slt_deploy.backends.loihi.chip import ChipModel
-from slt_deploy.backends.loihi.runner import lava_python, run_lava
 from slt_deploy.verify import verify
-
-from test_loihi import binarized_sparse_ticket
 
 
 @pytest.fixture(scope="module", autouse=True)

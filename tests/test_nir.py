@@ -7,6 +7,7 @@ import nir
 import numpy as np
 import pytest
 import torch
+from conftest import DIGITS_RECIPES
 from torch import nn
 
 from slt_deploy.backends import all_targets, get_target, register
@@ -17,8 +18,6 @@ from slt_deploy.export import export, lower
 from slt_deploy.ir.frontend import to_nir
 from slt_deploy.ir.interpreter import Interpreter
 from slt_deploy.verify import reference_run, verify
-
-from conftest import DIGITS_RECIPES
 
 
 def cli(*args):
@@ -49,7 +48,7 @@ def test_verify_cli_exit_codes(trained, tmp_path):
 
 
 def test_sparsity_and_binarization_are_visible_in_the_graph(trained, tmp_path):
-    from slt_deploy.checkpoint import load, save
+    from slt_deploy.checkpoint import load
     from slt_deploy.nn import synapses
 
     model, meta = load(trained("digits-tiny"))
@@ -113,34 +112,48 @@ def test_inspect_reports_layers_sparsity_and_foreign_parts(trained, tmp_path):
     assert "every node is standard NIR" in cli("inspect", out2).stdout
 
 
-def _snn_sum_over_T(net, seq, reset):
+def _snn_sum_over_T(net, seq, reset, batched=False):
     outs = []
     with torch.no_grad():
-        for b in range(seq.shape[1]):  # NIR graphs are unbatched: snntorch's import flattens from dim 0
+        for x in ([seq] if batched else [seq[:, b] for b in range(seq.shape[1])]):
             reset(net)
             out = None
             for t in range(seq.shape[0]):
-                y = net(seq[t, b])
+                y = net(x[t])
                 y = y[0] if isinstance(y, tuple) else y
                 out = y if out is None else out + y
             outs.append(out)
-    return torch.stack(outs).numpy()
+    return (outs[0] if batched else torch.stack(outs)).numpy()
 
 
-def test_snntorch_import_from_nir_reproduces_our_outputs(trained, tmp_path):
+@pytest.mark.parametrize("batched", [False, True])
+def test_snntorch_import_from_nir_reproduces_our_outputs(trained, tmp_path, batched):
     warnings.filterwarnings("ignore")
     from snntorch import utils
     from snntorch.import_nir import import_from_nir
 
-    model, meta, g = lower(trained("digits-tiny"))
-    nir.write(str(tmp_path / "v.nir"), g)
-    net = import_from_nir(nir.read(str(tmp_path / "v.nir")))
+    ck = trained("digits-tiny")
+    model, _, _ = lower(ck)
+    export(ck, "nir", str(tmp_path / "v.nir"))
+    net = import_from_nir(nir.read(str(tmp_path / "v.nir")))  # NIR's type checking on
     seq = model.encode(load_digits().test.x[:40])
     ref = reference_run(model, seq.numpy(), record=False)["logits"]
-    got = _snn_sum_over_T(net, seq, utils.reset)
-    # snntorch rebuilds beta = 1 - dt/tau in float and runs unbatched convs: last-bit differences only
+    got = _snn_sum_over_T(net, seq, utils.reset, batched)
+    # snntorch rebuilds beta = 1 - dt/tau and threshold = v_threshold / (r dt / tau) in float: last bits only
     assert np.array_equal(got.argmax(1), ref.argmax(1))
     assert np.max(np.abs(got - ref)) < 1e-4
+
+
+def test_per_step_outputs_sum_to_the_logits(trained):
+    model, meta, g = lower(trained("digits-tiny"))
+    seq = model.encode(load_digits().test.x[:16]).numpy()
+    res = Interpreter(g).run(seq)
+    steps = res["logits_steps"]
+    assert steps.shape == (seq.shape[0], 16, 10)
+    acc = steps[0]
+    for t in range(1, len(steps)):
+        acc = acc + steps[t]
+    assert np.array_equal(acc, res["logits"]) and np.array_equal(acc, reference_run(model, seq, False)["logits"])
 
 
 def test_we_run_an_nir_graph_exported_by_snntorch():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from slt_deploy.checkpoint import load, save
-from slt_deploy.data import Split, load_dataset
+from slt_deploy.data import load_dataset
 from slt_deploy.errors import SltError
 from slt_deploy.export import export
 from slt_deploy.nn import ConvPEP, PatchSelect, synapses
@@ -91,28 +92,16 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    from slt_deploy.train import train
-    from slt_deploy.zoo import build_model, load_recipe
-
+def ckpt(checkpoint, tmp_path_factory):
+    """ckpt(recipe, kind): the suite's dense checkpoint (tests/conftest.py) or a ticket of it made by make_ticket."""
     root = tmp_path_factory.mktemp("onnx_ckpts")
-    dense, tickets = {}, {}
+    tickets = {}
 
     def get(recipe, kind):
-        if recipe not in dense:
-            r = load_recipe(recipe)
-            data = load_dataset(r["dataset"], seed=0)
-            # a few training steps on a subset: live spikes and trained BN statistics, fast on a loaded machine
-            data.train = Split(data.train.x[:384], data.train.y[:384])
-            data.val = Split(data.val.x[:0], data.val.y[:0])
-            model = build_model(r)
-            train(model, data, r["train"], epochs=1, progress=False)
-            dense[recipe] = str(root / recipe)
-            save(model, dense[recipe], labels=data.labels)
         if kind == "dense":
-            return dense[recipe]
+            return checkpoint(recipe)
         if (recipe, kind) not in tickets:
-            tickets[recipe, kind] = make_ticket(dense[recipe], str(root / f"{recipe}-{kind}"), kind)
+            tickets[recipe, kind] = make_ticket(checkpoint(recipe), str(root / f"{recipe}-{kind}"), kind)
         return tickets[recipe, kind]
 
     return get
@@ -172,7 +161,8 @@ def test_weight_encodings_same_numbers_smaller_file(ckpt, digits, tmp_path):
         assert np.array_equal(load_runner(f).run(seq)["logits"], ref), mode
     m = onnx.load(files["coo"])
     assert any(n.op_type == "Constant" and n.attribute[0].name == "sparse_value" for n in m.graph.node)
-    weights = lambda f: sum(r["payload_bytes"] for r in json.loads(load_runner(f).props["slt.weights"]))  # noqa
+    def weights(f):
+        return sum(r["payload_bytes"] for r in json.loads(load_runner(f).props["slt.weights"]))
     assert weights(files["auto"]) * 8 < weights(files["none"])
     assert os.path.getsize(files["auto"]) < os.path.getsize(files["none"])
     # float sparse ticket: bitmap/coo also shrink the weights and keep the numbers

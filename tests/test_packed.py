@@ -5,43 +5,17 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
+from conftest import DIGITS_RECIPES, VARIANTS
 
 from slt_deploy.backends.packed import format as PF
 from slt_deploy.backends.packed.lower import from_graph
 from slt_deploy.backends.packed.numpy_runner import PackedInterpreter
-from slt_deploy.checkpoint import save
 from slt_deploy.data import load_dataset
 from slt_deploy.errors import SltError
 from slt_deploy.export import export, lower
-from slt_deploy.nn.layers import synapses
 from slt_deploy.verify import reference_run
-from slt_deploy.zoo import build_model, load_recipe
 
-RECIPES = ["digits-tiny", "digits-resnet-tiny", "digits-spikformer-tiny"]
-VARIANTS = {"dense": (False, 1.0), "sparse": (False, 0.2), "binary": (True, 1.0), "binary-sparse": (True, 0.1)}
-
-
-def make_ckpt(root, recipe, binary, density, seed=0):
-    r = load_recipe(recipe)
-    r = {**r, "binary": binary}
-    model = build_model(r)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, s in synapses(model):
-            s.weight.mul_(3.0 / density ** 0.5)  # livelier spikes in an untrained net
-            if density < 1.0:
-                s.mask.copy_((torch.rand(s.mask.shape, generator=g) < density).float())
-            if s.bn is not None:
-                s.bn.running_mean.uniform_(-0.2, 0.2, generator=g)
-                s.bn.running_var.uniform_(0.5, 2.0, generator=g)
-                s.bn.bias.uniform_(0.0, 1.0, generator=g)
-        for name, m in model.named_modules():
-            if hasattr(m, "index") and hasattr(m, "set_index"):
-                m.set_index([0, 2, 3, 5, 8, 9, 12, 15])
-    out = os.path.join(root, f"{recipe}-{int(binary)}-{density}")
-    save(model, out, labels=[str(i) for i in range(10)])
-    return out
+RECIPES = DIGITS_RECIPES
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +25,9 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("packed"))
-    return {(rc, v): make_ckpt(root, rc, *VARIANTS[v]) for rc in RECIPES for v in VARIANTS}
+def ckpts(checkpoint):
+    """Untrained lively models (epochs=0): every layer spikes, no training time."""
+    return {(rc, v): checkpoint(rc, v, epochs=0) for rc in RECIPES for v in VARIANTS}
 
 
 def _pm(ck):
@@ -108,7 +82,7 @@ def test_runtimes_vs_reference(ckpts, digits, recipe, variant):
 def test_export_verify_cli_both_runtimes(ckpts, tmp_path, monkeypatch):
     from slt_deploy.verify import verify
 
-    ck = ckpts[("digits-resnet-tiny", "binary-sparse")]
+    ck = ckpts[("digits-resnet-tiny", "sparse+binary")]
     out = str(tmp_path / "m.slt")
     export(ck, "packed", out)
     for rt in ("c", "numpy"):
@@ -118,7 +92,7 @@ def test_export_verify_cli_both_runtimes(ckpts, tmp_path, monkeypatch):
 
 
 def test_encoding_choice_and_size(ckpts):
-    _, pm = _pm(ckpts[("digits-tiny", "binary-sparse")])
+    _, pm = _pm(ckpts[("digits-tiny", "sparse+binary")])
     back = PF.decode(PF.encode(pm))
     syn = [n for n in back.nodes if n.op in ("conv", "affine")]
     assert all(n.mask_enc == PF.MASK_DELTA for n in syn)  # 10% density: deltas beat a bitmap
@@ -131,7 +105,7 @@ def test_encoding_choice_and_size(ckpts):
 
 @pytest.fixture(scope="module")
 def small_file(ckpts):
-    _, pm = _pm(ckpts[("digits-tiny", "binary-sparse")])
+    _, pm = _pm(ckpts[("digits-tiny", "sparse+binary")])
     return PF.encode(pm)
 
 
@@ -234,7 +208,7 @@ def test_readers_agree_on_structured_mutations(ckpts):
     the C and Python readers accept exactly the same files, across all three architectures."""
     from slt_deploy.backends.packed.c_runner import c_validate
 
-    files = [PF.encode(_pm(ckpts[(rc, "binary-sparse")])[1]) for rc in RECIPES]
+    files = [PF.encode(_pm(ckpts[(rc, "sparse+binary")])[1]) for rc in RECIPES]
     files += [PF.encode(_pm(ckpts[("digits-spikformer-tiny", "sparse")])[1])]
     vals = [0, 1, 2, 3, 4, 8, 15, 16, 255, 256, 65535, 65536, 65537, 1 << 26, (1 << 26) + 1, 0xFFFFFFFF,
             0x7F800000, 0xFF800000, 0x3F800000]
@@ -279,7 +253,7 @@ def test_fuzz_regressions():
 def test_cli_run_inspect_and_errors(ckpts, tmp_path, monkeypatch, capsys):
     from slt_deploy.cli import main
 
-    ck = ckpts[("digits-tiny", "binary-sparse")]
+    ck = ckpts[("digits-tiny", "sparse+binary")]
     out = str(tmp_path / "m.slt")
     main(["export", ck, "--target", "packed", "--out", out])
     for rt in ("c", "numpy"):
@@ -322,11 +296,11 @@ def test_first_layer_reuse_exact(ckpts, digits, recipe):
     """The C runtime reuses the previous step's output of a layer that reads only the model input when the step's
     input equals (==) the previous one (direct encoding): logits, spikes and slt_events must be those of computing
     every step, also when only some steps or single pixels change, and for -0 pixels (== +0, both skipped)."""
+    from slt_deploy.backends.packed.c_runner import CModel
     from slt_deploy.ir.interpreter import Interpreter
     from slt_deploy.profile.activity import ActivityCounter
-    from slt_deploy.backends.packed.c_runner import CModel
 
-    for variant in ("binary-sparse", "dense"):
+    for variant in ("sparse+binary", "dense"):
         ck = ckpts[(recipe, variant)]
         model, pm = _pm(ck)
         data = PF.encode(pm)
@@ -354,7 +328,7 @@ def test_first_layer_reuse_exact(ckpts, digits, recipe):
             one = CModel(data)  # batch of 1 (other step layout of slt_run_batch): same logits
             for b in range(s.shape[1]):
                 assert np.array_equal(one.run(s[:, b:b + 1])[0], lg[b:b + 1])
-            if variant == "binary-sparse" and recipe == "digits-tiny":
+            if variant == "sparse+binary" and recipe == "digits-tiny":
                 # events = counted synaptic ops of every step (profile/activity.py on the reference's spikes)
                 _, _, graph = lower(ck)
                 c = ActivityCounter(graph)
@@ -378,9 +352,9 @@ def test_c_conv_shapes_vs_numpy():
         if min(H, W) + 2 * pd < k or min(Ho, Wo) + 2 * pd < k:
             continue
         Ho2, Wo2 = (Ho + 2 * pd - k) // st + 1, (Wo + 2 * pd - k) // st + 1
-        O, O2 = (int(v) for v in rng.integers(1, 6, 2))
+        O1, O2 = (int(v) for v in rng.integers(1, 6, 2))
 
-        def syn(op, inp, shape, wshape):
+        def syn(op, inp, shape, wshape, k=k, st=st, pd=pd):
             w = rng.normal(size=wshape).astype(np.float32) * (rng.random(wshape) < rng.choice([0.05, 0.3, 1.0]))
             bias = rng.normal(size=wshape[0]).astype(np.float32)
             if rng.random() < 0.5:
@@ -390,9 +364,9 @@ def test_c_conv_shapes_vs_numpy():
             return PF.Node(op, inp, shape, weight=w, bias=bias, k=k, stride=st, pad=pd)
 
         nodes = [PF.Node("input", [], (C, H, W)),
-                 syn("conv", [0, 0] if rng.random() < 0.3 else [0], (O, Ho, Wo), (O, C, k, k)),
-                 PF.Node("lif", [1], (O, Ho, Wo), name="l1", beta=0.5, threshold=float(rng.uniform(-0.5, 1.5))),
-                 syn("conv", [2], (O2, Ho2, Wo2), (O2, O, k, k)),
+                 syn("conv", [0, 0] if rng.random() < 0.3 else [0], (O1, Ho, Wo), (O1, C, k, k)),
+                 PF.Node("lif", [1], (O1, Ho, Wo), name="l1", beta=0.5, threshold=float(rng.uniform(-0.5, 1.5))),
+                 syn("conv", [2], (O2, Ho2, Wo2), (O2, O1, k, k)),
                  PF.Node("lif", [3], (O2, Ho2, Wo2), name="l2", beta=0.9, threshold=0.5,
                          reset="subtract" if rng.random() < 0.5 else "zero"),
                  PF.Node("flatten", [4], (O2 * Ho2 * Wo2,))]
@@ -405,7 +379,7 @@ def test_c_conv_shapes_vs_numpy():
         got = PackedInterpreter(PF.decode(data)).run(seq, record=True)
         want = np.asarray(got["logits"], np.float32)
         assert np.array_equal(lg.view(np.uint32), want.view(np.uint32)), (C, H, W, k, st, pd)
-        n1 = O * Ho * Wo
+        n1 = O1 * Ho * Wo
         assert np.array_equal(sp[:, :, :n1].reshape(got["spikes"]["l1"].shape), got["spikes"]["l1"])
         assert np.array_equal(sp[:, :, n1:].reshape(got["spikes"]["l2"].shape), got["spikes"]["l2"])
         ran += 1

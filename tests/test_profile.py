@@ -1,7 +1,5 @@
 """slt-deploy profile: synaptic-op counts against hand-computed ones, energy arithmetic from yaml, latency statistics
 on a fake clock, yaml validation errors, and the real thing on sklearn digits (report files written and readable)."""
-import json
-import os
 
 import nir
 import numpy as np
@@ -17,7 +15,8 @@ from slt_deploy.profile.energy import evaluate, load_hardware, load_profile
 
 # ------------------------------------------------------------------------------------------- tiny hand-built graph
 def _lif(shape, layer):
-    full = lambda v: np.full(shape, v, np.float32)  # noqa: E731
+    def full(v):
+        return np.full(shape, v, np.float32)
     return nir.LIF(tau=full(2e-4), r=full(2.0), v_leak=full(0.0), v_threshold=full(1.0), v_reset=full(0.0),
                    metadata={"slt.layer": layer, "slt.beta": 0.5, "slt.threshold": 1.0, "slt.reset": "zero"})
 
@@ -84,12 +83,12 @@ def test_first_layer_of_direct_encoding_counts_macs_of_nonzero_pixels():
 
 def _brute_force_fanout(mask, in_shape, stride, pad):
     """Kept fan-out by direct enumeration of (output position, kept weight) pairs."""
-    O, I, k, _ = mask.shape
+    Co, Ci, k, _ = mask.shape
     _, H, W = in_shape
     Ho, Wo = (H + 2 * pad - k) // stride + 1, (W + 2 * pad - k) // stride + 1
     f = np.zeros(in_shape)
-    for o in range(O):
-        for c in range(I):
+    for o in range(Co):
+        for c in range(Ci):
             for oy in range(Ho):
                 for ox in range(Wo):
                     for a in range(k):

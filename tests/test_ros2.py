@@ -19,7 +19,7 @@ rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (pip ins
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,6 +130,28 @@ class Listener:
         self.node.create_subscription(DiagnosticArray, diag_topic, on_diag, 10)
         return sub, t
 
+    def listen_camera(self, image_topic):
+        """ground truth (JSON) and camera_info the camera publishes beside `image_topic`, keyed by image stamp."""
+        base = image_topic.rsplit("/", 1)[0]
+        self.results[image_topic + "/ground_truth"], self.results[base + "/camera_info"] = [], []
+
+        def on_truth(m):
+            with self.lock:
+                self.results[image_topic + "/ground_truth"].append((time.time(), json.loads(m.data)))
+
+        def on_info(m):
+            with self.lock:
+                self.results[base + "/camera_info"].append((time.time(), m))
+        from slt_ros2.camera_node import TRUTH_QOS
+        self.node.create_subscription(String, image_topic + "/ground_truth", on_truth, TRUTH_QOS)
+        self.node.create_subscription(CameraInfo, base + "/camera_info", on_info,
+                                      QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
+        # a (raw, not decoded) image subscription: the camera waits for it too, so this process has matched the
+        # camera's endpoints (camera_info is volatile, like the images) before the first frame
+        self.node.create_subscription(Image, image_topic, lambda m: None,
+                                      QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT), raw=True)
+        return image_topic + "/ground_truth", base + "/camera_info"
+
     def get(self, topic):
         with self.lock:
             return list(self.results[topic])
@@ -188,7 +210,7 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait(5)
-            raise AssertionError(f"{self.log_path}: did not stop within {timeout} s of Ctrl-C")
+            raise AssertionError(f"{self.log_path}: did not stop within {timeout} s of Ctrl-C") from None
         finally:
             self.log.close()
 
@@ -213,30 +235,46 @@ def start_node(ros, model, tmp_path, name, camera=None, **params):
     return node, topics, cam
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx", "packed"])
-def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, artifacts, offline, tmp_path, backend):
+@pytest.mark.parametrize("variant", ["torch", "onnx", "packed", "onnx-inline", "onnx-rclpy-path"])
+def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, artifacts, offline, tmp_path, variant):
     """N Fashion-MNIST test images replayed as 640x480 camera frames: N results, each equal to the offline
-    prediction of the PyTorch reference on the same image (the artifacts are exact ports), same accuracy."""
+    prediction of the PyTorch reference on the same image (the artifacts are exact ports), same accuracy.
+    -inline: the model runs in the subscription callback; -rclpy-path: fast_path false (rclpy messages)."""
+    backend = variant.split("-")[0]
+    extra = {"inline": True} if variant.endswith("-inline") else {"fast_path": False} if "rclpy" in variant else {}
     if backend not in artifacts:
         pytest.skip(f"no {backend} artifact: {artifacts.get('_' + backend, 'target not registered')}")
     pred, y = offline(artifacts[backend])
+    name = "acc_" + variant.replace("-", "_")
+    truth_topic, info_topic = ros.listen_camera(f"/t{PID}/{name}/image")
     camera = {"source": "fmnist", "count": N_FRAMES, "rate": 60.0, "width": 640, "height": 480, "encoding": "bgr8",
-              "qos": "reliable", "qos_depth": N_FRAMES}
-    node, topics, cam = start_node(ros, artifacts[backend], tmp_path, f"acc_{backend}", camera=camera,
+              "qos": "reliable", "qos_depth": N_FRAMES, "wait_for_subscribers": 2}
+    node, topics, cam = start_node(ros, artifacts[backend], tmp_path, name, camera=camera,
                                    backend=backend, energy_checkpoint=model, qos="reliable", qos_depth=N_FRAMES,
-                                   interpolation="nearest", crop="center")
+                                   interpolation="nearest", crop="center", **extra)
     try:
         wait_for(lambda: len(ros.get(topics["result_topic"])) >= N_FRAMES, 60, f"{N_FRAMES} results", None)
         cam_rc = cam.interrupt(10)
         res = [r for _, r in ros.get(topics["result_topic"])]
         assert len(res) == N_FRAMES, cam.text()
-        idx = [int(re.search(r"idx=(\d+)", r["frame_id"]).group(1)) for r in res]
-        lab = [int(re.search(r"label=(\d+)", r["frame_id"]).group(1)) for r in res]
+        # the result carries the image's header (stamp, the camera's frame_id); what the frame shows came on the
+        # camera's ground_truth topic with the same stamp
+        key = lambda h: (h["stamp"]["sec"], h["stamp"]["nanosec"])  # noqa: E731
+        wait_for(lambda: len(ros.get(truth_topic)) >= N_FRAMES and len(ros.get(info_topic)) >= N_FRAMES, 10,
+                 "the ground truth and camera_info of every frame")
+        truth = {key(g["header"]): g for _, g in ros.get(truth_topic)}
+        assert all(r["header"]["frame_id"] == "camera" for r in res), "the camera's frame_id, nothing appended"
+        idx = [truth[key(r["header"])]["index"] for r in res]
+        lab = [truth[key(r["header"])]["label"] for r in res]
         assert sorted(idx) == list(range(N_FRAMES)), "every frame exactly once"
+        infos = [m for _, m in ros.get(info_topic)]
+        assert {(m.header.frame_id, m.width, m.height) for m in infos} == {("camera", 640, 480)}
+        assert {(m.header.stamp.sec, m.header.stamp.nanosec) for m in infos} == set(truth), \
+            "one camera_info per image, with its stamp"
         assert lab == [int(y[i]) for i in idx], "camera labels are the dataset's"
         got = np.array([r["class_id"] for r in res])
         ros_acc, off_acc = float((got == np.array(lab)).mean()), float((pred[idx] == y[idx]).mean())
-        print(f"{backend}: accuracy through ROS {ros_acc:.4f} = offline {off_acc:.4f} on {N_FRAMES} Fashion-MNIST "
+        print(f"{variant}: accuracy through ROS {ros_acc:.4f} = offline {off_acc:.4f} on {N_FRAMES} Fashion-MNIST "
               f"test images; node latency p50 {np.median([r['latency_ms'] for r in res]):.1f} ms")
         assert np.array_equal(got, pred[idx]), "every prediction through ROS equals the offline one"
         assert ros_acc == off_acc
@@ -296,7 +334,7 @@ def test_malformed_frames_are_logged_and_node_keeps_running(ros, sensor_node):
         pub.publish(m)
         if good:  # one frame at a time: keep-last-1 must not drop these
             sent_good += 1
-            wait_for(lambda: len(ros.get(topics["result_topic"])) - n0 >= sent_good, 15, "the good frame's result",
+            wait_for(lambda sent_good=sent_good: len(ros.get(topics["result_topic"])) - n0 >= sent_good, 15, "the good frame's result",
                      node.p)
         else:
             time.sleep(0.05)
@@ -402,8 +440,9 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
 
 def test_backend_parameter_mismatches_are_clear_errors(model, tmp_path):
     sys.path.insert(0, EXAMPLE)
-    from slt_deploy.errors import SltError
     from slt_ros2.perception_node import load_model
+
+    from slt_deploy.errors import SltError
 
     with pytest.raises(SltError, match="unknown backend 'tensorrt'"):
         load_model(model, "tensorrt")
@@ -416,3 +455,56 @@ def test_backend_parameter_mismatches_are_clear_errors(model, tmp_path):
     with pytest.raises(SltError, match="parameter 'model' is empty"):
         load_model("", "auto")
     assert load_model(model, "torch").meta["input_shape"] == [1, 28, 28]
+
+
+def test_camera_roi_topic_is_the_downscaled_centre_of_each_frame(ros, tmp_path):
+    """roi_topic: the centred square of each frame, area-downscaled to roi_size, with the frame's header (what the
+    bench's downscaled-subscription variant feeds the node)."""
+    from slt_ros2.camera_node import dataset_frames
+
+    from slt_deploy.runtime.image import center_crop, decode_frame, embed_image, resize
+    image, roi = f"/t{PID}/roi/image", f"/t{PID}/roi/image_small"
+    got = {"image": [], "roi": []}
+    lock = threading.Lock()
+
+    def keep(kind):
+        def cb(m):
+            with lock:
+                got[kind].append(m)
+        return cb
+    rel = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    ros.node.create_subscription(Image, image, keep("image"), rel)
+    ros.node.create_subscription(Image, roi, keep("roi"), rel)
+    cam = Proc("slt_ros2.camera_node", {"topic": image, "roi_topic": roi, "roi_size": 56, "source": "fmnist",
+                                        "count": 8, "rate": 20.0, "width": 320, "height": 240, "encoding": "bgr8",
+                                        "qos": "reliable", "qos_depth": 10, "wait_for_subscribers": 1},
+               tmp_path / "roi_camera.log")
+    try:
+        assert cam.p.wait(60) == 0, cam.text()
+    finally:
+        cam.interrupt(5)
+    wait_for(lambda: len(got["roi"]) >= 8 and len(got["image"]) >= 8, 10, "8 frames and 8 ROI images")
+    x, _, _ = dataset_frames("fmnist", "", 0, 8)
+    frames = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in got["image"]}
+    for i, m in enumerate(got["roi"]):
+        assert (m.width, m.height, m.encoding, m.header.frame_id) == (56, 56, "bgr8", "camera")
+        full = frames[(m.header.stamp.sec, m.header.stamp.nanosec)]  # same header as its frame
+        big = decode_frame(full.data, full.width, full.height, full.encoding, full.step)
+        want = resize(np.ascontiguousarray(center_crop(big, 1, 1)), 56, 56, "area")
+        assert np.array_equal(decode_frame(m.data, 56, 56, "bgr8", m.step), want)
+        assert np.array_equal(big, embed_image(x[i], 255.0, (240, 320), 3))
+
+
+def test_artifact_of_another_target_is_a_clear_error(artifacts):
+    """backend names a target, the file is another target's artifact: said, with both names (found through
+    slt_deploy.runtime.load_runner only)."""
+    from slt_ros2.perception_node import load_model
+
+    from slt_deploy.errors import SltError
+    if "onnx" not in artifacts or "packed" not in artifacts:
+        pytest.skip("needs the onnx and packed artifacts")
+    with pytest.raises(SltError, match="is an artifact of target onnx, not packed"):
+        load_model(artifacts["onnx"], "packed")
+    with pytest.raises(SltError, match="is an artifact of target packed, not onnx"):
+        load_model(artifacts["packed"], "onnx")
+    assert load_model(artifacts["onnx"], "auto").meta["input_shape"] == [1, 28, 28]

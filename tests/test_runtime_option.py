@@ -3,6 +3,7 @@ an unknown name is one clear line listing the target's runtimes."""
 import os
 
 import pytest
+
 from slt_deploy.backends import all_targets
 from slt_deploy.cli import main
 from slt_deploy.export import export

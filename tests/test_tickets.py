@@ -16,8 +16,7 @@ from slt_deploy.tickets.activity import layer_ops, synaptic_ops
 from slt_deploy.tickets.common import recipe_for
 from slt_deploy.tickets.early_bird import converged
 from slt_deploy.tickets.imp import rewind, rewind_point
-from slt_deploy.tickets.masks import (imp_schedule, layer_stats, magnitude_masks, prunable, set_masks,
-                                      sparsity)
+from slt_deploy.tickets.masks import imp_schedule, layer_stats, magnitude_masks, prunable, set_masks, sparsity
 from slt_deploy.train import train
 from slt_deploy.zoo import build_model, load_recipe
 
@@ -80,12 +79,12 @@ def test_masks_hold_through_training(dense, data):
     m = copy.deepcopy(dense[0])
     layers = prunable(m)
     set_masks(layers, magnitude_masks(layers, 0.8, "global"))
-    before = {n: l.mask.clone() for n, l in layers}
+    before = {n: layer.mask.clone() for n, layer in layers}
     train(m, data, m.recipe["train"], epochs=1, progress=False)
-    for n, l in layers:
-        assert torch.equal(l.mask, before[n])
-        assert torch.all(l.weight[l.mask == 0] == 0), n
-    assert abs(sparsity(m) - 0.8) * sum(l.weight.numel() for _, l in layers) <= 1.0
+    for n, layer in layers:
+        assert torch.equal(layer.mask, before[n])
+        assert torch.all(layer.weight[layer.mask == 0] == 0), n
+    assert abs(sparsity(m) - 0.8) * sum(layer.weight.numel() for _, layer in layers) <= 1.0
 
 
 def test_rewinding_restores_exactly_the_saved_weights(dense, data):
@@ -98,10 +97,10 @@ def test_rewinding_restores_exactly_the_saved_weights(dense, data):
     set_masks(layers, magnitude_masks(layers, 0.6, "layer"))
     rewind(m, state, layers)
     sd = m.state_dict()
-    for n, l in layers:
-        keep = l.mask.bool()
-        assert torch.equal(l.weight.detach()[keep], state[n + ".weight"][keep])
-        assert torch.all(l.weight.detach()[~keep] == 0)
+    for n, layer in layers:
+        keep = layer.mask.bool()
+        assert torch.equal(layer.weight.detach()[keep], state[n + ".weight"][keep])
+        assert torch.all(layer.weight.detach()[~keep] == 0)
     for k, v in state.items():
         if not (k.endswith(".weight") and k[:-7] in dict(layers)) and not k.endswith(".mask"):
             assert torch.equal(sd[k], v), k
@@ -168,14 +167,14 @@ def test_linear_synaptic_ops_exact_and_model_totals(dense, data):
 
 
 def _check_binary(model):
-    for n, l in synapses(model):
-        if not l.binary:
+    for n, layer in synapses(model):
+        if not layer.binary:
             continue
-        wq, _ = l.quantized()
-        a = l.alpha().item()
-        vals = set((wq * l.alpha()).detach().unique().tolist())
+        wq, _ = layer.quantized()
+        a = layer.alpha().item()
+        vals = set((wq * layer.alpha()).detach().unique().tolist())
         assert vals <= {-a, 0.0, a}, (n, vals)
-        assert set(l.folded()[0].unique().tolist()) <= {-1.0, 0.0, 1.0}
+        assert set(layer.folded()[0].unique().tolist()) <= {-1.0, 0.0, 1.0}
 
 
 def test_every_ticket_saves_reloads_bit_exact(dense, data, tmp_path):
@@ -194,7 +193,7 @@ def test_every_ticket_saves_reloads_bit_exact(dense, data, tmp_path):
         assert t["measured_sparsity"] == pytest.approx(sparsity(loaded))
         total = sum(r["total"] for r in layer_stats(loaded))
         assert abs(t["measured_sparsity"] - cfg.sparsity) * total <= len(t["layers"])
-        assert meta["recipe"]["binary"] == all(l.binary for _, l in synapses(loaded))
+        assert meta["recipe"]["binary"] == all(layer.binary for _, layer in synapses(loaded))
         assert s["sop_ratio"] < 1.0 and 0 < s["spike_rate"] < 1
         _check_binary(loaded)
     src, _ = load(str(tmp_path / "random"))
@@ -217,7 +216,7 @@ def test_mixed_binary_float_ticket_rebuilds(dense, data, tmp_path):
     assert m.recipe["binary_layers"] == [synapses(m)[1][0]]
     save(m, str(tmp_path))
     loaded, _ = load(str(tmp_path))
-    assert [l.binary for _, l in synapses(loaded)] == [l.binary for _, l in synapses(m)]
+    assert [layer.binary for _, layer in synapses(loaded)] == [layer.binary for _, layer in synapses(m)]
     m.eval()
     assert torch.equal(m(data.test.x[:16]), loaded(data.test.x[:16]))
 
@@ -262,7 +261,7 @@ def test_cli_imp_writes_rounds_summary_and_plot(dense, tmp_path, capsys):
     main(["ticket", dense[1], "--method", "imp", "--sparsity", "0.5", "--rounds", "2", "--epochs", "1", "--quiet",
           "--out", str(out)])
     assert "imp ticket: sparsity 50.0" in capsys.readouterr().out
-    assert sorted(os.listdir(out / "rounds")) == ["round_01", "round_02"]
+    assert sorted(os.listdir(out / "rounds")) == ["round_01", "round_02", "search.json"]
     rows = json.load(open(out / "summary.json"))
     assert [r["round"] for r in rows] == [0, 1, 2] and all("seconds" in r and "test_acc" in r for r in rows)
     assert (out / "summary.csv").read_text().startswith("round,")

@@ -6,14 +6,14 @@ processes, prints what arrives on the result and diagnostics topics, stops both 
         [--source fmnist|digits|VIDEO|IMAGE_DIR|v4l2:0] [--rate 30] [--width 640 --height 480] [--seconds 20]
         [--node-param key=value ...] [--camera-param key=value ...]
 
-With a dataset source the frame_id carries the true label, and the running accuracy is printed.
+With a dataset source the camera publishes each frame's true label on image_raw/ground_truth (matched to the
+result by the image stamp), and the running accuracy is printed.
 For a full ROS 2 install use launch/slt_perception.launch.py instead."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -78,18 +78,33 @@ def main(argv=None):
         with lock:
             state["n"] += 1
             state["last"] = r
-            y = re.search(r"label=(\d+)", r.get("frame_id", ""))
-            if y:
+            st = r["header"]["stamp"]
+            y = truth.pop((st["sec"], st["nanosec"]), None)
+            if y is not None:
                 state["labelled"] += 1
-                state["ok"] += int(int(y.group(1)) == r["class_id"])
+                state["ok"] += int(y == r["class_id"])
+
+    truth = {}
+
+    def on_truth(m):
+        g = json.loads(m.data)
+        if "label" in g:
+            st = g["header"]["stamp"]
+            with lock:
+                truth[(st["sec"], st["nanosec"])] = int(g["label"])
+                while len(truth) > 1000:  # frames the node dropped never get a result
+                    truth.pop(next(iter(truth)))
 
     def on_diag(m):
         for st in m.status:
             if st.name.startswith("slt_perception"):
                 with lock:
                     state["diag"] = {kv.key: kv.value for kv in st.values}
+                    state["diag"]["_status"] = st.message.split(";")[0]  # "OK: ok", "STALE: no image for ..."
     lis.create_subscription(String, "slt/result", on_result, QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     lis.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    lis.create_subscription(String, "image_raw/ground_truth", on_truth,
+                            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
 
     py = sys.executable
     node = subprocess.Popen([py, "-m", "slt_ros2.perception_node", "--ros-args", "-p", f"model:={a.model}",
@@ -124,7 +139,7 @@ def main(argv=None):
                     acc = f" acc {100.0 * state['ok'] / state['labelled']:.1f}% ({state['labelled']})" \
                         if state["labelled"] else ""
                     if d:
-                        print(f"[{time.time() - t0:5.1f}s] {state['n']} results, {d.get('fps')} FPS, latency p50 "
+                        print(f"[{time.time() - t0:5.1f}s] {d.get('_status')} | {state['n']} results, {d.get('fps')} FPS, latency p50 "
                               f"{d.get('latency_p50_ms')} p99 {d.get('latency_p99_ms')} ms, dropped "
                               f"{d.get('frames_dropped')}, energy/frame {d.get('energy_per_frame_uJ')}"
                               f"{' uJ' if d.get('energy_per_frame_uJ', '').replace('.', '').isdigit() else ''}"

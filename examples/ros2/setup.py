@@ -11,6 +11,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/slt_ros2"]),
         ("share/slt_ros2", ["package.xml"]),
         ("share/slt_ros2/launch", glob("launch/*.launch.py")),
+        ("share/slt_ros2/config", glob("config/*.yaml")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

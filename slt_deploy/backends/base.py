@@ -29,8 +29,9 @@ class Runner:
         raise NotImplementedError
 
     def encode(self, images: np.ndarray, seed: int = 0) -> np.ndarray:
-        from ..data import encode
         import torch
+
+        from ..data import encode
 
         g = torch.Generator().manual_seed(seed)
         return encode(torch.as_tensor(images, dtype=torch.float32), int(self.meta["T"]), self.meta["encoding"],

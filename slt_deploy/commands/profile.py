@@ -22,7 +22,7 @@ from .options import COUNT0, COUNT1, DATA_CHOICES, LIMIT
 @click.option("--threads", type=COUNT0, default=1, show_default=True,
               help="torch threads while measuring (batch-1 latency of small SNNs is best on one; 0 = torch default)")
 @click.option("--hardware", default=None, metavar="NAMES",
-              help="comma-separated profiles from targets/energy (or .yaml paths); default: all")
+              help="comma-separated profiles from slt_deploy/hardware/energy (or .yaml paths); default: all")
 @click.option("--json", "as_json", is_flag=True, help="print the full report as JSON instead of the table")
 @click.option("--json-out", default=None, help="also write the JSON report here")
 @click.option("--markdown", default=None, help="write a Markdown report")
@@ -31,7 +31,7 @@ def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, rou
             json_out, markdown, plots):
     """Measure CKPT (the PyTorch reference) and ARTIFACTS of the same model on this device (latency, throughput,
     memory, power counters), count synaptic ops vs dense MACs on real data, and model energy for the hardware
-    profiles in targets/energy -- side by side."""
+    profiles in slt_deploy/hardware/energy -- side by side."""
     from ..profile import report
     from ..profile.run import profile
 

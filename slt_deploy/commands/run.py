@@ -13,7 +13,8 @@ def _read_image(path, shape):
         img = Image.open(path)
         img = img.convert("L" if shape[0] == 1 else "RGB").resize((shape[2], shape[1]))
     except Exception as e:  # noqa: BLE001 - PIL raises many types for files that are not images
-        raise SltError(f"cannot read image {path} ({type(e).__name__}: {str(e)[:100]})", "pass a PNG/JPEG file")
+        raise SltError(f"cannot read image {path} ({type(e).__name__}: {str(e)[:100]})",
+                       "pass a PNG/JPEG file") from None
     a = np.asarray(img, np.float32)
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 

@@ -1,7 +1,7 @@
 import click
 
 from ..errors import SltError
-from ..tickets import METHODS, TicketConfig, find_ticket
+from ..tickets import METHODS, TicketConfig, find_ticket, method_name
 from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, Number
 
 
@@ -17,22 +17,43 @@ from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, Number
 @click.option("--prune-fraction", type=FRACTION, default=0.25, show_default=True, help="IMP: pruned per round")
 @click.option("--rounds", type=COUNT1, default=None, help="IMP: rounds (default: enough to reach --sparsity)")
 @click.option("--rewind-epoch", type=COUNT0, default=1, show_default=True, help="IMP/random: late-rewinding epoch k")
+@click.option("--rewind", type=click.Choice(["weights", "lr"]), default="weights", show_default=True,
+              help="IMP: weights = survivors back to epoch k, fresh schedule; lr = learning-rate rewinding (weights "
+                   "kept, the dense schedule replayed from epoch E - epochs)")
 @click.option("--epochs", type=COUNT0, default=None, help="(re)training epochs per round (default: the recipe's)")
+@click.option("--distill", is_flag=True, help="knowledge distillation from the dense model while (re)training "
+                                               "and binarizing")
+@click.option("--kd-alpha", type=Number(float, 0, 1), default=0.5, show_default=True, help="distillation weight of the KL term")
+@click.option("--kd-temp", type=POSITIVE, default=4.0, show_default=True, help="distillation temperature")
+@click.option("--teacher", type=click.Path(), default=None,
+              help="distillation teacher checkpoint (default: CKPT; e.g. the dense model when binarizing a ticket)")
+@click.option("--resume", is_flag=True, help="IMP: continue an interrupted search from its last finished round "
+                                             "(OUT/rounds/search.json)")
 @click.option("--binarize", is_flag=True, help="binarize the ticket's kept weights and fine-tune")
 @click.option("--binarize-epochs", type=COUNT0, default=None)
+@click.option("--binarize-kind", type=click.Choice(["all", "conv", "spikes"]), default="all", show_default=True,
+              help="layers made binary: all; conv = only the convolutions (float head); spikes = all but the first "
+                   "layer (it reads analog pixels)")
 @click.option("--q", type=Number(int, 2), default=5, show_default=True, help="Early-Bird window")
-@click.option("--tau", type=POSITIVE, default=0.02, show_default=True, help="Early-Bird mask-distance threshold")
+@click.option("--tau", type=POSITIVE, default=None,
+              help="Early-Bird mask-distance threshold (default 0.1 relative, 0.02 absolute)")
+@click.option("--eb-distance", type=click.Choice(["relative", "absolute"]), default="relative", show_default=True,
+              help="Early-Bird: Hamming distance over the kept weights (relative) or over all weights (absolute)")
+@click.option("--eb-min-epochs", type=COUNT0, default=0, help="Early-Bird: earliest stop epoch (default: q)")
 @click.option("--patch-sparsity", type=FRACTION0, default=0.376, show_default=True, help="MultiSp: patches removed")
 @click.option("--pep-method", type=click.Choice(["magnitude", "multiprize"]), default="multiprize",
               show_default=True, help="MultiSp: how the ConvPEP convolutions are pruned")
 @click.option("--pep-float-first", is_flag=True, help="MultiSp: keep the first ConvPEP conv (analog input) real")
 @click.option("--like", type=click.Path(), default=None, help="random: copy per-layer sparsity of this ticket")
 @click.option("--lr", type=POSITIVE, default=None, help="override the recipe's learning rate")
+@click.option("--max-cores", type=click.IntRange(min=1), default=None,
+              help="Loihi 2 core budget: keep the most accurate ticket of the search (IMP rounds) that fits")
 @click.option("--seed", type=SEED, default=0)
 @click.option("--data-dir", type=click.Path(), default=None)
 @click.option("--quiet", is_flag=True)
-def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, epochs, binarize,
-            binarize_epochs, q, tau, patch_sparsity, pep_method, pep_float_first, like, lr, seed, data_dir, quiet):
+def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, distill,
+            kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, q, tau, eb_distance,
+            eb_min_epochs, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores, seed, data_dir, quiet):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
     `--method binarize` makes the ticket CKPT binary instead (masks kept, fine-tuned).
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
@@ -40,7 +61,6 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
 
     from ..checkpoint import read_meta
     from ..fsio import check_out
-    from ..tickets import method_name
 
     method_name(method)  # an unknown method is an SltError naming the known ones
     meta = read_meta(ckpt)
@@ -50,13 +70,18 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
                        f"use 0..{ep}")
     if like is not None:
         read_meta(like)
-    check_out(out, "checkpoint", inputs=[ckpt] + ([like] if like else []), folder=True)
+    # --resume continues in an OUT that holds only rounds/ so far: any folder is accepted there
+    check_out(out, "report" if resume else "checkpoint", inputs=[ckpt] + [p for p in (like, teacher) if p],
+              folder=True)
     cfg = TicketConfig(method, sparsity, scope=scope, prune_fraction=prune_fraction, rounds=rounds,
                        rewind_epoch=rewind_epoch, epochs=epochs, binarize=binarize, binarize_epochs=binarize_epochs,
-                       q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,
-                       pep_binary_first=not pep_float_first, like=like, lr=lr,
-                       seed=seed, progress=not quiet)
-    if cfg.method in ("imp",):
+                       binarize_kind=binarize_kind, q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,
+                       pep_binary_first=not pep_float_first, like=like, lr=lr, seed=seed, progress=not quiet,
+                       rewind=rewind, distill=distill, kd_alpha=kd_alpha, kd_temp=kd_temp, teacher=teacher,
+                       resume=resume, eb_distance=eb_distance, eb_min_epochs=eb_min_epochs)
+    if resume and method_name(method) != "imp":
+        raise SltError(f"--resume is for IMP searches, not {method!r}", "drop --resume")
+    if method_name(method) == "imp":
         cfg.save_rounds = os.path.join(out, "rounds")
     s = find_ticket(ckpt, cfg, out, data_dir=data_dir)
     if s["method"] == "multisp":
@@ -71,4 +96,6 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
     msg += (f"; test accuracy {s['test_acc']:.2f}% ({ref} {s['dense_test_acc']:.2f}%); spike rate "
             f"{s['spike_rate']:.3f}; synaptic ops {100 * s['sop_ratio']:.1f}% of dense")
     click.echo(msg + f" -> {out}")
+    from ..backends.loihi.budget import ticket_budget  # Loihi plan of every ticket; --max-cores keeps one that fits
+    ticket_budget(out, ckpt, max_cores, log=click.echo)
 

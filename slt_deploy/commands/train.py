@@ -13,7 +13,7 @@ from .options import COUNT0
 @click.option("--data-dir", type=click.Path(), default=None, help="folder with the Fashion-MNIST idx files")
 @click.option("--quiet", is_flag=True)
 def command(recipe, out, epochs, data_dir, quiet):
-    """Train RECIPE (a models/*.yaml name or path) and save a checkpoint in --out.
+    """Train RECIPE (a slt_deploy/recipes/*.yaml name or path) and save a checkpoint in --out.
     Runs data-parallel when launched by torchrun."""
     from ..checkpoint import save
     from ..data import load_dataset

@@ -9,8 +9,9 @@ import numpy as np
 from torch import nn
 
 from ..errors import SltError
-from ..nn import LIF, MLP, SSA, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, TokenSum, Tokens, TransformerBlock
+from ..nn import LIF, MLP, SSA, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, Tokens, TokenSum, TransformerBlock
 from . import meta as K
+from .graph import conv_out_shape
 
 
 class Builder:
@@ -47,9 +48,7 @@ def lower_conv(m: SConv2d, path, x, shape, b):
     node = nir.Conv2d(input_shape=(shape[1], shape[2]), weight=w, stride=(m.stride, m.stride),
                       padding=(m.padding, m.padding), dilation=(1, 1), groups=1, bias=bias,
                       metadata=_synapse_meta(m, path, w))
-    ho = (shape[1] + 2 * m.padding - w.shape[2]) // m.stride + 1
-    wo = (shape[2] + 2 * m.padding - w.shape[3]) // m.stride + 1
-    return b.add(path, node, x), [w.shape[0], ho, wo]
+    return b.add(path, node, x), conv_out_shape(node, shape)
 
 
 def lower_linear(m: SLinear, path, x, shape, b):
@@ -63,7 +62,8 @@ def lower_linear(m: SLinear, path, x, shape, b):
 def lower_lif(m: LIF, path, x, shape, b, dt):
     beta, thr = m.beta, m.threshold
     tau = dt / (1.0 - beta) if beta < 1.0 else 1e30
-    full = lambda v: np.full(shape, v, dtype=np.float32)  # noqa: E731
+    def full(v):
+        return np.full(shape, v, dtype=np.float32)
     node = nir.LIF(tau=full(tau), r=full(tau / dt if beta < 1.0 else 1.0 / dt), v_leak=full(0.0),
                    v_threshold=full(thr), v_reset=full(0.0),
                    metadata={K.LAYER: path, K.BETA: float(beta), K.THRESHOLD: float(thr), K.RESET: m.reset})
@@ -88,7 +88,7 @@ def slt_op(b, path, op, x, out_shape, **md):
 def lower_seq(m, path, x, shape, b, dt):
     out = x
     for name, child in m.named_children():
-        o, shape = lower(child, f"{path}.{name}" if path else name, out, shape, b, dt)
+        o, shape = lower_module(child, f"{path}.{name}" if path else name, out, shape, b, dt)
         out = [o]
     return out[0], shape
 
@@ -169,7 +169,7 @@ LOWER = {
 }
 
 
-def lower(m, path, x, shape, b, dt):
+def lower_module(m, path, x, shape, b, dt):
     fn = LOWER.get(type(m))
     if fn is None:
         b.unsupported.append((path, type(m).__name__, "no NIR lowering for this module type",
@@ -186,7 +186,7 @@ def to_nir(model, meta: dict) -> nir.NIRGraph:
     shape = list(meta["input"]["shape"])
     dt = float(meta.get("dt", 1e-4))
     b.nodes["input"] = nir.Input(input_type={"input": np.array(shape)})
-    last, out_shape = lower(model.body, "body", ["input"], shape, b, dt)
+    last, out_shape = lower_module(model.body, "body", ["input"], shape, b, dt)
     if b.unsupported:
         lines = [f"  {p or '<root>'} ({t}): {why}; {fix}" for p, t, why, fix in b.unsupported]
         raise SltError(f"{len(lines)} module(s) cannot be lowered to NIR:\n" + "\n".join(lines))

@@ -43,7 +43,7 @@ def gmeta(g: nir.NIRGraph, key: str, default=None):
     v = (g.metadata or {}).get(key, default)
     if isinstance(v, bytes):
         v = v.decode()
-    if isinstance(v, np.ndarray) and v.shape == () :
+    if isinstance(v, np.ndarray) and v.shape == ():
         v = v.item()
     return v
 
@@ -98,3 +98,15 @@ def conv_attrs(node) -> tuple[list, list]:
     st = st * 2 if len(st) == 1 else st
     pd = pd * 2 if len(pd) == 1 else pd
     return st, pd
+
+
+def conv_out_hw(in_hw, kernel_hw, stride, padding) -> list[int]:
+    """THE conv output size: [Ho, Wo] of an [H, W] input (floor((H + 2p - k) / s) + 1 per axis; dilation 1)."""
+    return [(int(in_hw[i]) + 2 * int(padding[i]) - int(kernel_hw[i])) // int(stride[i]) + 1 for i in range(2)]
+
+
+def conv_out_shape(node, in_shape) -> list[int]:
+    """A Conv2d node's output [O, Ho, Wo] for an input [C, H, W] (stride/padding through conv_attrs)."""
+    st, pd = conv_attrs(node)
+    w = np.shape(node.weight)
+    return [int(w[0]), *conv_out_hw(in_shape[1:], w[2:], st, pd)]

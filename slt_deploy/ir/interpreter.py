@@ -55,10 +55,10 @@ class _Synapse:
 class _LIF:
     def __init__(self, node, dt):
         beta = nmeta(node, K.BETA)
-        if isinstance(node, nir.IF):
-            self.beta, self.w_in = 1.0, _t(np.asarray(node.r) * dt)
-        elif beta is not None:
+        if beta is not None:  # our graphs: the exact parameters (docs/ir.md), whatever the NIR fields say
             self.beta, self.w_in = float(beta), None
+        elif isinstance(node, nir.IF):
+            self.beta, self.w_in = 1.0, _t(np.asarray(node.r) * dt)
         else:
             tau = np.asarray(node.tau, np.float32)
             self.beta, self.w_in = _t(1.0 - dt / tau), _t(np.asarray(node.r) * dt / tau)
@@ -87,13 +87,15 @@ def _attention(node, ins, by_name):
     q, k, v = (by_name[n] for n in order)
     h = int(nmeta(node, K.HEADS))
     b, n, d = q.shape
-    sp = lambda t: t.view(b, t.shape[1], h, d // h).transpose(1, 2)  # noqa: E731
+    def sp(t):
+        return t.view(b, t.shape[1], h, d // h).transpose(1, 2)
     y = torch.matmul(torch.matmul(sp(q), sp(k).transpose(-2, -1)), sp(v)) * float(nmeta(node, K.ATTN_SCALE))
     return y.transpose(1, 2).reshape(b, n, d)
 
 
 class Interpreter:
-    """Runs an NIR graph over T steps: run(seq [T, B, ...]) -> {logits [B, C], spikes {layer: [T, B, ...]}}."""
+    """Runs an NIR graph over T steps: run(seq [T, B, ...]) -> {logits [B, C], logits_steps [T, B, C] (the output
+    node's input per step; logits is their sum in time order), spikes {layer: [T, B, ...]} (record=True)}."""
 
     SUPPORTED = ("Input", "Output", "Conv2d", "Affine", "Linear", "LIF", "IF", "Flatten", "Scale", "SumPool2d",
                  "AvgPool2d", "add", "tokens", "patch_select", "attention", "token_sum")
@@ -152,7 +154,7 @@ class Interpreter:
     def run(self, seq, record: bool = False) -> dict:
         seq = torch.as_tensor(np.asarray(seq, np.float32))
         self.reset()
-        logits, spikes = None, {}
+        logits, spikes, steps = None, {}, []
         for t in range(seq.shape[0]):
             outs = {}
             for n in self.order:
@@ -170,8 +172,9 @@ class Interpreter:
                     spikes.setdefault(nmeta(node, K.LAYER, n), []).append(outs[n])
                 if isinstance(node, nir.Output):
                     logits = outs[n] if logits is None else logits + outs[n]
+                    steps.append(outs[n])
         self.reset()
-        res = {"logits": logits.numpy()}
+        res = {"logits": logits.numpy(), "logits_steps": torch.stack(steps).numpy()}
         if record:
             res["spikes"] = {k: torch.stack(v).numpy() for k, v in spikes.items()}
         return res

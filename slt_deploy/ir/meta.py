@@ -1,4 +1,5 @@
-"""Namespaced metadata keys carried in NIR graphs (documented in docs/ir.md). Use these names, never literals."""
+"""Namespaced metadata keys carried in NIR graphs (documented in docs/ir.md). Use these names, never literals.
+(The ONNX target's metadata_props are its file format's own keys: docs/targets/onnx.md.)"""
 # graph
 FORMAT_VERSION = "slt.format_version"
 T = "slt.T"
@@ -15,6 +16,8 @@ RECIPE = "slt.recipe"
 TICKET = "slt.ticket"
 N_PATCHES = "slt.n_patches"
 PATCH_INDEX = "slt.patch_index"
+SHAPES = "slt.shapes"          # JSON {node: per-sample output shape}, written by passes.check_shapes
+LOIHI_HOST_OF = "slt.loihi.host_of"   # Loihi's host_in.nir: the chip node whose spikes are this graph's input
 # nodes
 LAYER = "slt.layer"
 KIND = "slt.kind"
@@ -29,3 +32,5 @@ OP = "slt.op"
 QKV = "slt.qkv"
 HEADS = "slt.heads"
 ATTN_SCALE = "slt.attn_scale"
+# nodes, written by a target's pass
+LOIHI_IDENTITY_FOLDED = "slt.loihi.identity_folded"   # passes.fold_identity_residuals: residual source absorbed

@@ -97,6 +97,17 @@ def synced_batch_norm(bn: nn.modules.batchnorm._BatchNorm, y: torch.Tensor, chan
     return (y - mean.view(shape)) / torch.sqrt(var.view(shape) + bn.eps) * bn.weight.view(shape) + bn.bias.view(shape)
 
 
+_REUSE_INPUT = True
+
+
+def set_input_reuse(on: bool) -> bool:
+    """Whether a layer reading the same input at every step computes it once per sequence (Synapse._repeat_input;
+    the throughput bench switches it off for its 'before' figure). Returns the old setting."""
+    global _REUSE_INPUT
+    old, _REUSE_INPUT = _REUSE_INPUT, bool(on)
+    return old
+
+
 class Synapse(nn.Module):
     """Base of SConv2d and SLinear. Subclasses define `_op(x, w)` and the BN type."""
 
@@ -183,18 +194,52 @@ class Synapse(nn.Module):
             self._run_cache[key] = w
         return w
 
+    def _repeat_input(self, x: torch.Tensor):
+        """Inside one sequence (weight_cache), a layer that reads the SAME input tensor at every step (the first
+        layer of a direct-encoded model: the image is fed T times) computes its output once and reuses it: eval
+        outputs are pure functions of the input; in training the cached output carries the same autograd graph
+        (its gradients sum over the steps) and batch norm's running statistics are updated as T calls would
+        update them (same batch statistics each step). The entry holds a reference to `x`, so a later tensor
+        with the same storage, shape and strides is that same input."""
+        if not _REUSE_INPUT or self._run_cache is None or (self.training and self.bn is not None and
+                                       (self.bn.momentum is None or _distributed())):
+            return None, None
+        key = ("input", self.training, x.data_ptr(), tuple(x.shape), tuple(x.stride()), x.dtype)
+        return key, self._run_cache.get(key)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key, hit = self._repeat_input(x)
+        if hit is not None:
+            if self.training and self.bn is not None:
+                # the running statistics move as a fresh call would move them, with batch norm's own kernel (on
+                # .data, as the kernel does: the buffers are saved for its backward)
+                pre = hit[2] if hit[2].ndim != 3 else hit[2].reshape(-1, hit[2].shape[-1])
+                torch.batch_norm_update_stats(pre, self.bn.running_mean.data, self.bn.running_var.data,
+                                              self.bn.momentum)
+                self.bn.num_batches_tracked.data.add_(1)
+            return hit[1]
+        y, pre = self._forward(x)
+        if key is not None:
+            self._run_cache[key] = (x, y, pre)
+        return y
+
+    def _forward(self, x: torch.Tensor):
+        """(output, the batch-norm input detached (training) or None)."""
         if self.training:
             wq, s = self._weights()
-            y = self._op(x, wq) * s
+            y = self._op(x, wq)
+            if self.binary or self.in_scale != 1.0:  # y * 1.0 == y exactly: skip the pass
+                y = y * s
             if self.bias is not None:
                 y = y + self._chan(self.bias, y.ndim)
-            return self._bn(y) if self.bn is not None else y
+            if self.bn is None:
+                return y, None
+            return self._bn(y), y.detach()
         w, scale, bias = self._weights()
         y = self._op(x, w)
         if scale is not None:
             y = y * self._chan(scale, x.ndim)
-        return y + self._chan(bias, y.ndim)
+        return y + self._chan(bias, y.ndim), None
 
     # --- bookkeeping -------------------------------------------------------------------------------------------
     def n_kept(self) -> int:

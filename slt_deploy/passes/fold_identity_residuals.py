@@ -16,7 +16,7 @@ from ..errors import SltError
 from ..ir import meta as K
 from ..ir.graph import conv_attrs
 
-FOLDED = "slt.loihi.identity_folded"   # node metadata: the residual source this synapse absorbed
+FOLDED = K.LOIHI_IDENTITY_FOLDED   # node metadata: the residual source this synapse absorbed
 
 
 def _square_same_conv(node, w) -> bool:

@@ -73,7 +73,8 @@ def synaptic_inputs(graph: nir.NIRGraph, seq, spikes: dict, interp: Interpreter 
     interp = interp or Interpreter(graph)
     order = topo_order(graph)
     vals, from_in, out = {}, {}, {}
-    flat = lambda a: torch.as_tensor(np.asarray(a, np.float32)).reshape(T * B, *np.shape(a)[2:])  # noqa: E731
+    def flat(a):
+        return torch.as_tensor(np.asarray(a, np.float32)).reshape(T * B, *np.shape(a)[2:])
     for n in order:
         node = graph.nodes[n]
         if isinstance(node, nir.Input):

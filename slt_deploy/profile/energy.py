@@ -1,4 +1,5 @@
-"""Modelled energy (and latency where a profile gives one) for hardware we do not have, from targets/energy/*.yaml.
+"""Modelled energy (and latency where a profile gives one) for hardware we do not have, from
+slt_deploy/hardware/energy/*.yaml (package data).
 
 A hardware profile is DATA: adding a board = adding a yaml. Every constant carries its value, unit, status and
 public source; a constant whose value cannot be sourced is written `value: null` and the profile then reports
@@ -27,14 +28,14 @@ import glob
 import math
 import numbers
 import os
+from importlib.resources import files
 
 import yaml
 
 from ..errors import SltError
 
 FORMAT_VERSION = 1
-ENERGY_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "targets", "energy")
+ENERGY_DIR = str(files("slt_deploy") / "hardware" / "energy")  # package data
 STATUSES = ("published", "measured", "estimate", "unsourced")
 
 # model -> {constant: unit}; required constants first, then optional ones
@@ -46,18 +47,19 @@ MODELS = {
              "current_ua_per_mhz": "uA/MHz", "supply_v": "V", "clock_mhz": "MHz"}, {}),
     "board": ({"power_w": "W"}, {"power_w_max": "W"}),
 }
+MCU_TIMING = ("cycles_per_sop", "cycles_per_mac", "cycles_per_neuron_update", "clock_mhz")  # enough for cycles
 
 
 def _err(path, field, what, fix=None):
     return SltError(f"{path}: field '{field}' {what}",
-                    fix or "see targets/energy/asic45nm.yaml for the schema (docs/profile.md)")
+                    fix or "see slt_deploy/hardware/energy/asic45nm.yaml for the schema (docs/profile.md)")
 
 
 def validate(doc, path: str) -> dict:
     """Check a parsed hardware profile; raise SltError naming the missing or malformed field. -> normalised dict."""
     if not isinstance(doc, dict):
         raise SltError(f"{path}: not a mapping of fields (got {type(doc).__name__})",
-                       "see targets/energy/asic45nm.yaml for the schema")
+                       "see slt_deploy/hardware/energy/asic45nm.yaml for the schema")
     fv = doc.get("format_version", FORMAT_VERSION)
     if not isinstance(fv, int) or fv > FORMAT_VERSION:
         raise _err(path, "format_version", f"is {fv!r}; this slt-deploy reads <= {FORMAT_VERSION}")
@@ -116,7 +118,7 @@ def load_profile(path: str) -> dict:
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
-        raise SltError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})", "fix the syntax")
+        raise SltError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})", "fix the syntax") from None
     from ..schema import check_energy_profile
 
     out = validate(doc, path)
@@ -156,7 +158,7 @@ def evaluate(hw: dict, activity: dict, measured_latency_s: float | None = None) 
     """Energy (J) and latency (s) per frame of one hardware profile for the counts of profile.activity.
     `measured_latency_s`: this host's measured p50 latency per frame (used by 'board' profiles only)."""
     c = {k: v["value"] for k, v in hw["constants"].items()}
-    tot, layers, neurons = activity["totals"], activity["layers"], activity["neurons"]
+    tot, layers = activity["totals"], activity["layers"]
     sops, macs, nupd, T = tot["sops_per_frame"], tot["macs_per_frame"], tot["neuron_updates_per_frame"], tot["T"]
     model = hw["model"]
     required = list(MODELS[model][0])
@@ -164,6 +166,15 @@ def evaluate(hw: dict, activity: dict, measured_latency_s: float | None = None) 
            "energy_per_frame_j_max": None, "latency_per_frame_s": None, "per_layer_j": {}, "terms_j": {},
            "notes": hw["notes"], "constants": hw["constants"]}
     unsourced = [k for k in required if c.get(k) is None]
+    if unsourced and model == "mcu" and all(c.get(k) is not None for k in MCU_TIMING):
+        # cycles and latency need only the cycle constants and the clock: report them, the energy stays unmodelled
+        cyc = sops * c["cycles_per_sop"] + macs * c["cycles_per_mac"] + nupd * c["cycles_per_neuron_update"]
+        res["cycles_per_frame"] = cyc
+        res["latency_per_frame_s"] = cyc / (c["clock_mhz"] * 1e6)
+        res["label"] = (f"{_label(hw, list(MCU_TIMING))}; energy not modelled: no sourced value for "
+                        + ", ".join(unsourced))
+        res["missing"] = unsourced
+        return res
     if unsourced:
         res["label"] = "not modelled: no sourced value for " + ", ".join(unsourced)
         res["missing"] = unsourced

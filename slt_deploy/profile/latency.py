@@ -72,7 +72,8 @@ def measure_latency(runner, images: np.ndarray, frames: int = 100, warmup: int =
     `energy`: an EnergyCounters; when available, energy per frame over the timed loop is added."""
     n = len(images)
     x = np.ascontiguousarray(images, dtype=np.float32)
-    call = lambda i: runner.predict(x[i % n: i % n + 1])  # noqa: E731
+    def call(i):
+        return runner.predict(x[i % n: i % n + 1])
     for i in range(max(0, warmup)):
         call(i)
     e0 = energy.read() if energy is not None and energy.available else None
@@ -98,13 +99,14 @@ def measure_latency_interleaved(runners: dict, images: np.ndarray, frames: int =
     samples = {k: [] for k in runners}
     joules = {k: {} for k in runners}
     done = {k: 0 for k in runners}
-    for k, r in runners.items():
+    for r in runners.values():
         for i in range(max(0, warmup)):
             r.predict(x[i % n: i % n + 1])
     for c in chunks:
         for k, r in runners.items():
             start = done[k]
-            call = lambda i, r=r, start=start: r.predict(x[(start + i) % n: (start + i) % n + 1])  # noqa: E731
+            def call(i, r=r, start=start):
+                return r.predict(x[(start + i) % n: (start + i) % n + 1])
             e0 = energy.read() if energy is not None and energy.available else None
             samples[k] += time_calls(call, c, warmup=0, clock=clock)
             if e0 is not None:

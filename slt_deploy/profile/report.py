@@ -94,7 +94,9 @@ def modelled_rows(rep) -> list:
         dense = m.get("dense_energy_per_frame_j")
         rows.append([m["name"], si(e, "J"), si(m.get("latency_per_frame_s"), "s"),
                      f"dense {si(dense, 'J')} ({dense / e:.1f}x)" if dense and e else "",
-                     m["label"].split(" (source")[0]])
+                     m["label"].split(" (source")[0] + (f"; {m['cycles_per_frame']:.3g} cycles" if
+                                                         m.get("cycles_per_frame") else "")
+                     + ("; energy not modelled" if e is None and m.get("cycles_per_frame") else "")])
     for m in rep["boards"]:
         e, e2 = m["energy_per_frame_j"], m.get("energy_per_frame_j_max")
         rows.append([f"{m['name']} [{m['runner']}]", si(e, "J") + (f" .. {si(e2, 'J')}" if e2 else ""),
@@ -140,7 +142,8 @@ def render_text(rep) -> str:
         parts.append(f"energy: not measured on this host ({pc['why_absent']})")
     parts += ["", "counted on the NIR graph, per frame (real spikes on real data):", _grid(activity_rows(rep)),
               *summary_lines(rep), "", _grid(spike_rows(rep)), "",
-              "MODELLED, not measured (ops x constants from targets/energy/*.yaml):", _grid(modelled_rows(rep)),
+              "MODELLED, not measured (ops x constants from slt_deploy/hardware/energy/*.yaml):",
+              _grid(modelled_rows(rep)),
               "sources:", *("  " + s for s in sources(rep))]
     return "\n".join(parts)
 
@@ -223,7 +226,7 @@ def write_plots(rep, out_dir) -> list:
     ax.set_xticks(list(xs), names, rotation=45, ha="right")
     ax.set_ylabel("nJ per frame (synaptic terms)")
     ax.set_yscale("log")
-    ax.set_title("modelled energy per layer (targets/energy/*.yaml)")
+    ax.set_title("modelled energy per layer (slt_deploy/hardware/energy/*.yaml)")
     if models:
         ax.legend()
     p = os.path.join(out_dir, "energy.png")

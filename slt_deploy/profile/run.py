@@ -1,6 +1,6 @@
 """The whole profile of one model: the reference (checkpoint through TorchRunner) and any artifacts (through
 load_runner, so targets added later are profiled with no change here), measured side by side on real data; the
-activity counted once on the model's NIR graph; every hardware profile in targets/energy evaluated on it."""
+activity counted once on the model's NIR graph; every hardware profile in slt_deploy/hardware/energy evaluated on it."""
 from __future__ import annotations
 
 import os
@@ -121,7 +121,7 @@ def profile(ckpt: str, artifacts=(), data: str = "auto", limit: int = 200, frame
             if list(rep["meta"].get("input_shape", want)) != want:
                 raise SltError(f"artifact {p} takes input {rep['meta'].get('input_shape')}, the checkpoint {want}",
                                "compare artifacts exported from this checkpoint")
-        except Exception as e:  # noqa: BLE001 - with skip_errors any runtime failure is reported, not fatal
+        except Exception as e:  # with skip_errors any runtime failure is reported, not fatal
             if not skip_errors:
                 raise
             skipped.append({"path": p, "error": f"{type(e).__name__}: {e}"})

@@ -19,7 +19,7 @@ from ..errors import SltError
 
 try:  # optional: faster and better resizing
     import cv2 as _cv2
-except Exception:  # pragma: no cover - depends on the environment
+except Exception:  # noqa: BLE001  # pragma: no cover - depends on the environment
     _cv2 = None
 
 # encoding -> (channels, channel order). 16-bit mono is scaled to 8 bits (>> 8).

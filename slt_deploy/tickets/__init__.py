@@ -13,9 +13,8 @@ from ..checkpoint import load
 from ..data import load_dataset
 from ..errors import SltError
 from . import binarize as binarize_ticket
-from . import early_bird, imp, multiprize, multisp
-from . import random as random_ticket
-from .common import Ticket, TicketConfig, finalize, measure
+from . import early_bird, imp, multiprize, multisp, random_ticket
+from .common import Ticket, TicketConfig, finalize, measure, set_teacher
 
 METHODS = {"imp": imp.search, "early-bird": early_bird.search, "multiprize": multiprize.search,
            "random": random_ticket.search, "multisp": multisp.search, "binarize": binarize_ticket.search}
@@ -45,6 +44,7 @@ def find_ticket(dense, cfg: TicketConfig, out_dir: str, data=None, data_dir=None
     if data is None:
         r = dense_model.recipe
         data = load_dataset(r["dataset"], data_dir, int(r.get("seed", 0)))
+    set_teacher(cfg, dense_model, data)
     ticket = METHODS[cfg.method](dense_model, data, cfg)
     from .common import config_dict
 

@@ -36,11 +36,25 @@ class TicketConfig:
     prune_fraction: float = 0.25         # IMP: fraction of the remaining weights removed per round
     rounds: int | None = None            # IMP: rounds (default: as many as the target needs)
     rewind_epoch: int = 1                # IMP / random: late-rewinding point k (epochs of the dense schedule)
+    rewind: str = "weights"              # IMP: "weights" (survivors back to their epoch-k values, a fresh
+    #                                      schedule of `epochs`) or "lr" (learning-rate rewinding, Renda et al.
+    #                                      2020: weights kept, the dense schedule replayed from epoch E - epochs)
+    distill: bool = False                # knowledge distillation from the dense model during (re)training and
+    kd_alpha: float = 0.5                #   binarization: (1-a)·CE + a·T²·KL(teacher/T || student/T)
+    kd_temp: float = 4.0
+    teacher: str | None = None           # distillation teacher checkpoint (default: the model the search starts
+    #                                      from; e.g. the dense model when binarizing an IMP round)
+    resume: bool = False                 # IMP: continue from the last finished round in save_rounds
+    eb_distance: str = "relative"        # Early-Bird: "relative" (Hamming / kept weights of the two masks) or
+    #                                      "absolute" (Hamming / all weights, Kim et al.; see early_bird.py)
+    eb_min_epochs: int = 0               # Early-Bird: do not stop before this epoch (0: the window q)
     epochs: int | None = None            # (re)training epochs per round / search epochs (default: recipe's)
     binarize: bool = False               # binarize the ticket's kept weights and fine-tune
     binarize_epochs: int | None = None   # default: `epochs`
+    binarize_kind: str = "all"           # which layers --binarize makes binary: "all", "conv" (a float head) or
+    #                                      "spikes" (all but the first layer, which reads analog pixels)
     q: int = 5                           # Early-Bird window
-    tau: float = 0.02                    # Early-Bird distance threshold
+    tau: float | None = None             # Early-Bird distance threshold (None: 0.1 relative, 0.02 absolute)
     patch_sparsity: float = 0.376        # MultiSp: fraction of patches removed
     pep_method: str = "multiprize"       # MultiSp: ConvPEP masks by learned scores on the frozen weights
     #                                      ("multiprize") or by |w| then weight fine-tuning ("magnitude")
@@ -59,9 +73,27 @@ class TicketConfig:
             raise SltError(f"pruning scope {self.scope!r} unknown", f"use one of {', '.join(SCOPES)}")
         if self.q < 2:
             raise SltError(f"Early-Bird window q={self.q} is too small", "use q >= 2 (default 5)")
+        if self.tau is None:
+            self.tau = 0.1 if self.eb_distance == "relative" else 0.02
         if not self.tau > 0:
             raise SltError(f"Early-Bird threshold tau={self.tau} must be > 0", "default 0.02")
+        if self.binarize_kind not in BINARIZE_KINDS:
+            raise SltError(f"binarize kind {self.binarize_kind!r} unknown", f"use one of {', '.join(BINARIZE_KINDS)}")
+        if self.rewind not in REWINDS:
+            raise SltError(f"rewind mode {self.rewind!r} unknown", f"use one of {', '.join(REWINDS)}")
+        if self.eb_distance not in ("relative", "absolute"):
+            raise SltError(f"Early-Bird distance {self.eb_distance!r} unknown", "use relative or absolute")
+        if not 0.0 <= self.kd_alpha <= 1.0:
+            raise SltError(f"distillation weight kd_alpha={self.kd_alpha} is outside [0, 1]", "pass e.g. 0.5")
+        if not self.kd_temp > 0:
+            raise SltError(f"distillation temperature kd_temp={self.kd_temp} must be > 0", "pass e.g. 4")
+        if self.rewind_epoch < 0:
+            raise SltError(f"rewind epoch {self.rewind_epoch} is negative", "pass k >= 0")
         return self
+
+
+REWINDS = ("weights", "lr")
+BINARIZE_KINDS = ("all", "conv", "spikes")
 
 
 @dataclass
@@ -86,16 +118,37 @@ def epochs_of(model, cfg: TicketConfig) -> int:
     return int(cfg.epochs if cfg.epochs is not None else model.recipe["train"].get("epochs", 1))
 
 
-def run_train(model, data, cfg: TicketConfig, epochs: int, on_epoch=None, lr_scale: float = 1.0):
+def set_teacher(cfg: TicketConfig, dense_model, data):
+    """With cfg.distill, the dense model's logits/T on every training image, computed once per search (the
+    teacher is fixed: eval mode, BN folded) and used by every run_train of the search."""
+    cfg._teacher = None
+    if cfg.distill:
+        from ..train import predict_logits
+
+        teacher = load(cfg.teacher)[0] if cfg.teacher else dense_model
+        cfg._teacher = (predict_logits(teacher, data.train.x), cfg.kd_alpha, cfg.kd_temp)
+    return cfg
+
+
+def run_train(model, data, cfg: TicketConfig, epochs: int, on_epoch=None, lr_scale: float = 1.0,
+              start_epoch: int = 0):
+    """Train with the recipe's optimizer and schedule (over `epochs`, from `start_epoch`), distilling from the
+    dense model when cfg.distill (set_teacher)."""
     tc = train_cfg(model, cfg)
     tc["lr"] = float(tc.get("lr", 1e-3)) * lr_scale
-    return train(model, data, tc, epochs=epochs, progress=cfg.progress, on_epoch=on_epoch, seed=cfg.seed)
+    return train(model, data, tc, epochs=epochs, progress=cfg.progress, on_epoch=on_epoch, seed=cfg.seed,
+                 start_epoch=start_epoch, teacher=getattr(cfg, "_teacher", None))
 
 
 def binarize(model, data, cfg: TicketConfig, layers=None, epochs: int | None = None):
-    """Make the kept weights binary (w = sign(w)·α·mask per layer) and fine-tune; the masks stay fixed."""
+    """Make the kept weights binary (w = sign(w)·α·mask per layer) and fine-tune; the masks stay fixed.
+    cfg.binarize_kind "conv" binarizes only the convolutions (the linear head stays float), "spikes" every layer
+    but the model's first one (the one that reads analog pixels under direct encoding)."""
+    first = synapses(model)[0][1] if synapses(model) else None
     for _, m in (layers if layers is not None else synapses(model)):
-        m.binary = True
+        if cfg.binarize_kind == "all" or m.kind == cfg.binarize_kind or (cfg.binarize_kind == "spikes"
+                                                                         and m is not first):
+            m.binary = True
     e = cfg.binarize_epochs if cfg.binarize_epochs is not None else (epochs or epochs_of(model, cfg))
     if e > 0:
         run_train(model, data, cfg, e)
@@ -164,7 +217,7 @@ def finalize(ticket: Ticket, data, out_dir: str, dense_model=None, labels=None, 
     model.recipe = recipe_for(model)
     m = measure(model, data, dense_model)
     info = {"method": ticket.method, "target_sparsity": ticket.target, "measured_sparsity": m["sparsity"],
-            "binary": any(l.binary for _, l in synapses(model)),
+            "binary": any(layer.binary for _, layer in synapses(model)),
             "layers": [{k: r[k] for k in ("layer", "total", "kept", "sparsity", "binary")} for r in m["layers"]],
             "search_seconds": ticket.search_seconds, "total_seconds": ticket.total_seconds,
             **ticket.info, **(extra_info or {})}
@@ -199,3 +252,8 @@ def timer():
 
 def config_dict(cfg: TicketConfig) -> dict:
     return {k: v for k, v in asdict(cfg).items() if k not in ("progress",)}
+
+
+# the TicketConfig fields that change what a search computes (a resumed search must match them)
+RESULT_FIELDS = ("method", "sparsity", "scope", "prune_fraction", "rounds", "rewind_epoch", "rewind", "epochs",
+                 "distill", "kd_alpha", "kd_temp", "teacher", "lr", "seed", "only")

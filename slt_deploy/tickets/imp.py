@@ -1,22 +1,36 @@
 """Iterative magnitude pruning with late rewinding (Frankle et al.; for SNNs Kim et al., ECCV 2022).
 
-Round r: prune `prune_fraction` of the remaining weights by magnitude (global or per layer), rewind the surviving
-weights (and BN statistics, biases) to their values at epoch k of the dense training, retrain, repeat. The epoch-k
-state is obtained by replaying the dense recipe's training from its seeded initialisation for k epochs with the
-same schedule and data order (training is deterministic on CPU for a fixed thread count).
+Round r: prune `prune_fraction` of the remaining weights by magnitude (global or per layer), then
+- rewind "weights" (default): rewind the surviving weights (and BN statistics, biases) to their values at epoch k of
+  the dense training and retrain `epochs` with a fresh schedule. The epoch-k state is obtained by replaying the
+  dense recipe's training from its seeded initialisation for k epochs with the same schedule and data order
+  (training is deterministic on CPU for a fixed thread count);
+- rewind "lr" (learning-rate rewinding, Renda et al., ICLR 2020): keep the trained weights and retrain with the
+  dense recipe's own learning-rate schedule and data order from epoch E - e to its end (e = `epochs`, default
+  E - k): the late, small learning rates that fine-tune rather than restart.
+With `distill`, every retraining (and the binarization) learns from the dense model's logits as well.
+
+Every round is saved (`save_rounds`/round_NN, a normal checkpoint) and then `save_rounds`/search.json records the
+finished rounds; `resume` continues from the last finished round. A round's result depends only on the weights it
+starts from, which the checkpoint stores exactly, so a resumed search gives the masks of an uninterrupted one bit for
+bit (tests/test_tickets_methods.py kills a search with SIGKILL and compares).
 """
 from __future__ import annotations
 
 import copy
+import json
 import os
 
 import torch
 
-from ..checkpoint import save
+from ..checkpoint import atomic_write, load, save
+from ..errors import SltError
 from ..train import evaluate, train
 from ..zoo import build_model
-from .common import Ticket, TicketConfig, binarize, epochs_of, recipe_for, run_train, timer
+from .common import RESULT_FIELDS, Ticket, TicketConfig, binarize, config_dict, epochs_of, recipe_for, run_train, timer
 from .masks import get_masks, imp_schedule, magnitude_masks, prunable, set_masks, sparsity
+
+SEARCH_FILE = "search.json"
 
 
 def rewind_point(recipe: dict, data, k: int, progress: bool = False) -> dict:
@@ -41,38 +55,110 @@ def rewind(model, state: dict, layers):
     set_masks(layers, masks)
 
 
+def lr_rewind_epochs(model, cfg: TicketConfig) -> tuple[int, int]:
+    """(E, start): learning-rate rewinding retrains epochs start+1..E of the dense schedule (E = the recipe's
+    epochs; start = E - cfg.epochs, or the rewind epoch k when --epochs is not given)."""
+    total = int(model.recipe["train"].get("epochs", 1))
+    start = total - int(cfg.epochs) if cfg.epochs is not None else int(cfg.rewind_epoch)
+    if not 0 <= start < total:
+        raise SltError(f"learning-rate rewinding: {cfg.epochs} retraining epochs do not fit the dense schedule of "
+                       f"{total} epochs", f"pass --epochs between 1 and {total}")
+    return total, start
+
+
+def _read_search(rounds_dir: str) -> dict | None:
+    p = os.path.join(rounds_dir, SEARCH_FILE)
+    if not os.path.exists(p):
+        return None
+    try:
+        with open(p) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise SltError(f"{p}: unreadable ({e})", "delete the folder to start the search again") from None
+
+
+def _resume_state(model, layers, cfg: TicketConfig, ladder) -> tuple[int, list, float]:
+    """(last finished round, history, seconds spent) from save_rounds/search.json, the model loaded with that
+    round's weights and masks; (0, [], 0) when there is nothing to resume."""
+    if not cfg.save_rounds:
+        raise SltError("--resume needs the rounds folder", "pass --out (rounds are kept in OUT/rounds)")
+    st = _read_search(cfg.save_rounds)
+    if st is None or not st.get("finished_round"):
+        return 0, [], 0.0
+    want, have = _result_config(cfg), st.get("config", {})
+    diff = [k for k in want if want[k] != have.get(k)]
+    if diff:
+        raise SltError(f"--resume: {cfg.save_rounds} was searched with other settings ({', '.join(diff)}: "
+                       f"{', '.join(repr(have.get(k)) for k in diff)})",
+                       "repeat the original options, or drop --resume")
+    if [round(x, 12) for x in st["ladder"]] != [round(x, 12) for x in ladder]:
+        raise SltError(f"--resume: {cfg.save_rounds} has another sparsity ladder", "repeat the original options")
+    r = int(st["finished_round"])
+    saved, _ = load(os.path.join(cfg.save_rounds, f"round_{r:02d}"))
+    model.load_state_dict(saved.state_dict())
+    return r, st["history"], float(st.get("seconds", 0.0))
+
+
+def _result_config(cfg: TicketConfig) -> dict:
+    d = config_dict(cfg)
+    return {k: d[k] for k in RESULT_FIELDS}
+
+
 def search(dense, data, cfg: TicketConfig) -> Ticket:
     t = timer()
     model = copy.deepcopy(dense)
     model.recipe = copy.deepcopy(dense.recipe)
     layers = prunable(model, cfg.only)
-    state_k = rewind_point(dense.recipe, data, cfg.rewind_epoch, cfg.progress)
     ladder = imp_schedule(cfg.sparsity, cfg.prune_fraction, cfg.rounds)
     e = epochs_of(model, cfg)
-    hist = [{"round": 0, "target": 0.0, "sparsity": sparsity(model, layers), "test_acc": evaluate(model, data.test),
-             "seconds": t()}]
+    done, hist, before = (_resume_state(model, layers, cfg, ladder) if cfg.resume else (0, [], 0.0))
+    elapsed = lambda: before + t()  # noqa: E731
+    if cfg.rewind == "lr":
+        total, start = lr_rewind_epochs(model, cfg)
+        state_k = None
+    else:
+        state_k = rewind_point(dense.recipe, data, cfg.rewind_epoch, cfg.progress) if done < len(ladder) else None
+    if not hist:
+        hist = [{"round": 0, "target": 0.0, "sparsity": sparsity(model, layers),
+                 "test_acc": evaluate(model, data.test), "seconds": elapsed()}]
+    elif cfg.progress:
+        print(f"IMP: resuming after round {done}/{len(ladder)} ({cfg.save_rounds})")
     for r, s in enumerate(ladder, 1):
+        if r <= done:
+            continue
         set_masks(layers, magnitude_masks(layers, s, cfg.scope))
-        rewind(model, state_k, layers)
-        h = run_train(model, data, cfg, e)
+        if cfg.rewind == "lr":
+            h = run_train(model, data, cfg, total, start_epoch=start)
+        else:
+            rewind(model, state_k, layers)
+            h = run_train(model, data, cfg, e)
         row = {"round": r, "target": s, "sparsity": sparsity(model, layers), "test_acc": evaluate(model, data.test),
-               "val_acc": h[-1].get("val_acc") if h else None, "seconds": t()}
+               "val_acc": h[-1].get("val_acc") if h else None, "seconds": elapsed()}
         hist.append(row)
         if cfg.progress:
             print(f"IMP round {r}/{len(ladder)}: sparsity {100 * row['sparsity']:.2f}% "
-                  f"test {row['test_acc']:.2f}% ({row['seconds']:.0f}s)")
+                  f"test {row['test_acc']:.2f}% ({row['seconds']:.0f}s)", flush=True)
         if cfg.save_rounds:
             model.recipe = recipe_for(model)
             save(model, os.path.join(cfg.save_rounds, f"round_{r:02d}"),
                  metrics={"test_acc": row["test_acc"], "sparsity": row["sparsity"]}, labels=data.labels,
                  extra={"ticket": {"method": "imp", "round": r, "target_sparsity": s,
                                    "measured_sparsity": row["sparsity"]}})
-    search_s = t()
-    info = {"rounds": len(ladder), "prune_fraction": cfg.prune_fraction, "rewind_epoch": cfg.rewind_epoch,
-            "scope": cfg.scope, "round_epochs": e}
+            # written after the checkpoint: a round counts as finished only once both exist
+            atomic_write(os.path.join(cfg.save_rounds, SEARCH_FILE), json.dumps(
+                {"finished_round": r, "rounds": len(ladder), "ladder": ladder, "config": _result_config(cfg),
+                 "history": hist, "seconds": elapsed()}, indent=2, default=float))
+    search_s = elapsed()
+    info = {"rounds": len(ladder), "prune_fraction": cfg.prune_fraction, "rewind": cfg.rewind,
+            "rewind_epoch": cfg.rewind_epoch, "scope": cfg.scope, "round_epochs": e, "distill": cfg.distill,
+            "resumed_after_round": done if cfg.resume else None}
+    if cfg.rewind == "lr":
+        info["round_epochs"] = total - start
+        info["lr_schedule_epochs"] = [start + 1, total]
     if cfg.binarize:
         binarize(model, data, cfg, layers)
         info["binarized_after_imp"] = True
+        info["binarize_epochs"] = cfg.binarize_epochs if cfg.binarize_epochs is not None else e
         hist.append({"round": "binarized", "target": cfg.sparsity, "sparsity": sparsity(model, layers),
-                     "test_acc": evaluate(model, data.test), "seconds": t()})
-    return Ticket(model, "imp", cfg.sparsity, hist, search_s, t(), info)
+                     "test_acc": evaluate(model, data.test), "seconds": elapsed()})
+    return Ticket(model, "imp", cfg.sparsity, hist, search_s, elapsed(), info)

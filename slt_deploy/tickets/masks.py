@@ -52,7 +52,7 @@ def check_sparsity(s: float, what: str = "sparsity") -> float:
     try:
         s = float(s)
     except (TypeError, ValueError):
-        raise SltError(f"{what} {s!r} is not a number", "pass a fraction such as 0.9 (90% of weights removed)")
+        raise SltError(f"{what} {s!r} is not a number", "pass a fraction such as 0.9 (90% of weights removed)") from None
     if not (0.0 <= s < 1.0) or math.isnan(s):
         raise SltError(f"{what} {s} is outside [0, 1)", "pass a fraction such as 0.9 (90% of weights removed)")
     return s
@@ -102,7 +102,7 @@ def magnitude_masks(layers, s: float, scope: str = "global") -> dict:
             keep = sc.numel() - _n_prune(sc.numel(), s)
             out[n] = _topk_mask(sc.flatten(), keep).view_as(sc)
         return out
-    for n, sc in scores.items():  # no layer collapse: every output unit that has a weight keeps its best one
+    for sc in scores.values():  # no layer collapse: every output unit that has a weight keeps its best one
         rows = sc.view(sc.shape[0], -1)
         best = rows.argmax(1)
         has = rows.max(1).values >= 0

@@ -2,9 +2,11 @@
 
 source (parameter):
   fmnist | digits          test images of Fashion-MNIST (/usr/share/datasets/fashion-mnist, or data_dir) or sklearn
-                           digits, each placed in the centre of a width x height frame; header.frame_id carries
-                           the index and true label: "<frame_id>|idx=<i>|label=<y>"
+                           digits, each placed in the centre of a width x height frame
   PATH.avi/.mp4/...        a video file (OpenCV), looped when loop is true
+  BAG                      a rosbag2 recording (folder with metadata.yaml, .mcap or .db3; mcap or sqlite3 storage)
+                           through rosbags: its image topic (bag_topic, or its only Image/CompressedImage topic),
+                           converted by rosbags-image; a recorded <topic>/ground_truth is passed on
   DIR                      a folder of images (png/jpg/bmp/pgm/ppm, sorted by name; OpenCV)
   v4l2:N or /dev/videoN    a V4L2 camera through OpenCV
 
@@ -12,6 +14,7 @@ source (parameter):
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -19,24 +22,37 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
 
 from slt_deploy.errors import SltError
-from slt_deploy.runtime.image import embed_image, encode_frame, resize
+from slt_deploy.runtime.image import center_crop, embed_image, encode_frame, resize
 
-from .perception_node import declare, make_qos
+from .bags import BagFrames, is_bag
+from .params import CAMERA
+from .perception_node import make_qos
+from .ros_params import declare_all
 
+TRUTH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """camera_info beside the image topic, as camera drivers do: /ns/image_raw -> /ns/camera_info."""
+    head, _, _ = image_topic.rstrip("/").rpartition("/")
+    return f"{head}/camera_info" if head or image_topic.startswith("/") else "camera_info"
 
 
 def _cv2():
     try:
         import cv2
     except ImportError:
-        raise SltError("this source needs OpenCV", "pip install -r requirements-ros.txt (opencv-python-headless)")
+        raise SltError("this source needs OpenCV", "pip install -r requirements-ros.txt (opencv-python-headless)") from None
     return cv2
 
 
@@ -83,14 +99,15 @@ def dataset_frames(name: str, data_dir: str, start: int, count: int):
 
 
 class FrameSource:
-    """Yields (rgb uint8 [H, W, 3] or mono [H, W, 1], frame_id suffix) forever or until exhausted."""
+    """next() -> (rgb uint8 [H, W, 3] or mono [H, W, 1], ground truth dict) until exhausted (None)."""
 
     def __init__(self, source: str, width: int, height: int, loop: bool, data_dir: str, start: int, count: int,
-                 channels: int):
+                 channels: int, bag_topic: str = ""):
         self.width, self.height, self.loop, self.channels = width, height, loop, channels
         self.kind = None
         if source in ("fmnist", "digits"):
             self.kind = "dataset"
+            self.name = source
             self.x, self.y, self.input_max = dataset_frames(source, data_dir, start, count)
             self.start = start
             self.w, self.h = width or 640, height or 480
@@ -101,6 +118,9 @@ class FrameSource:
             if not self.cap.isOpened():
                 raise SltError(f"cannot open camera {source}", "check the device exists and is not in use")
             self.kind = "video"
+        elif is_bag(source):  # a rosbag2 recording (folder with metadata.yaml, or a .mcap/.db3 file)
+            self.bag = BagFrames(source, bag_topic)
+            self.kind = "bag"
         elif os.path.isdir(source):
             self.files = sorted(os.path.join(source, f) for f in os.listdir(source) if f.lower().endswith(IMAGE_EXT))
             if not self.files:
@@ -134,7 +154,18 @@ class FrameSource:
             i = self.i
             self.i += 1
             frame = embed_image(self.x[i], self.input_max, (self.h, self.w), channels=self.channels)
-            return frame, f"|idx={self.start + i}|label={int(self.y[i])}"
+            return frame, {"source": self.name, "index": self.start + i, "label": int(self.y[i])}
+        if self.kind == "bag":
+            item = self.bag.next()
+            if item is None and self.loop and self.bag.i:
+                self.bag.restart()
+                item = self.bag.next()
+            if item is None:
+                return None
+            rgb, truth = item
+            if self.width and self.height and rgb.shape[:2] != (self.height, self.width):
+                rgb = resize(rgb, self.height, self.width, "linear")
+            return rgb, truth
         if self.kind == "folder":
             if self.i >= len(self.files):
                 if not self.loop:
@@ -145,7 +176,7 @@ class FrameSource:
             bgr = _cv2().imread(path, 1)
             if bgr is None:
                 raise SltError(f"OpenCV cannot read {path}", "remove it from the folder")
-            return self._fit(bgr), f"|{os.path.basename(path)}"
+            return self._fit(bgr), {"file": os.path.basename(path), "index": self.i - 1}
         ok, bgr = self.cap.read()
         if not ok and self.loop and hasattr(self, "source"):
             self.cap.set(_cv2().CAP_PROP_POS_FRAMES, 0)
@@ -153,37 +184,71 @@ class FrameSource:
         if not ok:
             return None
         self.i += 1
-        return self._fit(bgr), ""
+        return self._fit(bgr), {"frame": self.i - 1}
 
 
 class CameraNode(Node):
     def __init__(self):
         super().__init__("slt_camera")
-        p = lambda name, default: declare(self, name, default)  # noqa: E731
-        source = p("source", "fmnist").value
-        self.topic = p("topic", "image_raw").value
-        self.rate = float(p("rate", 30.0).value)
-        width, height = int(p("width", 640).value), int(p("height", 480).value)
-        self.encoding = p("encoding", "rgb8").value
-        self.row_padding = int(p("row_padding", 0).value)
-        self.frame_id = p("frame_id", "camera").value
-        self.count = int(p("count", 0).value)
-        loop = bool(p("loop", False).value)
-        self.wait_subs = int(p("wait_for_subscribers", 0).value)
-        self.wait_timeout = float(p("wait_timeout", 20.0).value)
-        qos = make_qos(p("qos", "sensor_data").value, int(p("qos_depth", 1).value))
-        if self.encoding not in ("rgb8", "bgr8", "mono8"):
-            raise SltError(f"camera encoding {self.encoding!r} not supported", "use rgb8, bgr8 or mono8")
-        self.frames = FrameSource(source, width, height, loop, p("data_dir", "").value,
-                                  int(p("start_index", 0).value), self.count if source in ("fmnist", "digits") else 0,
-                                  1 if self.encoding == "mono8" else 3)
+        cfg = self.cfg = declare_all(self, CAMERA, apply=self.apply_parameters)
+        source, self.topic, self.rate = cfg["source"], cfg["topic"], cfg["rate"]
+        width, height, self.encoding = cfg["width"], cfg["height"], cfg["encoding"]
+        self.row_padding, self.frame_id, self.count = cfg["row_padding"], cfg["frame_id"], cfg["count"]
+        loop = cfg["loop"]
+        self.wait_subs, self.wait_timeout = cfg["wait_for_subscribers"], cfg["wait_timeout"]
+        qos = make_qos(cfg["qos"], cfg["qos_depth"])
+        self.frames = FrameSource(source, width, height, loop, cfg["data_dir"], cfg["start_index"],
+                                  self.count if source in ("fmnist", "digits") else 0,
+                                  1 if self.encoding == "mono8" else 3, cfg["bag_topic"])
         self.pub = self.create_publisher(Image, self.topic, qos)
+        self.info_pub = self.create_publisher(CameraInfo, camera_info_topic(self.topic), qos)
+        self.roi_pub = self.create_publisher(Image, cfg["roi_topic"], qos) if cfg["roi_topic"] else None
+        self.roi_size = cfg["roi_size"]
+        # reliable, transient local: a listener that matched late (a recorder, a test) still gets the last 100
+        self.truth_pub = self.create_publisher(String, self.topic.rstrip("/") + "/ground_truth", TRUTH_QOS)
         self.sent = 0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.loop, name="camera", daemon=True)
         self.thread.start()
         self.get_logger().info(f"publishing {source} on {self.topic} at {self.rate:g} Hz "
                                f"({self.encoding}{f', {width}x{height}' if width and height else ''})")
+
+    def publish_side(self, img: Image, truth: dict):
+        """camera_info (same header and size as the image) and the ground truth of this frame."""
+        info = CameraInfo()
+        info.header = img.header
+        info.height, info.width = img.height, img.width
+        info.distortion_model = "plumb_bob"
+        info.d = [0.0] * 5
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]  # k, p stay 0: an uncalibrated camera
+        self.info_pub.publish(info)
+        gt = String()
+        gt.data = json.dumps({"header": {"stamp": {"sec": img.header.stamp.sec, "nanosec": img.header.stamp.nanosec},
+                                         "frame_id": img.header.frame_id}, **truth})
+        self.truth_pub.publish(gt)
+
+    def publish_roi(self, frame, header, key, cache):
+        """The centred square of the frame, area-downscaled to roi_size x roi_size, same header and encoding."""
+        if ("roi", key) in cache:
+            data, step, n = cache[("roi", key)]
+        else:
+            small = resize(np.ascontiguousarray(center_crop(frame, 1, 1)), self.roi_size, self.roi_size, "area")
+            data, step = encode_frame(small, self.encoding)
+            n = small.shape[0]
+            if key is not None:
+                cache[("roi", key)] = (data, step, n)
+        roi = Image()
+        roi.header = header
+        roi.height = roi.width = n
+        roi.encoding, roi.step, roi.is_bigendian, roi.data = self.encoding, step, 0, data
+        self.roi_pub.publish(roi)
+
+    def apply_parameters(self, changed: dict):
+        """Live parameters (rate): the publishing loop reads them before each frame."""
+        self.cfg.update(changed)
+        if "rate" in changed:
+            self.rate = changed["rate"]
+        self.get_logger().info("parameters set: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
 
     def loop(self):
         t_start = None
@@ -198,7 +263,6 @@ class CameraNode(Node):
                                               f"{self.wait_timeout:g} s; publishing anyway")
                 else:
                     time.sleep(0.3)  # let the match settle on both sides
-            period = 1.0 / self.rate if self.rate > 0 else 0.0
             cache = {}
             cacheable = self.frames.kind == "dataset" and len(self.frames.x) <= 100
             t_next = time.perf_counter()
@@ -208,29 +272,34 @@ class CameraNode(Node):
                 item = self.frames.next()
                 if item is None:
                     break
-                frame, suffix = item
-                if suffix in cache:
-                    data, step = cache[suffix]
+                frame, truth = item
+                key = truth.get("index")
+                if cacheable and key in cache:
+                    data, step = cache[key]
                 else:
                     data, step = encode_frame(frame, self.encoding, self.row_padding)
                     if cacheable:  # a short looped dataset: encode each frame once (fast high-rate replay)
-                        cache[suffix] = (data, step)
+                        cache[key] = (data, step)
                 msg = Image()
                 msg.height, msg.width = frame.shape[:2]
                 msg.encoding, msg.step, msg.is_bigendian = self.encoding, step, 0
                 msg.data = data
-                msg.header.frame_id = self.frame_id + suffix
+                msg.header.frame_id = self.frame_id
+                period = 1.0 / self.rate if self.rate > 0 else 0.0  # live parameter
                 if period:
                     delay = t_next - time.perf_counter()
                     if delay > 0:
                         time.sleep(delay)
                     t_next = max(t_next + period, time.perf_counter() - period)  # no burst after a stall
                 msg.header.stamp = self.get_clock().now().to_msg()
+                self.publish_side(msg, truth)  # first: a listener has the truth when the result comes
+                if self.roi_pub is not None:
+                    self.publish_roi(frame, msg.header, key if cacheable else None, cache)
                 self.pub.publish(msg)
                 self.sent += 1
         except SltError as e:
             self.get_logger().error(str(e))
-        except Exception as e:  # a camera that fails mid-stream: report, stop (publish fails once Ctrl-C shut down)
+        except Exception as e:  # noqa: BLE001 -- reported below; a camera that fails mid-stream: report, stop (publish fails once Ctrl-C shut down)
             if not self.done.is_set() and self.context.ok():
                 self.get_logger().error(f"camera stopped: {type(e).__name__}: {e}")
         finally:

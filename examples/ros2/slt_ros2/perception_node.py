@@ -25,45 +25,25 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from slt_deploy.errors import SltError
-from slt_deploy.runtime.image import CROPS, INTERPOLATIONS, MAX_PIXELS, decode_frame, to_model_input
+from slt_deploy.runtime.image import decode_frame, to_model_input
 
-from .stats import Stats
+from .fastpath import AreaResampler, RawImage, fast_model_input
+from .params import BACKENDS, PERCEPTION
+from .ros_params import declare_all
+from .stats import LEVEL_NAMES, Stats, level
 
 try:  # only in full ROS 2 installs (not on PyPI)
     from vision_msgs.msg import Classification, ObjectHypothesis
 except ImportError:  # pragma: no cover - depends on the install
     Classification = ObjectHypothesis = None
 
-BACKENDS = ("auto", "torch", "onnx", "packed")
 NOT_AVAILABLE = "not available"
-
-
-class _Param:
-    def __init__(self, value):
-        self.value = value
-
-
-def declare(node: Node, name: str, default):
-    """Declare a parameter that accepts 30 as well as 30.0 (or "30") and hands back the default's type;
-    a value that does not convert is a clear error."""
-    v = node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True)).value
-    want = type(default)
-    try:
-        if want is bool and isinstance(v, str):
-            v = {"true": True, "false": False}[v.lower()]
-        elif v is not None and not isinstance(v, want):
-            v = want(v)
-    except (ValueError, TypeError, KeyError):
-        raise SltError(f"parameter {name!r} = {v!r} is not a {want.__name__}",
-                       f"pass -p {name}:=<{want.__name__}> (default {default!r})")
-    return _Param(default if v is None else v)
 
 
 def make_qos(kind: str, depth: int) -> QoSProfile:
@@ -77,52 +57,55 @@ def make_qos(kind: str, depth: int) -> QoSProfile:
                       durability=DurabilityPolicy.VOLATILE)
 
 
-def _runner_options(target: str, threads: int) -> dict:
-    """onnxruntime by default runs one intra-op thread per core that busy-waits between calls: in a node fed at
-    camera rate that spinning took a whole core (33.6 ms of CPU per frame at 30 Hz, against 4.3 ms of service time,
-    measured), starving the camera and DDS. The node gives it `num_threads` threads and no spinning."""
-    if target != "onnx" or threads <= 0:
-        return {}
-    return {"threads": threads, "spinning": False}
+def _target_of(runner) -> str:
+    """The export target a runner executes, from the module that defines it (slt_deploy's runtimes are named after
+    their target: onnx_runner, packed_c, loihi_runner, torch_runner)."""
+    mod = type(runner).__module__.lower()
+    for name in ("onnx", "packed", "loihi", "torch", "nir"):
+        if name in mod:
+            return name
+    return mod
 
 
 def load_model(path: str, backend: str, threads: int = 1):
-    """-> Runner. backend 'auto' picks by what `path` is; 'torch' wants a checkpoint folder (the PyTorch reference);
-    any other name is a registered export target (slt_deploy/backends) whose artifact `path` must be.
-    `threads`: intra-op threads of the runtime where it has them (0 = its default)."""
+    """-> Runner, through slt_deploy.runtime.load_runner only. backend 'auto' takes what `path` is; 'torch' wants a
+    checkpoint folder (the PyTorch reference); any other name must be the target of the artifact at `path`.
+    `threads`: intra-op threads of the runtime where it has them (0 = its default). onnxruntime by default runs one
+    intra-op thread per core that busy-waits between calls: in a node fed at camera rate that spinning took a whole
+    core (33.6 ms of CPU per frame at 30 Hz against 4.3 ms of service time, measured), so the node asks for
+    `threads` threads and no spinning; runtimes without those options are opened with their defaults."""
     if not path:
         raise SltError("parameter 'model' is empty", "pass -p model:=CHECKPOINT_FOLDER_OR_ARTIFACT")
     if not os.path.exists(path):
         raise SltError(f"model {path} does not exist", "pass a checkpoint folder or an exported artifact")
     if backend not in BACKENDS:
         raise SltError(f"unknown backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
+    from slt_deploy.runtime import load_runner
+
     is_ckpt = os.path.isdir(path) and os.path.exists(os.path.join(path, "model.json"))
-    if backend == "auto":
-        from slt_deploy.runtime import load_runner
-        if is_ckpt:
-            return load_runner(path)
-        from slt_deploy.backends import target_for_path
-        target = target_for_path(path)  # found once: load_runner would sniff the file again
-        return target.runner(path, **_runner_options(target.name, threads))
+    if is_ckpt:
+        if backend not in ("auto", "torch"):
+            raise SltError(f"{path} is a checkpoint folder, not a {backend} artifact",
+                           f"export one with: slt-deploy export CHECKPOINT --target {backend} --out MODEL")
+        return load_runner(path)
     if backend == "torch":
-        if not is_ckpt:
-            raise SltError(f"backend 'torch' runs a checkpoint folder, {path} is not one",
-                           "pass the folder written by 'slt-deploy train', or set backend to the artifact's target")
-        from slt_deploy.runtime.torch_runner import TorchRunner
-        return TorchRunner(path)
-    from slt_deploy.backends import get_target
-    target = get_target(backend)  # SltError naming the registered targets if this one is not there
-    if target.runner is None:
-        raise SltError(f"target {backend!r} has no runtime", "pick another backend")
-    if is_ckpt or (target.sniff is not None and not target.sniff(path)):
-        raise SltError(f"{path} is not a {backend} artifact",
-                       f"export one with: slt-deploy export CHECKPOINT --target {backend} --out MODEL{target.suffix}")
-    return target.runner(path, **_runner_options(target.name, threads))
+        raise SltError(f"backend 'torch' runs a checkpoint folder, {path} is not one",
+                       "pass the folder written by 'slt-deploy train', or set backend to the artifact's target")
+    try:
+        runner = load_runner(path, threads=threads, spinning=False) if threads > 0 else load_runner(path)
+    except TypeError:  # this target's runtime has no thread options
+        runner = load_runner(path)
+    got = _target_of(runner)
+    if backend != "auto" and got != backend:
+        raise SltError(f"{path} is an artifact of target {got}, not {backend}",
+                       f"set backend to {got} (or auto), or export one with: slt-deploy export CHECKPOINT "
+                       f"--target {backend} --out MODEL")
+    return runner
 
 
 class EnergyModel:
     """Modelled energy per frame (slt_deploy.profile): spike activity of the model's NIR graph counted on the last
-    frames the node received, priced by a hardware profile (targets/energy/<hardware>.yaml, sourced constants).
+    frames the node received, priced by a hardware profile (slt_deploy/hardware/energy/<hardware>.yaml).
     Needs the checkpoint folder (the model itself for backend torch, else parameter energy_checkpoint)."""
 
     def __init__(self, ckpt: str, hardware: str, frames: int):
@@ -154,32 +137,19 @@ class EnergyModel:
 class PerceptionNode(Node):
     def __init__(self, **overrides):
         super().__init__("slt_perception", **overrides)
-        p = lambda name, default: declare(self, name, default)  # noqa: E731
-        self.model_path = p("model", "").value
-        self.backend = p("backend", "auto").value
-        self.image_topic = p("image_topic", "image_raw").value
-        self.result_topic = p("result_topic", "slt/result").value
-        self.diag_topic = p("diagnostics_topic", "/diagnostics").value
-        qos_kind = p("qos", "sensor_data").value
-        depth = int(p("qos_depth", 1).value)
-        self.crop = p("crop", "center").value
-        self.interpolation = p("interpolation", "area").value
-        self.max_pixels = int(p("max_pixels", MAX_PIXELS).value)
-        period = float(p("diagnostics_period", 1.0).value)
-        window = int(p("stats_window", 300).value)
-        threads = int(p("num_threads", 1).value)
-        result_format = p("result_format", "auto").value
-        warmup = int(p("warmup", 3).value)
-        energy_hw = p("energy_hardware", "loihi2").value
-        energy_ckpt = p("energy_checkpoint", "").value
-        energy_frames = int(p("energy_frames", 8).value)
-        self.energy_period = float(p("energy_period", 30.0).value)
-        if self.crop not in CROPS:
-            raise SltError(f"unknown crop {self.crop!r}", f"use one of {', '.join(CROPS)}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise SltError(f"unknown interpolation {self.interpolation!r}", f"use one of {', '.join(INTERPOLATIONS)}")
-        if result_format not in ("auto", "json", "vision_msgs"):
-            raise SltError(f"unknown result_format {result_format!r}", "use auto, json or vision_msgs")
+        cfg = self.cfg = declare_all(self, PERCEPTION, apply=self.apply_parameters)
+        self.model_path, self.backend = cfg["model"], cfg["backend"]
+        self.image_topic, self.result_topic, self.diag_topic = cfg["image_topic"], cfg["result_topic"], \
+            cfg["diagnostics_topic"]
+        qos_kind, depth = cfg["qos"], cfg["qos_depth"]
+        self.crop, self.interpolation, self.max_pixels = cfg["crop"], cfg["interpolation"], cfg["max_pixels"]
+        period, window, threads = cfg["diagnostics_period"], cfg["stats_window"], cfg["num_threads"]
+        result_format, warmup = cfg["result_format"], cfg["warmup"]
+        energy_hw, energy_ckpt, energy_frames = cfg["energy_hardware"], cfg["energy_checkpoint"], cfg["energy_frames"]
+        self.energy_period = cfg["energy_period"]
+        self.fast_path, self.inline = cfg["fast_path"], cfg["inline"]
+        self.resampler = AreaResampler()
+        self._last_msg = None
         if result_format == "vision_msgs" and Classification is None:
             raise SltError("result_format vision_msgs but the vision_msgs package is not installed",
                            "install ros-<distro>-vision-msgs or use result_format json")
@@ -227,12 +197,25 @@ class PerceptionNode(Node):
         self.pub = self.create_publisher(Classification if self.use_vision else String, self.result_topic, out_qos)
         self.diag_pub = self.create_publisher(DiagnosticArray, self.diag_topic, 10)
         self.last_seq = {}
-        self.sub = self.create_subscription(Image, self.image_topic, self.on_image, qos)
+        # fast_path: the frame arrives as serialized bytes (raw=True) and is read in the inference thread
+        self.sub = self.create_subscription(Image, self.image_topic, self.on_image, qos, raw=self.fast_path)
         self.timer = self.create_timer(period, self.publish_diagnostics)
         self.worker = threading.Thread(target=self.work, name="slt-inference", daemon=True)
-        self.worker.start()
+        if not self.inline:
+            self.worker.start()
         if self.energy is not None:
             threading.Thread(target=self.model_energy, name="slt-energy", daemon=True).start()
+
+    def apply_parameters(self, changed: dict):
+        """A live parameter was set (ros2 param set): checked by the guard already, takes effect now."""
+        self.cfg.update(changed)
+        for k in ("crop", "interpolation", "max_pixels", "energy_period"):
+            if k in changed:
+                setattr(self, k, changed[k])
+        if "diagnostics_period" in changed and getattr(self, "timer", None) is not None:
+            self.destroy_timer(self.timer)
+            self.timer = self.create_timer(changed["diagnostics_period"], self.publish_diagnostics)
+        self.get_logger().info("parameters set: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
 
     def model_energy(self):
         """Background: re-model the energy per frame on the latest frames every energy_period s."""
@@ -242,7 +225,7 @@ class PerceptionNode(Node):
                 continue
             try:
                 self.energy.update()
-            except Exception as e:  # the profiler could not take this model: say so, stop trying
+            except Exception as e:  # noqa: BLE001 -- reported in energy_note; the profiler could not take this model: say so, stop trying
                 self.energy_note = f"{NOT_AVAILABLE} ({type(e).__name__}: {e})"
                 self.energy = None
                 return
@@ -262,6 +245,10 @@ class PerceptionNode(Node):
                 if len(self.last_seq) > 256:
                     self.last_seq.clear()
                 self.last_seq[key] = seq
+        if self.inline:  # run the model here, in the executor thread: no hand-over; DDS keeps the newest frames
+            self.stats.count("received")
+            self.process_safely(msg)
+            return
         with self.cond:
             self.stats.count("received")
             if len(self.queue) == self.queue.maxlen:
@@ -278,18 +265,26 @@ class PerceptionNode(Node):
                 if not self.running:
                     return
                 msg = self.queue.popleft()
-            try:
-                self.process(msg)
-            except Exception as e:
-                if not self.running or not self.context.ok():
-                    return  # shutting down (Ctrl-C): the result can no longer be published
-                self.report(msg, e)
+            if not self.process_safely(msg):
+                return
+
+    def process_safely(self, msg) -> bool:
+        """process(msg), a failure reported and counted; False when shutting down."""
+        try:
+            self.process(msg)
+        except Exception as e:  # noqa: BLE001 -- any failure of one frame is reported and counted, the node goes on
+            if not self.running or not self.context.ok():
+                return False  # shutting down (Ctrl-C): the result can no longer be published
+            self.report(msg, e)
+        return True
 
     def report(self, msg, e: Exception):
         if isinstance(e, SltError):
             self.stats.count("malformed")
-            self.warn_limited(f"skipped frame (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}, "
-                              f"frame_id {msg.header.frame_id!r}): {e}")
+            h = getattr(self._last_msg, "header", None)
+            where = (f"stamp {h.stamp.sec}.{h.stamp.nanosec:09d}, frame_id {h.frame_id!r}" if h is not None
+                     else "unreadable header")
+            self.warn_limited(f"skipped frame ({where}): {e}")
         else:  # keep running whatever one frame does
             self.stats.count("errors")
             self.warn_limited(f"error on a frame: {type(e).__name__}: {e}")
@@ -302,11 +297,17 @@ class PerceptionNode(Node):
         if self._log_budget[1] <= per_second:
             self.get_logger().warning(text)
 
-    def process(self, msg: Image):
+    def process(self, item):
+        """item: serialized CDR bytes (fast_path) or an rclpy sensor_msgs/Image."""
         t0 = time.perf_counter()
+        self._last_msg = None
+        msg = self._last_msg = RawImage(item) if self.fast_path else item
         img = decode_frame(msg.data, msg.width, msg.height, msg.encoding, msg.step, msg.is_bigendian,
                            self.max_pixels)
-        x = to_model_input(img, self.meta, self.crop, self.interpolation)
+        if self.fast_path:
+            x = fast_model_input(img, self.meta, self.crop, self.interpolation, self.resampler)
+        else:
+            x = to_model_input(img, self.meta, self.crop, self.interpolation)
         energy = self.energy
         if energy is not None:
             energy.frames.append(x)
@@ -323,16 +324,17 @@ class PerceptionNode(Node):
         latency_ms = (now_ns - src_ns) / 1e6 if src_ns > 0 else float("nan")
         if self.use_vision:
             out = Classification()
-            out.header = msg.header
+            out.header.stamp.sec, out.header.stamp.nanosec = stamp.sec, stamp.nanosec
+            out.header.frame_id = msg.header.frame_id
             hyp = ObjectHypothesis()
             hyp.class_id = label
             hyp.score = score
             out.results = [hyp]
         else:
-            out = String()
+            out = String()  # the image's header travels in the JSON (std_msgs/String has none)
             out.data = json.dumps({
+                "header": {"stamp": {"sec": stamp.sec, "nanosec": stamp.nanosec}, "frame_id": msg.header.frame_id},
                 "class_id": cls, "label": label, "score": round(score, 6),
-                "stamp": {"sec": stamp.sec, "nanosec": stamp.nanosec}, "frame_id": msg.header.frame_id,
                 "latency_ms": round(latency_ms, 3) if math.isfinite(latency_ms) else None,
                 "inference_ms": round((t2 - t1) * 1e3, 3), "seq": self.stats.processed,
             })
@@ -347,10 +349,10 @@ class PerceptionNode(Node):
         st = DiagnosticStatus()
         st.name = f"slt_perception: {self.model_name}"
         st.hardware_id = f"{self.runtime_name} ({self.backend})"
-        bad = s["frames_malformed"] + s["errors"]
-        st.level = DiagnosticStatus.WARN if bad else DiagnosticStatus.OK
-        st.message = (f"{s['fps']:.1f} FPS, p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms"
-                      + (f", {bad} bad frames" if bad else ""))
+        st.level, why = level(self.stats.period, self.cfg, self.image_topic)
+        st.level = bytes([st.level])
+        st.message = (f"{LEVEL_NAMES[st.level[0]]}: {why}; {s['fps']:.1f} FPS, p50 {s['latency_p50_ms']:.2f} ms, "
+                      f"p99 {s['latency_p99_ms']:.2f} ms")
         fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
         e = self.energy
         values = {**s, "energy_per_frame_uJ": (f"{e.value_j * 1e6:.3f}" if e is not None and e.value_j is not None
@@ -368,7 +370,8 @@ class PerceptionNode(Node):
         with self.cond:
             self.running = False
             self.cond.notify_all()
-        self.worker.join(timeout=5.0)
+        if self.worker.is_alive():
+            self.worker.join(timeout=5.0)
 
 
 def main(args=None):

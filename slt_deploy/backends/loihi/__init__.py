@@ -37,7 +37,7 @@ OPTIONS = {
     "fold": ("on", "on: a residual `syn(S) + S` (ConvPEP's position embedding) becomes one synapse W + I on the "
                    "chip; off: the chip stops before it and the host computes it in float"),
     "chips": ("1", "number of Loihi 2 chips the network may span"),
-    "limits": ("targets/loihi2.yaml", "hardware profile (yaml) with the limits and their sources"),
+    "limits": ("slt_deploy/hardware/loihi2.yaml", "hardware profile (yaml) with the limits and their sources"),
 }
 
 
@@ -47,7 +47,7 @@ def _limits(limits=None, chips=None):
         try:
             lim["chips"] = int(chips)
         except ValueError:
-            raise SltError(f"option chips={chips!r} is not an integer", "e.g. --opt chips=2")
+            raise SltError(f"option chips={chips!r} is not an integer", "e.g. --opt chips=2") from None
         if lim["chips"] < 1:
             raise SltError(f"option chips={chips} must be >= 1", "e.g. --opt chips=2")
     return lim
@@ -174,17 +174,46 @@ def tolerance(runner=None) -> dict:
                    "bit-exact against Lava's Loihi 2 fixed-point simulation instead (tests/test_loihi_lava.py)"}
 
 
+def _layer_weights(path, m) -> dict:
+    """{manifest layer index: that model layer's weights as the artifact stores them}: the netx kernel / matrix, or,
+    for the layer computed on the host, its weight in the host NIR file (the chip only holds a 1x1 identity there)."""
+    import h5py
+
+    out = {}
+    with h5py.File(os.path.join(path, NETWORK), "r") as f:
+        for e in m["layers"]:
+            g = f["layer"].get(str(e.get("index")))
+            if g is not None and "weight" in g:
+                out[e["index"]] = np.asarray(g["weight"])
+    inp = m.get("input") or {}
+    if inp.get("file") and inp.get("node"):
+        from ..nir.fileio import read_nir
+
+        node = read_nir(os.path.join(path, inp["file"])).nodes.get(inp["node"])
+        for e in m["layers"]:
+            if e.get("layer") and e.get("layer") == inp.get("layer") and getattr(node, "weight", None) is not None:
+                out[e["index"]] = np.asarray(node.weight)
+    return out
+
+
 def describe(path) -> dict:
-    """`slt-deploy inspect` of a Loihi folder: the manifest's per-layer plan (what is on the chip, what on the host)."""
+    """`slt-deploy inspect` of a Loihi folder: the manifest's per-layer plan (what is on the chip, what on the host).
+    params/kept/sparsity count the model layer's weights (as every target's inspect does); chip_synapses is the
+    plan's synapse count (a conv's kernel repeats over its output positions)."""
     m = read_manifest(path)
+    weights = _layer_weights(path, m)
     rows = []
     for e in m["layers"]:
         kind = e["kind"] + (" (binary)" if e.get("binary") else "")
         row = {"node": e.get("layer") or e["kind"], "op": kind, "shape": e.get("shape", "")}
-        if "synapses" in e and e.get("density"):
-            params = int(round(e["synapses"] / e["density"]))
-            row.update(params=params, kept=int(e["synapses"]), sparsity=1 - e["synapses"] / max(1, params),
-                       weight_bits="8 (mant.)", dense_bytes=params * 4, min_bytes=int(e["synapses"]))
+        w = weights.get(e.get("index"))
+        if "synapses" in e and w is not None:
+            kept = int(np.count_nonzero(w))
+            host = e.get("layer") == (m.get("input") or {}).get("layer")
+            bits = ("1 (+alpha) host" if e.get("binary") else "32 (host)") if host else "8 (mant.)"
+            row.update(params=int(w.size), kept=kept, sparsity=1 - kept / max(1, w.size),
+                       binary=bool(e.get("binary")), weight_bits=bits, dense_bytes=int(w.size) * 4,
+                       chip_synapses=int(e["synapses"]))
         if "neurons" in e:
             row["neuron"] = (f"CUBA vThMant={e.get('vThMant')} vDecay={e.get('vDecay')} cores={e.get('cores')} "
                              f"({e.get('cores_bound_by')})")

@@ -44,13 +44,13 @@ def dense_synapse(w: np.ndarray):
         w = np.clip(w, -256, 254)
         mn = int(w.min())
     if mx < 0:
-        mode, signed = "inh", 0
+        signed = 0          # inhibitory only
         scale = -256 / mn
     elif mn >= 0:
-        mode, signed = "exc", 0
+        signed = 0          # excitatory only
         scale = 255 / mx
     else:
-        mode, signed = "mixed", 1
+        signed = 1          # mixed signs
         scale = min(127 / mx if mx > 0 else np.inf, -128 / mn)
     sbits = int(np.floor(np.log2(scale))) + signed
     n = 8
@@ -75,16 +75,16 @@ def dense_synapse(w: np.ndarray):
 
 def conv_int(s: np.ndarray, w: np.ndarray, stride, padding) -> np.ndarray:
     """Exact integer cross-correlation. s [B, I, H, W], w [O, I, kh, kw] -> [B, O, H', W'] int64."""
-    B, I, H, W = s.shape
-    O, _, kh, kw = w.shape
+    B, Ci, H, W = s.shape
+    Co, _, kh, kw = w.shape
     sh, sw = stride
     ph, pw = padding
-    x = np.zeros((B, I, H + 2 * ph, W + 2 * pw), np.float64)
+    x = np.zeros((B, Ci, H + 2 * ph, W + 2 * pw), np.float64)
     x[:, :, ph:ph + H, pw:pw + W] = s
     Ho = (H + 2 * ph - kh) // sh + 1
     Wo = (W + 2 * pw - kw) // sw + 1
     cols = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :Ho, :Wo]
-    # cols [B, I, Ho, Wo, kh, kw]; float64 sums of integers < 2^53 are exact in any order
+    # cols [B, Ci, Ho, Wo, kh, kw]; float64 sums of integers < 2^53 are exact in any order
     y = np.einsum("bihwkl,oikl->bohw", cols, w.astype(np.float64), optimize=True)
     return np.rint(y).astype(np.int64)
 

@@ -19,6 +19,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from importlib.resources import files
 
 import nir
 import numpy as np
@@ -37,8 +38,8 @@ GRADED_MAX = 32767      # host current delivered as 16-bit graded spikes
 GRADED_BITS = 16
 STATE_MAX = (1 << 17) - 1   # |a| and |v| in weight units must stay below 2^23 / 2^6
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
-DEFAULT_LIMITS = os.path.join(ROOT, "targets", "loihi2.yaml")
+ROOT = str(files("slt_deploy"))  # the package: hardware profiles are package data
+DEFAULT_LIMITS = os.path.join(ROOT, "hardware", "loihi2.yaml")
 
 
 # --- hardware limits ---------------------------------------------------------------------------------------------
@@ -48,13 +49,13 @@ def load_limits(path: str | None = None) -> dict:
 
     p = path or DEFAULT_LIMITS
     if not os.path.isfile(p):
-        raise SltError(f"hardware profile {p} does not exist", "pass a yaml like targets/loihi2.yaml")
+        raise SltError(f"hardware profile {p} does not exist", "pass a yaml like slt_deploy/hardware/loihi2.yaml")
     try:
         with open(p, "rb") as f:
             y = yaml.safe_load(f.read(1 << 20).decode("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise SltError(f"hardware profile {p} is unreadable ({str(e).splitlines()[0][:100]})",
-                       "pass a yaml like targets/loihi2.yaml")
+                       "pass a yaml like slt_deploy/hardware/loihi2.yaml") from None
     prof = check_loihi_limits(y, p)
     lim = {k: (int(v.value) if float(v.value).is_integer() else v.value) for k, v in prof.limits.items()}
     lim["_path"] = p
@@ -286,7 +287,7 @@ def plan(graph, limits: dict | None = None, partition: str = "auto", sparse: str
         P.notes.append(f"chip runs up to {_label(g, cur)}; host runs {len(rest)} node(s) because "
                        + "; ".join(stop_reasons))
     # ---- quantize -------------------------------------------------------------------------------------------
-    _quantize(P, g, shapes, chain, head, cur, rest, lim, sparse, T, enc, input_max)
+    _quantize(P, _Ctx(g, shapes, lim, T, enc, input_max), chain, head, cur, rest, sparse)
     P.chip_nodes = sorted(on_chip - {"input", "output"})
     return P
 
@@ -308,122 +309,202 @@ def _host_graph(g, shapes, boundary, rest):
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=md, type_check=False)
 
 
-def _quantize(P, g, shapes, chain, head, boundary, rest, lim, sparse, T, enc, input_max):
-    reasons = P.reasons
-    layers, info = P.layers, P.info
-    syn0, lif0 = chain[0][1], chain[0][2]
-    in_shape = shapes["input"]
-    # ---- input ------------------------------------------------------------------------------------------------
-    if enc == "direct":
-        n0 = g.nodes[syn0]
-        w0 = np.asarray(n0.weight, np.float64)
-        b0 = np.asarray(getattr(n0, "bias", None) if getattr(n0, "bias", None) is not None
-                        else np.zeros(w0.shape[0]), np.float64)
-        flat = w0.reshape(w0.shape[0], -1)
-        bound = float(np.max(input_max * np.maximum(np.clip(flat, 0, None).sum(1), -np.clip(flat, None, 0).sum(1))
-                             + np.abs(b0)))
-        beta, thr, _ = _neuron_of(g.nodes[lif0])
-        m0 = min(VTH_MANT, math.floor(GRADED_MAX * thr / bound)) if bound > 0 else VTH_MANT
-        if m0 < 1:
-            reasons.append(f"{_label(g, syn0)}: its current range {bound:.3g} is too large for its threshold "
-                           f"{thr:g} (fix: retrain with a larger threshold or smaller first-layer weights)")
-            m0 = 1
-        k0 = m0 / thr
-        sh0 = shapes[syn0]
-        layers.append({"type": "input", "shape": sh0})
-        c = sh0[0]
-        if len(sh0) == 3:
-            ident = np.eye(c, dtype=np.int64)[:, :, None, None]
-            layers.append({"type": "conv", "shape": sh0, "weight": ident, "bias": None, "stride": [1, 1],
-                           "padding": [0, 0], "neuron": _neuron(beta, m0)})
-        else:
-            layers.append({"type": "dense", "shape": sh0, "weight": np.eye(c, dtype=np.int64), "bias": None,
-                           "neuron": _neuron(beta, m0)})
-        P.input = {"kind": "host_current", "node": syn0, "layer": nmeta(n0, K.LAYER, syn0), "scale": k0,
-                   "clip": GRADED_MAX, "message_bits": GRADED_BITS, "file": "host_in.nir", "shape": sh0,
-                   "bound": bound}
-        P.host_in = _host_in_graph(g, shapes, syn0)
-        info.append({"index": 0, "kind": "input", "shape": in_shape})
-        info.append(_entry(g, 1, syn0, lif0, "conv" if len(sh0) == 3 else "dense", sh0, int(np.prod(sh0)),
-                           int(np.prod(sh0)), k0, m0, beta, thr, None, None, lim,
-                           note="synapse computed on the host (raw pixels); its current enters as 16-bit graded "
-                                "spikes through a 1x1 identity synapse"))
-        start = 1
-    else:
-        layers.append({"type": "input", "shape": in_shape})
-        P.input = {"kind": "spikes", "message_bits": 0, "shape": in_shape}
-        info.append({"index": 0, "kind": "input", "shape": in_shape})
-        start = 0
-    # ---- chip layers ----------------------------------------------------------------------------------------
-    prev_shape = shapes[lif0] if enc == "direct" else in_shape
+@dataclass
+class _Ctx:
+    """What every quantization step reads: the graph, its shapes, the limits and the model's input."""
+    g: object
+    shapes: dict
+    lim: dict
+    T: int
+    enc: str
+    input_max: float
+
+
+@dataclass
+class ChipLayer:
+    """One chip layer for the report (_entry): its synapse node n, its LIF node m (None for the head), its size
+    and the quantization chosen for it (k, vThMant) with the float and integer weights (None: host-computed)."""
+    idx: int
+    n: str
+    m: str | None
+    kind: str
+    shape: list
+    neurons: int
+    synapses: int
+    k: float
+    vth: int
+    beta: float
+    thr: float | None
+    w: np.ndarray | None = None
+    wi: np.ndarray | None = None
+    fan: int = 1
+    note: str = ""
+
+
+def layer_scale(w: np.ndarray, b: np.ndarray, thr: float) -> tuple[int, float, list]:
+    """(vThMant m, scale k = m / thr, problems) of a spiking chip layer with float weights w, bias b and
+    threshold thr: m = floor(127 thr / max|w|), lowered so |b| k fits the 13-bit bias mantissa, capped at the
+    17-bit threshold mantissa. The fine-tuning (qat.py) calls it too, so it simulates the scales written here."""
+    amax = float(np.abs(w).max())
+    problems = []
+    if amax == 0:
+        problems.append("every weight is pruned (fix: keep at least one weight per layer)")
+        amax = 1.0
+    mm = math.floor(W_MANT * thr / amax)
+    bmax = float(np.abs(b).max()) if b.size else 0.0
+    if bmax > 0:
+        mm = min(mm, math.floor(BIAS_MANT * thr / bmax))
+    mm = min(mm, VTH_MANT)
+    if mm < 1:
+        problems.append(f"threshold {thr:g} is below one step of its 8-bit weights (max |w| {amax:.3g}; "
+                        "fix: retrain with a larger threshold)")
+        mm = 1
+    return mm, mm / thr, problems
+
+
+def head_scale(w: np.ndarray, b: np.ndarray, T: int) -> float:
+    """Scale k of the head (a non-leaky integrator that must never spike nor clip in T steps)."""
+    amax = float(np.abs(w).max()) or 1.0
+    k = W_MANT / amax
+    if np.abs(b).max() > 0:
+        k = min(k, BIAS_MANT / float(np.abs(b).max()))
+    l1 = float((np.abs(w).sum(1) + np.abs(b)).max())
+    return min(k, (VTH_MANT - 1) / (T * l1)) if l1 > 0 else k
+
+
+def input_scale(w0: np.ndarray, b0: np.ndarray, thr: float, input_max: float) -> tuple[int, float, float]:
+    """(vThMant m0, scale k0, current bound) of the first LIF fed by the host-computed first layer (direct
+    encoding): the largest possible current maps to the 16-bit graded-spike range."""
+    flat = w0.reshape(w0.shape[0], -1)
+    bound = float(np.max(input_max * np.maximum(np.clip(flat, 0, None).sum(1), -np.clip(flat, None, 0).sum(1))
+                         + np.abs(b0)))
+    m0 = min(VTH_MANT, math.floor(GRADED_MAX * thr / bound)) if bound > 0 else VTH_MANT
+    return m0, m0 / thr, bound
+
+
+def _weights_of(node) -> tuple[np.ndarray, np.ndarray]:
+    w = np.asarray(node.weight, np.float64)
+    b = np.asarray(node.bias, np.float64) if getattr(node, "bias", None) is not None else np.zeros(w.shape[0])
+    return w, b
+
+
+def _quantize(P, c: _Ctx, chain, head, boundary, rest, sparse):
+    """Quantize the chain (and head) into P.layers / P.info, then size it against the limits."""
+    start, prev_shape = _quantize_input(P, c, chain[0])
     dense_density = []
     for flat, n, m in chain[start:]:
-        node, lif = g.nodes[n], g.nodes[m]
-        if flat:
-            layers.append({"type": "flatten", "shape": [int(np.prod(prev_shape))]})
-            info.append({"index": len(info), "kind": "flatten", "shape": [int(np.prod(prev_shape))]})
-            prev_shape = [int(np.prod(prev_shape))]
-        beta, thr, _ = _neuron_of(lif)
-        w = np.asarray(node.weight, np.float64)
-        b = np.asarray(node.bias, np.float64) if getattr(node, "bias", None) is not None else np.zeros(w.shape[0])
-        amax = float(np.abs(w).max())
-        if amax == 0:
-            reasons.append(f"{_label(g, n)}: every weight is pruned (fix: keep at least one weight per layer)")
-            amax = 1.0
-        mm = math.floor(W_MANT * thr / amax)
-        bmax = float(np.abs(b).max())
-        if bmax > 0:
-            mm = min(mm, math.floor(BIAS_MANT * thr / bmax))
-        mm = min(mm, VTH_MANT)
-        if mm < 1:
-            reasons.append(f"{_label(g, n)}: threshold {thr:g} is below one step of its 8-bit weights "
-                           f"(max |w| {amax:.3g}; fix: retrain with a larger threshold)")
-            mm = 1
-        k = mm / thr
-        wi = _quant_weights(w, k)
-        bi = np.rint(b * k).astype(np.int64)
-        L = _layer(node, shapes[m], wi, bi if bi.any() else None, _neuron(beta, mm))
-        layers.append(L)
-        syn, fan = _fan_in(node, wi, prev_shape)
-        _check_netx_lossless(reasons, g, n, L)
-        if L["type"] == "dense":
-            dense_density.append(float((wi != 0).mean()))
-        info.append(_entry(g, len(info), n, m, L["type"], shapes[m], int(np.prod(shapes[m])), syn, k, mm, beta, thr,
-                           w, wi, lim, fan=fan))
-        prev_shape = shapes[m]
+        prev_shape = _quantize_chip_layer(P, c, flat, n, m, prev_shape, dense_density)
     if head:
-        flat, n = head
-        node = g.nodes[n]
-        if flat:
-            layers.append({"type": "flatten", "shape": [int(np.prod(prev_shape))]})
-            info.append({"index": len(info), "kind": "flatten", "shape": [int(np.prod(prev_shape))]})
-        w = np.asarray(node.weight, np.float64)
-        b = np.asarray(node.bias, np.float64) if getattr(node, "bias", None) is not None else np.zeros(w.shape[0])
-        amax = float(np.abs(w).max()) or 1.0
-        k = W_MANT / amax
-        if np.abs(b).max() > 0:
-            k = min(k, BIAS_MANT / float(np.abs(b).max()))
-        l1 = float((np.abs(w).sum(1) + np.abs(b)).max())
-        k = min(k, (VTH_MANT - 1) / (T * l1)) if l1 > 0 else k
-        wi = _quant_weights(w, k)
-        bi = np.rint(b * k).astype(np.int64)
-        layers.append({"type": "dense", "shape": [w.shape[0]], "weight": wi, "bias": bi if bi.any() else None,
-                       "neuron": {"iDecay": DECAY_SCALE, "vDecay": 0, "vThMant": VTH_MANT}})
-        dense_density.append(float((wi != 0).mean()))
-        _check_netx_lossless(reasons, g, n, layers[-1])
-        syn, fan = _fan_in(node, wi, None)
-        e = _entry(g, len(info), n, None, "dense", [w.shape[0]], w.shape[0], syn, k, VTH_MANT, 1.0, None, w, wi,
-                   lim, fan=fan, note="readout: non-leaky integrator, never spikes; logits = v / (64 k)")
-        info.append(e)
-        P.readout = {"kind": "voltage", "node": n, "layer": nmeta(node, K.LAYER, n), "scale": k,
-                     "act_shift": 6}
+        _quantize_head(P, c, head, prev_shape, dense_density)
     else:
-        P.readout = {"kind": "host", "boundary": boundary, "layer": nmeta(g.nodes[boundary], K.LAYER, boundary),
-                     "shape": shapes[boundary], "file": "host.nir", "host_nodes": len(rest)}
-        P.host = _host_graph(g, shapes, boundary, rest)
-    # ---- sparse synapses & limits -------------------------------------------------------------------------------
+        P.readout = {"kind": "host", "boundary": boundary,
+                     "layer": nmeta(c.g.nodes[boundary], K.LAYER, boundary), "shape": c.shapes[boundary],
+                     "file": "host.nir", "host_nodes": len(rest)}
+        P.host = _host_graph(c.g, c.shapes, boundary, rest)
+    _size_cores(P, c.lim, sparse, dense_density)
+
+
+def _quantize_input(P, c: _Ctx, first) -> tuple[int, list]:
+    """How the input reaches the chip. Direct encoding: the first synapse runs on the host and its current enters
+    as 16-bit graded spikes through a 1x1 identity synapse. Returns (first chain index on the chip, shape fed to
+    it)."""
+    g, shapes = c.g, c.shapes
+    _, syn0, lif0 = first
+    in_shape = shapes["input"]
+    if c.enc != "direct":
+        P.layers.append({"type": "input", "shape": in_shape})
+        P.input = {"kind": "spikes", "message_bits": 0, "shape": in_shape}
+        P.info.append({"index": 0, "kind": "input", "shape": in_shape})
+        return 0, in_shape
+    n0 = g.nodes[syn0]
+    w0, b0 = _weights_of(n0)
+    beta, thr, _ = _neuron_of(g.nodes[lif0])
+    m0, k0, bound = input_scale(w0, b0, thr, c.input_max)
+    if m0 < 1:
+        P.reasons.append(f"{_label(g, syn0)}: its current range {bound:.3g} is too large for its threshold "
+                         f"{thr:g} (fix: retrain with a larger threshold or smaller first-layer weights)")
+        m0, k0 = 1, 1 / thr
+    sh0 = shapes[syn0]
+    P.layers.append({"type": "input", "shape": sh0})
+    ch = sh0[0]
+    if len(sh0) == 3:
+        ident = np.eye(ch, dtype=np.int64)[:, :, None, None]
+        P.layers.append({"type": "conv", "shape": sh0, "weight": ident, "bias": None, "stride": [1, 1],
+                         "padding": [0, 0], "neuron": _neuron(beta, m0)})
+    else:
+        P.layers.append({"type": "dense", "shape": sh0, "weight": np.eye(ch, dtype=np.int64), "bias": None,
+                         "neuron": _neuron(beta, m0)})
+    P.input = {"kind": "host_current", "node": syn0, "layer": nmeta(n0, K.LAYER, syn0), "scale": k0,
+               "clip": GRADED_MAX, "message_bits": GRADED_BITS, "file": "host_in.nir", "shape": sh0,
+               "bound": bound}
+    P.host_in = _host_in_graph(g, shapes, syn0)
+    P.info.append({"index": 0, "kind": "input", "shape": in_shape})
+    size = int(np.prod(sh0))
+    P.info.append(_entry(g, ChipLayer(1, syn0, lif0, "conv" if len(sh0) == 3 else "dense", sh0, size, size, k0, m0,
+                                      beta, thr, note="synapse computed on the host (raw pixels); its current "
+                                                      "enters as 16-bit graded spikes through a 1x1 identity "
+                                                      "synapse")))
+    return 1, shapes[lif0]
+
+
+def _flatten(P, prev_shape) -> list:
+    flat = [int(np.prod(prev_shape))]
+    P.layers.append({"type": "flatten", "shape": flat})
+    P.info.append({"index": len(P.info), "kind": "flatten", "shape": flat})
+    return flat
+
+
+def _quantize_chip_layer(P, c: _Ctx, flat, n, m, prev_shape, dense_density) -> list:
+    """One synapse n -> CUBA LIF m on the chip. Returns the shape it outputs."""
+    g = c.g
+    if flat:
+        prev_shape = _flatten(P, prev_shape)
+    node, lif = g.nodes[n], g.nodes[m]
+    beta, thr, _ = _neuron_of(lif)
+    w, b = _weights_of(node)
+    mm, k, problems = layer_scale(w, b, thr)
+    P.reasons += [f"{_label(g, n)}: {p}" for p in problems]
+    wi = _quant_weights(w, k)
+    bi = np.rint(b * k).astype(np.int64)
+    L = _layer(node, c.shapes[m], wi, bi if bi.any() else None, _neuron(beta, mm))
+    P.layers.append(L)
+    syn, fan = _fan_in(node, wi, prev_shape)
+    _check_netx_lossless(P.reasons, g, n, L)
+    if L["type"] == "dense":
+        dense_density.append(float((wi != 0).mean()))
+    shape = c.shapes[m]
+    P.info.append(_entry(g, ChipLayer(len(P.info), n, m, L["type"], shape, int(np.prod(shape)), syn, k, mm, beta,
+                                      thr, w, wi, fan=fan)))
+    return shape
+
+
+def _quantize_head(P, c: _Ctx, head, prev_shape, dense_density):
+    """The Affine feeding the output: a non-leaky integrator read out as a voltage."""
+    g = c.g
+    flat, n = head
+    node = g.nodes[n]
+    if flat:
+        _flatten(P, prev_shape)
+    w, b = _weights_of(node)
+    k = head_scale(w, b, c.T)
+    wi = _quant_weights(w, k)
+    bi = np.rint(b * k).astype(np.int64)
+    P.layers.append({"type": "dense", "shape": [w.shape[0]], "weight": wi, "bias": bi if bi.any() else None,
+                     "neuron": {"iDecay": DECAY_SCALE, "vDecay": 0, "vThMant": VTH_MANT}})
+    dense_density.append(float((wi != 0).mean()))
+    _check_netx_lossless(P.reasons, g, n, P.layers[-1])
+    syn, fan = _fan_in(node, wi, None)
+    P.info.append(_entry(g, ChipLayer(len(P.info), n, None, "dense", [w.shape[0]], w.shape[0], syn, k, VTH_MANT,
+                                      1.0, None, w, wi, fan=fan,
+                                      note="readout: non-leaky integrator, never spikes; logits = v / (64 k)")))
+    P.readout = {"kind": "voltage", "node": n, "layer": nmeta(node, K.LAYER, n), "scale": k, "act_shift": 6}
+
+
+def _size_cores(P, lim, sparse, dense_density):
+    """Cores per layer (neurons or synapse memory, whichever binds), the fan-in limit and the chip budget."""
     use_sparse = (sparse == "on") or (sparse == "auto" and dense_density and min(dense_density) < 0.5)
     P.meta["sparse_fc"] = bool(use_sparse)
+    info, reasons = P.info, P.reasons
     total = 0
     for e in info:
         if "neurons" not in e:
@@ -444,10 +525,10 @@ def _quantize(P, g, shapes, chain, head, boundary, rest, lim, sparse, T, enc, in
     if total > cap:
         worst = sorted((e for e in info if "cores" in e), key=lambda e: -e["cores"])[:3]
         P.core_reason = (f"the network needs {total} neuro cores but {lim['chips']} chip(s) have {cap} "
-                       f"({os.path.basename(lim['_path'])}); largest: "
-                       + ", ".join(f"{e['layer']} {e['cores']} cores ({e['cores_bound_by']})" for e in worst)
-                       + " (fix: smaller layers, more sparsity, split the network over more chips "
-                       "(--opt chips=N) or partition it)")
+                         f"({os.path.basename(lim['_path'])}); largest: "
+                         + ", ".join(f"{e['layer']} {e['cores']} cores ({e['cores_bound_by']})" for e in worst)
+                         + " (fix: smaller layers, more sparsity, split the network over more chips "
+                         "(--opt chips=N) or partition it)")
         reasons.append(P.core_reason)
 
 
@@ -479,23 +560,26 @@ def _layer(node, out_shape, wi, bi, neuron):
     return {"type": "dense", "shape": list(out_shape), "weight": wi, "bias": bi, "neuron": neuron}
 
 
-def _entry(g, idx, n, m, kind, shape, neurons, syn, k, vth, beta, thr, w, wi, lim, fan=1, note=""):
-    node = g.nodes[n]
-    e = {"index": idx, "kind": kind, "node": n, "lif": m, "layer": nmeta(node, K.LAYER, n),
-         "spike_layer": nmeta(g.nodes[m], K.LAYER, m) if m else None, "shape": list(shape), "neurons": int(neurons),
-         "synapses": int(syn), "fan_in": int(fan), "weight_scale": float(k), "vThMant": int(vth),
-         "vDecay": int(np.rint((1.0 - beta) * DECAY_SCALE)) if m else 0, "iDecay": DECAY_SCALE, "beta": beta,
-         "threshold": thr, "binary": int(nmeta(node, K.BINARY, 0) or 0), "note": note}
+def _entry(g, L: ChipLayer) -> dict:
+    """The report/manifest entry of one chip layer."""
+    node = g.nodes[L.n]
+    m, w, wi = L.m, L.w, L.wi
+    e = {"index": L.idx, "kind": L.kind, "node": L.n, "lif": m, "layer": nmeta(node, K.LAYER, L.n),
+         "spike_layer": nmeta(g.nodes[m], K.LAYER, m) if m else None, "shape": list(L.shape),
+         "neurons": int(L.neurons), "synapses": int(L.synapses), "fan_in": int(L.fan), "weight_scale": float(L.k),
+         "vThMant": int(L.vth), "vDecay": int(np.rint((1.0 - L.beta) * DECAY_SCALE)) if m else 0,
+         "iDecay": DECAY_SCALE, "beta": L.beta, "threshold": L.thr, "binary": int(nmeta(node, K.BINARY, 0) or 0),
+         "note": L.note}
     if wi is not None:
         nz = w != 0
         e["density"] = float(nz.mean())
         e["mantissa_max"] = int(np.abs(wi).max())
         e["distinct_mantissas"] = int(len(np.unique(np.abs(wi[wi != 0])))) if (wi != 0).any() else 0
-        rel = np.abs(wi / k - w)[nz] / float(np.abs(w).max())
+        rel = np.abs(wi / L.k - w)[nz] / float(np.abs(w).max())
         e["max_weight_error"] = float(rel.max()) if rel.size else 0.0
         if nmeta(node, FOLDED):
             src = nmeta(node, FOLDED)
-            e["note"] = (note + "; " if note else "") + f"identity residual from {src} folded in"
+            e["note"] = (L.note + "; " if L.note else "") + f"identity residual from {src} folded in"
     return e
 
 

@@ -66,7 +66,7 @@ def read_manifest(path: str) -> dict:
         with open(mp) as f:
             m = json.load(f)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SltError(f"{mp} is not valid JSON ({e})", "re-export the model")
+        raise SltError(f"{mp} is not valid JSON ({e})", "re-export the model") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise SltError(f"{mp} is not an slt-loihi manifest", "re-export with --target loihi")
     if not isinstance(m.get("format_version"), int) or m["format_version"] > FORMAT_VERSION:

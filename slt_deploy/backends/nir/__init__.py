@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from ..base import Backend
 from .fileio import read_nir, sniff, write
-from .runner import NirRunner
 
 __all__ = ["BACKEND", "NirRunner", "read_nir"]
+
+
+def make_runner(path, **kw):
+    from .runner import NirRunner  # lazy: the interpreter imports torch; sniff/describe (inspect) must not (issue 14)
+
+    return NirRunner(path, **kw)
+
+
+def __getattr__(name):
+    if name == "NirRunner":
+        from .runner import NirRunner
+
+        return NirRunner
+    raise AttributeError(name)
 
 
 def check(graph) -> list[str]:
@@ -14,6 +27,6 @@ def check(graph) -> list[str]:
 
 
 BACKEND = Backend(name="nir", description="NIR graph file (HDF5), runs in slt-deploy's reference interpreter",
-                  suffix=".nir", passes=[], check=check, write=write, runner=NirRunner,
+                  suffix=".nir", passes=[], check=check, write=write, runner=make_runner,
                   tolerance={"exact": True}, sniff=sniff,
                   runtimes={"interpreter": {}})

@@ -9,6 +9,7 @@ import nir
 from ...errors import SltError
 from ...fsio import CONTENT_KEY, MODEL_KEY, atomic_file, check_h5, h5_attr, stamp_h5
 from ...ir.graph import gmeta
+from ...ir.portable import from_file, to_file
 
 
 def read_nir(path: str, check: bool = True) -> nir.NIRGraph:
@@ -19,17 +20,17 @@ def read_nir(path: str, check: bool = True) -> nir.NIRGraph:
                        "pass a .nir file written by 'slt-deploy export --target nir'")
     try:
         g = nir.read(path, type_check=False)
-    except Exception as e:  # h5py/nir raise many types for corrupt files; all mean the same to a user
+    except Exception as e:  # noqa: BLE001 - h5py/nir raise many types for corrupt files, all mean the same
         raise SltError(f"{path} is not a readable NIR file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
                        "re-export it, or check it was written by an NIR-compatible tool") from None
     if check and (h5_attr(path, CONTENT_KEY) or any(str(k).startswith("slt.") for k in (g.metadata or {}))):
         check_h5(path, "NIR graph")
-    return g
+    return from_file(g)  # our file form (docs/ir.md "The .nir file") back to the IR; other graphs unchanged
 
 
 def write(graph, path, **_):
     with atomic_file(path) as tmp:
-        nir.write(tmp, graph)
+        nir.write(tmp, to_file(graph))  # the form every NIR importer reads alike (docs/interop.md)
         stamp_h5(tmp, str(gmeta(graph, MODEL_KEY, "") or ""))
 
 
@@ -41,5 +42,5 @@ def sniff(path: str) -> bool:
     try:
         with h5py.File(path, "r") as f:
             return "node" in f and "version" in f
-    except Exception:
+    except Exception:  # noqa: BLE001 - a file h5py cannot open is simply not ours
         return False

@@ -18,7 +18,7 @@ from ...errors import SltError
 from ...fsio import MODEL_KEY, atomic_write, stamp_onnx
 from ...ir.graph import gmeta
 from ..base import Backend
-from .lower import COMPUTE, FORMS, OPSET, SPIKES, lower, unsupported
+from .lower import COMPUTE, FORMS, OPSET, SPIKES, to_onnx, unsupported
 from .weights import SPARSE_MODES
 
 OPTIONS = {"form": ("unrolled", "|".join(FORMS)), "sparse": ("auto", "|".join(SPARSE_MODES)),
@@ -44,8 +44,8 @@ def _opt(options, key):
 
 
 def build(graph, **options):
-    return lower(graph, form=_opt(options, "form"), sparse=_opt(options, "sparse"), spikes=_opt(options, "spikes"),
-                 compute=_opt(options, "compute"))
+    return to_onnx(graph, form=_opt(options, "form"), sparse=_opt(options, "sparse"), spikes=_opt(options, "spikes"),
+                   compute=_opt(options, "compute"))
 
 
 def write(graph, path, **options):

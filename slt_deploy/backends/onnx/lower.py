@@ -23,7 +23,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ... import __version__
 from ...ir import meta as K
-from ...ir.graph import binary_parts, gmeta, is_binary, nmeta, op_of, preds, topo_order
+from ...ir.graph import binary_parts, conv_attrs, gmeta, is_binary, nmeta, op_of, preds, topo_order
+from ...passes.check_shapes import shapes_of
 from .weights import WeightSink
 
 OPSET = 17
@@ -82,41 +83,13 @@ class Lowering:
         self.preds = {n: preds(g, n) for n in self.order}
         self.T = int(gmeta(g, K.T, 1))
         self.encoding = gmeta(g, K.ENCODING, "direct")
-        self.shapes = self._shapes()
+        self.shapes = shapes_of(g)  # per sample, from the one shape pass
         self.params: dict = {}          # node -> dict of initializer names
         self.lif_layers: dict = {}      # node -> slt.layer
         self.spike_names: dict = {}     # layer -> [tensor name per step]
         self.state_inputs, self.state_outputs = [], []
         self.suffix = ""
 
-    # --- shapes (per sample) -----------------------------------------------------------------------------------
-    def _shapes(self) -> dict:
-        shp = {}
-        for n in self.order:
-            node = self.g.nodes[n]
-            op = op_of(node)
-            p = self.preds[n]
-            if isinstance(node, nir.Input):
-                v = gmeta(self.g, K.INPUT_SHAPE, None)
-                v = node.input_type["input"] if v is None else v
-                shp[n] = [int(a) for a in np.asarray(v).reshape(-1)]
-                continue
-            x = shp[p[0]] if p else None
-            if isinstance(node, nir.Conv2d):
-                w = np.asarray(node.weight)
-                st = [int(s) for s in np.atleast_1d(node.stride)] * (1 if np.size(node.stride) == 2 else 2)
-                pd = [int(s) for s in np.atleast_1d(node.padding)] * (1 if np.size(node.padding) == 2 else 2)
-                shp[n] = [w.shape[0], (x[1] + 2 * pd[0] - w.shape[2]) // st[0] + 1,
-                          (x[2] + 2 * pd[1] - w.shape[3]) // st[1] + 1]
-            elif isinstance(node, (nir.Affine, nir.Linear)):
-                shp[n] = [*x[:-1], int(np.asarray(node.weight).shape[0])]
-            elif op == "Flatten":
-                shp[n] = [int(np.prod(x))]
-            elif op in ("tokens", "patch_select", "token_sum", "attention", "Scale"):
-                shp[n] = [int(v) for v in np.asarray(node.scale).shape] if op != "attention" else shp[p[0]]
-            else:
-                shp[n] = x
-        return shp
 
     # --- weights (emitted once, shared by every step) ------------------------------------------------------------
     def _weights(self, n, node):
@@ -141,10 +114,7 @@ class Lowering:
         else:
             d["bias"] = self.b.init(f"{layer}.bias", bias)
         if conv:
-            st = np.atleast_1d(node.stride).astype(int).tolist()
-            pd = np.atleast_1d(node.padding).astype(int).tolist()
-            d["strides"] = st * 2 if len(st) == 1 else st
-            pd = pd * 2 if len(pd) == 1 else pd
+            d["strides"], pd = conv_attrs(node)
             d["pads"] = [pd[0], pd[1], pd[0], pd[1]]
         self.params[n] = d
 
@@ -229,8 +199,9 @@ class Lowering:
         h = int(nmeta(node, K.HEADS))
         ntok, dim = self.shapes[n]
         split = b.const(np.array([0, ntok, h, dim // h], np.int64))
-        heads = lambda t, tag, perm: b.op("Transpose", [b.op("Reshape", [t, split], self.name(f"{n}.{tag}4"))],  # noqa
-                                          self.name(f"{n}.{tag}h"), perm=perm)
+        def heads(t, tag, perm):
+            return b.op("Transpose", [b.op("Reshape", [t, split], self.name(f"{n}.{tag}4"))],
+                        self.name(f"{n}.{tag}h"), perm=perm)
         qh, kt, vh = heads(q, "q", [0, 2, 1, 3]), heads(k, "k", [0, 2, 3, 1]), heads(v, "v", [0, 2, 1, 3])
         a = b.op("MatMul", [b.op("MatMul", [qh, kt], self.name(f"{n}.qk")), vh], self.name(f"{n}.qkv"))
         a = b.op("Mul", [a, b.const(np.array(float(nmeta(node, K.ATTN_SCALE)), np.float32))], self.name(f"{n}.sc"))
@@ -411,6 +382,6 @@ def unsupported(g: nir.NIRGraph) -> list[str]:
     return out
 
 
-def lower(g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="auto",
-          meta_extra=None) -> onnx.ModelProto:
+def to_onnx(g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="auto",
+            meta_extra=None) -> onnx.ModelProto:
     return Lowering(g, form, sparse, spikes, compute).build(meta_extra)

@@ -39,7 +39,7 @@ def read_model(path: str):
         raise SltError(f"{path} does not exist", "pass a .onnx file written by 'slt-deploy export --target onnx'")
     try:
         m = onnx.load(path)
-    except Exception as e:  # protobuf raises DecodeError and friends for corrupt files
+    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends for corrupt files
         raise SltError(f"{path} is not a readable ONNX file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
                        "re-export it with 'slt-deploy export --target onnx'") from None
     props = {p.key: p.value for p in m.metadata_props}
@@ -105,7 +105,7 @@ class OnnxRunner(Runner):
                            f"available: {', '.join(ort.get_available_providers())} (install onnxruntime-gpu for CUDA)")
         try:
             return ort.InferenceSession(model.SerializeToString(), so, providers=self.providers)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - reported as one line with onnxruntime's own message
             raise SltError(f"onnxruntime cannot load {self.path} ({str(e).splitlines()[0][:200]})",
                            f"providers {self.providers}; available: {ort.get_available_providers()}") from None
 

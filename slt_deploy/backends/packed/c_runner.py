@@ -140,8 +140,8 @@ class CPackedRunner(Runner):
     runtime = "c"
 
     def __init__(self, path: str | None = None, data: bytes | None = None):
-        from .format import decode
         from .fileio import read_bytes
+        from .format import decode
         from .numpy_runner import model_meta
 
         raw = data if data is not None else read_bytes(path)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 
-from ...checkpoint import atomic_write
 from ...errors import SltError
 from .format import MAGIC, PackedModel, decode, encode
 
@@ -31,6 +30,8 @@ def read_file(path: str, check_crc: bool = True) -> PackedModel:
 
 def write_file(model: PackedModel, path: str) -> int:
     data = encode(model)
+    from ...checkpoint import atomic_write  # lazy: checkpoint imports torch, inspect must not (issue 14)
+
     atomic_write(path, data)
     return len(data)
 

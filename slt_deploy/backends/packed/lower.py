@@ -9,15 +9,13 @@ import numpy as np
 
 from ...errors import SltError
 from ...ir import meta as K
-from ...ir.graph import gmeta, labels, nmeta, op_of, preds, topo_order
-from ...passes.check_shapes import check_shapes
+from ...ir.graph import conv_attrs, gmeta, labels, nmeta, op_of, preds, topo_order
+from ...passes.check_shapes import shapes_of
 from .format import MAX_INPUTS, Node, PackedModel
 
 
 def from_graph(graph) -> PackedModel:
-    if gmeta(graph, "slt.shapes") is None:
-        graph, _ = check_shapes(graph)
-    shapes = json.loads(gmeta(graph, "slt.shapes"))
+    shapes = shapes_of(graph)
     order = topo_order(graph)
     out_name = [n for n in order if isinstance(graph.nodes[n], nir.Output)]
     if len(out_name) != 1:
@@ -42,9 +40,8 @@ def from_graph(graph) -> PackedModel:
             nd = Node("conv" if op == "Conv2d" else "affine", [idx[s] for s in p], sh, nm,
                       binary=bool(nmeta(node, K.BINARY, 0)), weight=wt, bias=bias)
             if op == "Conv2d":
-                nd.k = int(wt.shape[2])
-                nd.stride = int(np.atleast_1d(node.stride)[0])
-                nd.pad = int(np.atleast_1d(node.padding)[0])
+                st, pd = conv_attrs(node)
+                nd.k, nd.stride, nd.pad = int(wt.shape[2]), st[0], pd[0]
             elif len(sh) == 2:
                 nd.tokens = sh[0]
         elif op == "LIF":
@@ -81,13 +78,15 @@ def check_graph(graph) -> list[str]:
         if op == "LIF" and nmeta(node, K.BETA) is None:
             out.append(f"{n}: LIF without slt.beta/slt.threshold metadata (not made by slt-deploy's frontend)")
         if op == "Conv2d":
-            st, pd = np.atleast_1d(node.stride), np.atleast_1d(node.padding)
+            try:
+                st, pd = conv_attrs(node)
+            except ValueError:  # string padding
+                st, pd = [0, 1], [0, 1]
             w = np.asarray(node.weight)
-            if (isinstance(node.padding, str) or len(set(st.tolist())) != 1 or len(set(pd.tolist())) != 1
-                    or w.shape[2] != w.shape[3] or int(node.groups) != 1
+            if (len(set(st)) != 1 or len(set(pd)) != 1 or w.shape[2] != w.shape[3] or int(node.groups) != 1
                     or any(int(d) != 1 for d in np.atleast_1d(node.dilation))):
                 out.append(f"{n}: only square kernels, equal stride/padding, dilation 1, groups 1")
-            elif w.shape[2] > 255 or int(st[0]) > 255 or int(pd[0]) >= w.shape[2]:
+            elif w.shape[2] > 255 or st[0] > 255 or pd[0] >= w.shape[2]:
                 out.append(f"{n}: kernel/stride must be <= 255 and padding < kernel")
         if len(preds(graph, n)) > MAX_INPUTS:
             out.append(f"{n}: {len(preds(graph, n))} inputs (at most {MAX_INPUTS})")

@@ -5,7 +5,8 @@ Computes exactly what the C runtime computes, batched:
     from +0, one multiply and one add per term; binary layers use w_i = ±1 and then y = acc * scale_c + bias_c,
     float layers y = acc + bias_c. With integer inputs every binary partial sum is an exact integer, so any order
     gives the same bits; a fast path uses a matmul when that is provably the case.
-  * LIF: v = beta * v + I; s = v > thr; reset (zero: v = 0 where s; subtract: v = v - thr where s).
+  * LIF: v = beta * v + I; s = v > thr; reset zero: v = v * (1 - s); subtract: v = v - s * thr (section 4.4: the
+    arithmetic, not a select, so an overflowed v = inf becomes NaN exactly as in the C runtime and the reference).
   * node input = sum of its inputs in record order; logits = output summed over T in time order."""
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ class _Syn:
 
 
 class PackedInterpreter:
-    """run(seq [T, B, C, H, W]) -> {logits [B, classes], spikes {layer: [T, B, ...]}}."""
+    """run(seq [T, B, C, H, W]) -> {logits [B, classes], logits_steps [T, B, classes] (the output per step; logits =
+    their sum in time order), spikes {layer: [T, B, ...]}}."""
 
     def __init__(self, model: PackedModel):
         self.m = model
@@ -90,7 +92,7 @@ class PackedInterpreter:
         B = seq.shape[1]
         v = {}
         logits = None
-        spikes = {}
+        spikes, steps = {}, []
         for t in range(seq.shape[0]):
             outs = []
             for i, nd in enumerate(nodes):
@@ -109,9 +111,10 @@ class PackedInterpreter:
                     vv = x if i not in v else F32(nd.beta) * v[i] + x
                     s = (vv > F32(nd.threshold)).astype(F32)
                     if nd.reset == "zero":
-                        vv = np.where(s > 0, F32(0), vv).astype(F32)
+                        with np.errstate(invalid="ignore"):  # inf * 0 = NaN is the contract, not a mistake
+                            vv = (vv * (F32(1) - s)).astype(F32)
                     else:
-                        vv = np.where(s > 0, vv - F32(nd.threshold), vv).astype(F32)
+                        vv = (vv - s * F32(nd.threshold)).astype(F32)
                     v[i] = vv
                     y = s
                     if record:
@@ -131,7 +134,8 @@ class PackedInterpreter:
                 outs.append(np.ascontiguousarray(y, F32))
             out = outs[-1]
             logits = out.copy() if logits is None else logits + out
-        res = {"logits": logits}
+            steps.append(out.copy())
+        res = {"logits": logits, "logits_steps": np.stack(steps)}
         if record:
             res["spikes"] = {k: np.stack(s) for k, s in spikes.items()}
         return res
@@ -141,7 +145,8 @@ class PackedInterpreter:
         q, k, v = qkv
         b, n, d = q.shape
         h = nd.heads
-        sp = lambda t: t.reshape(b, n, h, d // h).transpose(0, 2, 1, 3).astype(np.float64)  # noqa: E731
+        def sp(t):
+            return t.reshape(b, n, h, d // h).transpose(0, 2, 1, 3).astype(np.float64)
         # q, k, v are spikes (0/1): every product and sum is an exact integer in float64 and in float32 (< 2^24)
         y = (sp(q) @ sp(k).transpose(0, 1, 3, 2)) @ sp(v)
         y = y.astype(F32) * F32(nd.attn_scale)

@@ -33,7 +33,8 @@ enum {
     SLT_E_SHAPE = 8,      /* impossible or oversize shape */
     SLT_E_SECTION = 9,    /* data section outside the data area / misaligned */
     SLT_E_STREAM = 10,    /* mask / index / sign stream inconsistent with the layer */
-    SLT_E_VALUE = 11      /* non-finite or out-of-range number */
+    SLT_E_VALUE = 11,     /* non-finite or out-of-range number */
+    SLT_E_TEXT = 12       /* name/label string not strict UTF-8, or labels ending in '\n' */
 };
 
 #define SLT_FLAG_NO_CRC 1u   /* skip both checksums (fuzzing only: exercises the structural checks) */

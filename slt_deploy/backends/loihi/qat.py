@@ -1,0 +1,216 @@
+"""The Loihi chip's fixed-point arithmetic simulated inside a SpikingNet's forward pass, for quantization-aware
+fine-tuning (fit.py). The numbers come from the exporter's own plan (quant.py: layer_scale / head_scale /
+input_scale on the same folded weights the frontend writes), recomputed from the current weights at every
+sequence, so what is trained is what `export --target loihi` will write. Rounding uses straight-through
+gradients.
+
+Per chip layer (synapse -> CUBA LIF, scale k = vThMant / threshold, docs/targets/loihi.md):
+    weights   w = clip(rint(W k), +-127) / k        (a kept weight never rounds to 0; masked stay 0)
+    bias      rint(b k) / k
+    current   a = rint(I k)                         (exact integer for the chip's integer synapses; for the first
+                                                     layer of a direct-encoded model it is the 16-bit host current,
+                                                     clipped to +-32767)
+    voltage   v = trunc(v (4096 - vDecay) / 4096) + 64 a      (units of 1/64 of a weight step), clipped to
+              +-(2^23 - 1); spike if v > 64 vThMant; v = 0 after a spike
+    head      w, b as above with the head's scale; a non-leaky sum (the float model's sum over T is the same)
+Host parts (the first synapse of a direct-encoded model, the partitioned rest) stay float. An identity residual the
+exporter folds (ConvPEP's `rpe(S) + S`) is quantized as the one synapse W + I it becomes.
+BN is frozen (running statistics, folded as in Synapse.folded) but its affine parameters train; masks and binary
+signs are the model's own (Synapse.quantized), so a ticket stays a ticket. The 24-bit current wrap is not simulated:
+the exporter's scales keep currents far inside it (docs/targets/loihi.md)."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...nn import LIF
+from ...nn.layers import Synapse
+from .quant import DECAY_SCALE, GRADED_MAX, W_MANT, head_scale, input_scale, layer_scale
+
+V_LIM = (1 << 23) - 1
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+def trunc_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.trunc(x) - x).detach()
+
+
+def folded_weights(m: Synapse):
+    """(W, b): the float weight and bias the frontend exports for synapse m (Synapse.folded), with gradients."""
+    wq, s = m.quantized()
+    n = wq.shape[0]
+    scale = s.expand(n)
+    bias = m.bias if m.bias is not None else torch.zeros(n, dtype=wq.dtype)
+    if m.bn is not None:
+        g = m.bn.weight / torch.sqrt(m.bn.running_var + m.bn.eps)
+        bias = (bias - m.bn.running_mean) * g + m.bn.bias
+        scale = scale * g
+    return wq * scale.view(-1, *([1] * (wq.ndim - 1))), bias
+
+
+def fake_quant(w: torch.Tensor, b: torch.Tensor, k: float):
+    """8-bit weight mantissas and integer bias at scale k, back in float units (straight-through)."""
+    q = round_ste(w * k)
+    kept = (w.detach() != 0) & (q.detach() == 0)
+    q = torch.where(kept, q + (torch.sign(w.detach()) - q).detach(), q)
+    q = q + (q.detach().clamp(-W_MANT, W_MANT) - q.detach())
+    return q / k, round_ste(b * k) / k
+
+
+def _np(t):
+    return t.detach().double().cpu().numpy()
+
+
+class ChipArithmetic:
+    """Context manager: while active, `model`'s forward computes what the Loihi export of it computes (quantize=
+    True) or the float eval arithmetic with gradients (quantize=False, flip `.quantize` between passes). Needs the
+    plan's roles: chip_roles(plan) below."""
+
+    def __init__(self, model, roles: dict, T: int, input_max: float):
+        self.model, self.roles, self.T, self.input_max = model, roles, int(T), float(input_max)
+        self.quantize = True
+        self.k = {}             # LIF path -> (k, vThMant, vDecay, clip) of the sequence being run
+        self._saved = []
+
+    # --- installation --------------------------------------------------------------------------------------
+    def __enter__(self):
+        self.model.eval()       # frozen BN statistics; the folded weights below carry the gradients
+        for path, m in self.model.named_modules():
+            if isinstance(m, Synapse):
+                self._patch(m, self._synapse_forward(path, m))
+            elif isinstance(m, LIF) and path in self.roles["lifs"]:
+                self._patch(m, self._lif_forward(path, m))
+        return self
+
+    def __exit__(self, *exc):
+        for m, old in self._saved:
+            if old is None:
+                del m.forward
+            else:
+                m.forward = old
+        self._saved = []
+        return False
+
+    def _patch(self, m, fn):
+        self._saved.append((m, m.__dict__.get("forward")))
+        m.forward = types.MethodType(fn, m)
+
+    # --- synapses ------------------------------------------------------------------------------------------
+    def _weights(self, path, m):
+        """(W, b) of this sequence: cached in the model's weight_cache so it is computed once per sequence."""
+        key = ("chip", self.quantize)
+        cache = m._run_cache
+        if cache is not None and key in cache:
+            return cache[key]
+        w, b = folded_weights(m)
+        role = self.roles["synapses"].get(path)
+        if self.quantize and role is not None:
+            kind, lif = role["kind"], role.get("lif")
+            wd, bd = _np(w), _np(b)
+            if kind == "input":         # host-computed first layer: float weights, the LIF rounds its current
+                m0, k0, _ = input_scale(wd, bd, role["threshold"], self.input_max)
+                self.k[lif] = (k0, max(m0, 1), role["vDecay"], GRADED_MAX)
+            elif kind == "head":
+                k = head_scale(wd, bd, self.T)
+                w, b = fake_quant(w, b, k)
+            else:
+                ident = None
+                if role.get("folded"):  # the exporter quantizes W + I as one synapse
+                    ident = torch.zeros_like(w)
+                    c = torch.arange(w.shape[0])
+                    if w.ndim == 4:
+                        ident[c, c, w.shape[2] // 2, w.shape[3] // 2] = 1.0
+                    else:
+                        ident[c, c] = 1.0
+                    w = w + ident
+                    wd = _np(w)
+                mm, k, _ = layer_scale(wd, bd, role["threshold"])
+                w, b = fake_quant(w, b, k)
+                if ident is not None:
+                    w = w - ident
+                self.k[lif] = (k, mm, role["vDecay"], None)
+        if cache is not None:
+            cache[key] = (w, b)
+        return w, b
+
+    def _synapse_forward(self, path, m):
+        arith = self
+
+        def forward(mod, x):
+            w, b = arith._weights(path, mod)
+            y = mod._op(x, w)
+            return y + mod._chan(b, y.ndim)
+        return forward
+
+    # --- neurons -------------------------------------------------------------------------------------------
+    def _lif_forward(self, path, m):
+        arith = self
+
+        def forward(mod, current):
+            if not arith.quantize:
+                return LIF.forward(mod, current)
+            k, vth, vdecay, clip = arith.k[path]
+            a = round_ste(current * k)
+            if clip is not None:
+                a = a + (a.detach().clamp(-clip, clip) - a.detach())
+            u = a * 64.0
+            if mod.v is None:
+                v = u
+            else:
+                v = trunc_ste(mod.v * ((DECAY_SCALE - vdecay) / DECAY_SCALE)) + u
+            v = v + (v.detach().clamp(-V_LIM, V_LIM) - v.detach())
+            s = mod.spike_fn((v - 64.0 * vth) / (64.0 * k))
+            mod.v = v * (1.0 - s.detach())
+            return s
+        return forward
+
+
+def chip_roles(plan) -> dict:
+    """From an exporter Plan: {"synapses": {module path: role}, "lifs": {LIF module paths on the chip}}. Roles:
+    input (host-computed first layer of direct encoding), chip (a spiking chip layer), head (the readout)."""
+    syn, lifs = {}, set()
+    for e in plan.info:
+        if "neurons" not in e:
+            continue
+        kind = "input" if e["index"] == 1 and plan.input.get("kind") == "host_current" else (
+            "head" if e.get("lif") is None else "chip")
+        r = {"kind": kind, "threshold": e["threshold"], "vDecay": e["vDecay"], "lif": e.get("spike_layer"),
+             "folded": "folded in" in (e.get("note") or "")}
+        syn[e["layer"]] = r
+        if e.get("spike_layer"):
+            lifs.add(e["spike_layer"])
+    return {"synapses": syn, "lifs": lifs}
+
+
+def loss_of(logits_q, logits_f, y, T, agree_weight: float):
+    """Cross-entropy of the chip's logits, plus (agree_weight > 0) the float model's cross-entropy and the KL
+    divergence pulling the chip's prediction onto the float one (both paths train: the exported network is
+    compared with the fine-tuned float model)."""
+    loss = F.cross_entropy(logits_q / T, y)
+    if logits_f is not None and agree_weight > 0:
+        loss = loss + F.cross_entropy(logits_f / T, y) + agree_weight * F.kl_div(
+            F.log_softmax(logits_q / T, 1), F.log_softmax(logits_f / T, 1), log_target=True, reduction="batchmean")
+    return loss
+
+
+def plan_of(model, meta, **options):
+    """The exporter's plan of `model` (same frontend, passes and quantization as `export --target loihi`)."""
+    from ...ir.frontend import to_nir
+    from ...passes import run_pipeline
+    from ...passes.check_shapes import check_shapes
+    from . import BACKEND, _limits
+    from .quant import plan
+
+    graph, _ = check_shapes(to_nir(model, meta))
+    graph, _ = run_pipeline(graph, BACKEND.passes, options)
+    lim = _limits(options.get("limits"), options.get("chips"))
+    return plan(graph, lim, partition=options.get("partition", "auto"), sparse=options.get("sparse", "auto"))
+
+
+__all__ = ["ChipArithmetic", "chip_roles", "plan_of", "loss_of", "folded_weights", "fake_quant", "np"]

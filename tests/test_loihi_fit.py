@@ -1,0 +1,98 @@
+"""Quantization-aware fine-tuning for Loihi (backends/loihi/qat.py, fit.py, `slt-deploy finetune`) on digits."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from slt_deploy.backends.loihi.qat import ChipArithmetic, chip_roles, plan_of
+from slt_deploy.backends.loihi.runner import LoihiRunner, lava_python
+from slt_deploy.checkpoint import load
+from slt_deploy.data import load_dataset
+from slt_deploy.export import export
+from slt_deploy.nn import synapses
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY_TICKET = os.path.join(ROOT, "models", "tickets", "digits-tiny-imp75-binary")
+MULTISP = os.path.join(ROOT, "models", "tickets", "digits-spikformer-tiny-multisp")
+
+
+@pytest.mark.parametrize("ckpt", [BINARY_TICKET, MULTISP])
+def test_simulated_arithmetic_is_the_exports(ckpt, tmp_path):
+    """The fine-tuning's forward pass computes what the exported folder's runner computes (same logits)."""
+    model, meta = load(ckpt)
+    x = load_dataset("digits").test.x[:120]
+    art = str(tmp_path / "m.loihi")
+    export(ckpt, "loihi", art)
+    seq = model.encode(x)
+    got = LoihiRunner(art).run(seq.numpy())["logits"]
+    with torch.no_grad(), ChipArithmetic(model, chip_roles(plan_of(model, meta)), meta["T"], model.input_max):
+        sim = model.run(seq).numpy()
+    assert np.abs(sim - got).max() < 1e-3
+    assert (sim.argmax(1) == got.argmax(1)).all()
+    # leaving the context restores the float model
+    model.eval()
+    with torch.no_grad():
+        assert np.abs(model.run(seq).numpy() - sim).max() > 0
+
+
+def _finetune(ckpt, out, epochs=1):
+    from slt_deploy.backends.loihi.fit import finetune
+
+    return finetune(ckpt, out, epochs=epochs, eval_n=None, log=lambda s: None)
+
+
+def test_finetune_dense_does_not_lose_agreement(trained, tmp_path):
+    ck = trained("digits-tiny", 2)
+    s = _finetune(ck, str(tmp_path / "fit"), epochs=2)
+    assert s["after"]["n"] == 360
+    assert s["after"]["agreement"] >= s["before"]["agreement"]
+    m = json.load(open(tmp_path / "fit" / "model.json"))
+    assert m["finetune"]["after"]["agreement"] == s["after"]["agreement"]
+    assert os.path.exists(tmp_path / "fit" / "finetune.json")
+
+
+def test_finetune_binary_ticket_keeps_masks_and_signs_and_lava_agrees(tmp_path):
+    out = str(tmp_path / "fit")
+    s = _finetune(BINARY_TICKET, out)
+    assert s["after"]["agreement"] >= s["before"]["agreement"]
+    a, _ = load(BINARY_TICKET)
+    b, meta = load(out)
+    assert meta["ticket"]["method"] == load(BINARY_TICKET)[1]["ticket"]["method"]
+    for (na, la), (nb, lb) in zip(synapses(a), synapses(b)):
+        assert na == nb and la.binary == lb.binary
+        assert torch.equal(la.mask, lb.mask), na          # the ticket's mask is kept exactly
+        if not lb.binary:
+            assert (lb.weight[lb.mask == 0] == 0).all()
+    art = str(tmp_path / "fit.loihi")
+    export(out, "loihi", art)
+    if lava_python() is None:
+        pytest.skip("Lava is not installed (.venv-lava)")
+    r = LoihiRunner(art)
+    inp = r.chip_inputs(r.encode(load_dataset("digits").test.x[:4].numpy()))
+    ref, lv = r.run_chip(inp, "reference"), r.run_chip(inp, "lava")
+    for x, y in zip(ref["spikes"], lv["spikes"]):
+        assert (x is None and y is None) or np.array_equal(x, y)
+    assert np.array_equal(ref["v_last"], lv["v_last"])
+
+
+def test_finetune_partitioned_transformer(tmp_path):
+    s = _finetune(MULTISP, str(tmp_path / "fit"))
+    assert s["after"]["agreement"] >= s["before"]["agreement"]
+    b, _ = load(str(tmp_path / "fit"))
+    a, _ = load(MULTISP)
+    for (na, la), (_, lb) in zip(synapses(a), synapses(b)):
+        assert torch.equal(la.mask, lb.mask) and la.binary == lb.binary, na
+
+
+def test_finetune_cli_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from slt_deploy.cli import cli
+
+    r = CliRunner().invoke(cli, ["finetune", str(tmp_path / "nope"), "--target", "loihi", "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0 and "does not exist" in str(r.exception or r.output)
+    r = CliRunner().invoke(cli, ["finetune", BINARY_TICKET, "--target", "onnx", "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0 and "has no fine-tuning" in str(r.exception or r.output)
+    assert not os.path.exists(tmp_path / "o")
