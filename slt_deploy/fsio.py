@@ -133,7 +133,8 @@ def check_out(out, kind: str, inputs=(), folder: bool = False, flag: str = "--ou
         if stat.S_ISDIR(st.st_mode) and kind != "report" and os.listdir(out):
             have = kind_of(out)
             if have != kind:
-                raise SltError(f"{flag} {out} is a non-empty folder that is not a {kind} artifact"
+                what = {"loihi": "Loihi export folder", "checkpoint": "checkpoint folder"}.get(kind, f"{kind} artifact")
+                raise SltError(f"{flag} {out} is a non-empty folder, not a {what}"
                                + (f" (it is a {have})" if have else ""),
                                f"remove it or choose another {flag} (slt-deploy replaces only its own {kind} output)")
         if stat.S_ISREG(st.st_mode) and kind != "report" and st.st_size > 0:

@@ -176,7 +176,7 @@ def test_check_out_refuses_device_fifo_inputs_and_foreign_folders(tmp_path):
         fsio.check_out(os.path.join(TICKET, "model.safetensors"), "onnx", inputs=[TICKET])
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
-    with pytest.raises(SltError, match="not a checkpoint artifact"):
+    with pytest.raises(SltError, match="not a checkpoint folder"):
         fsio.check_out(str(tmp_path / "mine"), "checkpoint", folder=True)
     assert fsio.check_out(str(tmp_path / "a" / "b" / "m.onnx"), "onnx").endswith("m.onnx")
     assert os.path.isdir(tmp_path / "a" / "b")  # the one rule: a missing parent is created
