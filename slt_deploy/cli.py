@@ -61,9 +61,18 @@ def main(argv=None):
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:  # bad option/argument: one line like every other user mistake
+        cmd = e.ctx.command_path if e.ctx else "slt-deploy"
+        click.echo(f"error: {e.format_message()} (fix: see '{cmd} --help')", err=True)
+        sys.exit(2)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except OSError as e:  # the file system said no (full disk, read-only, permissions): not a bug, no traceback
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        click.echo(f"error: cannot access{where} ({e.strerror or e}) (fix: check the path, its permissions and "
+                   "free space)", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except KeyboardInterrupt:

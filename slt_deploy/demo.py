@@ -68,6 +68,32 @@ def stage_export(ctx):
                    f"predictions {100 * rep['pred_agreement']:.2f}% agree -> {'PASS' if rep['ok'] else 'FAIL'}")
         if not rep["ok"]:
             raise SystemExit(f"verification of the {name} artifact failed")
+    wrong_pairing(ctx, src, arts)
+
+
+def wrong_pairing(ctx, src, arts):
+    """A deliberately wrong pairing: an artifact verified against ANOTHER model must be refused before it runs
+    (issue 20: the artifact's recorded identity = digest of its checkpoint's weights and recipe)."""
+    import glob
+
+    from .errors import SltError
+    from .verify import verify
+
+    shipped = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models",
+                                            "tickets", "*")))
+    other = next((d for d in [ctx.get("dense_dir"), *shipped]
+                  if d and os.path.realpath(d) != os.path.realpath(src) and os.path.isfile(os.path.join(d, "model.json"))),
+                 None)
+    art = arts.get("onnx") or next(iter(arts.values()), None)
+    if other is None or art is None:
+        return
+    try:
+        verify(other, art, limit=20, data_dir=ctx.get("data_dir"))
+    except SltError as e:
+        click.echo(f"  wrong pairing {art} vs {other}: refused -> {e.what[:150]}")
+        ctx["results"]["wrong_pairing"] = {"artifact": art, "ckpt": other, "refused": True}
+        return
+    raise SystemExit(f"verify accepted {art} against {other}, a checkpoint it was not exported from")
 
 
 def stage_profile(ctx):

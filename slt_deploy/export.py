@@ -5,29 +5,36 @@ import os
 import time
 
 from .backends import get_target
-from .checkpoint import load
+from .checkpoint import load, model_id
 from .errors import SltError
+from .fsio import MODEL_KEY, check_out
 from .ir.frontend import to_nir
 from .passes import run_pipeline
 from .passes.check_shapes import check_shapes
 
 
 def lower(ckpt_dir: str):
-    """-> (model, meta, graph): the checkpoint lowered to NIR and shape-checked. An .nir file of ours (written by
-    `slt-deploy import` or `--target nir`) is taken as it is: (None, None, graph)."""
+    """-> (model, meta, graph): the checkpoint lowered to NIR and shape-checked. The graph carries the model's
+    identity (checkpoint.model_id: weights + recipe) that every artifact records and `verify` checks. An .nir file
+    of ours (written by `slt-deploy import` or `--target nir`) is taken as it is: (None, None, graph); its identity
+    is the one it records, else the digest of the file (fsio.nir_identity)."""
     from .backends.nir.fileio import sniff
 
     if os.path.isfile(ckpt_dir) and sniff(ckpt_dir):  # an NIR file; anything else: load() says what is wrong
         from .backends.nir.fileio import read_nir
+        from .fsio import nir_identity
         from .ir import meta as K
 
         graph = read_nir(ckpt_dir)
         if K.T not in (graph.metadata or {}):
             raise SltError(f"{ckpt_dir} is an NIR graph without slt-deploy's metadata",
                            f"import it first: slt-deploy import {ckpt_dir} --T STEPS --out model.nir")
-        return None, None, check_shapes(graph)[0]
+        graph = check_shapes(graph)[0]
+        graph.metadata[MODEL_KEY] = nir_identity(ckpt_dir)
+        return None, None, graph
     model, meta = load(ckpt_dir)
     graph, _ = check_shapes(to_nir(model, meta))
+    graph.metadata[MODEL_KEY] = model_id(meta)
     return model, meta, graph
 
 
@@ -38,7 +45,8 @@ def export(ckpt_dir: str, target: str, out: str, **options) -> dict:
     if unknown:
         raise SltError(f"target {target!r} has no option(s) {sorted(unknown)}",
                        f"its options: {sorted(backend.options) or 'none'}")
-    _, meta, graph = lower(ckpt_dir)
+    out = check_out(out, target, inputs=[ckpt_dir], folder=backend.suffix == "/")
+    _, _, graph = lower(ckpt_dir)
     graph, changed = run_pipeline(graph, backend.passes, options)
     reasons = backend.check(graph) if backend.check else []
     if reasons:

@@ -102,7 +102,8 @@ def _inside(a: str, b: str) -> bool:
 
 def check_out(out, kind: str, inputs=(), folder: bool = False, flag: str = "--out") -> str:
     """Validates an output path before any work is done (see the module docstring); creates its parent.
-    kind: 'checkpoint', a target name, or 'report' (any regular file may be replaced). Returns the absolute path."""
+    kind: 'checkpoint', a target name, or 'report' (any regular file or existing folder may be written: reports,
+    plots, the demo's run folder). Returns the absolute path."""
     if out is None or str(out).strip() == "":
         raise SltError(f"{flag} is empty", f"pass a {'folder' if folder else 'file'} path, e.g. {flag} out/model")
     out = str(out)
@@ -129,10 +130,11 @@ def check_out(out, kind: str, inputs=(), folder: bool = False, flag: str = "--ou
                            f"remove it or choose another {flag}")
         if not folder and stat.S_ISDIR(st.st_mode):
             raise SltError(f"{flag} {out} is a folder, this command writes a file", f"pass a file path for {flag}")
-        if stat.S_ISDIR(st.st_mode) and os.listdir(out):
+        if stat.S_ISDIR(st.st_mode) and kind != "report" and os.listdir(out):
             have = kind_of(out)
             if have != kind:
-                raise SltError(f"{flag} {out} is a non-empty folder that is not a {kind} artifact"
+                what = {"loihi": "Loihi export folder", "checkpoint": "checkpoint folder"}.get(kind, f"{kind} artifact")
+                raise SltError(f"{flag} {out} is a non-empty folder, not a {what}"
                                + (f" (it is a {have})" if have else ""),
                                f"remove it or choose another {flag} (slt-deploy replaces only its own {kind} output)")
         if stat.S_ISREG(st.st_mode) and kind != "report" and st.st_size > 0:
@@ -143,9 +145,14 @@ def check_out(out, kind: str, inputs=(), folder: bool = False, flag: str = "--ou
                                f"remove it or choose another {flag} (slt-deploy replaces only its own {kind} output)")
     parent = os.path.dirname(os.path.abspath(out))
     make_parent(parent, flag)
-    if not os.access(parent, os.W_OK):
-        raise SltError(f"{flag} {out}: cannot write in {parent} (read-only file system or no permission)",
-                       f"choose a writable location for {flag}")
+    try:  # a real probe: os.access says yes to root on read-only or virtual file systems (/proc)
+        fd, probe = tempfile.mkstemp(dir=parent, prefix="." + os.path.basename(out) + TMP_TAG + f"{os.getpid()}-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        why = "read-only file system" if e.errno == errno.EROFS else (e.strerror or str(e))
+        raise SltError(f"{flag} {out}: cannot write in {parent} ({why})",
+                       f"choose a writable location for {flag}") from None
     return os.path.abspath(out)
 
 
@@ -246,9 +253,8 @@ def atomic_file(path: str):
 
 def atomic_write(path: str, data: bytes | str):
     """Write `data` to `path` atomically (temp file in the same folder + fsync + rename)."""
-    with atomic_file(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 def atomic_path(path: str) -> str:
@@ -478,6 +484,12 @@ def h5_attr(path: str, key: str) -> str | None:
     except Exception:  # noqa: BLE001 - unreadable file: the reader reports it
         return None
     return v.decode() if isinstance(v, bytes) else (str(v) if v is not None else None)
+
+
+def nir_identity(path: str, fallback: bool = True) -> str:
+    """The model identity a .nir file records (MODEL_KEY), else (fallback) the sha256 of the file itself: a graph
+    imported from another tool is its own source model."""
+    return h5_attr(path, MODEL_KEY) or (sha256_file(path) if fallback else "")
 
 
 def check_h5(path: str, what: str = "file"):

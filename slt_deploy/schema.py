@@ -9,7 +9,7 @@ catch combinations (a 1e6-channel conv, T x batch too large)."""
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -123,7 +123,7 @@ class Recipe(Strict):
     T: Annotated[int, Field(ge=1, le=MAX_T)]
     encoding: Literal["direct", "rate"] = "direct"
     neuron: Neuron = Neuron()
-    arch: Annotated[Union[Vgg, ResNet, Spikformer], Field(discriminator="type")]
+    arch: Annotated[Vgg | ResNet | Spikformer, Field(discriminator="type")]
     train: Train
     seed: Annotated[int, Field(ge=0, le=2 ** 32 - 1)] = 0
     binary: bool = False
@@ -166,7 +166,7 @@ class EnergyConstant(Strict):
 
 class EnergyProfile(Strict):
     format_version: Annotated[int, Field(ge=1, le=1)] = 1
-    name: Annotated[str, Field(min_length=1)]
+    name: str = ""
     title: str = ""
     model: Literal["ops", "mcu", "board", "neuromorphic"]
     notes: str = ""

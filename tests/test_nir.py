@@ -40,11 +40,11 @@ def test_verify_cli_exit_codes(trained, tmp_path):
     assert cli("export", ck, "--target", "nir", "--out", out).returncode == 0
     res = cli("verify", ck, out, "--limit", "40")
     assert res.returncode == 0 and "PASS" in res.stdout
-    # a different model's artifact must FAIL verification (exit 1), not pass silently
+    # a different model's artifact is refused before running (exit 2: its recorded model identity differs)
     other = str(tmp_path / "other.nir")
     export(trained("digits-tiny", epochs=1), "nir", other)
     res = cli("verify", ck, other, "--limit", "40")
-    assert res.returncode == 1 and "FAIL" in res.stdout
+    assert res.returncode == 2 and "exported from another model" in res.stderr
 
 
 def test_sparsity_and_binarization_are_visible_in_the_graph(trained, tmp_path):

@@ -43,6 +43,10 @@ def all_targets() -> dict[str, Backend]:
 
 
 def target_for_path(path: str) -> Backend:
+    import os
+
+    if not os.path.lexists(path):
+        raise SltError(f"{path} does not exist", "pass a checkpoint folder or an artifact written by 'slt-deploy export'")
     _load_all()
     for b in TARGETS.values():
         if b.sniff is not None and b.sniff(path):

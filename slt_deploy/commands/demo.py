@@ -8,7 +8,7 @@ from ..errors import SltError
 
 
 @click.command("demo")
-@click.option("--out", default="runs/demo", type=click.Path(file_okay=False), help="where everything is written")
+@click.option("--out", default="runs/demo", help="folder where everything is written (created; reused if it exists)")
 @click.option("--recipe", default="digits-tiny", help="recipe to train (default: the seconds-fast digits model)")
 @click.option("--ticket", type=click.Path(), default=None,
               help="start from this checkpoint (e.g. models/tickets/fmnist-vgg-small-imp-binary) instead of training")
@@ -28,4 +28,11 @@ def command(out, recipe, ticket, only, data_dir):
     if ticket and not os.path.isfile(os.path.join(ticket, "model.json")):
         raise SltError(f"--ticket {ticket}: not a checkpoint directory (no model.json)",
                        "pass a folder written by `slt-deploy train`/`ticket`, e.g. models/tickets/digits-tiny-imp90")
+    if not ticket:
+        from ..zoo import load_recipe
+
+        load_recipe(recipe)  # a bad recipe is refused before anything is written
+    from ..fsio import check_out
+
+    check_out(out, "report", inputs=[ticket] if ticket else [], folder=True)
     run_demo(out, recipe, data_dir, only=chosen, ticket=ticket)

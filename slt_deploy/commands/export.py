@@ -7,7 +7,8 @@ from ..export import export
 @click.command("export")
 @click.argument("ckpt", type=click.Path())
 @click.option("--target", "-t", required=True, help="a registered target (see 'slt-deploy targets')")
-@click.option("--out", "-o", required=True, type=click.Path(), help="artifact path to write (atomically)")
+@click.option("--out", "-o", required=True, help="artifact path to write (atomically; its parent is created; never "
+                                                 "the checkpoint itself, a device, or a file of another kind)")
 @click.option("--opt", multiple=True, metavar="KEY=VALUE", help="target option, e.g. --opt form=stateful")
 def command(ckpt, target, out, opt):
     """Lower checkpoint folder CKPT through NIR and the target's passes and write its artifact."""

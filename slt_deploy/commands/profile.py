@@ -1,6 +1,7 @@
 import click
 
 from ..errors import SltError
+from .options import COUNT0, COUNT1, DATA_CHOICES, LIMIT
 
 
 @click.command("profile")
@@ -9,16 +10,16 @@ from ..errors import SltError
 @click.option("--compare", "compare", multiple=True, type=click.Path(), metavar="ARTIFACT",
               help="artifact(s) of the same model to put side by side with the reference (repeatable; "
                    "same as listing them after CKPT)")
-@click.option("--data", type=click.Choice(["auto", "digits", "fmnist"]), default="auto",
+@click.option("--data", type=click.Choice(DATA_CHOICES), default="auto",
               help="test data (default: the checkpoint's dataset)")
 @click.option("--data-dir", type=click.Path(), default=None)
-@click.option("--limit", type=int, default=200, show_default=True, help="test frames for activity and accuracy")
-@click.option("--frames", type=int, default=100, show_default=True, help="timed batch-1 frames per runner")
-@click.option("--warmup", type=int, default=5, show_default=True, help="untimed frames before timing")
-@click.option("--rounds", type=int, default=5, show_default=True,
+@click.option("--limit", type=LIMIT, default=200, show_default=True, help="test frames for activity and accuracy")
+@click.option("--frames", type=COUNT1, default=100, show_default=True, help="timed batch-1 frames per runner")
+@click.option("--warmup", type=COUNT0, default=5, show_default=True, help="untimed frames before timing")
+@click.option("--rounds", type=COUNT1, default=5, show_default=True,
               help="batch-1 frames are timed in this many rounds interleaved over all runners")
-@click.option("--batch", type=int, default=64, show_default=True, help="batch size of the throughput measurement")
-@click.option("--threads", type=int, default=1, show_default=True,
+@click.option("--batch", type=COUNT1, default=64, show_default=True, help="batch size of the throughput measurement")
+@click.option("--threads", type=COUNT0, default=1, show_default=True,
               help="torch threads while measuring (batch-1 latency of small SNNs is best on one; 0 = torch default)")
 @click.option("--hardware", default=None, metavar="NAMES",
               help="comma-separated profiles from slt_deploy/hardware/energy (or .yaml paths); default: all")
@@ -46,6 +47,12 @@ def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, rou
     if warmup < 0:
         raise SltError(f"--warmup must be >= 0 (got {warmup})")
     arts = list(dict.fromkeys([*compare, *artifacts]))  # `--compare A B C` keeps A, B, C in order
+    from ..fsio import check_out
+
+    ins = [ckpt, *arts]
+    json_out = json_out and check_out(json_out, "report", ins, flag="--json-out")
+    markdown = markdown and check_out(markdown, "report", ins, flag="--markdown")
+    plots = plots and check_out(plots, "report", ins, folder=True, flag="--plots")
     log = (lambda s: None) if as_json else (lambda s: click.echo(f"  {s}", err=True))
     from ..profile.run import ProfileOptions
 

@@ -1,51 +1,54 @@
 import click
 
+from ..errors import SltError
 from ..tickets import METHODS, TicketConfig, find_ticket, method_name
+from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, Number
 
 
 @click.command("ticket")
 @click.argument("ckpt", type=click.Path())
 @click.option("--method", "-m", required=True, help=f"one of: {', '.join(METHODS)}")
-@click.option("--sparsity", "-s", type=float, default=None,
+@click.option("--sparsity", "-s", type=FRACTION, default=None,
               help="target fraction of pruned weights (multisp: ConvPEP connection sparsity; binarize: not needed)")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="ticket checkpoint folder to write")
+@click.option("--out", required=True, help="ticket checkpoint folder to write (not the input; an existing checkpoint "
+                                           "is replaced atomically)")
 @click.option("--scope", type=click.Choice(["global", "global-raw", "layer"]), default="global",
               help="magnitude pruning scope (global: |w| / layer rms; global-raw: |w|; layer: per layer)")
-@click.option("--prune-fraction", type=float, default=0.25, show_default=True, help="IMP: pruned per round")
-@click.option("--rounds", type=int, default=None, help="IMP: rounds (default: enough to reach --sparsity)")
-@click.option("--rewind-epoch", type=int, default=1, show_default=True, help="IMP/random: late-rewinding epoch k")
+@click.option("--prune-fraction", type=FRACTION, default=0.25, show_default=True, help="IMP: pruned per round")
+@click.option("--rounds", type=COUNT1, default=None, help="IMP: rounds (default: enough to reach --sparsity)")
+@click.option("--rewind-epoch", type=COUNT0, default=1, show_default=True, help="IMP/random: late-rewinding epoch k")
 @click.option("--rewind", type=click.Choice(["weights", "lr"]), default="weights", show_default=True,
               help="IMP: weights = survivors back to epoch k, fresh schedule; lr = learning-rate rewinding (weights "
                    "kept, the dense schedule replayed from epoch E - epochs)")
-@click.option("--epochs", type=int, default=None, help="(re)training epochs per round (default: the recipe's)")
+@click.option("--epochs", type=COUNT0, default=None, help="(re)training epochs per round (default: the recipe's)")
 @click.option("--distill", is_flag=True, help="knowledge distillation from the dense model while (re)training "
                                                "and binarizing")
-@click.option("--kd-alpha", type=float, default=0.5, show_default=True, help="distillation weight of the KL term")
-@click.option("--kd-temp", type=float, default=4.0, show_default=True, help="distillation temperature")
+@click.option("--kd-alpha", type=Number(float, 0, 1), default=0.5, show_default=True, help="distillation weight of the KL term")
+@click.option("--kd-temp", type=POSITIVE, default=4.0, show_default=True, help="distillation temperature")
 @click.option("--teacher", type=click.Path(), default=None,
               help="distillation teacher checkpoint (default: CKPT; e.g. the dense model when binarizing a ticket)")
 @click.option("--resume", is_flag=True, help="IMP: continue an interrupted search from its last finished round "
                                              "(OUT/rounds/search.json)")
 @click.option("--binarize", is_flag=True, help="binarize the ticket's kept weights and fine-tune")
-@click.option("--binarize-epochs", type=int, default=None)
+@click.option("--binarize-epochs", type=COUNT0, default=None)
 @click.option("--binarize-kind", type=click.Choice(["all", "conv", "spikes"]), default="all", show_default=True,
               help="layers made binary: all; conv = only the convolutions (float head); spikes = all but the first "
                    "layer (it reads analog pixels)")
-@click.option("--q", type=int, default=5, show_default=True, help="Early-Bird window")
-@click.option("--tau", type=float, default=None,
+@click.option("--q", type=Number(int, 2), default=5, show_default=True, help="Early-Bird window")
+@click.option("--tau", type=POSITIVE, default=None,
               help="Early-Bird mask-distance threshold (default 0.1 relative, 0.02 absolute)")
 @click.option("--eb-distance", type=click.Choice(["relative", "absolute"]), default="relative", show_default=True,
               help="Early-Bird: Hamming distance over the kept weights (relative) or over all weights (absolute)")
-@click.option("--eb-min-epochs", type=int, default=0, help="Early-Bird: earliest stop epoch (default: q)")
-@click.option("--patch-sparsity", type=float, default=0.376, show_default=True, help="MultiSp: patches removed")
+@click.option("--eb-min-epochs", type=COUNT0, default=0, help="Early-Bird: earliest stop epoch (default: q)")
+@click.option("--patch-sparsity", type=FRACTION0, default=0.376, show_default=True, help="MultiSp: patches removed")
 @click.option("--pep-method", type=click.Choice(["magnitude", "multiprize"]), default="multiprize",
               show_default=True, help="MultiSp: how the ConvPEP convolutions are pruned")
 @click.option("--pep-float-first", is_flag=True, help="MultiSp: keep the first ConvPEP conv (analog input) real")
 @click.option("--like", type=click.Path(), default=None, help="random: copy per-layer sparsity of this ticket")
-@click.option("--lr", type=float, default=None, help="override the recipe's learning rate")
+@click.option("--lr", type=POSITIVE, default=None, help="override the recipe's learning rate")
 @click.option("--max-cores", type=click.IntRange(min=1), default=None,
               help="Loihi 2 core budget: keep the most accurate ticket of the search (IMP rounds) that fits")
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=SEED, default=0)
 @click.option("--data-dir", type=click.Path(), default=None)
 @click.option("--quiet", is_flag=True)
 def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, distill,
@@ -56,6 +59,20 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
     import os
 
+    from ..checkpoint import read_meta
+    from ..fsio import check_out
+
+    method_name(method)  # an unknown method is an SltError naming the known ones
+    meta = read_meta(ckpt)
+    ep = int(meta["recipe"].get("train", {}).get("epochs", 1))
+    if rewind_epoch > ep:
+        raise SltError(f"--rewind-epoch {rewind_epoch} is beyond the {ep} epochs the recipe of {ckpt} trains",
+                       f"use 0..{ep}")
+    if like is not None:
+        read_meta(like)
+    # --resume continues in an OUT that holds only rounds/ so far: any folder is accepted there
+    check_out(out, "report" if resume else "checkpoint", inputs=[ckpt] + [p for p in (like, teacher) if p],
+              folder=True)
     cfg = TicketConfig(method, sparsity, scope=scope, prune_fraction=prune_fraction, rounds=rounds,
                        rewind_epoch=rewind_epoch, epochs=epochs, binarize=binarize, binarize_epochs=binarize_epochs,
                        binarize_kind=binarize_kind, q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,
@@ -63,8 +80,6 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
                        rewind=rewind, distill=distill, kd_alpha=kd_alpha, kd_temp=kd_temp, teacher=teacher,
                        resume=resume, eb_distance=eb_distance, eb_min_epochs=eb_min_epochs)
     if resume and method_name(method) != "imp":
-        from ..errors import SltError
-
         raise SltError(f"--resume is for IMP searches, not {method!r}", "drop --resume")
     if method_name(method) == "imp":
         cfg.save_rounds = os.path.join(out, "rounds")

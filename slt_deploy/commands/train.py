@@ -1,21 +1,31 @@
+import os
+
 import click
 
-from ..checkpoint import save
-from ..data import load_dataset
-from ..train import evaluate, init_distributed, train
-from ..zoo import build_model, load_recipe
+from .options import COUNT0
 
 
 @click.command("train")
 @click.argument("recipe")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="checkpoint folder to write")
-@click.option("--epochs", type=int, default=None, help="override the recipe's epoch count")
+@click.option("--out", required=True, help="checkpoint folder to write (created with its parents; an existing "
+                                           "checkpoint is replaced atomically, any other non-empty folder refused)")
+@click.option("--epochs", type=COUNT0, default=None, help="override the recipe's epoch count (>= 0)")
 @click.option("--data-dir", type=click.Path(), default=None, help="folder with the Fashion-MNIST idx files")
 @click.option("--quiet", is_flag=True)
 def command(recipe, out, epochs, data_dir, quiet):
     """Train RECIPE (a slt_deploy/recipes/*.yaml name or path) and save a checkpoint in --out.
     Runs data-parallel when launched by torchrun."""
+    from ..checkpoint import save
+    from ..data import load_dataset
+    from ..fsio import check_out
+    from ..schema import Recipe, check_resources
+    from ..train import evaluate, init_distributed, train
+    from ..zoo import build_model, load_recipe
+
     r = load_recipe(recipe)
+    if epochs is not None:
+        check_resources(Recipe.model_validate(r), recipe, epochs=epochs)
+    check_out(out, "checkpoint", inputs=[recipe] if os.path.exists(recipe) else [], folder=True)
     rank, _ = init_distributed()
     data = load_dataset(r["dataset"], data_dir, int(r.get("seed", 0)))
     model = build_model(r)
@@ -23,7 +33,8 @@ def command(recipe, out, epochs, data_dir, quiet):
     if rank != 0:
         return
     acc = evaluate(model, data.test)
-    save(model, out, metrics={"test_acc": acc, "val_acc": hist[-1].get("val_acc"), "epochs": len(hist),
+    save(model, out, metrics={"test_acc": acc, "val_acc": hist[-1].get("val_acc") if hist else None,
+                              "epochs": len(hist),
                               "seconds_per_epoch": sum(h["seconds"] for h in hist) / max(1, len(hist))},
          labels=data.labels)
     click.echo(f"{r['name']}: test accuracy {acc:.2f}% -> {out}")

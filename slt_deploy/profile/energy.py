@@ -118,8 +118,12 @@ def load_profile(path: str) -> dict:
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
-        raise SltError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})", "fix the syntax") from e
-    return validate(doc, path)
+        raise SltError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})", "fix the syntax") from None
+    from ..schema import check_energy_profile
+
+    out = validate(doc, path)
+    check_energy_profile(doc, path)  # and the schema (slt_deploy/schema.py): unknown keys, strict types, ranges
+    return out
 
 
 def available(directory: str = ENERGY_DIR) -> list[str]:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 
 import nir
 import numpy as np
 
 from ...errors import SltError
+from ...fsio import MODEL_KEY, atomic_dir, stamp_folder, stamp_h5
 from ...ir import meta as K
 from ...ir.graph import gmeta, labels
 from ...passes.fold_identity_residuals import fold_identity_residuals
@@ -52,7 +51,7 @@ def _limits(limits=None, chips=None):
         except ValueError:
             raise SltError(f"option chips={chips!r} is not an integer", "e.g. --opt chips=2") from None
         if lim["chips"] < 1:
-            raise SltError(f"option chips={chips} must be >= 1")
+            raise SltError(f"option chips={chips} must be >= 1", "e.g. --opt chips=2")
     return lim
 
 
@@ -129,45 +128,42 @@ def write(graph, path, partition="auto", sparse="auto", chips=None, limits=None,
     m = manifest_of(graph, p, lim)
     if scale != "max":
         m["scale"] = scale
-    path = os.path.abspath(path.rstrip("/"))
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".")
-    try:
+    m[MODEL_KEY] = str(gmeta(graph, MODEL_KEY, "") or "")
+
+    def fill(tmp):  # the folder is built aside and swapped in with one rename (fsio.atomic_dir)
         write_netx(os.path.join(tmp, NETWORK), p.layers, attrs={"generator": "slt-deploy", "name": m["name"]})
         if p.host_in is not None:
             nir.write(os.path.join(tmp, p.input["file"]), p.host_in)
+            stamp_h5(os.path.join(tmp, p.input["file"]))
         if p.host is not None:
             nir.write(os.path.join(tmp, p.readout["file"]), p.host)
+            stamp_h5(os.path.join(tmp, p.readout["file"]))
         m["export_seconds"] = round(time.time() - t0, 3)
-        with open(os.path.join(tmp, MANIFEST), "w") as f:
-            json.dump(m, f, indent=1)
         with open(os.path.join(tmp, "report.md"), "w") as f:
             f.write(report_md(m))
-        if os.path.exists(path):
-            if not sniff(path):
-                raise SltError(f"{path} exists and is not a Loihi export folder",
-                               "choose another --out (it will not be overwritten)")
-            old = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".old.")
-            os.rmdir(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        stamp_folder(tmp, m, [n for n in os.listdir(tmp)])  # every file's sha256 + the manifest's own digest
+        with open(os.path.join(tmp, MANIFEST), "w") as f:
+            json.dump(m, f, indent=1)
+
+    path = os.path.abspath(path.rstrip("/"))
+    if os.path.exists(path) and not sniff(path):
+        raise SltError(f"{path} exists and is not a Loihi export folder",
+                       "choose another --out (it will not be overwritten)")
+    atomic_dir(path, fill)
     return m
 
 
 def sniff(path: str) -> bool:
+    from ...fsio import recover
+
+    recover(path)  # a swap interrupted by a crash (two-rename fallback) puts the old folder back
     mp = os.path.join(path, MANIFEST)
     if not (os.path.isdir(path) and os.path.exists(mp)):
         return False
     try:
         with open(mp) as f:
-            return json.load(f).get("format") == FORMAT
+            m = json.load(f)
+        return isinstance(m, dict) and m.get("format") == FORMAT
     except (OSError, ValueError):
         return False
 

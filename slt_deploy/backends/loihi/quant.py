@@ -44,18 +44,20 @@ DEFAULT_LIMITS = os.path.join(ROOT, "hardware", "loihi2.yaml")
 
 # --- hardware limits ---------------------------------------------------------------------------------------------
 def load_limits(path: str | None = None) -> dict:
+    """The limits of a hardware profile yaml, checked by slt_deploy/schema.py (keys, types, positive values)."""
+    from ...schema import check_loihi_limits
+
     p = path or DEFAULT_LIMITS
+    if not os.path.isfile(p):
+        raise SltError(f"hardware profile {p} does not exist", "pass a yaml like slt_deploy/hardware/loihi2.yaml")
     try:
-        with open(p) as f:
-            y = yaml.safe_load(f)
-        lim = {k: v["value"] for k, v in y["limits"].items()}
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as e:
-        raise SltError(f"hardware profile {p} is unreadable ({e})", "pass a yaml like slt_deploy/hardware/loihi2.yaml") from None
-    need = ("cores_per_chip", "neurons_per_core", "synapse_memory_bytes_per_core", "fan_in_per_neuron",
-            "bits_per_synapse", "bits_per_sparse_synapse", "chips")
-    missing = [k for k in need if k not in lim]
-    if missing:
-        raise SltError(f"hardware profile {p} lacks limits {missing}", "see slt_deploy/hardware/loihi2.yaml")
+        with open(p, "rb") as f:
+            y = yaml.safe_load(f.read(1 << 20).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise SltError(f"hardware profile {p} is unreadable ({str(e).splitlines()[0][:100]})",
+                       "pass a yaml like slt_deploy/hardware/loihi2.yaml") from None
+    prof = check_loihi_limits(y, p)
+    lim = {k: (int(v.value) if float(v.value).is_integer() else v.value) for k, v in prof.limits.items()}
     lim["_path"] = p
     return lim
 

@@ -66,12 +66,15 @@ def read_manifest(path: str) -> dict:
         with open(mp) as f:
             m = json.load(f)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SltError(f"{mp} is not valid JSON ({e})", "re-export the model") from e
-    if m.get("format") != FORMAT:
+        raise SltError(f"{mp} is not valid JSON ({e})", "re-export the model") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise SltError(f"{mp} is not an slt-loihi manifest", "re-export with --target loihi")
-    if int(m.get("format_version", 0)) > FORMAT_VERSION:
-        raise SltError(f"{mp} has format_version {m.get('format_version')}; this slt-deploy reads "
-                       f"<= {FORMAT_VERSION}", "upgrade slt-deploy")
+    if not isinstance(m.get("format_version"), int) or m["format_version"] > FORMAT_VERSION:
+        raise SltError(f"{mp} has format_version {m.get('format_version')!r}; this slt-deploy reads "
+                       f"1..{FORMAT_VERSION}", "upgrade slt-deploy or re-export the model")
+    from ...fsio import check_folder
+
+    check_folder(path, m, MANIFEST)  # every file's sha256 and the manifest's own digest, recorded at export
     return m
 
 
@@ -86,12 +89,19 @@ class LoihiRunner(Runner):
         self.net_path = os.path.join(path, m["network"])
         try:
             self.layers = read_netx(self.net_path)
-        except (OSError, KeyError, ValueError) as e:
-            raise SltError(f"{self.net_path} is not a readable netx file ({e})", "re-export the model") from e
-        self.chip = ChipModel(self.layers)
-        self.meta = {k: m[k] for k in ("input_shape", "input_max", "T", "encoding", "labels", "dt", "name")}
-        self.host_in = self._interp(m["input"].get("file")) if m["input"]["kind"] == "host_current" else None
-        self.host = self._interp(m["readout"].get("file")) if m["readout"]["kind"] == "host" else None
+        except SltError:
+            raise
+        except Exception as e:  # noqa: BLE001 - h5py raises RuntimeError/KeyError/... for damaged files
+            raise SltError(f"{self.net_path} is not a readable netx file ({type(e).__name__}: {str(e)[:100]})",
+                           "re-export the model") from None
+        try:
+            self.chip = ChipModel(self.layers)
+            self.meta = {k: m[k] for k in ("input_shape", "input_max", "T", "encoding", "labels", "dt", "name")}
+            self.host_in = self._interp(m["input"].get("file")) if m["input"]["kind"] == "host_current" else None
+            self.host = self._interp(m["readout"].get("file")) if m["readout"]["kind"] == "host" else None
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+            raise SltError(f"{path}: the manifest or network is incomplete ({type(e).__name__}: {str(e)[:80]})",
+                           "re-export the model") from None
         self.neuron_layers = [i for i, L in enumerate(self.layers) if "neuron" in L]
         self.last = {}
 

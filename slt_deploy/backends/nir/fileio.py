@@ -7,30 +7,31 @@ import h5py
 import nir
 
 from ...errors import SltError
+from ...fsio import CONTENT_KEY, MODEL_KEY, atomic_file, check_h5, h5_attr, stamp_h5
+from ...ir.graph import gmeta
 from ...ir.portable import from_file, to_file
 
 
-def read_nir(path: str) -> nir.NIRGraph:
-    if not os.path.exists(path):
-        raise SltError(f"{path} does not exist", "pass a .nir file written by 'slt-deploy export --target nir'")
+def read_nir(path: str, check: bool = True) -> nir.NIRGraph:
+    """The graph of a .nir file. `check`: a file slt-deploy wrote (slt.* metadata) must match the content digest
+    recorded at export (fsio.check_h5); graphs from other NIR tools carry none and are read as they are."""
+    if not os.path.isfile(path):
+        raise SltError(f"{path} does not exist or is not a file",
+                       "pass a .nir file written by 'slt-deploy export --target nir'")
     try:
         g = nir.read(path, type_check=False)
-    except Exception as e:  # h5py/nir raise many types for corrupt files; all mean the same to a user
+    except Exception as e:  # noqa: BLE001 - h5py/nir raise many types for corrupt files, all mean the same
         raise SltError(f"{path} is not a readable NIR file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
-                       "re-export it, or check it was written by an NIR-compatible tool") from e
+                       "re-export it, or check it was written by an NIR-compatible tool") from None
+    if check and (h5_attr(path, CONTENT_KEY) or any(str(k).startswith("slt.") for k in (g.metadata or {}))):
+        check_h5(path, "NIR graph")
     return from_file(g)  # our file form (docs/ir.md "The .nir file") back to the IR; other graphs unchanged
 
 
 def write(graph, path, **_):
-    from ...checkpoint import atomic_path  # lazy: checkpoint imports torch, inspect must not (issue 14)
-
-    tmp = atomic_path(path)
-    try:
+    with atomic_file(path) as tmp:
         nir.write(tmp, to_file(graph))  # the form every NIR importer reads alike (docs/interop.md)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        stamp_h5(tmp, str(gmeta(graph, MODEL_KEY, "") or ""))
 
 
 def sniff(path: str) -> bool:

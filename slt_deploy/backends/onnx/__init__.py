@@ -17,6 +17,8 @@ import json
 import os
 
 from ...errors import SltError
+from ...fsio import MODEL_KEY, atomic_write, stamp_onnx
+from ...ir.graph import gmeta
 from ..base import Backend
 from .compact import COMPACT
 from .lower import COMPUTE, FORMS, OPSET, SPIKES, to_onnx, unsupported
@@ -55,18 +57,8 @@ def write(graph, path, **options):
 
     model = build(graph, **options)
     onnx.checker.check_model(model, full_check=True)
-    from ...checkpoint import atomic_path  # lazy: checkpoint imports torch, inspect must not (issue 14)
-
-    tmp = atomic_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(model.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    stamp_onnx(model, str(gmeta(graph, MODEL_KEY, "") or ""))  # content digest + source model identity
+    atomic_write(path, model.SerializeToString())
 
 
 def check(graph) -> list[str]:

@@ -46,6 +46,9 @@ def read_model(path: str):
     if "slt.form" not in props:
         raise SltError(f"{path} is an ONNX model but not one written by slt-deploy (no slt.* metadata)",
                        "export the checkpoint with 'slt-deploy export --target onnx'")
+    from ...fsio import check_onnx
+
+    check_onnx(m, path)  # a flipped weight or edited metadata is an error, not a different answer
     return m, props
 
 

@@ -13,14 +13,21 @@ import numpy as np
 from ...errors import SltError
 from ..base import Backend
 from . import format as PF
-from .fileio import is_packed, read_file, write_file
+from .fileio import MODEL_TAG, is_packed, read_file, write_file
 from .lower import check_graph, from_graph
 
 RUNTIMES = ("c", "numpy")
 
 
 def write(graph, path, **_):
-    write_file(from_graph(graph), path)
+    from ...fsio import MODEL_KEY
+    from ...ir.graph import gmeta
+
+    m = from_graph(graph)
+    mid = str(gmeta(graph, MODEL_KEY, "") or "")
+    if mid:
+        m.name = f"{m.name}{MODEL_TAG}{mid}"
+    write_file(m, path)  # the format carries its own CRCs (content digest); the identity rides in the name field
 
 
 def check(graph) -> list[str]:

@@ -14,11 +14,18 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
+MODEL_TAG = " model_sha256="  # written by backends/packed/__init__.write
+
+
 def read_file(path: str, check_crc: bool = True) -> PackedModel:
+    """The model; its name field's identity tag (if any) is split off into `model.model_sha256`."""
     try:
-        return decode(read_bytes(path), check_crc=check_crc)
+        m = decode(read_bytes(path), check_crc=check_crc)
     except SltError as e:
         raise SltError(f"{path}: {e.what}", e.fix) from None
+    name, _, mid = m.name.partition(MODEL_TAG)
+    m.name, m.model_sha256 = name, mid
+    return m
 
 
 def write_file(model: PackedModel, path: str) -> int:
