@@ -83,6 +83,7 @@ def _record_lrs(monkeypatch):
     return lrs
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_lr_rewinding_replays_the_dense_schedule(dense, data, tmp_path, monkeypatch):
     r = dense[0].recipe
     E = int(r["train"]["epochs"])
