@@ -25,7 +25,7 @@ import torch
 
 from ..checkpoint import atomic_write, load, save
 from ..errors import SltError
-from ..train import evaluate, train
+from ..train import evaluate, is_main, train
 from ..zoo import build_model
 from .common import RESULT_FIELDS, Ticket, TicketConfig, binarize, config_dict, epochs_of, recipe_for, run_train, timer
 from .masks import get_masks, imp_schedule, magnitude_masks, prunable, set_masks, sparsity
@@ -138,7 +138,7 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
         if cfg.progress:
             print(f"IMP round {r}/{len(ladder)}: sparsity {100 * row['sparsity']:.2f}% "
                   f"test {row['test_acc']:.2f}% ({row['seconds']:.0f}s)", flush=True)
-        if cfg.save_rounds:
+        if cfg.save_rounds and is_main():  # under torchrun every rank holds the same model; rank 0 writes
             model.recipe = recipe_for(model)
             save(model, os.path.join(cfg.save_rounds, f"round_{r:02d}"),
                  metrics={"test_acc": row["test_acc"], "sparsity": row["sparsity"]}, labels=data.labels,
