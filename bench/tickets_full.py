@@ -32,7 +32,9 @@ COMMON = ["--distill", "--quiet"]
 
 
 def steps(out: str, dense: str) -> list:
-    j = lambda *p: os.path.join(out, *p)  # noqa: E731
+    def j(*p):
+        return os.path.join(out, *p)
+
     return [
         ("imp98", "IMP 98% (LR rewinding, KD)",
          ["ticket", dense, "--method", "imp", "--sparsity", "0.98", "--prune-fraction", "0.5", "--rewind", "lr",
@@ -84,7 +86,8 @@ def table(out: str, dense: str) -> list:
         if not os.path.exists(p):
             rows.append({"ticket": label, "missing": True})
             continue
-        t = json.load(open(p))
+        with open(p) as f:
+            t = json.load(f)
         m, info = t["measurements"], t["ticket"]
         rows.append({"ticket": label, "test_acc": m["test_acc"], "dense_acc": m.get("dense_test_acc"),
                      "sparsity": m["sparsity"], "binary": info["binary"], "spike_rate": m["spike_rate"],
@@ -105,7 +108,8 @@ def table(out: str, dense: str) -> list:
               f"{fmt(r.get('search_s'), digits=0):>9s}")
     imp = os.path.join(out, "imp98", "rounds", "search.json")
     if os.path.exists(imp):
-        h = json.load(open(imp))["history"]
+        with open(imp) as f:
+            h = json.load(f)["history"]
         print("IMP rounds (sparsity -> accuracy): " + ", ".join(
             f"{100 * x['sparsity']:.1f}% {x['test_acc']:.2f}" for x in h if isinstance(x.get("round"), int)))
     with open(os.path.join(out, "table.json"), "w") as f:

@@ -18,8 +18,8 @@ Forward outputs are bit-identical; gradients agree within float rounding (differ
 import math
 
 import torch
-from torch import nn
 from snntorch import surrogate
+from torch import nn
 
 RESETS = ("zero", "subtract")
 _FUSED = True

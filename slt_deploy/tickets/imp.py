@@ -27,7 +27,8 @@ from ..checkpoint import atomic_write, load, save
 from ..errors import SltError
 from ..train import evaluate, is_main, train
 from ..zoo import build_model
-from .common import RESULT_FIELDS, Ticket, TicketConfig, binarize, config_dict, epochs_of, recipe_for, run_train, timer
+from .common import (RESULT_FIELDS, Ticket, TicketConfig, binarize, config_dict, epochs_of, recipe_for, run_train,
+                     timer)
 from .masks import get_masks, imp_schedule, magnitude_masks, prunable, set_masks, sparsity
 
 SEARCH_FILE = "search.json"
@@ -112,7 +113,10 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
     ladder = imp_schedule(cfg.sparsity, cfg.prune_fraction, cfg.rounds)
     e = epochs_of(model, cfg)
     done, hist, before = (_resume_state(model, layers, cfg, ladder) if cfg.resume else (0, [], 0.0))
-    elapsed = lambda: before + t()  # noqa: E731
+
+    def elapsed():
+        return before + t()
+
     if cfg.rewind == "lr":
         total, start = lr_rewind_epochs(model, cfg)
         state_k = None
