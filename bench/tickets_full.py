@@ -38,7 +38,7 @@ def steps(out: str, dense: str) -> list:
     return [
         ("imp98", "IMP 98% (LR rewinding, KD)",
          ["ticket", dense, "--method", "imp", "--sparsity", "0.98", "--prune-fraction", "0.5", "--rewind", "lr",
-          "--epochs", "2", "--resume", "--out", j("imp98")] + COMMON),
+          "--epochs", "4", "--resume", "--out", j("imp98")] + COMMON),
         ("imp_bin95", "IMP round 5 + binarize (KD)",
          ["ticket", j("imp98", "rounds", "round_05"), "--method", "binarize", "--binarize-epochs", "2",
           "--teacher", dense, "--out", j("imp_bin95")] + COMMON),
