@@ -11,7 +11,7 @@ runs/bench_tickets_full); a step whose folder holds a finished ticket is skipped
 --resume, so an interrupted plan continues where it stopped. The steps:
   dense      slt-deploy train fmnist-vgg                                   (or --dense DIR: an existing checkpoint)
   imp98      IMP to 98 %: 50 % of the remaining weights per round (6 rounds), learning-rate rewinding (each round
-             retrains the dense schedule's last 2 epochs), distilled from the dense model
+             retrains the dense schedule's last 4 epochs), distilled from the dense model
   imp_bin95  IMP round 5 (96.9 %) binarized, 2 epochs, distilled from the dense model
   random98   random masks with imp98's per-layer sparsity, trained from epoch 1 for 4 epochs, distilled
   eb90       Early-Bird at 90 % (relative mask distance, tau 0.1, q 5), retrained 2 epochs, distilled
