@@ -56,9 +56,9 @@ SFORMER = {**BASE, "name": "fmnist-spikformer-small",
 PLANS = {
     # epochs are full passes over the (sub)set; "full" is sized from measured epoch times (see docs/tickets.md)
     "full": dict(train_n=None, test_n=None, dense_epochs=6, prune_fraction=0.25, round_epochs=4, rewind_epoch=1,
-                 binarize_epochs=3, eb_q=5, eb_tau=0.02, mpt_epochs=6, sf_epochs=6, multisp_epochs=4, lr=0.005),
+                 binarize_epochs=3, eb_q=5, eb_tau=0.1, mpt_epochs=6, sf_epochs=6, multisp_epochs=4, lr=0.005),
     "quick": dict(train_n=6000, test_n=2000, dense_epochs=3, prune_fraction=0.5, round_epochs=2, rewind_epoch=1,
-                  binarize_epochs=2, eb_q=5, eb_tau=0.02, mpt_epochs=3, sf_epochs=3, multisp_epochs=2, lr=0.005),
+                  binarize_epochs=2, eb_q=5, eb_tau=0.1, mpt_epochs=3, sf_epochs=3, multisp_epochs=2, lr=0.005),
 }
 GOALS = {"imp_sparsity": 0.98, "imp_drop": 0.5, "bin_sparsity": 0.90, "bin_drop": 1.0, "patch": 0.376, "pep": 0.55,
          "sf_drop": 2.0, "eb_ratio": 0.1}

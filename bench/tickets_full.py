@@ -11,7 +11,7 @@ runs/bench_tickets_full); a step whose folder holds a finished ticket is skipped
 --resume, so an interrupted plan continues where it stopped. The steps:
   dense      slt-deploy train fmnist-vgg                                   (or --dense DIR: an existing checkpoint)
   imp98      IMP to 98 %: 50 % of the remaining weights per round (6 rounds), learning-rate rewinding (each round
-             retrains the dense schedule's last 2 epochs), distilled from the dense model
+             retrains the dense schedule's last 4 epochs), distilled from the dense model
   imp_bin95  IMP round 5 (96.9 %) binarized, 2 epochs, distilled from the dense model
   random98   random masks with imp98's per-layer sparsity, trained from epoch 1 for 4 epochs, distilled
   eb90       Early-Bird at 90 % (relative mask distance, tau 0.1, q 5), retrained 2 epochs, distilled
@@ -32,11 +32,13 @@ COMMON = ["--distill", "--quiet"]
 
 
 def steps(out: str, dense: str) -> list:
-    j = lambda *p: os.path.join(out, *p)  # noqa: E731
+    def j(*p):
+        return os.path.join(out, *p)
+
     return [
         ("imp98", "IMP 98% (LR rewinding, KD)",
          ["ticket", dense, "--method", "imp", "--sparsity", "0.98", "--prune-fraction", "0.5", "--rewind", "lr",
-          "--epochs", "2", "--resume", "--out", j("imp98")] + COMMON),
+          "--epochs", "4", "--resume", "--out", j("imp98")] + COMMON),
         ("imp_bin95", "IMP round 5 + binarize (KD)",
          ["ticket", j("imp98", "rounds", "round_05"), "--method", "binarize", "--binarize-epochs", "2",
           "--teacher", dense, "--out", j("imp_bin95")] + COMMON),
@@ -84,7 +86,8 @@ def table(out: str, dense: str) -> list:
         if not os.path.exists(p):
             rows.append({"ticket": label, "missing": True})
             continue
-        t = json.load(open(p))
+        with open(p) as f:
+            t = json.load(f)
         m, info = t["measurements"], t["ticket"]
         rows.append({"ticket": label, "test_acc": m["test_acc"], "dense_acc": m.get("dense_test_acc"),
                      "sparsity": m["sparsity"], "binary": info["binary"], "spike_rate": m["spike_rate"],
@@ -105,7 +108,8 @@ def table(out: str, dense: str) -> list:
               f"{fmt(r.get('search_s'), digits=0):>9s}")
     imp = os.path.join(out, "imp98", "rounds", "search.json")
     if os.path.exists(imp):
-        h = json.load(open(imp))["history"]
+        with open(imp) as f:
+            h = json.load(f)["history"]
         print("IMP rounds (sparsity -> accuracy): " + ", ".join(
             f"{100 * x['sparsity']:.1f}% {x['test_acc']:.2f}" for x in h if isinstance(x.get("round"), int)))
     with open(os.path.join(out, "table.json"), "w") as f:

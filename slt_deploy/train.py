@@ -21,6 +21,12 @@ def _dist():
     return dist if dist.is_available() and dist.is_initialized() else None
 
 
+def is_main() -> bool:
+    """True on the process that writes files (rank 0, or the only process)."""
+    dist = _dist()
+    return dist is None or dist.get_rank() == 0
+
+
 def init_distributed():
     """Start the process group when launched by torchrun (WORLD_SIZE > 1). Returns (rank, world)."""
     import torch.distributed as dist

@@ -85,6 +85,7 @@ def _record_lrs(monkeypatch):
     return lrs
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_lr_rewinding_replays_the_dense_schedule(dense, data, tmp_path, monkeypatch):
     r = dense[0].recipe
     E = int(r["train"]["epochs"])
@@ -159,7 +160,7 @@ def test_resume_after_sigkill_gives_bit_identical_masks(dense, data, tmp_path):
     killed_after = json.loads(state.read_text())["finished_round"]
     assert 2 <= killed_after < 5 and not (out / "model.json").exists()
     main(args + ["--out", str(out), "--resume"])
-    meta = json.load(open(out / "model.json"))["ticket"]
+    meta = json.loads((out / "model.json").read_text())["ticket"]
     assert meta["resumed_after_round"] == killed_after
     a, b = _masks(str(full)), _masks(str(out))
     assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
@@ -180,7 +181,7 @@ def test_resume_with_other_settings_is_a_clear_error(dense, tmp_path, capsys):
 
 
 def test_early_bird_not_worse_than_random(dense, data, tmp_path):
-    cfg = dict(epochs=8, seed=0)
+    cfg = {"epochs": 8, "seed": 0}
     eb = find_ticket(dense[1], TicketConfig("early-bird", 0.9, **cfg), str(tmp_path / "eb"), data=data)
     rnd = find_ticket(dense[1], TicketConfig("random", 0.9, like=str(tmp_path / "eb"), **cfg), str(tmp_path / "rnd"),
                       data=data)

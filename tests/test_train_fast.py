@@ -2,7 +2,6 @@
 step) computes what the eager snntorch-surrogate graph computes (identical spikes and potentials, gradients within
 rounding, both resets, several steps, a whole network); the first layer computed once per sequence gives the same
 outputs, gradients and batch-norm running statistics as computing it at every step."""
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -65,9 +64,13 @@ def test_first_layer_reuse_changes_nothing(recipe):
             set_input_reuse(reuse)
             m = build_model(r)
             first = synapses(m)[0][1]
-            calls = []
-            op = first._op
-            first._op = lambda a, w, calls=calls, op=op: calls.append(1) or op(a, w)
+            calls, op = [], first._op
+
+            def counted(a, w, calls=calls, op=op):
+                calls.append(1)
+                return op(a, w)
+
+            first._op = counted
             for _ in range(2):  # two training steps' worth of forward/backward (running statistics move twice)
                 F.cross_entropy(m(x) / m.T, y).backward()
             assert len(calls) == (2 if reuse else 2 * m.T)  # the reuse really happens (and only when asked)

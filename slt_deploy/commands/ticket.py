@@ -2,6 +2,7 @@ import click
 
 from ..errors import SltError
 from ..tickets import METHODS, TicketConfig, find_ticket, method_name
+from ..train import init_distributed, is_main
 from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, Number
 
 
@@ -83,7 +84,10 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
         raise SltError(f"--resume is for IMP searches, not {method!r}", "drop --resume")
     if method_name(method) == "imp":
         cfg.save_rounds = os.path.join(out, "rounds")
+    init_distributed()  # under torchrun: data-parallel (re)training on every rank, rank 0 writes
     s = find_ticket(ckpt, cfg, out, data_dir=data_dir)
+    if not is_main():
+        return
     if s["method"] == "multisp":
         msg = (f"multisp ticket: patches {100 * s['patch_sparsity']:.1f}% removed, ConvPEP connections "
                f"{100 * s['pep_connection_sparsity']:.1f}% removed (target {100 * s['target_sparsity']:.1f}%), "

@@ -22,7 +22,7 @@ import torch
 from ..checkpoint import atomic_write, load, save
 from ..errors import SltError
 from ..nn import synapses
-from ..train import evaluate, train
+from ..train import evaluate, is_main, train
 from . import activity
 from .masks import SCOPES, check_sparsity, layer_stats, sparsity
 
@@ -226,6 +226,8 @@ def finalize(ticket: Ticket, data, out_dir: str, dense_model=None, labels=None, 
     for k in ("dense_test_acc", "sop_ratio", "energy_ratio", "combined_saving"):
         if k in m:
             metrics[k] = m[k]
+    if not is_main():  # data-parallel search (torchrun): the same ticket on every rank, rank 0 writes it
+        return {**info, **{k: v for k, v in m.items() if k not in ("layers", "per_layer_ops")}}
     save(model, out_dir, metrics=metrics, labels=labels or data.labels, extra={"ticket": info})
     info["reload_bit_exact"] = outputs_equal_after_reload(model, out_dir, data.test.x[:64])
     if not info["reload_bit_exact"]:

@@ -25,7 +25,7 @@ import torch
 
 from ..checkpoint import atomic_write, load, save
 from ..errors import SltError
-from ..train import evaluate, train
+from ..train import evaluate, is_main, train
 from ..zoo import build_model
 from .common import RESULT_FIELDS, Ticket, TicketConfig, binarize, config_dict, epochs_of, recipe_for, run_train, timer
 from .masks import get_masks, imp_schedule, magnitude_masks, prunable, set_masks, sparsity
@@ -112,7 +112,10 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
     ladder = imp_schedule(cfg.sparsity, cfg.prune_fraction, cfg.rounds)
     e = epochs_of(model, cfg)
     done, hist, before = (_resume_state(model, layers, cfg, ladder) if cfg.resume else (0, [], 0.0))
-    elapsed = lambda: before + t()  # noqa: E731
+
+    def elapsed():
+        return before + t()
+
     if cfg.rewind == "lr":
         total, start = lr_rewind_epochs(model, cfg)
         state_k = None
@@ -138,7 +141,7 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
         if cfg.progress:
             print(f"IMP round {r}/{len(ladder)}: sparsity {100 * row['sparsity']:.2f}% "
                   f"test {row['test_acc']:.2f}% ({row['seconds']:.0f}s)", flush=True)
-        if cfg.save_rounds:
+        if cfg.save_rounds and is_main():  # under torchrun every rank holds the same model; rank 0 writes
             model.recipe = recipe_for(model)
             save(model, os.path.join(cfg.save_rounds, f"round_{r:02d}"),
                  metrics={"test_acc": row["test_acc"], "sparsity": row["sparsity"]}, labels=data.labels,
