@@ -3,9 +3,10 @@
 # makes a file of its name). Bench options: BENCH_<NAME>_ARGS, e.g. make bench-tickets BENCH_TICKETS_ARGS=--quick
 PY := .venv/bin/python
 SETUP := scripts/setup_env.sh
-BENCHES := bench-train bench-tickets bench-onnx bench-packed bench-loihi bench-mcu bench-ros2 bench-startup
+BENCHES := bench-train bench-tickets bench-onnx bench-packed bench-loihi bench-mcu bench-mcu-int8 bench-ros2 \
+	bench-startup
 
-.PHONY: setup demo lint test bench $(BENCHES) bench-onnx-structured bench-mcu-int8 fuzz clean
+.PHONY: setup setup-interop demo lint test bench $(BENCHES) bench-onnx-structured interop fuzz clean
 
 setup:
 	@bash $(SETUP)
@@ -73,7 +74,11 @@ fuzz: setup
 clean:
 	rm -rf runs out .pytest_cache
 
-# NIR interop (issue 15, docs/interop.md): norse + spikingjelly in .venv-interop, sinabs in .venv-sinabs
-.PHONY: setup-interop interop
-setup-interop: ; bash scripts/setup_interop.sh
-interop: setup setup-interop ; $(PY) -m slt_deploy.ir.interop models/tickets/* $(INTEROP_ARGS)  # importer x checkpoint matrix
+# NIR importers in their own venvs (issue 15, docs/interop.md): norse + spikingjelly in .venv-interop,
+# sinabs in .venv-sinabs
+setup-interop:
+	bash scripts/setup_interop.sh
+
+# the importer x checkpoint matrix of docs/interop.md
+interop: setup setup-interop
+	$(PY) -m slt_deploy.ir.interop models/tickets/* $(INTEROP_ARGS)
