@@ -3,6 +3,7 @@ digits recipe once per test session (real data) and derives its ticket variants 
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 import torch
@@ -111,3 +112,22 @@ def checkpoint(tmp_path_factory):
 def trained(checkpoint):
     """trained(recipe, epochs=2) -> the dense checkpoint folder of that digits recipe (checkpoint's dense case)."""
     return lambda recipe, epochs=2: checkpoint(recipe, "dense", epochs)
+
+
+def ros2_test_model() -> str:
+    """The model the ROS 2 tests run: $SLT_ROS2_TEST_MODEL, else a quick narrow transformer checkpoint trained once
+    on Fashion-MNIST (examples/ros2/slt_ros2/quick_model.py, cached under runs/)."""
+    path = os.environ.get("SLT_ROS2_TEST_MODEL")
+    if path:
+        return path
+    from slt_deploy.data import FMNIST_DIR
+
+    if not os.path.exists(os.path.join(FMNIST_DIR, "t10k-images-idx3-ubyte.gz")):
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    example = os.path.join(root, "examples", "ros2")
+    if example not in sys.path:
+        sys.path.insert(0, example)
+    from slt_ros2.quick_model import NARROW, quick_checkpoint
+
+    return quick_checkpoint(os.path.join(root, "runs"), NARROW, name="ros2-test-fmnist-spikformer")

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import ros2_test_model
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (pip install -r requirements-ros.txt)")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
@@ -42,15 +43,7 @@ def ros_env():
 
 @pytest.fixture(scope="module")
 def model():
-    path = os.environ.get("SLT_ROS2_TEST_MODEL")
-    if path:
-        return path
-    from slt_deploy.data import FMNIST_DIR
-    if not os.path.exists(os.path.join(FMNIST_DIR, "t10k-images-idx3-ubyte.gz")):
-        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
-    sys.path.insert(0, EXAMPLE)
-    from slt_ros2.quick_model import NARROW, quick_checkpoint
-    return quick_checkpoint(os.path.join(ROOT, "runs"), NARROW, name="ros2-test-fmnist-spikformer")
+    return ros2_test_model()
 
 
 @pytest.fixture(scope="module")

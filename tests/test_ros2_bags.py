@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import ros2_test_model
 
 pytest.importorskip("rclpy", reason="ROS 2 wheels not installed (pip install -r requirements-ros.txt)")
 pytest.importorskip("rosbags", reason="pip install -r requirements-ros.txt (rosbags, rosbags-image)")
@@ -28,14 +29,7 @@ N = 20
 
 @pytest.fixture(scope="module")
 def model():
-    path = os.environ.get("SLT_ROS2_TEST_MODEL")
-    if path:
-        return path
-    from slt_deploy.data import FMNIST_DIR
-    if not os.path.exists(os.path.join(FMNIST_DIR, "t10k-images-idx3-ubyte.gz")):
-        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
-    from slt_ros2.quick_model import NARROW, quick_checkpoint
-    return quick_checkpoint(os.path.join(ROOT, "runs"), NARROW, name="ros2-test-fmnist-spikformer")
+    return ros2_test_model()
 
 
 def key(h):

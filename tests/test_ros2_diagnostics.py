@@ -5,6 +5,7 @@ import sys
 import time
 
 import pytest
+from conftest import ros2_test_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "ros2")
@@ -70,14 +71,7 @@ DOMAIN = str(1 + (PID + 131) % 200)
 
 @pytest.fixture(scope="module")
 def model():
-    path = os.environ.get("SLT_ROS2_TEST_MODEL")
-    if path:
-        return path
-    from slt_deploy.data import FMNIST_DIR
-    if not os.path.exists(os.path.join(FMNIST_DIR, "t10k-images-idx3-ubyte.gz")):
-        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
-    from slt_ros2.quick_model import NARROW, quick_checkpoint
-    return quick_checkpoint(os.path.join(ROOT, "runs"), NARROW, name="ros2-test-fmnist-spikformer")
+    return ros2_test_model()
 
 
 def test_diagnostics_go_stale_warn_error_ok_from_the_real_stream(model, tmp_path):
