@@ -119,7 +119,7 @@ def one_nir(data: bytes):
     flags, (blob,) = split(data, 1)
     p = os.path.join(fresh("nir"), "m.nir")
     write(p, blob)
-    if flags & 1:
+    if flags & 1 and RESTAMP_HDF5:
         try:
             stamp_h5(p)
         except Exception:  # noqa: BLE001 - not HDF5: the reader must say so
@@ -137,6 +137,11 @@ def one_nir(data: bytes):
 
 
 LOIHI_FILES = ("manifest.json", "network.h5", "host_in.nir")
+# Re-stamping the digests of a mutated HDF5 file (flags & 1) reaches libhdf5 itself with a crafted file. Known: such a
+# file can hang libhdf5 (a vlen string attribute read through a corrupted global heap; input in fuzz/known-hangs/).
+# `make fuzz` keeps exploring there; tests/test_bad_input_fuzz.py turns it off and keeps the damaged-file contract
+# (the digests refuse every mutation before HDF5 parses it).
+RESTAMP_HDF5 = os.environ.get("SLT_FUZZ_RESTAMP_HDF5", "1") == "1"
 
 
 def one_loihi(data: bytes):
@@ -150,7 +155,7 @@ def one_loihi(data: bytes):
     d = fresh("m.loihi")
     for n, b in zip(LOIHI_FILES, parts):
         write(os.path.join(d, n), b)
-    if flags & 1:  # re-stamp the digests so the manifest/netx/NIR parsers themselves are exercised
+    if flags & 1 and RESTAMP_HDF5:  # re-stamp the digests so the manifest/netx/NIR parsers themselves are exercised
         try:
             m = json.loads(parts[0])
             if isinstance(m, dict):

@@ -10,6 +10,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "fuzz"))
 import parsers  # noqa: E402
 
+# a crafted HDF5 file behind re-stamped digests can hang libhdf5 (fuzz/parsers.py RESTAMP_HDF5, fuzz/known-hangs/):
+# this short burst checks the contract for damaged files, `make fuzz` keeps exploring the HDF5 parsers themselves
+parsers.RESTAMP_HDF5 = False
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
