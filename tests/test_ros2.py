@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -30,15 +29,9 @@ DOMAIN = str(1 + PID % 200)
 N_FRAMES = 100
 
 
-DDS_PROFILE = os.path.join(EXAMPLE, "fastdds_large_frames.xml")  # the transports the example ships and documents
-
-
-def ros_env():
-    env = dict(os.environ)
-    env.update(ROS_DOMAIN_ID=DOMAIN, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_LOGGING_BUFFERED_STREAM="0",
-               FASTDDS_DEFAULT_PROFILES_FILE=DDS_PROFILE,
-               PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join([EXAMPLE, ROOT, env.get("PYTHONPATH", "")]))
-    return env
+sys.path.insert(0, EXAMPLE)
+from slt_ros2.harness import DDS_PROFILE, wait_for  # noqa: E402
+from slt_ros2.harness import Proc as HarnessProc  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -167,45 +160,9 @@ def ros():
     lis.close()
 
 
-def wait_for(cond, timeout, what, proc=None):
-    t_end = time.time() + timeout
-    while time.time() < t_end:
-        if cond():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{what}: process exited with {proc.returncode}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class Proc:
-    def __init__(self, module, params, log_path):
-        args = [sys.executable, "-m", module, "--ros-args"]
-        for k, v in params.items():
-            args += ["-p", f"{k}:={v}"]
-        self.log_path = log_path
-        self.log = open(log_path, "wb")
-        self.p = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=ros_env(), cwd=ROOT)
-
-    def text(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def rss_mb(self):
-        with open(f"/proc/{self.p.pid}/status") as f:
-            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
-
-    def interrupt(self, timeout=10):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGINT)
-        try:
-            return self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait(5)
-            raise AssertionError(f"{self.log_path}: did not stop within {timeout} s of Ctrl-C") from None
-        finally:
-            self.log.close()
+def Proc(module, params, log_path):
+    """A node as a real process in this module's isolated ROS domain (slt_ros2.harness, shared with the bench)."""
+    return HarnessProc(module, params, log_path, DOMAIN)
 
 
 def start_node(ros, model, tmp_path, name, camera=None, **params):
