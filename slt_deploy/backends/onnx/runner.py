@@ -125,27 +125,27 @@ class OnnxRunner(Runner):
         return self._rec
 
     # --- input checks --------------------------------------------------------------------------------------------
-    def check_seq(self, seq) -> np.ndarray:
-        a = np.asarray(seq)
+    def _check_array(self, x, lead: list, what: str, fix: str) -> np.ndarray:
+        """`x` numeric with shape [*lead, *input_shape] (lead names the leading axes), else one SltError line."""
+        a = np.asarray(x)
         want = list(self.meta["input_shape"])
         if a.dtype.kind not in "fiub":
-            raise SltError(f"input dtype {a.dtype} is not numeric", "pass float32 (or uint8) arrays")
-        if a.ndim != len(want) + 2 or list(a.shape[2:]) != want:
-            raise SltError(f"input shape {list(a.shape)} does not match [T, B, {', '.join(map(str, want))}]",
-                           f"pass the encoded sequence (T = {self.meta['T']}); Runner.predict takes images")
+            raise SltError(f"{what} dtype {a.dtype} is not numeric", "pass float32 (or uint8) arrays")
+        if a.ndim != len(want) + len(lead) or list(a.shape[len(lead):]) != want:
+            raise SltError(f"{what} shape {list(a.shape)} does not match [{', '.join(lead + list(map(str, want)))}]",
+                           fix)
+        return a
+
+    def check_seq(self, seq) -> np.ndarray:
+        a = self._check_array(seq, ["T", "B"], "input", f"pass the encoded sequence (T = {self.meta['T']}); "
+                              "Runner.predict takes images")
         if a.shape[0] != self.meta["T"] and self.meta["form"] == "unrolled":
             raise SltError(f"sequence has {a.shape[0]} steps, the unrolled graph runs T = {self.meta['T']}",
                            "encode with the model's T, or export --opt form=stateful to choose the steps yourself")
         return np.ascontiguousarray(a, np.float32)
 
     def check_frame(self, x) -> np.ndarray:
-        a = np.asarray(x)
-        want = list(self.meta["input_shape"])
-        if a.dtype.kind not in "fiub":
-            raise SltError(f"frame dtype {a.dtype} is not numeric", "pass a float32 array")
-        if a.ndim != len(want) + 1 or list(a.shape[1:]) != want:
-            raise SltError(f"frame shape {list(a.shape)} does not match [B, {', '.join(map(str, want))}]",
-                           "pass one encoded time step for a batch")
+        a = self._check_array(x, ["B"], "frame", "pass one encoded time step for a batch")
         return np.ascontiguousarray(a, np.float32)
 
     # --- stateful API ----------------------------------------------------------------------------------------------
