@@ -67,6 +67,12 @@ PERCEPTION = [
     Spec("inline", False, "run the model in the subscription callback (no hand-over to the inference thread; "
                           "frames that arrive meanwhile wait in DDS, keep last qos_depth, counted as dropped "
                           "upstream) instead of queueing them for the inference thread"),
+    Spec("executor", "single_threaded", "rclpy executor: single_threaded (rclpy's Python SingleThreadedExecutor) or "
+                                        "events (rclpy.experimental.EventsExecutor, its dispatch loop in C++)",
+         choices=("single_threaded", "events")),
+    Spec("sched_priority", 0, "0: normal scheduling; 1..99: every thread of the node (its DDS threads included) "
+                              "runs SCHED_FIFO at this priority (real-time: needs CAP_SYS_NICE or an rtprio limit)",
+         range=(0, 99)),
     Spec("energy_frames", 8, "frames the energy is modelled on", range=(1, 4096)),
     # live: applied to the next frame / the next diagnostics report
     Spec("crop", "center", "center: largest centred region with the model's aspect ratio; none: stretch",
