@@ -260,6 +260,12 @@ def breakdown_in_process(models, width, height, n=200):
     for name, path in models.items():
         r = load_model(path, name, 1)
         out[f"inference {name} ({type(r).__name__})"] = t(lambda r=r: r.predict(xin))
+        c = getattr(r, "c", None)
+        if c is not None and hasattr(c, "_run_batch"):  # the packed C runtime: its C call alone, on numpy pointers
+            seq = np.ascontiguousarray(r.encode(r.check_images(xin)), np.float32)
+            logits = np.empty((1, c.n_classes), np.float32)
+            out[f"  of which the C call slt_run_batch ({name})"] = t(
+                lambda c=c, seq=seq, lg=logits: c._run_batch(c._h, seq.ctypes.data, 1, lg.ctypes.data, None))
     s = String()
     out["result JSON + serialize"] = t(lambda: serialize_message(String(data=json.dumps(
         {"header": {"stamp": {"sec": 1, "nanosec": 2}, "frame_id": "camera"}, "class_id": 1, "label": "Trouser",

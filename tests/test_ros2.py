@@ -427,8 +427,8 @@ def test_camera_roi_topic_is_the_downscaled_centre_of_each_frame(ros, tmp_path):
     ros.node.create_subscription(Image, roi, keep("roi"), rel)
     cam = Proc("slt_ros2.camera_node", {"topic": image, "roi_topic": roi, "roi_size": 56, "source": "fmnist",
                                         "count": 8, "rate": 20.0, "width": 320, "height": 240, "encoding": "bgr8",
-                                        "qos": "reliable", "qos_depth": 10, "wait_for_subscribers": 1},
-               tmp_path / "roi_camera.log")
+                                        "qos": "reliable", "qos_depth": 10, "wait_for_subscribers": 2},
+               tmp_path / "roi_camera.log")  # 2 = ours on the image and on the ROI topic
     try:
         assert cam.p.wait(60) == 0, cam.text()
     finally:

@@ -250,16 +250,20 @@ class CameraNode(Node):
             self.rate = changed["rate"]
         self.get_logger().info("parameters set: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
 
+    def subscribers(self) -> int:
+        """Matched subscribers of the image topic and of the ROI topic (a node may take only the ROI)."""
+        return self.pub.get_subscription_count() + (self.roi_pub.get_subscription_count() if self.roi_pub else 0)
+
     def loop(self):
         t_start = None
         try:
             if self.wait_subs > 0:
                 t_end = time.monotonic() + self.wait_timeout
-                while self.pub.get_subscription_count() < self.wait_subs and time.monotonic() < t_end:
+                while self.subscribers() < self.wait_subs and time.monotonic() < t_end:
                     if self.done.wait(0.05):
                         return
-                if self.pub.get_subscription_count() < self.wait_subs:
-                    self.get_logger().warning(f"only {self.pub.get_subscription_count()} subscribers after "
+                if self.subscribers() < self.wait_subs:
+                    self.get_logger().warning(f"only {self.subscribers()} subscribers after "
                                               f"{self.wait_timeout:g} s; publishing anyway")
                 else:
                     time.sleep(0.3)  # let the match settle on both sides

@@ -114,7 +114,7 @@ CAMERA = [
     Spec("loop", False, "start over at the end of the source"),
     Spec("qos", "sensor_data", "image QoS: sensor_data (best effort) or reliable", choices=QOS),
     Spec("qos_depth", 1, "keep last N frames", range=(1, 1000)),
-    Spec("wait_for_subscribers", 0, "wait for N matched image subscribers before the first frame", range=(0, 1000)),
+    Spec("wait_for_subscribers", 0, "wait for N matched subscribers (image topic + roi_topic) before the first frame", range=(0, 1000)),
     Spec("wait_timeout", 20.0, "seconds to wait for them", range=(0.0, 86400.0)),
     Spec("data_dir", "", "Fashion-MNIST idx folder (default /usr/share/datasets/fashion-mnist)"),
     Spec("roi_topic", "", "also publish the centred square of each frame, area-downscaled to roi_size, here "

@@ -421,7 +421,8 @@ def main(args=None):
         node = PerceptionNode()
         ex = make_executor(node.cfg["executor"])
         ex.add_node(node)
-        ex.spin()
+        while rclpy.ok():
+            ex.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SltError as e:
