@@ -191,7 +191,7 @@ def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, artifacts,
     prediction of the PyTorch reference on the same image (the artifacts are exact ports), same accuracy.
     -inline: the model runs in the subscription callback; -rclpy-path: fast_path false (rclpy messages)."""
     backend = variant.split("-")[0]
-    extra = {"inline": True} if variant.endswith("-inline") else {"fast_path": False} if "rclpy" in variant else {}
+    extra = {"-inline": {"inline": True}, "-rclpy-path": {"fast_path": False}}.get(variant[len(backend):], {})
     if backend not in artifacts:
         pytest.skip(f"no {backend} artifact: {artifacts.get('_' + backend, 'target not registered')}")
     pred, y = offline(artifacts[backend])

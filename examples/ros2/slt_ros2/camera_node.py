@@ -35,6 +35,7 @@ from slt_deploy.runtime.image import center_crop, embed_image, encode_frame, res
 from .bags import BagFrames, is_bag
 from .params import CAMERA
 from .perception_node import make_qos
+from .realtime import set_realtime
 from .ros_params import declare_all
 
 TRUTH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -208,6 +209,8 @@ class CameraNode(Node):
         self.truth_pub = self.create_publisher(String, self.topic.rstrip("/") + "/ground_truth", TRUTH_QOS)
         self.sent = 0
         self.done = threading.Event()
+        if cfg["sched_priority"] > 0:  # before the publishing thread starts: it inherits the policy
+            set_realtime(cfg["sched_priority"])
         self.thread = threading.Thread(target=self.loop, name="camera", daemon=True)
         self.thread.start()
         self.get_logger().info(f"publishing {source} on {self.topic} at {self.rate:g} Hz "

@@ -67,9 +67,6 @@ PERCEPTION = [
     Spec("inline", False, "run the model in the subscription callback (no hand-over to the inference thread; "
                           "frames that arrive meanwhile wait in DDS, keep last qos_depth, counted as dropped "
                           "upstream) instead of queueing them for the inference thread"),
-    Spec("executor", "single_threaded", "rclpy executor: single_threaded (rclpy's Python SingleThreadedExecutor) or "
-                                        "events (rclpy.experimental.EventsExecutor, its dispatch loop in C++)",
-         choices=("single_threaded", "events")),
     Spec("sched_priority", 0, "0: normal scheduling; 1..99: every thread of the node (its DDS threads included) "
                               "runs SCHED_FIFO at this priority (real-time: needs CAP_SYS_NICE or an rtprio limit)",
          range=(0, 99)),
@@ -120,6 +117,8 @@ CAMERA = [
     Spec("roi_topic", "", "also publish the centred square of each frame, area-downscaled to roi_size, here "
                           "(what a camera's ROI/binning or image_proc crop_decimate gives; empty = off)"),
     Spec("roi_size", 112, "side of the roi_topic image in pixels", range=(1, 16384)),
+    Spec("sched_priority", 0, "0: normal scheduling; 1..99: every thread of the camera runs SCHED_FIFO at this "
+                              "priority (real-time: needs CAP_SYS_NICE or an rtprio limit)", range=(0, 99)),
 ]
 
 RECORDER = [

@@ -35,6 +35,7 @@ from slt_deploy.runtime.image import decode_frame, to_model_input
 
 from .fastpath import AreaResampler, RawImage, fast_model_input
 from .params import BACKENDS, PERCEPTION
+from .realtime import set_realtime
 from .ros_params import declare_all
 from .stats import LEVEL_NAMES, Stats, level
 
@@ -198,11 +199,7 @@ class PerceptionNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, self.diag_topic, 10)
         self.last_seq = {}
         # fast_path: the frame arrives as serialized bytes (raw=True) and is read in the inference thread
-        # the EventsExecutor of the rclpy 9.1.2 wheels fails on callbacks taking the MessageInfo ("SystemError: null
-        # argument to internal routine"): under it the callback takes the message only, and frames lost upstream
-        # (publication sequence-number gaps) are not counted
-        cb = self.on_image if cfg["executor"] != "events" else (lambda msg: self.on_image(msg, None))
-        self.sub = self.create_subscription(Image, self.image_topic, cb, qos, raw=self.fast_path)
+        self.sub = self.create_subscription(Image, self.image_topic, self.on_image, qos, raw=self.fast_path)
         self.timer = self.create_timer(period, self.publish_diagnostics)
         self.worker = threading.Thread(target=self.work, name="slt-inference", daemon=True)
         if not self.inline:
@@ -381,37 +378,6 @@ class PerceptionNode(Node):
             self.worker.join(timeout=5.0)
 
 
-def set_realtime(priority: int) -> int:
-    """Every thread of this process (rclpy/DDS threads, the inference thread) to SCHED_FIFO `priority`; threads
-    started later inherit it. -> the number of threads. A robot's perception node is run like this so that other
-    work on the computer cannot make a frame wait for a core (the p99 of a loaded machine is that wait)."""
-    tids = [int(t) for t in os.listdir("/proc/self/task")]
-    try:
-        for tid in tids:
-            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
-    except PermissionError:
-        raise SltError(f"sched_priority {priority}: not permitted to use SCHED_FIFO",
-                       "give the process CAP_SYS_NICE (or an rtprio limit in /etc/security/limits.conf), or set "
-                       "sched_priority 0") from None
-    except OSError as e:
-        raise SltError(f"sched_priority {priority}: {e}", "set sched_priority 0") from None
-    return len(tids)
-
-
-def make_executor(kind: str):
-    """'single_threaded': rclpy's SingleThreadedExecutor (Python: it rebuilds a wait set and walks every entity in
-    Python for each callback); 'events': rclpy.experimental.EventsExecutor (rclpy >= 9: the RMW's event callbacks
-    queue work and a C++ loop dispatches it, calling Python only for the callback itself)."""
-    if kind == "events":
-        try:
-            from rclpy.experimental import EventsExecutor
-        except ImportError:  # pragma: no cover - rclpy < 9
-            raise SltError("executor 'events' needs rclpy.experimental.EventsExecutor (rclpy >= 9)",
-                           "use executor single_threaded") from None
-        return EventsExecutor()
-    return SingleThreadedExecutor()
-
-
 def main(args=None):
     sys.setswitchinterval(0.001)  # hand the GIL between the ROS and inference threads within 1 ms (default 5 ms)
     rclpy.init(args=args)
@@ -419,10 +385,9 @@ def main(args=None):
     code = 0
     try:
         node = PerceptionNode()
-        ex = make_executor(node.cfg["executor"])
+        ex = SingleThreadedExecutor()
         ex.add_node(node)
-        while rclpy.ok():
-            ex.spin_once(timeout_sec=0.2)
+        ex.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SltError as e:
