@@ -194,7 +194,8 @@ def bench_variant(mon, env, variant, path, ckpt, a):
     with mon.lock:
         mon.diag = {}  # the previous node's last report must not be taken for this one's
     node = start("slt_ros2.perception_node", {"model": path, "backend": backend, "energy_checkpoint": ckpt,
-                                              "num_threads": a.threads, "qos": a.qos, **node_extra}, env)
+                                              "energy_hardware": a.energy_hardware, "num_threads": a.threads,
+                                              "qos": a.qos, **node_extra}, env)
     try:
         t_end = time.monotonic() + 120
         while mon.node.count_subscribers(topic) < 1:
@@ -286,10 +287,31 @@ def _camera_sent(err):
     return (int(m.group(1)), float(m.group(2))) if m else (None, None)
 
 
+def set_camera_rate(mon, rate: float, timeout: float = 2.0) -> bool:
+    """The camera's live `rate` parameter, through its SetParameters service (what `ros2 param set` calls)."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    if getattr(mon, "param_client", None) is None:
+        mon.param_client = mon.node.create_client(SetParameters, "/slt_camera/set_parameters")
+    if not mon.param_client.wait_for_service(timeout_sec=timeout):
+        return False
+    req = SetParameters.Request()
+    req.parameters = [Parameter(name="rate", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
+                                                                  double_value=float(rate)))]
+    fut = mon.param_client.call_async(req)
+    t_end = time.monotonic() + timeout
+    while not fut.done() and time.monotonic() < t_end:
+        time.sleep(0.01)
+    return bool(fut.done() and fut.result() is not None and fut.result().results[0].successful)
+
+
 def overload(mon, env, variant, path, a):
     """The node overloaded for a.overload s. First a probe (a.overload_probe s, camera as fast as it can) measures
     the node's sustainable rate R (results/s while flooded); then the camera publishes at a.overload_factor x R
-    (rate 0 = as fast as it can when a.overload_factor is 0). Every 5 s: offered (received + lost upstream) and
+    (rate 0 = as fast as it can when a.overload_factor is 0), and every 5 s its rate is set again (its live
+    parameter) to a.overload_factor x the results/s the node managed since the start, so the overload stays at the
+    factor while the machine's load moves the node's speed. Every 5 s: offered (received + lost upstream) and
     processed frames, the node's queue (received - processed - dropped in queue - malformed - errors = frames
     waiting or in the model), RSS of the node, end-to-end p50/p99 of the results of those 5 s."""
     backend, node_extra, cam_extra = VARIANTS[variant]
@@ -334,15 +356,22 @@ def overload(mon, env, variant, path, a):
             t_prev = now
             if d:
                 rec, proc_ = int(d["frames_received"]), int(d["frames_processed"])
+                if a.overload_factor > 0 and samples:
+                    r0 = samples[0]
+                    done = (proc_ - r0["processed"]) / max(now - t0 - r0["t"], 1e-9)
+                    if done > 0:
+                        rate = a.overload_factor * done
+                        set_camera_rate(mon, rate)
                 drop_q, lost = int(d["frames_dropped_in_queue"]), int(d["frames_dropped_upstream"])
-                samples.append({"t": now - t0, "rss_mb": rss_mb(node.pid), "received": rec,
+                samples.append({"t": now - t0, "rss_mb": rss_mb(node.pid), "received": rec, "camera_rate_hz": rate,
                                 "processed": proc_, "offered": rec + lost, "dropped": drop_q + lost,
                                 "queue": rec - proc_ - drop_q - int(d["frames_malformed"]) - int(d["errors"]),
                                 "e2e_p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
                                 "e2e_p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
                                 "node_p50_ms": float(d["latency_p50_ms"]), "node_p99_ms": float(d["latency_p99_ms"])})
                 s_ = samples[-1]
-                log(f"overload {s_['t']:5.0f} s: offered {s_['offered']}, processed {proc_}, dropped {s_['dropped']},"
+                log(f"overload {s_['t']:5.0f} s: camera rate {rate:.0f} Hz, offered {s_['offered']}, processed {proc_}, "
+                    f"dropped {s_['dropped']},"
                     f" queue {s_['queue']}, RSS {s_['rss_mb']:.1f} MB, e2e p50/p99 {s_['e2e_p50_ms'] or 0:.2f}/"
                     f"{s_['e2e_p99_ms'] or 0:.2f} ms, load {os.getloadavg()[0]:.1f}")
         sent, sent_s = _camera_sent(stop(cam))
@@ -353,7 +382,8 @@ def overload(mon, env, variant, path, a):
     half = [s_ for s_ in samples if s_["t"] >= last["t"] / 2]
     p = lambda k: [s_[k] for s_ in samples if s_[k] is not None]  # noqa: E731
     return {"variant": variant, "seconds": a.overload, "frame": [w, h], "factor_asked": a.overload_factor,
-            "probe": probe, "camera_rate_hz": rate, "samples": samples,
+            "probe": probe, "camera_rate_hz_first": samples[0]["camera_rate_hz"], "camera_rate_hz_last": rate,
+            "samples": samples,
             "camera_sent": sent, "camera_sent_hz": sent / sent_s if sent and sent_s else None,
             "offered_fps": (last["offered"] - first["offered"]) / dt,
             "processed_fps": (last["processed"] - first["processed"]) / dt,
@@ -406,6 +436,8 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--threads", type=int, default=1, help="torch threads in the node (the machine is shared)")
+    ap.add_argument("--energy-hardware", default="loihi2",
+                    help="the node's energy_hardware (none = no energy modelling thread in the node)")
     ap.add_argument("--qos", default="sensor_data", choices=["sensor_data", "reliable"],
                     help="image QoS of camera and node (keep last 1 either way)")
     ap.add_argument("--dds-profile", default=os.path.join(EXAMPLE, "fastdds_large_frames.xml"),
@@ -506,7 +538,8 @@ def main(argv=None):
         ratio = over["offered_fps"] / max(over["processed_fps"], 1e-9)
         print(f"\noverload ({over['variant']}, {over['frame'][0]}x{over['frame'][1]} rgb8, {over['seconds']:g} s, "
               + (f"camera at {over['factor_asked']:g}x the {over['probe']['fps']:.1f} results/s the node sustained "
-                 f"flooded = {over['camera_rate_hz']:.0f} Hz" if over["probe"] else "camera as fast as it can")
+                 f"flooded = {over['camera_rate_hz_first']:.0f} Hz, then {over['factor_asked']:g}x what it managed, "
+                 f"{over['camera_rate_hz_last']:.0f} Hz at the end" if over["probe"] else "camera as fast as it can")
               + f"): offered {over['offered_fps']:.0f} frames/s, processed {over['processed_fps']:.0f}/s = "
               f"{ratio:.1f}x overload; dropped {over['dropped']} frames (keep last 1); node queue max "
               f"{over['queue_max']} frames; RSS {over['rss_first_mb']:.1f} -> {over['rss_last_mb']:.1f} MB (max "

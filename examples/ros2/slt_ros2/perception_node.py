@@ -116,23 +116,51 @@ class EnergyModel:
         if self.hw["model"] == "board":
             raise SltError(f"energy_hardware {hardware!r} is a board profile (latency x power)",
                            "pick an op-level profile such as loihi2 or asic45nm")
-        self.ckpt, self.graph = ckpt, None  # lowered to NIR in the background thread (keeps start-up fast)
+        # the worker process starts now, from the node's main thread before any sched_priority: it runs with
+        # normal scheduling from its first instruction
+        self.ckpt, self.hw_name, self.proc = ckpt, hardware, None
+        self.proc = self._start()
         self.frames = collections.deque(maxlen=max(1, frames))
         self.value_j = None
         self.label = "not available yet (no frames)"
 
     def update(self):
-        from slt_deploy.profile.activity import profile_activity
-        from slt_deploy.profile.energy import evaluate
+        """Model the energy on the frames kept, in the worker process (slt_ros2/energy_worker.py): this thread only
+        waits for its answer, with the GIL released."""
+        import io
 
-        if self.graph is None:
-            from slt_deploy.export import lower
-            _, _, self.graph = lower(self.ckpt)
-        x = np.stack(list(self.frames))
-        res = evaluate(self.hw, profile_activity(self.graph, x, batch=len(x)))
-        self.value_j = res["energy_per_frame_j"]
-        self.label = f"{self.hw['name']}: " + (res["label"] if self.value_j is None
-                                                else f"modelled on the last {len(x)} frames")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the energy worker ended (exit code {self.proc.poll()})")
+        buf = io.BytesIO()
+        np.save(buf, np.stack(list(self.frames)).astype(np.float32), allow_pickle=False)
+        try:
+            self.proc.stdin.write(len(buf.getvalue()).to_bytes(8, "little") + buf.getvalue())
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = b""
+        if not line:
+            raise RuntimeError(f"the energy worker ended (exit code {self.proc.poll()})")
+        ans = json.loads(line)
+        if "error" in ans:
+            raise RuntimeError(ans["error"])
+        self.value_j = ans["energy_j"]
+        self.label = f"{self.hw['name']}: " + (ans["label"] if self.value_j is None
+                                                else f"modelled on the last {len(self.frames)} frames")
+
+    def _start(self):
+        import subprocess
+
+        return subprocess.Popen([sys.executable, "-m", "slt_ros2.energy_worker", self.ckpt, self.hw_name],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # end of input: the worker returns
+                self.proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - shutting down whatever the worker does
+                self.proc.kill()
 
 
 class PerceptionNode(Node):
@@ -371,6 +399,8 @@ class PerceptionNode(Node):
 
     def stop(self):
         self.stopped.set()
+        if self.energy is not None:
+            self.energy.close()
         with self.cond:
             self.running = False
             self.cond.notify_all()
