@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 
 import numpy as np
@@ -23,6 +24,8 @@ def main(argv=None) -> int:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except (AttributeError, OSError):
         pass
+    # Ctrl-C in a terminal reaches the whole process group: the node stops, closes our stdin, and we end there
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever the libraries print goes to stderr, not into the answers
     from slt_deploy.profile.activity import profile_activity
