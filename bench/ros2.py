@@ -92,6 +92,14 @@ class Monitor:
         self.t = threading.Thread(target=self._spin, daemon=True)
         self.t.start()
 
+    def realtime(self, priority: int):
+        """The listener's threads (its spin thread, rclpy's and Fast DDS's) SCHED_FIFO, as a robot would run the
+        consumer of the results; not the main thread, whose children (camera, node) must keep their own policy."""
+        tids = [int(t) for t in os.listdir("/proc/self/task") if int(t) != os.getpid()]
+        for tid in tids:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+        log(f"listener: {len(tids)} threads SCHED_FIFO {priority}")
+
     def _spin(self):
         while not self.stop:
             self.ex.spin_once(timeout_sec=0.05)
@@ -436,6 +444,8 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--threads", type=int, default=1, help="torch threads in the node (the machine is shared)")
+    ap.add_argument("--listener-sched-priority", type=int, default=0,
+                    help="1..99: this process's listener threads SCHED_FIFO (e2e latency to a real-time consumer)")
     ap.add_argument("--energy-hardware", default="loihi2",
                     help="the node's energy_hardware (none = no energy modelling thread in the node)")
     ap.add_argument("--qos", default="sensor_data", choices=["sensor_data", "reliable"],
@@ -480,6 +490,8 @@ def main(argv=None):
     log("in-process breakdown")
     micro = breakdown_in_process(models, a.width, a.height)
     mon = Monitor(domain)
+    if a.listener_sched_priority:
+        mon.realtime(a.listener_sched_priority)
     rows, over = [], None
     try:
         for k in range(a.repeat):
