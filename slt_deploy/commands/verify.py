@@ -1,18 +1,15 @@
-import json
 import sys
 
 import click
 
-from .options import DATA_CHOICES, LIMIT
+from .options import data_options, echo_json, reporting
 
 
 @click.command("verify")
 @click.argument("ckpt", type=click.Path())
 @click.argument("artifact", type=click.Path())
-@click.option("--data", type=click.Choice(DATA_CHOICES), default="auto")
-@click.option("--limit", type=LIMIT, default=None, help="only the first N test samples (N >= 1)")
-@click.option("--data-dir", type=click.Path(), default=None)
-@click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
+@data_options
+@reporting(json_help="print the full report as JSON on stdout")
 @click.option("--runtime", default=None, help="the target's runtime: packed c|numpy, loihi reference|lava, "
                                               "onnx cpu|cuda (see `slt-deploy targets`)")
 def command(ckpt, artifact, data, limit, data_dir, as_json, runtime):
@@ -20,15 +17,17 @@ def command(ckpt, artifact, data, limit, data_dir, as_json, runtime):
     Refuses (exit 2) an artifact that was not exported from CKPT (its recorded model identity differs) or whose
     contents were damaged; exits 1 on a mismatch beyond the target's declared tolerance (logits, spikes,
     predictions)."""
+    from ..log import info
     from ..runtime import load_runner
     from ..verify import verify
     from .options import check_runner
 
     runner = load_runner(artifact, runtime=runtime)
     check_runner(runner, artifact)
+    info(f"verifying {artifact} against {ckpt} on {'all' if limit is None else f'the first {limit}'} test samples")
     rep = verify(ckpt, artifact, data, limit, data_dir, runner=runner)
     if as_json:
-        click.echo(json.dumps(rep, indent=2, default=float))
+        echo_json(rep)
     else:
         sa = rep["spike_agreement_min"]
         click.echo(f"samples {rep['samples']} ({rep['dataset']}): logits bit-identical "
