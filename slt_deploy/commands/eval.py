@@ -13,7 +13,6 @@ def command(ckpt, data, limit, data_dir, split, as_json):
     from ..checkpoint import load
     from ..data import load_dataset
     from ..errors import SltError
-    from ..log import info
     from ..train import evaluate
 
     model, meta = load(ckpt)
@@ -24,7 +23,6 @@ def command(ckpt, data, limit, data_dir, split, as_json):
     part = getattr(ds, split)
     if limit is not None:
         part = type(part)(part.x[:limit], part.y[:limit])
-    info(f"evaluating {ckpt} on {len(part.x)} {r['dataset']} {split} samples")
     acc = evaluate(model, part)
     if as_json:
         echo_json({"ckpt": ckpt, "name": r["name"], "dataset": r["dataset"], "split": split,

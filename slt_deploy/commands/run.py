@@ -29,7 +29,7 @@ def _read_image(path, shape):
 def command(artifact, inp, data, limit, data_dir, runtime, as_json):
     """Run ARTIFACT (or a checkpoint folder) on an image (--input) or on test data and print the prediction /
     accuracy."""
-    from ..log import info, progress
+    from ..log import progress
     from ..runtime import load_runner
 
     ctx = click.get_current_context()
@@ -56,7 +56,6 @@ def command(artifact, inp, data, limit, data_dir, runtime, as_json):
     if list(x.shape[1:]) != list(r.meta["input_shape"]):
         raise SltError(f"{name} images are {list(x.shape[1:])}, the model wants {r.meta['input_shape']}",
                        "use the dataset the model was trained on")
-    info(f"running {artifact} on {len(x)} {name} test samples")
     pred = np.concatenate([r.predict(x[i:i + 64]).argmax(1)
                            for i in progress(range(0, len(x), 64), desc="run", unit="batch")])
     acc = 100 * float(np.mean(pred == y))

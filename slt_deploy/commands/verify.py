@@ -17,14 +17,12 @@ def command(ckpt, artifact, data, limit, data_dir, as_json, runtime):
     Refuses (exit 2) an artifact that was not exported from CKPT (its recorded model identity differs) or whose
     contents were damaged; exits 1 on a mismatch beyond the target's declared tolerance (logits, spikes,
     predictions)."""
-    from ..log import info
     from ..runtime import load_runner
     from ..verify import verify
     from .options import check_runner
 
     runner = load_runner(artifact, runtime=runtime)
     check_runner(runner, artifact)
-    info(f"verifying {artifact} against {ckpt} on {'all' if limit is None else f'the first {limit}'} test samples")
     rep = verify(ckpt, artifact, data, limit, data_dir, runner=runner)
     if as_json:
         echo_json(rep)

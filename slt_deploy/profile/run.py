@@ -132,11 +132,12 @@ def _measure_isolated(entries, x, y, o: ProfileOptions, tmp) -> list:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    from ..log import info, progress
+    from ..log import progress
 
     out = []
     for i, (name, path, kind) in enumerate(progress(entries, desc="measuring", unit="runner")):
-        info(f"measuring {name} in its own process")
+        if o.log:
+            o.log(f"measuring {name} in its own process")
         req = {"path": os.path.abspath(path), "kind": kind, "images": os.path.join(tmp, "x.npy"),
                "labels": os.path.join(tmp, "y.npy"), "frames": o.frames, "warmup": o.warmup, "batch": o.batch,
                "repeats": o.repeats, "threads": o.threads or 0, "activity_frames": len(x)}

@@ -14,12 +14,12 @@ Options (slt-deploy export --target onnx --opt KEY=VALUE):
 from __future__ import annotations
 
 import json
-import os
 
 from ...errors import SltError
 from ...fsio import MODEL_KEY, atomic_write, stamp_onnx
 from ...ir.graph import gmeta
 from ..base import Backend
+from ..sniff import onnx_file as sniff
 from .compact import COMPACT
 from .lower import COMPUTE, FORMS, OPSET, SPIKES, to_onnx, unsupported
 from .weights import SPARSE_MODES
@@ -63,14 +63,6 @@ def write(graph, path, **options):
 
 def check(graph) -> list[str]:
     return unsupported(graph)
-
-
-def sniff(path: str) -> bool:
-    if not os.path.isfile(path):
-        return False
-    if path.endswith(".onnx"):
-        return True
-    return False
 
 
 def make_runner(path, **kw):

@@ -12,9 +12,9 @@ import numpy as np
 
 from ...errors import SltError
 from ..base import Backend
+from ..sniff import packed_file as sniff
 from . import format as PF
-from .fileio import MODEL_TAG, is_packed, read_file, write_file
-from .lower import check_graph, from_graph
+from .fileio import MODEL_TAG, read_file, write_file
 
 RUNTIMES = ("c", "numpy")
 
@@ -22,6 +22,7 @@ RUNTIMES = ("c", "numpy")
 def write(graph, path, **_):
     from ...fsio import MODEL_KEY
     from ...ir.graph import gmeta
+    from .lower import from_graph  # lazy: lowering imports nir; inspect/run of a .slt file need not
 
     m = from_graph(graph)
     mid = str(gmeta(graph, MODEL_KEY, "") or "")
@@ -31,6 +32,8 @@ def write(graph, path, **_):
 
 
 def check(graph) -> list[str]:
+    from .lower import check_graph
+
     return check_graph(graph)
 
 
@@ -98,10 +101,6 @@ def demo_stage(ctx):
     from .demo import stage
 
     stage(ctx)
-
-
-def sniff(path: str) -> bool:
-    return os.path.isfile(path) and is_packed(path)
 
 
 BACKEND = Backend(name="packed", description="packed-bit .slt file (sparse/binarized), C99 event-driven runtime",
