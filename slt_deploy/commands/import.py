@@ -38,7 +38,7 @@ def command(foreign, T, out, dt, input_max, encoding, labels, data, limit, data_
         from ..data import dataset_for, load_dataset
 
         ref = GraphReference(ours)
-        data = dataset_for(ref.input_shape, data, foreign) if data == "auto" else data
+        data = dataset_for(ref.input_shape, data, foreign, by_size=True) if data == "auto" else data
         x = load_dataset(data, data_dir).test.x[:limit]
         if int(np.prod(x.shape[1:])) != int(np.prod(ref.input_shape)):
             from ..errors import SltError
