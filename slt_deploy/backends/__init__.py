@@ -31,10 +31,20 @@ def register(backend: Backend) -> Backend:
 
 def _load(name: str) -> Backend:
     if name not in TARGETS:
+        import time
+
+        t0 = time.perf_counter()
         m = importlib.import_module(f".{name}", __package__)
         if m.BACKEND.name not in TARGETS:
             register(m.BACKEND)
+        _log().debug(f"target {name} loaded ({time.perf_counter() - t0:.2f} s)")
     return TARGETS[name]
+
+
+def _log():
+    from ..log import log
+
+    return log
 
 
 def _names() -> list[str]:
@@ -60,6 +70,7 @@ def sniff_path(path: str) -> str | None:
     for name in _names():
         test = SNIFFERS.get(name) or (TARGETS[name].sniff if name in TARGETS else None)
         if test is not None and test(path):
+            _log().debug(f"{path}: a {name} artifact")
             return name
     return None
 
