@@ -14,7 +14,7 @@ from ...errors import SltError
 from ..base import Backend
 from ..sniff import packed_file as sniff
 from . import format as PF
-from .fileio import MODEL_TAG, read_file, write_file
+from .fileio import name_field, read_file, write_file
 
 RUNTIMES = ("c", "numpy")
 
@@ -25,9 +25,7 @@ def write(graph, path, **_):
     from .lower import from_graph  # lazy: lowering imports nir; inspect/run of a .slt file need not
 
     m = from_graph(graph)
-    mid = str(gmeta(graph, MODEL_KEY, "") or "")
-    if mid:
-        m.name = f"{m.name}{MODEL_TAG}{mid}"
+    m.name = name_field(m, str(gmeta(graph, MODEL_KEY, "") or ""))  # + identity and node names (fileio.py)
     write_file(m, path)  # the format carries its own CRCs (content digest); the identity rides in the name field
 
 
@@ -68,7 +66,9 @@ def describe(path):
     m = read_file(path)
     rows = []
     for i, n in enumerate(m.nodes):
-        row = {"node": f"{i}:{n.name or n.op}", "op": n.op, "inputs": n.inputs, "shape": list(n.shape)}
+        # the layer path (body.0) as every target names it; files written before node names: index:op
+        row = {"node": n.name or (n.op if n.op in ("input", "output") else f"{i}:{n.op}"), "op": n.op,
+               "inputs": n.inputs, "shape": list(n.shape)}
         if n.op in ("conv", "affine"):
             w = n.weight
             kept = int(np.count_nonzero(w))
