@@ -269,8 +269,10 @@ def main(argv=None):
         pq = mcu.run_qemu(mcu.build_image(m, a.out, a.opt), a.shift)
         packed = [fr["instructions"] for fr, row in zip(pq["frames"], m["rows"]) if row["kind"] == "test"]
         res["packed_instructions"] = packed
-        print(f"packed ticket: {np.mean(packed):,.0f} instructions/frame -> int8 dense / packed = "
-              f"{np.mean(int8_instr) / np.mean(packed):.2f}x (same {len(packed)} test frames)", flush=True)
+        from slt_deploy.log import speed
+
+        print(f"packed ticket: {np.mean(packed):,.0f} instructions/frame -> {speed(np.mean(int8_instr) / np.mean(packed))} "
+              f"than int8 dense by instruction count (same {len(packed)} test frames)", flush=True)
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(res, f, indent=1, default=float)
     return res
