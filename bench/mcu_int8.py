@@ -271,8 +271,9 @@ def main(argv=None):
         res["packed_instructions"] = packed
         from slt_deploy.log import speed
 
-        print(f"packed ticket: {np.mean(packed):,.0f} instructions/frame -> {speed(np.mean(int8_instr) / np.mean(packed))} "
-              f"than int8 dense by instruction count (same {len(packed)} test frames)", flush=True)
+        ratio = speed(np.mean(int8_instr) / np.mean(packed))
+        print(f"packed ticket: {np.mean(packed):,.0f} instructions/frame -> {ratio} than int8 dense by instruction "
+              f"count (same {len(packed)} test frames)", flush=True)
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(res, f, indent=1, default=float)
     return res

@@ -85,8 +85,8 @@ def data_dir_option(f):
 def limit_option(f=None, *, names=("--limit",), help=None):
     """--limit N|all (parameter `limit`; None = all)."""
     def deco(f):
-        return click.option(*names, "limit", type=LIMIT, default=str(LIMIT_DEFAULT), show_default=True, metavar="N|all",
-                            help=help or "the first N samples of the test split (N >= 1, or all)")(f)
+        return click.option(*names, "limit", type=LIMIT, default=str(LIMIT_DEFAULT), show_default=True,
+                            metavar="N|all", help=help or "the first N samples of the test split (N >= 1, or all)")(f)
     return deco(f) if f is not None else deco
 
 
