@@ -144,6 +144,12 @@ def test_same_options_same_defaults_everywhere():
             assert ps["data"].default in ("auto", None), name
     assert set(limits) >= {"eval", "verify", "run", "profile", "demo", "finetune", "import"}
     assert set(limits.values()) == {LIMIT_DEFAULT}, limits
+    import inspect
+
+    import slt_deploy
+
+    for fn in (slt_deploy.verify, slt_deploy.profile):  # the Python API: the same default
+        assert inspect.signature(fn).parameters["limit"].default == LIMIT_DEFAULT
     assert LIMIT.convert("all", None, None) is None
     with pytest.raises(click.BadParameter):
         LIMIT.convert("0", None, None)
