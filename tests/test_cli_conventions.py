@@ -221,3 +221,19 @@ def test_inspect_packed_imports_neither_onnx_nor_torch(ws):
     r = subprocess.run([sys.executable, "-c", probe, ws["slt"]], capture_output=True, text=True, env=env)
     assert json.loads(r.stdout)["kind"] == "packed", r.stderr
     assert r.stderr.strip().endswith("HEAVY="), r.stderr
+
+
+def test_a_warning_goes_through_logging_and_survives_quiet(ws, monkeypatch):
+    """The packed target's fallback note (no C compiler) is a logging warning: on stderr even under --quiet."""
+    from slt_deploy import log
+    from slt_deploy.backends.packed import c_runner, make_runner
+
+    monkeypatch.setattr(c_runner, "compiler_available", lambda: False)
+    for quiet in (False, True):
+        log.setup(quiet=quiet)
+        err = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        r = make_runner(ws["slt"], runtime="c")
+        assert r.runtime == "numpy"
+        assert err.getvalue().startswith("warning: no C compiler found"), err.getvalue()
+    log.setup()

@@ -6,7 +6,6 @@ else "c" (falling back to numpy, with a note, if no C compiler is available)."""
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 
@@ -44,7 +43,9 @@ def make_runner(path, runtime: str | None = None, **kw):
 
         if compiler_available():
             return CPackedRunner(path, **kw)
-        print("note: no C compiler found; running the packed model in the numpy interpreter", file=sys.stderr)
+        from ...log import log
+
+        log.warning("no C compiler found; running the packed model in the numpy interpreter")
     from .numpy_runner import NumpyPackedRunner
 
     return NumpyPackedRunner(path)
