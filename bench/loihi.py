@@ -124,7 +124,8 @@ def bench_one(ck, fitted, args, data, tag):
 
     x, y = data.test.x[:args.agree_n], data.test.y[:args.agree_n].numpy()
     res = {"checkpoint": ck}
-    for phase in ("before", "after"):
+    phases = ("before", "after") if (fitted or args.fit_epochs > 0) else ("before",)
+    for phase in phases:
         if phase == "after":
             if not fitted:
                 fitted = os.path.join(args.out, f"{tag}-fit")
@@ -149,6 +150,8 @@ def bench_one(ck, fitted, args, data, tag):
         if args.lava_n > 0:
             r.update(lava_check(art, data.test.x, args.lava_n))
         res[phase] = r
+    if "after" not in res:
+        return res
     b, a = res["before"], res["after"]
     print(f"{tag}: agreement {100 * b['agreement']:.2f}% -> {100 * a['agreement']:.2f}%, accuracy float "
           f"{b['float_acc']:.2f} -> {a['float_acc']:.2f}%, Loihi {b['loihi_acc']:.2f} -> {a['loihi_acc']:.2f}% "
