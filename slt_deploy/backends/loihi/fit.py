@@ -8,7 +8,8 @@ float model (what `verify` checks) and keeps its accuracy. Masks and binarizatio
 weights stay zero, binary layers stay sign x scale). After every epoch the prediction agreement of chip and float
 arithmetic is measured on the validation split; the best epoch (the start included, so the result is never worse
 there) is kept. Then (snap=True, the default) the export's integer weights are written back into the float model
-(qat.snap_to_chip): the chip's mantissas stay what they were, the float model becomes what the chip computes. This is
+(qat.snap_to_chip): the float model becomes what the chip computes (the mantissas stay, except in a layer whose
+largest mantissa was below 127: its scale moves by a step so that the exporter finds it again). This is
 what removes the disagreements: they come from the 8-bit rounding of the weights (docs/targets/loihi.md), which a
 few epochs of straight-through training move by less than one mantissa step. With snapping the epoch kept is the
 one with the best simulated chip accuracy (the agreement is then ~100 % for every epoch). Before and after, the real export (`export --target loihi` + its runner) is compared with the

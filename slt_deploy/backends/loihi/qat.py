@@ -176,7 +176,7 @@ SNAP_SHRINK = 1e-6    # snapped weights sit this fraction inside their mantissa 
 
 def _snap_target(w, b, role, T, input_max, scale_mode):
     """(float64 target weight, bias) of one chip/head synapse: the export's integers / k, shrunk by SNAP_SHRINK;
-    None for the host-computed input layer."""
+    None for the host-computed input layer and for a layer no scale near the exporter's reproduces itself."""
     wd, bd = _np(w), _np(b)
     kind = role["kind"]
     if kind == "input":
@@ -193,10 +193,24 @@ def _snap_target(w, b, role, T, input_max, scale_mode):
             else:
                 ident[c, c] = 1.0
             wd = wd + ident
-        _, k, _ = layer_scale(wd, bd, role["threshold"], scale_mode)
-    q = _quant_weights(wd, k)
-    qb = np.rint(bd * k)
-    tw, tb = q / k * (1 - SNAP_SHRINK), qb / k * (1 - SNAP_SHRINK)
+        thr = role["threshold"]
+        m0, _, _ = layer_scale(wd, bd, thr, scale_mode)
+        # The exporter recomputes the scale from the snapped weights: floor(127 thr / max|W|) finds the same m only
+        # if the largest weight's mantissa is (about) 127. So try m0 and its neighbours and take the nearest m whose
+        # snapped weights export to exactly themselves (same m, same mantissas); none: the layer is left alone.
+        for m in sorted(range(max(1, m0 - 3), m0 + 4), key=lambda c: (abs(c - m0), c)):
+            k = m / thr
+            q, qb = _quant_weights(wd, k), np.rint(bd * k)
+            tw, tb = q / k * (1 - SNAP_SHRINK), qb / k * (1 - SNAP_SHRINK)
+            m2, k2, bad = layer_scale(tw, tb, thr, scale_mode)
+            if not bad and m2 == m and np.array_equal(_quant_weights(tw, k2), q) and np.array_equal(
+                    np.rint(tb * k2), qb):
+                break
+        else:
+            return None
+    if kind == "head":
+        q, qb = _quant_weights(wd, k), np.rint(bd * k)
+        tw, tb = q / k * (1 - SNAP_SHRINK), qb / k * (1 - SNAP_SHRINK)
     if ident is not None:
         tw = tw - ident
     return tw, tb
