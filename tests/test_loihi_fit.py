@@ -61,7 +61,8 @@ def test_snap_to_chip_makes_float_compute_the_export(ckpt, trained):
     p1 = plan_of(model, meta)
     for (w0, b0, t0), (w1, b1, t1) in zip(_chip_integers(p0), _chip_integers(p1)):
         if t0 == t1:
-            assert (w0 is None and w1 is None) or np.array_equal(np.asarray(w0), np.asarray(w1))
+            for a, b in ((w0, w1), (b0, b1)):
+                assert (a is None and b is None) or np.array_equal(np.asarray(a), np.asarray(b))
     snap_to_chip(model, chip_roles(p1), meta["T"], model.input_max)
     p2 = plan_of(model, meta)
     for (w1, b1, t1), (w2, b2, t2) in zip(_chip_integers(p1), _chip_integers(p2)):

@@ -172,6 +172,7 @@ class ChipArithmetic:
 
 
 SNAP_SHRINK = 1e-6    # snapped weights sit this fraction inside their mantissa (see snap_to_chip)
+TIE_MARGIN = 0.25     # snapped biases sit lower by this fraction of a voltage step (1/64 weight step), over T steps
 
 
 def _snap_target(w, b, role, T, input_max, scale_mode):
@@ -194,6 +195,8 @@ def _snap_target(w, b, role, T, input_max, scale_mode):
                 ident[c, c] = 1.0
             wd = wd + ident
         thr = role["threshold"]
+        beta = 1.0 - role["vDecay"] / DECAY_SCALE
+        margin = TIE_MARGIN / sum(beta ** j for j in range(max(1, T)))   # the offsets of T steps add up to TIE_MARGIN
         m0, _, _ = layer_scale(wd, bd, thr, scale_mode)
         # The exporter recomputes the scale from the snapped weights: floor(127 thr / max|W|) finds the same m only
         # if the largest weight's mantissa is (about) 127. So try m0 and its neighbours and take the nearest m whose
@@ -201,7 +204,9 @@ def _snap_target(w, b, role, T, input_max, scale_mode):
         for m in sorted(range(max(1, m0 - 3), m0 + 4), key=lambda c: (abs(c - m0), c)):
             k = m / thr
             q, qb = _quant_weights(wd, k), np.rint(bd * k)
-            tw, tb = q / k * (1 - SNAP_SHRINK), qb / k * (1 - SNAP_SHRINK)
+            # bias: also TIE_MARGIN of a voltage step (1/64 of a weight step) lower: a float voltage that the chip
+            # holds exactly at threshold (no spike) stays below it despite float32 rounding of the sums
+            tw, tb = q / k * (1 - SNAP_SHRINK), qb / k * (1 - SNAP_SHRINK) - margin / (64 * k)
             m2, k2, bad = layer_scale(tw, tb, thr, scale_mode)
             if not bad and m2 == m and np.array_equal(_quant_weights(tw, k2), q) and np.array_equal(
                     np.rint(tb * k2), qb):
@@ -223,8 +228,10 @@ def snap_to_chip(model, roles: dict, T: int, input_max: float) -> list[str]:
     has: a binary channel keeps its signs and gets the per-channel scale of its mantissa through the frozen BN's
     gamma; a masked weight stays 0), so the float model computes what the chip computes (up to float32 rounding).
     All targets are shrunk by SNAP_SHRINK (1e-6): the exporter's `floor(127 thr / max|W|)` then finds the same
-    scale again, a mantissa still rounds to itself, and a chip voltage exactly at threshold (no spike: the chip
-    compares v > thr) stays below it in float. Returns the names of the synapses snapped."""
+    scale again and a mantissa still rounds to itself. The biases of spiking layers are also a little lower (summed
+    over T steps of decay: TIE_MARGIN = 1/4 of the chip's voltage step, 1/64 of a weight step), so that a voltage
+    the chip holds exactly at threshold (no spike: the chip compares v > thr) stays below it in float32 too, while
+    one step above it still spikes. Returns the names of the synapses snapped."""
     done = []
     scale_mode = roles.get("scale", "max")
     for path, m in model.named_modules():
