@@ -33,6 +33,8 @@ typedef struct {
                                     * when the input did not change (direct encoding: every step) */
     uint8_t defer;                 /* conv whose epilogue runs inside its in-place LIF (fused) */
     uint8_t fused;                 /* LIF working in place on a conv: applies the conv's epilogue per element */
+    uint8_t rate;                  /* conv: nonzero fraction of its inputs in the last computed step, x255 (picks
+                                    * each row's kernel for the next step; no effect on any result bit) */
     uint64_t last_ev;              /* synaptic events of the last computed step (counted again on reuse) */
     /* lif */
     float beta, thr;
@@ -592,6 +594,7 @@ static void assign_buffers(parse_ctx *c, slt_node *nodes, uint32_t n_nodes, slt_
     if (nd->op == OP_CONV || nd->op == OP_AFFINE) {
         uint32_t k;
         nd->reuse = 1;
+        nd->rate = 64;   /* a quarter of the inputs nonzero until a step has measured it */
         for (k = 0; k < nd->n_in; k++)
             if (nd->in[k] != 0) nd->reuse = 0;
     }
@@ -734,58 +737,117 @@ static inline void emit_row(const slt_node *n, int kind, uint32_t k0, uint32_t k
 
 static int syn_kind(const slt_node *n) { return n->sgncol ? 0 : (n->flags & F_BINARY) ? 1 : 2; }
 
+/* lowest set bit of m != 0 (ARMv7-M: rbit + clz, x86: tzcnt; no library call) */
+static uint32_t ctz32(uint32_t m) {
+#if defined(__GNUC__)
+    return (uint32_t)__builtin_ctz(m);
+#else
+    uint32_t b = 0;
+    while (!(m & 1u)) { m >>= 1; b++; }
+    return b;
+#endif
+}
+
+/* bit j of the result: x[j * st] != 0, for j < cnt <= 32 (branch-free: spike inputs are unpredictable) */
+static uint32_t nz_mask(const float *x, uint32_t st, uint32_t cnt) {
+    uint32_t m = 0;
+    size_t j;
+    for (j = 0; j < cnt; j++) m |= (uint32_t)(x[j * st] != 0.0f) << j;   /* = nonzero(), NaN included */
+    return m;
+}
+
+/* kept weight kidx as a multiplier: binary +1/-1 (x * -1 = -x exactly, the event path's sign flip), float its value */
+static float weight_of(const slt_node *n, int kind, uint32_t kidx) {
+    if (kind == 0) return (n->colidx[kidx] & 1u) ? 1.0f : -1.0f;
+    if (kind == 1) return bit_at(n->vals, kidx) ? 1.0f : -1.0f;
+    return rdf(n->vals + 4u * kidx);
+}
+
+/* Kernel choice per conv packing row with k kept weights, in half-instructions per input the row reads:
+ * weight-stationary k * WS_MAC; events EV_SCAN (the bit mask) + rate * (EV_NZ + EV_ADD * k) (per nonzero input:
+ * bookkeeping and k scattered adds). Counted for gcc -O2/-O3 on x86-64 (SSE2: the weight-stationary loops run 4
+ * lanes wide) and Cortex-M7 (scalar FPU). The choice changes speed only, never a result bit. */
+#if defined(__SSE2__) || defined(__ARM_NEON) || defined(__aarch64__)
+#define WS_MAC 1u
+#else
+#define WS_MAC 8u
+#endif
+#define EV_SCAN 8u
+#define EV_NZ 12u
+#define EV_ADD 8u
+
+/* Weight-stationary kernel of one conv packing row: every kept weight of the row times EVERY input it reads,
+ * zeros included, as a branch-free loop. Exact: for a zero input x * w is +-0 and acc + (+-0) = acc (an
+ * accumulator starts at +0 and a sum of finite floats is never -0 in round-to-nearest, so no sign changes), and
+ * each accumulator still receives its terms in ascending row order. Pays k MACs per input instead of a test,
+ * a mispredicted branch and k scattered adds per nonzero input. Returns the nonzero inputs (counted in the
+ * first weight's pass). */
+static inline uint32_t conv_ws(const slt_node *n, int kind, const float *x, uint32_t st, uint32_t ystep,
+                               uint32_t cnt, uint32_t rows, float *orow, uint32_t wo, uint32_t k0, uint32_t k1,
+                               uint32_t per) {
+    uint32_t i, kidx, nz = 0;
+    size_t j;   /* not uint32_t: j * st must not wrap, or the compiler cannot vectorize the strided loads */
+    for (kidx = k0; kidx < k1; kidx++) {
+        const float w = weight_of(n, kind, kidx);
+        float *oc = orow + (size_t)(kind == 0 ? n->colidx[kidx] >> 1 : n->colidx[kidx]) * per;
+        const float *xr = x;
+        if (kidx == k0)
+            for (i = 0; i < rows; i++, xr += ystep, oc += wo)
+                for (j = 0; j < cnt; j++) {
+                    const float xv = xr[j * st];
+                    nz += (uint32_t)(xv != 0.0f);   /* = nonzero(xv), NaN included; vectorizable */
+                    oc[j] = oc[j] + xv * w;
+                }
+        else
+            for (i = 0; i < rows; i++, xr += ystep, oc += wo)
+                for (j = 0; j < cnt; j++) oc[j] = oc[j] + xr[j * st] * w;
+    }
+    return nz;
+}
+
 /* one conv packing row over its valid outputs: for output row i < rows and column j < cnt, input
  * x[i * ystep + j * st] feeds outputs orow[i * wo + j] + col * per through the kept weights [k0, k1). Returns the
- * number of nonzero inputs (events = that times k1 - k0). A function of its own so that the event loops keep
- * their few values in registers. */
-static uint32_t conv_span(const slt_node *n, int kind, const float *x, uint32_t st, uint32_t ystep, uint32_t cnt,
-                          uint32_t rows, float *orow, uint32_t wo, uint32_t k0, uint32_t k1, uint32_t per) {
+ * number of nonzero inputs (events = that times k1 - k0). ws: the weight-stationary kernel (conv_ws), else the
+ * event kernel: per nonzero input, found 32 at a time through a branch-free bit mask, k scattered adds. */
+static uint32_t conv_span(const slt_node *n, int kind, int ws, const float *x, uint32_t st, uint32_t ystep,
+                          uint32_t cnt, uint32_t rows, float *orow, uint32_t wo, uint32_t k0, uint32_t k1,
+                          uint32_t per) {
     uint32_t i, j, nz = 0;
-    if (k1 - k0 == 1 && kind != 1) {
-        /* a single kept weight (the common case in a sparse ticket): one output channel, no inner loop */
-        float *oc = orow + (size_t)(n->colidx[k0] >> (kind == 0 ? 1 : 0)) * per;
-        const uint32_t flip = kind == 0 ? (~(uint32_t)n->colidx[k0] & 1u) << 31 : 0u;   /* sign bit 0: -x */
-        const float w = kind == 0 ? 1.0f : rdf(n->vals + 4u * k0);
-        for (i = 0; i < rows; i++, x += ystep, oc += wo) {
-            const float *xr = x;
-            for (j = 0; j < cnt; j++, xr += st) {
-                const float xv = *xr;
-                if (nonzero(xv)) {
-                    nz++;
-                    if (kind == 0) oc[j] = oc[j] + as_f32(f32_bits(xv) ^ flip);
-                    else oc[j] = oc[j] + xv * w;
-                }
-            }
-        }
-        return nz;
+    if (ws) {
+        if (st == 1) return conv_ws(n, kind, x, 1, ystep, cnt, rows, orow, wo, k0, k1, per);  /* constant strides */
+        if (st == 2) return conv_ws(n, kind, x, 2, ystep, cnt, rows, orow, wo, k0, k1, per);
+        return conv_ws(n, kind, x, st, ystep, cnt, rows, orow, wo, k0, k1, per);
     }
     for (i = 0; i < rows; i++, x += ystep, orow += wo) {
-        const float *xr = x;
-        for (j = 0; j < cnt; j++, xr += st) {
-            const float xv = *xr;
-            if (nonzero(xv)) {
+        uint32_t j0;
+        for (j0 = 0; j0 < cnt; j0 += 32u) {
+            uint32_t m = nz_mask(x + j0 * st, st, cnt - j0 < 32u ? cnt - j0 : 32u);
+            while (m) {
+                j = j0 + ctz32(m);
+                m &= m - 1u;
                 nz++;
-                emit_row(n, kind, k0, k1, xv, orow + j, per);
+                emit_row(n, kind, k0, k1, x[j * st], orow + j, per);
             }
         }
     }
     return nz;
 }
 
-/* one token row of an affine layer: inputs x[i] (i < din) through packing rows i into out[col]; returns events */
+/* one token row of an affine layer: inputs x[i] (i < din) through packing rows i into out[col]; returns events.
+ * The nonzero inputs are found 32 at a time through a branch-free bit mask, in ascending i. */
 static uint64_t affine_span(const slt_node *n, int kind, const float *x, uint32_t din, float *out) {
     const uint32_t *rowtab = n->rowtab;
     uint64_t ev = 0;
-    uint32_t i;
-    for (i = 0; i < din; i++) {
-        const float xi = x[i];
-        uint32_t k0, k1;
-        if (!nonzero(xi)) continue;
-        k0 = rowtab[i];
-        k1 = rowtab[i + 1];
-        if (k0 == k1) continue;
-        emit_row(n, kind, k0, k1, xi, out, 1u);
-        ev += k1 - k0;
+    uint32_t i0;
+    for (i0 = 0; i0 < din; i0 += 32u) {
+        uint32_t m = nz_mask(x + i0, 1u, din - i0 < 32u ? din - i0 : 32u);
+        while (m) {
+            const uint32_t i = i0 + ctz32(m), k0 = rowtab[i], k1 = rowtab[i + 1];
+            m &= m - 1u;
+            if (k0 == k1) continue;
+            emit_row(n, kind, k0, k1, x[i], out, 1u);
+            ev += k1 - k0;
+        }
     }
     return ev;
 }
@@ -819,6 +881,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
         const uint32_t ho = n->d[1], wo = n->d[2], k = n->k, st = n->st, pd = n->pd, ih = n->ih, iw = n->iw;
         const uint32_t per = ho * wo;
         uint32_t ci, ky, kx, r = 0;
+        uint64_t nzs = 0, reads = 0;
         for (ci = 0; ci < n->ci; ci++)
             for (ky = 0; ky < k; ky++) {
                 /* oy in [oy0, oy1): 0 <= oy*st + ky - pd < ih */
@@ -840,11 +903,16 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
                         float *os = out + oy0 * wo + ox0;
                         const uint32_t cnt = ox1 - ox0, rows = oy1 - oy0, ys = st * iw;
                         /* kind as a constant: one specialised copy each */
+                        /* per row, the cheaper kernel at the last step's input density (cost model above) */
+                        const uint32_t kk = k1 - k0,
+                                       ws = 255u * WS_MAC * kk <= 255u * EV_SCAN + (uint32_t)n->rate * (EV_NZ + EV_ADD * kk);
                         const uint32_t nz =
-                            kind == 0 ? conv_span(n, 0, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
-                            : kind == 1 ? conv_span(n, 1, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
-                                        : conv_span(n, 2, xr, st, ys, cnt, rows, os, wo, k0, k1, per);
-                        ev += (uint64_t)nz * (k1 - k0);
+                            kind == 0 ? conv_span(n, 0, ws, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
+                            : kind == 1 ? conv_span(n, 1, ws, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
+                                        : conv_span(n, 2, ws, xr, st, ys, cnt, rows, os, wo, k0, k1, per);
+                        ev += (uint64_t)nz * kk;
+                        nzs += nz;
+                        reads += (uint64_t)cnt * rows;
                         continue;
                     }
                     for (oy = oy0; oy < oy1; oy++) {
@@ -857,6 +925,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
                     }
                 }
             }
+        if (reads) n->rate = (uint8_t)((nzs * 255u) / reads);
     } else {
         const uint32_t ntok = n->ntok ? n->ntok : 1u;
         uint32_t t, i;
