@@ -22,11 +22,12 @@ from ...ir.graph import gmeta
 from ..base import Backend
 from .compact import COMPACT
 from .lower import COMPUTE, FORMS, OPSET, SPIKES, to_onnx, unsupported
+from .schedule import SCHEDULES
 from .weights import SPARSE_MODES
 
 OPTIONS = {"form": ("unrolled", "|".join(FORMS)), "sparse": ("auto", "|".join(SPARSE_MODES)),
            "spikes": ("none", "|".join(SPIKES)), "compute": ("auto", "|".join(COMPUTE)),
-           "compact": ("channels", "|".join(COMPACT))}
+           "compact": ("channels", "|".join(COMPACT)), "schedule": ("step", "|".join(SCHEDULES))}
 
 # Measured bound for graphs with float (non-binary) synaptic layers; see docs/targets/onnx.md.
 FLOAT_TOLERANCE = {
@@ -49,7 +50,8 @@ def _opt(options, key):
 
 def build(graph, **options):
     return to_onnx(graph, form=_opt(options, "form"), sparse=_opt(options, "sparse"), spikes=_opt(options, "spikes"),
-                   compute=_opt(options, "compute"), compact=_opt(options, "compact"))
+                   compute=_opt(options, "compute"), compact=_opt(options, "compact"),
+                   schedule=_opt(options, "schedule"))
 
 
 def write(graph, path, **options):
