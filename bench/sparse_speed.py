@@ -67,6 +67,31 @@ def snntorch_eager(ckpt, work):
     return run
 
 
+def c_before(rev, work):
+    """The packed C runtime of git revision `rev` (its slt_packed.c/.h, built here with its own era's flags) as a
+    callable seq -> logits: the before of a before/after in the same run."""
+    import ctypes
+    import subprocess
+
+    root = os.path.dirname(_HERE)
+    d = os.path.join(work, f"c-{rev}")
+    os.makedirs(d, exist_ok=True)
+    for f in ("slt_packed.c", "slt_packed.h"):
+        src = subprocess.run(["git", "show", f"{rev}:slt_deploy/backends/packed/c/{f}"], cwd=root, check=True,
+                             capture_output=True).stdout
+        with open(os.path.join(d, f), "wb") as fh:
+            fh.write(src)
+    so = os.path.join(d, "libslt_packed.so")
+    subprocess.run(["cc", "-std=c99", "-O3", "-ffp-contract=off", "-fPIC", "-shared", os.path.join(d, "slt_packed.c"),
+                    "-o", so], check=True)
+    L = ctypes.CDLL(so)
+    L.slt_arena_size.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t)]
+    L.slt_open.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_void_p, ctypes.c_size_t,
+                           ctypes.POINTER(ctypes.c_void_p)]
+    L.slt_run_batch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p]
+    return L
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticket", required=True, help="the ticket checkpoint")
@@ -77,6 +102,8 @@ def main(argv=None):
     ap.add_argument("--verify-limit", type=int, default=None, help="test images for verify (default: all)")
     ap.add_argument("--skip-verify", action="store_true")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--c-before", default=None, metavar="REV",
+                    help="also time the packed C runtime of this git revision (e.g. main): before/after in one run")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -116,15 +143,40 @@ def main(argv=None):
             fns[name] = (lambda seq, i, sess=sess, inp=inp: sess.run(["logits"], {inp: imgs[i]}))
     crun = CPackedRunner(paths["packed C"])
     fns["packed C"] = lambda seq: crun.run(seq)
+    if a.c_before:
+        import ctypes
+
+        L = c_before(a.c_before, a.out)
+        with open(paths["packed C"], "rb") as f:
+            raw = f.read()
+        buf = ctypes.create_string_buffer(raw, len(raw))
+        need = ctypes.c_size_t(0)
+        assert L.slt_arena_size(buf, len(raw), 0, ctypes.byref(need)) == 0
+        arena = np.zeros(need.value // 8 + 2, np.uint64)
+        h = ctypes.c_void_p()
+        assert L.slt_open(buf, len(raw), 0, arena.ctypes.data, arena.nbytes, ctypes.byref(h)) == 0
+        ncls = len(meta["labels"])
+
+        def old_c(seq, L=L, h=h, buf=buf, arena=arena):
+            seq = np.ascontiguousarray(seq, np.float32)
+            out = np.empty((seq.shape[1], ncls), np.float32)
+            L.slt_run_batch(h.value, seq.ctypes.data, seq.shape[1], out.ctypes.data, None)
+            return out
+
+        np.testing.assert_array_equal(old_c(seqs[0]), crun.run(seqs[0])["logits"])  # same bits before/after
+        fns[f"packed C ({a.c_before})"] = old_c
     times = {k: [] for k in fns}
     for i in range(3):  # warm-up
         for k, f in fns.items():
             f(seqs[i], i) if k.startswith("ORT") else f(seqs[i])
     t_start = time.time()
     load0 = os.getloadavg()
+    rng = np.random.default_rng(0)
     for r in range(a.rounds):
         i = r % len(seqs)
-        for k, f in fns.items():
+        # a fresh random order every round: no candidate always runs right after the cache-flushing eager ones
+        for k in rng.permutation(list(fns)):
+            f = fns[k]
             t0 = time.perf_counter()
             f(seqs[i], i) if k.startswith("ORT") else f(seqs[i])
             times[k].append(time.perf_counter() - t0)

@@ -789,8 +789,9 @@ static inline uint32_t conv_ws(const slt_node *n, int kind, const float *x, uint
     size_t j;   /* not uint32_t: j * st must not wrap, or the compiler cannot vectorize the strided loads */
     for (kidx = k0; kidx < k1; kidx++) {
         const float w = weight_of(n, kind, kidx);
-        float *oc = orow + (size_t)(kind == 0 ? n->colidx[kidx] >> 1 : n->colidx[kidx]) * per;
-        const float *xr = x;
+        /* the input and output buffers are different nodes' (restrict: no run-time alias checks per row) */
+        float *restrict oc = orow + (size_t)(kind == 0 ? n->colidx[kidx] >> 1 : n->colidx[kidx]) * per;
+        const float *restrict xr = x;
         if (kidx == k0)
             for (i = 0; i < rows; i++, xr += ystep, oc += wo)
                 for (j = 0; j < cnt; j++) {
@@ -1029,7 +1030,8 @@ static void lif_step(slt_model *m, slt_node *n, const float *input, uint32_t t, 
         for (c = 0, e0 = 0; c < o; c++, e0 = e1) {
             const float sc = binary ? rdf(syn->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
             e1 = e0 + per;
-            LIF_LOOPS(cur[e] * sc + bi);
+            if (binary) LIF_LOOPS(cur[e] * sc + bi);
+            else LIF_LOOPS(cur[e] + bi);   /* float: acc * 1 = acc exactly, so the multiply is skipped */
         }
     } else {
         if (n->n_in > 1) {  /* summed input current, computed into the output buffer first */
