@@ -67,6 +67,131 @@ def snntorch_eager(ckpt, work):
     return run
 
 
+def layer_alternatives(ckpt, T, reps=300, density=0.34):
+    """Each synaptic layer of the ticket alone in onnxruntime (1 thread), every form we could lower it to, at batch
+    1 and at T*1 (the layer-major schedule), timed in rotation on random 0/1 inputs of `density`:
+      dense        Conv / MatMul with the pruned weights as zeros (what onnxruntime runs for every export)
+      kept-cols    Affine: Gather of the input columns with a kept weight + smaller MatMul (--opt compute=gather)
+      kept-rows    Conv: Gather of the im2col rows (ci, ky, kx) with a kept weight + MatMul
+      ell          Gather of every kept weight's input (padded to the longest row) * weight, ReduceSum
+      com.ms.sparse  com.microsoft.SparseToDenseMatMul (Affine): the weight as a run-time COO sparse input
+    -> {layer: {batch: {form: ms}}}; results agree with dense to float rounding (checked)."""
+    import nir
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from slt_deploy.ir.graph import conv_attrs
+    from slt_deploy.passes.check_shapes import shapes_of
+
+    _, _, g = lower(ckpt)
+    shapes = shapes_of(g)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.log_severity_level = 1, 3
+    N = helper.make_node
+    rng = np.random.default_rng(0)
+
+    def sess(nodes, inits, xshape, extra_inputs=()):
+        gr = helper.make_graph(nodes, "l", [helper.make_tensor_value_info("x", TensorProto.FLOAT, xshape),
+                                            *extra_inputs],
+                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                               [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+        ops = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("com.microsoft", 1)] if extra_inputs else [])
+        m = helper.make_model(gr, opset_imports=ops, ir_version=8)
+        return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    out = {}
+    for n, node in g.nodes.items():
+        if not isinstance(node, (nir.Conv2d, nir.Affine)):
+            continue
+        w = np.asarray(node.weight, np.float32)
+        src = [e[0] for e in g.edges if e[1] == n][0]
+        in_shape = list(shapes[src])
+        res = {}
+        for tb in sorted({1, T}):
+            x = (rng.random([tb, *in_shape]) < density).astype(np.float32)
+            cand, feeds = {}, {}
+            if isinstance(node, nir.Conv2d):
+                (st, _), (pd, _) = conv_attrs(node)
+                ci, h, k = in_shape[0], in_shape[1], w.shape[2]
+                co, ho = w.shape[0], shapes[n][1]
+                cand["dense"] = sess([N("Conv", ["x", "W"], ["y"], strides=[st, st], pads=[pd] * 4,
+                                       kernel_shape=[k, k])], {"W": w}, [tb, *in_shape])
+                hp = h + 2 * pd
+                base = (np.arange(ho)[:, None] * st * hp + np.arange(ho)[None, :] * st).ravel()
+                nz = w != 0
+                rows = np.flatnonzero(nz.any(0).ravel())
+                ri = np.stack([np.ravel_multi_index(np.unravel_index(r, (ci, k, k)), (ci, hp, hp)) + base
+                               for r in rows]) if len(rows) else np.zeros((1, ho * ho), np.int64)
+                pre = [N("Pad", ["x", "pads"], ["xp"]), N("Reshape", ["xp", "flat"], ["xf"])]
+                common = {"pads": np.array([0, 0, pd, pd, 0, 0, pd, pd], np.int64), "flat": np.array([0, -1], np.int64)}
+                cand["kept-rows"] = sess(pre + [N("Gather", ["xf", "i"], ["xg"], axis=1), N("MatMul", ["Wr", "xg"], ["y"])],
+                                         {**common, "i": ri.astype(np.int64),
+                                          "Wr": w.reshape(co, -1)[:, rows] if len(rows) else np.zeros((co, 1), np.float32)},
+                                         [tb, *in_shape])
+                K = max(1, int(nz.reshape(co, -1).sum(1).max()))
+                idx = np.zeros((co, K, ho * ho), np.int64)
+                wv = np.zeros((co, K, 1), np.float32)
+                for o in range(co):
+                    for j, (c_, ky, kx) in enumerate(zip(*np.nonzero(w[o]))):
+                        idx[o, j] = np.ravel_multi_index((c_, ky, kx), (ci, hp, hp)) + base
+                        wv[o, j, 0] = w[o, c_, ky, kx]
+                cand["ell"] = sess(pre + [N("Gather", ["xf", "i"], ["xg"], axis=1), N("Mul", ["xg", "w"], ["p"]),
+                                          N("ReduceSum", ["p", "ax"], ["y"], keepdims=0)],
+                                   {**common, "i": idx, "w": wv, "ax": np.array([2], np.int64)}, [tb, *in_shape])
+            else:
+                din = w.shape[1]
+                cand["dense"] = sess([N("MatMul", ["x", "W"], ["y"])], {"W": w.T.copy()}, [tb, din])
+                cols = np.flatnonzero(w.any(0))
+                cand["kept-cols"] = sess([N("Gather", ["x", "c"], ["xg"], axis=1), N("MatMul", ["xg", "W"], ["y"])],
+                                         {"W": w[:, cols].T.copy(), "c": cols.astype(np.int64)}, [tb, din])
+                K = max(1, int((w != 0).sum(1).max()))
+                idx = np.zeros((w.shape[0], K), np.int64)
+                wv = np.zeros((w.shape[0], K), np.float32)
+                for o in range(w.shape[0]):
+                    c_ = np.flatnonzero(w[o])
+                    idx[o, :len(c_)], wv[o, :len(c_)] = c_, w[o, c_]
+                cand["ell"] = sess([N("Gather", ["x", "i"], ["xg"], axis=1), N("Mul", ["xg", "w"], ["p"]),
+                                    N("ReduceSum", ["p", "ax"], ["y"], keepdims=0)],
+                                   {"i": idx, "w": wv, "ax": np.array([2], np.int64)}, [tb, din])
+                A = helper.ValueInfoProto()
+                A.name = "A"
+                A.type.sparse_tensor_type.elem_type = TensorProto.FLOAT
+                for d in w.shape:
+                    A.type.sparse_tensor_type.shape.dim.add().dim_value = d
+                xt = helper.make_tensor_value_info("x", TensorProto.FLOAT, [din, tb])
+                gr = helper.make_graph([N("SparseToDenseMatMul", ["A", "x"], ["y"], domain="com.microsoft")], "s",
+                                       [A, xt], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+                m = helper.make_model(gr, opset_imports=[helper.make_opsetid("", 17),
+                                                         helper.make_opsetid("com.microsoft", 1)], ir_version=8)
+                sp = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+                r_, c2 = np.nonzero(w)
+                st_ = ort.SparseTensor.sparse_coo_from_numpy(list(w.shape), w[r_, c2].astype(np.float32),
+                                                             np.stack([r_, c2], 1).astype(np.int64).ravel(),
+                                                             ort.OrtDevice.make("cpu", 0))
+                feeds["com.ms.sparse"] = {"A": ort.OrtValue.ort_value_from_sparse_tensor(st_),
+                                          "x": ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x.T))}
+                cand["com.ms.sparse"] = sp
+            ref = cand["dense"].run(None, {"x": x})[0].reshape(tb, -1)
+
+            def call(k, x=x, cand=cand, feeds=feeds, tb=tb):
+                if k in feeds:
+                    return cand[k].run_with_ort_values(["y"], feeds[k])[0].numpy().T.reshape(tb, -1)
+                return cand[k].run(None, {"x": x})[0].reshape(tb, -1)
+
+            for k in cand:
+                assert np.allclose(call(k), ref, atol=1e-3), (n, k)
+            ts = {k: [] for k in cand}
+            for _ in range(reps):
+                for k in rng.permutation(list(cand)):
+                    t0 = time.perf_counter()
+                    call(k)
+                    ts[k].append(time.perf_counter() - t0)
+            res[tb] = {k: 1e3 * float(np.median(v)) for k, v in ts.items()}
+            log(f"  {n:8s} batch {tb}: " + ", ".join(f"{k} {v:.3f} ms" for k, v in res[tb].items()))
+        out[n] = res
+    return out
+
+
 def c_before(rev, work):
     """The packed C runtime of git revision `rev` (its slt_packed.c/.h, built here with its own era's flags) as a
     callable seq -> logits: the before of a before/after in the same run."""
@@ -104,6 +229,8 @@ def main(argv=None):
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--c-before", default=None, metavar="REV",
                     help="also time the packed C runtime of this git revision (e.g. main): before/after in one run")
+    ap.add_argument("--layer-probe", action="store_true",
+                    help="also time every synaptic layer alone in each ONNX form (dense, gathers, ELL, com.microsoft)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -203,6 +330,9 @@ def main(argv=None):
                     "max_abs_logit_diff", "ref_accuracy", "artifact_accuracy", "tolerance")
             res["verify"][name] = {k: rep.get(k) for k in keep}
             log(f"[verify] {name}: {json.dumps(res['verify'][name], default=str)} ({time.time() - t0:.0f}s)")
+    if a.layer_probe:
+        log("[layer alternatives] each synaptic layer alone in onnxruntime, every form it could be lowered to")
+        res["layer_alternatives"] = layer_alternatives(a.ticket, int(meta["T"]))
     atomic_write(os.path.join(a.out, "results.json"), json.dumps(res, indent=2, default=float))
     log("\n| runs | median ms (batch 1) | vs ORT dense export | vs snntorch eager |\n|---|---|---|---|")
     for k, v in med.items():
