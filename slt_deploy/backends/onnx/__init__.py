@@ -10,6 +10,8 @@ Options (slt-deploy export --target onnx --opt KEY=VALUE):
           bench/onnx_target.py, see docs/targets/onnx.md)
   compact channels (default) | none: channels that provably never spike (all-zero filter, bias <= 0) are removed
           with their neuron state and the next layer's input columns (compact.py; bit-identical)
+  schedule step (default: the step graph T times) | layer: each synaptic layer once over the T steps stacked on
+          the batch axis, LIFs split per step (schedule.py; unrolled form only; bit-identical for binary layers)
 """
 from __future__ import annotations
 
