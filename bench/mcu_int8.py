@@ -164,7 +164,7 @@ def c_header(layers, frames, T, classes) -> str:
     for i, L in enumerate(layers):
         n = L["wq"].shape[1]
         col_len = n + (n % 2)
-        o_pad = L["o"] + (L["o"] % 2)
+        o_pad = L["o"] + (-L["o"]) % 4  # the kernel reads channels in fours (linear) / pairs (conv)
         w16 = np.zeros((o_pad, col_len), np.int64)
         w16[:L["o"], :n] = L["wq"]
         max_col = max(max_col, col_len)
@@ -195,6 +195,8 @@ def main(argv=None):
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--no-packed", dest="packed", action="store_false", help="skip counting the packed ticket")
     ap.add_argument("--host", action="store_true", help="only check the C kernel on the host (no Cortex-M count)")
+    ap.add_argument("--acc-limit", type=int, default=None,
+                    help="test images for the two accuracies (default: the whole test set; ~11 min at load 12)")
     a = ap.parse_args(argv)
     mcu = _mcu()
     if not a.host:
@@ -214,13 +216,18 @@ def main(argv=None):
         raise SystemExit("error: the int8 baseline takes direct-encoded models (fix: pass a direct-encoding VGG)")
     layers = quantize(graph)
     data = load_dataset(meta["recipe"]["dataset"], a.data_dir, 0)
-    x = data.test.x.numpy()
+    test = data.test
+    if a.acc_limit:
+        from slt_deploy.data import Split
+
+        test = Split(test.x[:a.acc_limit], test.y[:a.acc_limit])
+    x = test.x.numpy()
     if not np.array_equal(x, np.round(x)) or x.min() < 0 or x.max() > 255:
         raise SystemExit("error: the int8 baseline needs raw 0..255 integer pixels")
     t0 = time.time()
     preds = np.concatenate([run_int(layers, x[i:i + 500], T).argmax(1) for i in range(0, len(x), 500)])
-    acc_int8 = 100.0 * float((preds == data.test.y.numpy()).mean())
-    acc_ref = evaluate(model, data.test)
+    acc_int8 = 100.0 * float((preds == test.y.numpy()).mean())
+    acc_ref = evaluate(model, test)
     print(f"{os.path.basename(a.ckpt)}: float reference {acc_ref:.2f}%, int8 dense baseline {acc_int8:.2f}% "
           f"({len(x)} test images, {time.time() - t0:.0f}s)", flush=True)
     frames = x[:a.frames].reshape(a.frames, -1).astype(np.int64)

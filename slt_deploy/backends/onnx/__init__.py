@@ -10,6 +10,8 @@ Options (slt-deploy export --target onnx --opt KEY=VALUE):
           bench/onnx_target.py, see docs/targets/onnx.md)
   compact channels (default) | none: channels that provably never spike (all-zero filter, bias <= 0) are removed
           with their neuron state and the next layer's input columns (compact.py; bit-identical)
+  schedule step (default: the step graph T times) | layer: each synaptic layer once over the T steps stacked on
+          the batch axis, LIFs split per step (schedule.py; unrolled form only; bit-identical for binary layers)
 """
 from __future__ import annotations
 
@@ -22,11 +24,12 @@ from ..base import Backend
 from ..sniff import onnx_file as sniff
 from .compact import COMPACT
 from .lower import COMPUTE, FORMS, OPSET, SPIKES, to_onnx, unsupported
+from .schedule import SCHEDULES
 from .weights import SPARSE_MODES
 
 OPTIONS = {"form": ("unrolled", "|".join(FORMS)), "sparse": ("auto", "|".join(SPARSE_MODES)),
            "spikes": ("none", "|".join(SPIKES)), "compute": ("auto", "|".join(COMPUTE)),
-           "compact": ("channels", "|".join(COMPACT))}
+           "compact": ("channels", "|".join(COMPACT)), "schedule": ("step", "|".join(SCHEDULES))}
 
 # Measured bound for graphs with float (non-binary) synaptic layers; see docs/targets/onnx.md.
 FLOAT_TOLERANCE = {
@@ -49,7 +52,8 @@ def _opt(options, key):
 
 def build(graph, **options):
     return to_onnx(graph, form=_opt(options, "form"), sparse=_opt(options, "sparse"), spikes=_opt(options, "spikes"),
-                   compute=_opt(options, "compute"), compact=_opt(options, "compact"))
+                   compute=_opt(options, "compute"), compact=_opt(options, "compact"),
+                   schedule=_opt(options, "schedule"))
 
 
 def write(graph, path, **options):

@@ -26,6 +26,7 @@ from ...ir import meta as K
 from ...ir.graph import binary_parts, conv_attrs, gmeta, is_binary, nmeta, op_of, preds, topo_order
 from ...passes.check_shapes import shapes_of
 from .compact import expand_spikes, no_plan, plan, slice_weights
+from .schedule import build_layer_major
 from .weights import WeightSink
 
 OPSET = 17
@@ -77,8 +78,10 @@ class Lowering:
     """Lowers one NIR graph. Call build() once."""
 
     def __init__(self, g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="auto",
-                 compact="channels"):
+                 compact="channels", schedule="step"):
         self.g, self.form, self.sparse_mode, self.spikes_mode, self.compute = g, form, sparse, spikes, compute
+        self.schedule = schedule if form == "unrolled" else "step"
+        self.recording = True  # e_lif records its spike tensor per step (the layer-major schedule records itself)
         self.b = GraphBuilder()
         self.w = WeightSink(self.b)
         self.order = topo_order(g)
@@ -167,12 +170,15 @@ class Lowering:
         sname = self.name(f"spikes.{layer}" if self.form == "stateful" else f"spk.{layer}")
         s = b.op("Cast", [sb], sname + (".compact" if n in self.plan["lif"] else ""), to=TensorProto.FLOAT)
         rec = s
-        if n in self.plan["lif"] and self.spikes_mode == "all":  # full-width outputs, scattered in the graph
+        if not self.recording:
+            pass
+        elif n in self.plan["lif"] and self.spikes_mode == "all":  # full-width outputs, scattered in the graph
             rec = expand_spikes(b, s, *self.plan["lif"][n], len(self.shapes[n]), sname)
         elif n in self.plan["lif"]:  # recorded compact; the runner scatters them back (slt.spike_expand)
             keep, total = self.plan["lif"][n]
             self.spike_expand[layer] = {"kept": [int(i) for i in keep], "total": int(total)}
-        self.spike_names.setdefault(layer, []).append(rec)
+        if self.recording:
+            self.spike_names.setdefault(layer, []).append(rec)
         if self.last_step:
             self.new_state[n] = None
         elif reset == "zero":
@@ -270,7 +276,12 @@ class Lowering:
         lifs = [n for n in self.order if isinstance(g.nodes[n], (nir.LIF, nir.IF))]
         inputs, outputs = [], []
         fl = TensorProto.FLOAT
-        if self.form == "unrolled":
+        if self.form == "unrolled" and self.schedule == "layer":
+            inp = "image" if self.encoding == "direct" else "input_spikes"
+            lead = ["batch"] if self.encoding == "direct" else [self.T, "batch"]
+            inputs.append(helper.make_tensor_value_info(inp, fl, [*lead, *in_shape]))
+            outputs += build_layer_major(self, inp, in_shape, ncls, lifs)
+        elif self.form == "unrolled":
             if self.encoding == "direct":
                 inp = "image"
                 inputs.append(helper.make_tensor_value_info(inp, fl, ["batch", *in_shape]))
@@ -352,7 +363,7 @@ class Lowering:
             "slt.source_sha256": str(gmeta(g, K.SOURCE_SHA256, "")),
             "slt.sparsity": repr(1 - kept / max(1, params)), "slt.params": str(params), "slt.kept": str(kept),
             "slt.all_binary": str(int(bool(recs) and all(r["binary"] for r in recs))),
-            "slt.sparse_mode": self.sparse_mode, "slt.compute": self.compute, "slt.weights": json.dumps(recs),
+            "slt.sparse_mode": self.sparse_mode, "slt.compute": self.compute, "slt.schedule": self.schedule, "slt.weights": json.dumps(recs),
             "slt.compact": json.dumps(self.plan["layers"]), "slt.spike_expand": json.dumps(self.spike_expand),
             "slt.spike_layers": json.dumps(layers),
             "slt.spike_tensors": json.dumps(self.spike_names),
@@ -397,5 +408,5 @@ def unsupported(g: nir.NIRGraph) -> list[str]:
 
 
 def to_onnx(g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="auto",
-            meta_extra=None, compact="channels") -> onnx.ModelProto:
-    return Lowering(g, form, sparse, spikes, compute, compact).build(meta_extra)
+            meta_extra=None, compact="channels", schedule="step") -> onnx.ModelProto:
+    return Lowering(g, form, sparse, spikes, compute, compact, schedule).build(meta_extra)

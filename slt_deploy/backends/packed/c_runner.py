@@ -17,7 +17,8 @@ from ..base import Runner
 
 C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
 SOURCES = ["slt_packed.c", "slt_packed.h"]
-CFLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off", "-fPIC", "-shared"]
+CFLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off", "-fno-trapping-math", "-fPIC",
+          "-shared"]
 NO_CRC = 1
 _LIB = None
 
