@@ -101,8 +101,8 @@ class Monitor:
         r = json.loads(m.data)
         st = r["header"]["stamp"]
         src = st["sec"] * 1_000_000_000 + st["nanosec"]
-        with self.lock:
-            self.results.append((time.monotonic(), (now - src) / 1e6, r))
+        with self.lock:  # (receive time, latency): a 10-minute overload run keeps ~10^5 of them
+            self.results.append((time.monotonic(), (now - src) / 1e6))
 
     def _on_diag(self, m):
         for st in m.status:
@@ -141,7 +141,7 @@ def phase(mon, env, rate, seconds, width, height, qos, camera_extra=None):
                                          "qos": qos, **(camera_extra or {})}, env)
     t_end = time.monotonic() + 60
     n0 = len(mon.results)
-    while len(mon.results) < n0 + 3:  # the camera is up and frames flow
+    while len(mon.results) < n0 + 3 or not mon.diag:  # the camera is up, frames flow, this node reports
         if time.monotonic() > t_end or cam.poll() is not None:
             raise SystemExit(f"no results within 60 s:\n{stop(cam)}")
         time.sleep(0.05)
@@ -151,7 +151,7 @@ def phase(mon, env, rate, seconds, width, height, qos, camera_extra=None):
     time.sleep(seconds)
     t1 = time.monotonic()
     with mon.lock:
-        res = [(t, lat) for t, lat, _ in mon.results if t0 <= t < t1]
+        res = [(t, lat) for t, lat in mon.results if t0 <= t < t1]
         d1 = dict(mon.diag)
     err = stop(cam)
     m = re.search(r"sent (\d+) frames in ([0-9.]+) s", err)
@@ -180,11 +180,19 @@ VARIANTS = {
                                                                              "roi_size": 112}),
     "packed": ("packed", {}, {}),
 }
+# "<variant>-rt": the node's threads SCHED_FIFO (sched_priority:=50); "<variant>-rtcam": the camera's too, at 30 Hz
+# only (a saturating SCHED_FIFO camera would take a whole core from the other users of this shared machine)
+SUFFIXES = {"-rt": ({"sched_priority": 50}, {}), "-rtcam": ({"sched_priority": 50}, {"sched_priority": 50})}
+for _suffix, (_node, _cam) in SUFFIXES.items():
+    VARIANTS.update({k + _suffix: (b, {**n, **_node}, {**c, **_cam}) for k, (b, n, c) in list(VARIANTS.items())
+                     if not k.endswith(tuple(SUFFIXES))})
 
 
 def bench_variant(mon, env, variant, path, ckpt, a):
     backend, node_extra, cam_extra = VARIANTS[variant]
     topic = node_extra.get("image_topic", "image_raw")
+    with mon.lock:
+        mon.diag = {}  # the previous node's last report must not be taken for this one's
     node = start("slt_ros2.perception_node", {"model": path, "backend": backend, "energy_checkpoint": ckpt,
                                               "num_threads": a.threads, "qos": a.qos, **node_extra}, env)
     try:
@@ -200,7 +208,8 @@ def bench_variant(mon, env, variant, path, ckpt, a):
         cap = float(steady["node"].get("capacity_fps") or "nan")
         rate = a.max_rate if not np.isfinite(cap) else float(np.clip(2.0 * cap, 60.0, a.max_rate))
         log(f"{variant}: saturating camera at {rate:.0f} Hz for {a.seconds:g} s")
-        flood = phase(mon, env, rate, a.seconds, a.width, a.height, a.qos, cam_extra)
+        flood = phase(mon, env, rate, a.seconds, a.width, a.height, a.qos,
+                      {k: v for k, v in cam_extra.items() if k != "sched_priority"})
     finally:
         err = stop(node)
     if "Traceback" in err:
@@ -253,6 +262,12 @@ def breakdown_in_process(models, width, height, n=200):
     for name, path in models.items():
         r = load_model(path, name, 1)
         out[f"inference {name} ({type(r).__name__})"] = t(lambda r=r: r.predict(xin))
+        c = getattr(r, "c", None)
+        if c is not None and hasattr(c, "_run_batch"):  # the packed C runtime: its C call alone, on numpy pointers
+            seq = np.ascontiguousarray(r.encode(r.check_images(xin)), np.float32)
+            logits = np.empty((1, c.n_classes), np.float32)
+            out[f"  of which the C call slt_run_batch ({name})"] = t(
+                lambda c=c, seq=seq, lg=logits: c._run_batch(c._h, seq.ctypes.data, 1, lg.ctypes.data, None))
     s = String()
     out["result JSON + serialize"] = t(lambda: serialize_message(String(data=json.dumps(
         {"header": {"stamp": {"sec": 1, "nanosec": 2}, "frame_id": "camera"}, "class_id": 1, "label": "Trouser",
@@ -266,48 +281,90 @@ def rss_mb(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
 
 
+def _camera_sent(err):
+    m = re.search(r"sent (\d+) frames in ([0-9.]+) s", err)
+    return (int(m.group(1)), float(m.group(2))) if m else (None, None)
+
+
 def overload(mon, env, variant, path, a):
-    """The node under a camera publishing as fast as it can (rate 0) for a.overload s: offered vs processed frames,
-    the node's queue (received - processed - dropped), RSS of the node every 5 s."""
+    """The node overloaded for a.overload s. First a probe (a.overload_probe s, camera as fast as it can) measures
+    the node's sustainable rate R (results/s while flooded); then the camera publishes at a.overload_factor x R
+    (rate 0 = as fast as it can when a.overload_factor is 0). Every 5 s: offered (received + lost upstream) and
+    processed frames, the node's queue (received - processed - dropped in queue - malformed - errors = frames
+    waiting or in the model), RSS of the node, end-to-end p50/p99 of the results of those 5 s."""
     backend, node_extra, cam_extra = VARIANTS[variant]
+    topic = node_extra.get("image_topic", "image_raw")
+    w, h = a.overload_size
+    with mon.lock:
+        mon.diag = {}
     node = start("slt_ros2.perception_node", {"model": path, "backend": backend, "num_threads": a.threads,
                                               "qos": a.qos, "energy_hardware": "none", **node_extra}, env)
-    samples = []
+    cam_params = {"source": "fmnist", "count": 50, "loop": True, "width": w, "height": h, "encoding": "rgb8",
+                  "wait_for_subscribers": 1, "qos": a.qos, **cam_extra}
+    samples, probe = [], None
     try:
-        while mon.node.count_subscribers("image_raw") < 1:
+        while mon.node.count_subscribers(topic) < 1:
             if node.poll() is not None:
                 raise SystemExit(f"overload: the node did not come up:\n{stop(node)}")
             time.sleep(0.1)
-        w, h = a.overload_size
-        cam = start("slt_ros2.camera_node", {"source": "fmnist", "count": 50, "loop": True, "rate": 0.0, "width": w,
-                                             "height": h, "encoding": "rgb8", "wait_for_subscribers": 1,
-                                             "qos": a.qos, **cam_extra}, env)
-        t0 = time.monotonic()
+        rate = 0.0
+        if a.overload_factor > 0:
+            log(f"overload probe: camera as fast as it can for {a.overload_probe:g} s")
+            probe = phase(mon, env, 0.0, a.overload_probe, w, h, a.qos, cam_extra)
+            rate = a.overload_factor * probe["fps"]
+            log(f"overload: node sustains {probe['fps']:.1f} results/s flooded; camera at {rate:.0f} Hz "
+                f"({a.overload_factor:g}x) for {a.overload:g} s")
+        cam = start("slt_ros2.camera_node", {**cam_params, "rate": rate}, env)
+        t_wait = time.monotonic() + 60
+        n_res = len(mon.results)
+        while len(mon.results) < n_res + 3:
+            if time.monotonic() > t_wait or cam.poll() is not None:
+                raise SystemExit(f"overload: no results within 60 s:\n{stop(cam)}")
+            time.sleep(0.05)
+        t0 = t_prev = time.monotonic()
         while time.monotonic() - t0 < a.overload:
             time.sleep(5.0)
+            now = time.monotonic()
             with mon.lock:
                 d = dict(mon.diag)
+                lat = np.array([x for t, x in mon.results[n_res:] if t_prev <= t < now])
+                if len(mon.results) > 100_000:  # the bench's own memory stays bounded too
+                    del mon.results[:len(mon.results) - 1000]
+                n_res = len(mon.results)
+            t_prev = now
             if d:
                 rec, proc_ = int(d["frames_received"]), int(d["frames_processed"])
                 drop_q, lost = int(d["frames_dropped_in_queue"]), int(d["frames_dropped_upstream"])
-                samples.append({"t": time.monotonic() - t0, "rss_mb": rss_mb(node.pid), "received": rec,
-                                "processed": proc_, "offered": rec + lost,
+                samples.append({"t": now - t0, "rss_mb": rss_mb(node.pid), "received": rec,
+                                "processed": proc_, "offered": rec + lost, "dropped": drop_q + lost,
                                 "queue": rec - proc_ - drop_q - int(d["frames_malformed"]) - int(d["errors"]),
-                                "latency_p50_ms": float(d["latency_p50_ms"]), "latency_p99_ms": float(d["latency_p99_ms"])})
-                log(f"overload {samples[-1]['t']:5.0f} s: offered {samples[-1]['offered']}, processed {proc_}, "
-                    f"queue {samples[-1]['queue']}, RSS {samples[-1]['rss_mb']:.1f} MB")
-        err = stop(cam)
-        m = re.search(r"sent (\d+) frames in ([0-9.]+) s", err)
+                                "e2e_p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+                                "e2e_p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+                                "node_p50_ms": float(d["latency_p50_ms"]), "node_p99_ms": float(d["latency_p99_ms"])})
+                s_ = samples[-1]
+                log(f"overload {s_['t']:5.0f} s: offered {s_['offered']}, processed {proc_}, dropped {s_['dropped']},"
+                    f" queue {s_['queue']}, RSS {s_['rss_mb']:.1f} MB, e2e p50/p99 {s_['e2e_p50_ms'] or 0:.2f}/"
+                    f"{s_['e2e_p99_ms'] or 0:.2f} ms, load {os.getloadavg()[0]:.1f}")
+        sent, sent_s = _camera_sent(stop(cam))
     finally:
         stop(node)
     first, last = samples[0], samples[-1]
     dt = last["t"] - first["t"]
-    return {"variant": variant, "seconds": a.overload, "frame": list(a.overload_size), "samples": samples,
-            "camera_sent": int(m.group(1)) if m else None,
-            "offered_fps": (last["offered"] - first["offered"]) / dt, "processed_fps": (last["processed"] -
-                                                                                     first["processed"]) / dt,
-            "queue_max": max(s["queue"] for s in samples),
-            "rss_first_mb": first["rss_mb"], "rss_last_mb": last["rss_mb"], "rss_max_mb": max(s["rss_mb"] for s in samples)}
+    half = [s_ for s_ in samples if s_["t"] >= last["t"] / 2]
+    p = lambda k: [s_[k] for s_ in samples if s_[k] is not None]  # noqa: E731
+    return {"variant": variant, "seconds": a.overload, "frame": [w, h], "factor_asked": a.overload_factor,
+            "probe": probe, "camera_rate_hz": rate, "samples": samples,
+            "camera_sent": sent, "camera_sent_hz": sent / sent_s if sent and sent_s else None,
+            "offered_fps": (last["offered"] - first["offered"]) / dt,
+            "processed_fps": (last["processed"] - first["processed"]) / dt,
+            "dropped": last["dropped"] - first["dropped"], "queue_max": max(s_["queue"] for s_ in samples),
+            "rss_first_mb": first["rss_mb"], "rss_last_mb": last["rss_mb"],
+            "rss_max_mb": max(s_["rss_mb"] for s_ in samples),
+            "rss_second_half_range_mb": [min(s_["rss_mb"] for s_ in half), max(s_["rss_mb"] for s_ in half)],
+            "e2e_p50_ms_median_of_samples": float(np.median(p("e2e_p50_ms"))) if p("e2e_p50_ms") else None,
+            "e2e_p99_ms_max_of_samples": float(np.max(p("e2e_p99_ms"))) if p("e2e_p99_ms") else None,
+            "e2e_p99_ms_median_of_samples": float(np.median(p("e2e_p99_ms"))) if p("e2e_p99_ms") else None,
+            "load_avg_end": os.getloadavg()}
 
 
 def _f(v):
@@ -355,14 +412,19 @@ def main(argv=None):
                     help="Fast DDS XML for every process ('none' = stock Fast DDS transports)")
     ap.add_argument("--overload", type=float, default=0.0,
                     help="then run the overload phase this many seconds (camera as fast as it can; 0 = skip)")
-    ap.add_argument("--overload-variant", default="torch", help="the node variant under overload")
+    ap.add_argument("--overload-variant", default="onnx", help="the node variant under overload")
+    ap.add_argument("--overload-factor", type=float, default=10.0,
+                    help="camera rate = this x the node's sustainable rate measured by a probe (0 = camera as fast "
+                         "as it can, no probe)")
+    ap.add_argument("--overload-probe", type=float, default=10.0, help="seconds of the sustainable-rate probe")
     ap.add_argument("--overload-size", default="160x120", help="frame WxH of the overload camera")
     ap.add_argument("--json", default=os.path.join(ROOT, "runs", "bench-ros2.json"))
     a = ap.parse_args(argv)
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     for v in variants + [a.overload_variant]:
         if v not in VARIANTS:
-            ap.error(f"unknown variant {v!r} (fix: use {', '.join(VARIANTS)})")
+            ap.error(f"unknown variant {v!r} (fix: use {', '.join(k for k in VARIANTS if not k.endswith(tuple(SUFFIXES)))}"
+                     f", each optionally with {' '.join(SUFFIXES)})")
     a.overload_size = tuple(int(v) for v in a.overload_size.lower().split("x"))
 
     if a.ckpt:
@@ -397,7 +459,7 @@ def main(argv=None):
                 if a.repeat > 1:
                     rows[-1]["backend"] += f" #{k + 1}"
         if a.overload:
-            log(f"overload: {a.overload_variant}, camera as fast as it can, {a.overload:g} s")
+            log(f"overload: {a.overload_variant}, {a.overload:g} s")
             over = overload(mon, env, a.overload_variant, models[VARIANTS[a.overload_variant][0]], a)
     finally:
         mon.close()
@@ -441,11 +503,19 @@ def main(argv=None):
               + ("" if r is ref else f", FPS x{r['sustained_fps_vs_reference']:.1f} "
                  f"{'met' if r['sustained_fps_vs_reference'] >= 10 else 'NOT met'}"))
     if over:
-        print(f"\noverload ({over['variant']}, {over['frame'][0]}x{over['frame'][1]} rgb8, camera as fast as it can, "
-              f"{over['seconds']:g} s): offered {over['offered_fps']:.0f} frames/s to a node processing "
-              f"{over['processed_fps']:.0f}/s = {over['offered_fps'] / max(over['processed_fps'], 1e-9):.1f}x "
-              f"overload; node queue max {over['queue_max']} (keep last 1); RSS {over['rss_first_mb']:.1f} -> "
-              f"{over['rss_last_mb']:.1f} MB (max {over['rss_max_mb']:.1f}), sampled every 5 s")
+        ratio = over["offered_fps"] / max(over["processed_fps"], 1e-9)
+        print(f"\noverload ({over['variant']}, {over['frame'][0]}x{over['frame'][1]} rgb8, {over['seconds']:g} s, "
+              + (f"camera at {over['factor_asked']:g}x the {over['probe']['fps']:.1f} results/s the node sustained "
+                 f"flooded = {over['camera_rate_hz']:.0f} Hz" if over["probe"] else "camera as fast as it can")
+              + f"): offered {over['offered_fps']:.0f} frames/s, processed {over['processed_fps']:.0f}/s = "
+              f"{ratio:.1f}x overload; dropped {over['dropped']} frames (keep last 1); node queue max "
+              f"{over['queue_max']} frames; RSS {over['rss_first_mb']:.1f} -> {over['rss_last_mb']:.1f} MB (max "
+              f"{over['rss_max_mb']:.1f}; second half {over['rss_second_half_range_mb'][0]:.1f}.."
+              f"{over['rss_second_half_range_mb'][1]:.1f}), sampled every 5 s; e2e p50 "
+              f"{over['e2e_p50_ms_median_of_samples'] or float('nan'):.2f} ms (median of the 5-s windows), p99 "
+              f"{over['e2e_p99_ms_median_of_samples'] or float('nan'):.2f} ms (median; worst window "
+              f"{over['e2e_p99_ms_max_of_samples'] or float('nan'):.2f} ms); load at the end "
+              f"{over['load_avg_end'][0]:.1f}")
     tmp = a.json + ".tmp"
     os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
     with open(tmp, "w") as fh:

@@ -191,7 +191,7 @@ def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, artifacts,
     prediction of the PyTorch reference on the same image (the artifacts are exact ports), same accuracy.
     -inline: the model runs in the subscription callback; -rclpy-path: fast_path false (rclpy messages)."""
     backend = variant.split("-")[0]
-    extra = {"inline": True} if variant.endswith("-inline") else {"fast_path": False} if "rclpy" in variant else {}
+    extra = {"-inline": {"inline": True}, "-rclpy-path": {"fast_path": False}}.get(variant[len(backend):], {})
     if backend not in artifacts:
         pytest.skip(f"no {backend} artifact: {artifacts.get('_' + backend, 'target not registered')}")
     pred, y = offline(artifacts[backend])
@@ -427,8 +427,8 @@ def test_camera_roi_topic_is_the_downscaled_centre_of_each_frame(ros, tmp_path):
     ros.node.create_subscription(Image, roi, keep("roi"), rel)
     cam = Proc("slt_ros2.camera_node", {"topic": image, "roi_topic": roi, "roi_size": 56, "source": "fmnist",
                                         "count": 8, "rate": 20.0, "width": 320, "height": 240, "encoding": "bgr8",
-                                        "qos": "reliable", "qos_depth": 10, "wait_for_subscribers": 1},
-               tmp_path / "roi_camera.log")
+                                        "qos": "reliable", "qos_depth": 10, "wait_for_subscribers": 2},
+               tmp_path / "roi_camera.log")  # 2 = ours on the image and on the ROI topic
     try:
         assert cam.p.wait(60) == 0, cam.text()
     finally:

@@ -35,6 +35,7 @@ from slt_deploy.runtime.image import center_crop, embed_image, encode_frame, res
 from .bags import BagFrames, is_bag
 from .params import CAMERA
 from .perception_node import make_qos
+from .realtime import set_realtime
 from .ros_params import declare_all
 
 TRUTH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -208,6 +209,8 @@ class CameraNode(Node):
         self.truth_pub = self.create_publisher(String, self.topic.rstrip("/") + "/ground_truth", TRUTH_QOS)
         self.sent = 0
         self.done = threading.Event()
+        if cfg["sched_priority"] > 0:  # before the publishing thread starts: it inherits the policy
+            set_realtime(cfg["sched_priority"])
         self.thread = threading.Thread(target=self.loop, name="camera", daemon=True)
         self.thread.start()
         self.get_logger().info(f"publishing {source} on {self.topic} at {self.rate:g} Hz "
@@ -250,16 +253,20 @@ class CameraNode(Node):
             self.rate = changed["rate"]
         self.get_logger().info("parameters set: " + ", ".join(f"{k}={v!r}" for k, v in changed.items()))
 
+    def subscribers(self) -> int:
+        """Matched subscribers of the image topic and of the ROI topic (a node may take only the ROI)."""
+        return self.pub.get_subscription_count() + (self.roi_pub.get_subscription_count() if self.roi_pub else 0)
+
     def loop(self):
         t_start = None
         try:
             if self.wait_subs > 0:
                 t_end = time.monotonic() + self.wait_timeout
-                while self.pub.get_subscription_count() < self.wait_subs and time.monotonic() < t_end:
+                while self.subscribers() < self.wait_subs and time.monotonic() < t_end:
                     if self.done.wait(0.05):
                         return
-                if self.pub.get_subscription_count() < self.wait_subs:
-                    self.get_logger().warning(f"only {self.pub.get_subscription_count()} subscribers after "
+                if self.subscribers() < self.wait_subs:
+                    self.get_logger().warning(f"only {self.subscribers()} subscribers after "
                                               f"{self.wait_timeout:g} s; publishing anyway")
                 else:
                     time.sleep(0.3)  # let the match settle on both sides

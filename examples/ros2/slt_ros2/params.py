@@ -67,6 +67,9 @@ PERCEPTION = [
     Spec("inline", False, "run the model in the subscription callback (no hand-over to the inference thread; "
                           "frames that arrive meanwhile wait in DDS, keep last qos_depth, counted as dropped "
                           "upstream) instead of queueing them for the inference thread"),
+    Spec("sched_priority", 0, "0: normal scheduling; 1..99: every thread of the node (its DDS threads included) "
+                              "runs SCHED_FIFO at this priority (real-time: needs CAP_SYS_NICE or an rtprio limit)",
+         range=(0, 99)),
     Spec("energy_frames", 8, "frames the energy is modelled on", range=(1, 4096)),
     # live: applied to the next frame / the next diagnostics report
     Spec("crop", "center", "center: largest centred region with the model's aspect ratio; none: stretch",
@@ -108,12 +111,14 @@ CAMERA = [
     Spec("loop", False, "start over at the end of the source"),
     Spec("qos", "sensor_data", "image QoS: sensor_data (best effort) or reliable", choices=QOS),
     Spec("qos_depth", 1, "keep last N frames", range=(1, 1000)),
-    Spec("wait_for_subscribers", 0, "wait for N matched image subscribers before the first frame", range=(0, 1000)),
+    Spec("wait_for_subscribers", 0, "wait for N matched subscribers (image topic + roi_topic) before the first frame", range=(0, 1000)),
     Spec("wait_timeout", 20.0, "seconds to wait for them", range=(0.0, 86400.0)),
     Spec("data_dir", "", "Fashion-MNIST idx folder (default /usr/share/datasets/fashion-mnist)"),
     Spec("roi_topic", "", "also publish the centred square of each frame, area-downscaled to roi_size, here "
                           "(what a camera's ROI/binning or image_proc crop_decimate gives; empty = off)"),
     Spec("roi_size", 112, "side of the roi_topic image in pixels", range=(1, 16384)),
+    Spec("sched_priority", 0, "0: normal scheduling; 1..99: every thread of the camera runs SCHED_FIFO at this "
+                              "priority (real-time: needs CAP_SYS_NICE or an rtprio limit)", range=(0, 99)),
 ]
 
 RECORDER = [

@@ -35,6 +35,7 @@ from slt_deploy.runtime.image import decode_frame, to_model_input
 
 from .fastpath import AreaResampler, RawImage, fast_model_input
 from .params import BACKENDS, PERCEPTION
+from .realtime import set_realtime
 from .ros_params import declare_all
 from .stats import LEVEL_NAMES, Stats, level
 
@@ -205,6 +206,9 @@ class PerceptionNode(Node):
             self.worker.start()
         if self.energy is not None:
             threading.Thread(target=self.model_energy, name="slt-energy", daemon=True).start()
+        if cfg["sched_priority"] > 0:
+            n = set_realtime(cfg["sched_priority"])
+            self.get_logger().info(f"SCHED_FIFO priority {cfg['sched_priority']} for the node's {n} threads")
 
     def apply_parameters(self, changed: dict):
         """A live parameter was set (ros2 param set): checked by the guard already, takes effect now."""
