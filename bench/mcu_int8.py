@@ -7,7 +7,8 @@ under QEMU beside the packed ticket.
 The baseline is what an MCU user would deploy instead of our packed runtime: the model's effective (folded) weights
 quantized to int8 per output channel (scale = max|w_c| / 127; a binary layer's ±alpha weights are exactly ±127),
 run as dense CMSIS-NN-style kernels (bench/mcu/int8_bench.c: im2col into int16, SMLAD dual 16-bit MACs into int32,
-two output channels x two output pixels per pass (linear: four channels), per-channel fixed-point requantization), the LIF in fixed point (membrane Q12 int32).
+two output channels x two output pixels per pass (linear: four channels), per-channel fixed-point requantization),
+the LIF in fixed point (membrane Q12 int32).
 Every weight is multiplied, pruned or not. The first layer sees the same image every step and is computed once.
 
 1. quantizes the checkpoint (VGG chains: Conv2d/Affine -> LIF -> ... -> Affine -> Output), writes int8_model.h;
