@@ -38,7 +38,7 @@ def _ops(path):
 
 
 @pytest.mark.parametrize("recipe,variant", [("digits-tiny", "sparse+binary"), ("digits-resnet-tiny", "binary"),
-                                            ("digits-tiny", "sparse")])
+                                            ("digits-spikformer-tiny", "binary"), ("digits-tiny", "sparse")])
 def test_layer_schedule_matches_the_reference(checkpoint, digits, tmp_path, recipe, variant):
     src = checkpoint(recipe, variant)
     lay, stp = str(tmp_path / "layer.onnx"), str(tmp_path / "step.onnx")
