@@ -38,7 +38,7 @@ def _ops(path):
 
 
 @pytest.mark.parametrize("recipe,variant", [("digits-tiny", "sparse+binary"), ("digits-resnet-tiny", "binary"),
-                                            ("digits-tiny", "sparse")])
+                                            ("digits-spikformer-tiny", "binary"), ("digits-tiny", "sparse")])
 def test_layer_schedule_matches_the_reference(checkpoint, digits, tmp_path, recipe, variant):
     src = checkpoint(recipe, variant)
     lay, stp = str(tmp_path / "layer.onnx"), str(tmp_path / "step.onnx")
@@ -89,3 +89,21 @@ def test_layer_schedule_is_unrolled_only_and_validated(checkpoint, tmp_path):
     with pytest.raises(SltError, match="schedule"):
         export(src, "onnx", str(tmp_path / "bad.onnx"), schedule="time")
     torch.manual_seed(0)
+
+
+def test_compute_measure_times_each_affine_layer_and_stays_exact(checkpoint, tmp_path):
+    """--opt compute=measure: both Affine forms timed at export (metadata names the kept one), results unchanged."""
+    import json
+
+    src = checkpoint("digits-tiny", "sparse+binary")
+    p = str(tmp_path / "m.onnx")
+    export(src, "onnx", p, compute="measure", schedule="layer")
+    r = OnnxRunner(p)
+    got = json.loads(r.props["slt.compute_measured"])
+    assert got and all(v["form"] in ("dense", "gather") and v["dense_ms"] > 0 and v["gather_ms"] > 0
+                       for v in got.values())
+    assert all(v["rows"] == int(r.meta["T"]) for v in got.values())  # timed at the layer-major batch
+    gathers = sum(n.op_type == "Gather" for n in onnx.load(p).graph.node)
+    assert gathers >= sum(v["form"] == "gather" for v in got.values())
+    rep = verify(src, p, limit=120, runner=r)
+    assert rep["ok"] and rep["logits_bit_identical"] == 1.0 and rep["spike_agreement_min"] == 1.0

@@ -5,9 +5,10 @@ Options (slt-deploy export --target onnx --opt KEY=VALUE):
   form    unrolled (default: one call per sample, the T steps unrolled) | stateful (one call per time step)
   sparse  auto (default: smallest encoding per weight tensor) | none (plain dense float32) | coo | bitmap
   spikes  none (default) | all: also output every LIF's spike raster (verification/debugging)
-  compute auto (default) | dense | gather: Affine layers whose kept weights touch <= 10% (auto) / <= 50% (gather)
-          of their input columns gather those columns and run a smaller MatMul (real sparse compute; measured in
-          bench/onnx_target.py, see docs/targets/onnx.md)
+  compute auto (default) | dense | gather | measure: Affine layers whose kept weights touch <= 10% (auto) / <= 50%
+          (gather) of their input columns gather those columns and run a smaller MatMul (real sparse compute;
+          measured in bench/onnx_target.py, see docs/targets/onnx.md); measure: both forms of each Affine layer timed
+          in onnxruntime at export, the faster kept (measure.py; metadata slt.compute_measured)
   compact channels (default) | none: channels that provably never spike (all-zero filter, bias <= 0) are removed
           with their neuron state and the next layer's input columns (compact.py; bit-identical)
   schedule step (default: the step graph T times) | layer: each synaptic layer once over the T steps stacked on

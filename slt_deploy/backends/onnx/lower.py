@@ -32,12 +32,13 @@ from .weights import WeightSink
 OPSET = 17
 IR_VERSION = 8  # readable by onnxruntime >= 1.10 (opset 17 needs >= 1.13)
 FORMS = ("unrolled", "stateful")
-COMPUTE = ("auto", "dense", "gather")
+COMPUTE = ("auto", "dense", "gather", "measure")
 # Real sparse compute for Affine layers: Gather the input columns that have a kept weight, then a smaller MatMul.
 # bench/onnx_target.py (fc 3136->128, onnxruntime CPU, 1 thread) measured it faster than the full MatMul at batch 1 from
 # <= 25% kept columns and at batch 64 only from <= 10% (slower at 50%); so `auto` uses it at <= 10%, `gather` at
 # <= 50%, `dense` never.
 GATHER_MAX_FRACTION = {"auto": 0.10, "gather": 0.50, "dense": -1.0}
+# `measure` (measure.py): both forms timed in onnxruntime at export with the layer's own weights, the faster kept
 SPIKES = ("none", "all")
 
 
@@ -82,6 +83,7 @@ class Lowering:
         self.g, self.form, self.sparse_mode, self.spikes_mode, self.compute = g, form, sparse, spikes, compute
         self.schedule = schedule if form == "unrolled" else "step"
         self.recording = True  # e_lif records its spike tensor per step (the layer-major schedule records itself)
+        self.measured: dict = {}  # compute=measure: layer -> the timed forms and the one kept
         self.b = GraphBuilder()
         self.w = WeightSink(self.b)
         self.order = topo_order(g)
@@ -111,7 +113,18 @@ class Lowering:
         d = {"binary": binary, "conv": conv, "out": w.shape[0]}
         if not conv:
             cols = np.flatnonzero(np.any(w != 0, axis=0))
-            if len(cols) <= GATHER_MAX_FRACTION[self.compute] * w.shape[1]:
+            if self.compute == "measure" and 0 < len(cols) < w.shape[1]:
+                from .measure import gather_is_faster
+
+                rows = int(np.prod(self.shapes[n][:-1])) * (self.T if self.schedule == "layer" else 1)
+                faster, dense_ms, gather_ms = gather_is_faster(w, cols, max(1, rows))
+                self.measured[layer] = {"form": "gather" if faster else "dense", "dense_ms": round(dense_ms, 4),
+                                        "gather_ms": round(gather_ms, 4), "kept_columns": int(len(cols)),
+                                        "columns": int(w.shape[1]), "rows": max(1, rows)}
+                use_gather = faster
+            else:  # (measure with no or every column kept: nothing to time, the auto rule)
+                use_gather = len(cols) <= GATHER_MAX_FRACTION.get(self.compute, 0.10) * w.shape[1]
+            if use_gather:
                 d["cols"] = self.b.init(f"{layer}.columns", cols.astype(np.int64))
                 w = np.ascontiguousarray(w[:, cols])
         d["W"] = self.w.add(f"{layer}.weight", w, binary, self.sparse_mode, transpose=not conv)
@@ -370,6 +383,8 @@ class Lowering:
             "slt.spikes_outputs": self.spikes_mode,
             "slt.state_inputs": json.dumps(self.state_inputs), "slt.state_outputs": json.dumps(self.state_outputs),
         }
+        if self.measured:
+            md["slt.compute_measured"] = json.dumps(self.measured)
         for key in (K.TICKET, K.RECIPE):
             v = gmeta(g, key)
             if v is not None:
