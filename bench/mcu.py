@@ -63,40 +63,10 @@ def ensure_tools():
     if pre is None:
         raise SystemExit(f"error: missing {', '.join(missing)} (fix: sudo apt-get install -y {' '.join(missing)})")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    repair_statoverride(pre)
     print(f"installing {' '.join(missing)} (apt-get)", flush=True)
     subprocess.run([*pre, "apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run([*pre, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True,
                    env=env)
-
-
-def repair_statoverride(pre):
-    """dpkg aborts every install ("unknown system group 'ssl-cert' in statoverride file ... remove the override
-    manually with dpkg-statoverride") when /var/lib/dpkg/statoverride names a user or group that no longer exists
-    (container images that deleted system groups). Remove exactly those overrides, as dpkg's message says; nothing
-    else is touched."""
-    import grp
-    import pwd
-
-    path = "/var/lib/dpkg/statoverride"
-    if not os.path.exists(path) or shutil.which("dpkg-statoverride") is None:
-        return
-    with open(path) as f:
-        rows = [ln.split(None, 3) for ln in f if ln.strip()]
-    for row in rows:
-        if len(row) != 4:
-            continue
-        user, group, _, target = row[0], row[1], row[2], row[3].strip()
-        ok = True
-        for lookup, name in ((pwd.getpwnam, user), (grp.getgrnam, group)):
-            if not name.startswith("#"):
-                try:
-                    lookup(name)
-                except KeyError:
-                    ok = False
-        if not ok:
-            print(f"dpkg: removing the stale override of {target} (owner {user}:{group} does not exist)", flush=True)
-            subprocess.run([*pre, "dpkg-statoverride", "--remove", target], check=True)
 
 
 def tool_versions() -> dict:
