@@ -6,7 +6,7 @@ SETUP := scripts/setup_env.sh
 BENCHES := bench-train bench-tickets bench-onnx bench-packed bench-loihi bench-mcu bench-mcu-int8 bench-ros2 \
 	bench-startup
 
-.PHONY: setup setup-interop demo lint test bench $(BENCHES) bench-onnx-structured interop fuzz clean
+.PHONY: setup setup-interop demo lint test bench $(BENCHES) bench-onnx-structured bench-sparse-speed interop fuzz clean
 
 setup:
 	@bash $(SETUP)
@@ -41,6 +41,11 @@ bench-onnx: setup
 # only the structured-vs-unstructured part of bench-onnx (structured ticket, channel compaction; ~10 min)
 bench-onnx-structured: setup
 	$(PY) bench/onnx_target.py --only-structured $(BENCH_ONNX_ARGS)
+
+# issue 19: one ticket, batch 1, in rotation: snntorch/slt eager, onnxruntime on its dense export, our ONNX (step- and
+# layer-major), packed C; verify of ours. BENCH_SPARSE_SPEED_ARGS="--ticket CKPT [--dense CKPT]" (--ticket required)
+bench-sparse-speed: setup
+	$(PY) bench/sparse_speed.py $(BENCH_SPARSE_SPEED_ARGS)
 
 # packed target: bytes vs the information bound, exactness, latency, arena
 bench-packed: setup

@@ -38,10 +38,11 @@ from slt_deploy.export import export
 from slt_deploy.verify import reference_run
 
 
-def agreement(model, art, x, y, batch):
-    """Agreement of the export's runner (our fixed-point reference) with the float PyTorch model on x."""
+def agreement(model, art, x, y, batch, orig=None):
+    """Agreement of the export's runner (our fixed-point reference, bit-identical to Lava: see lava_check) with
+    the float PyTorch model on x; with `orig` (the model before fine-tuning) also with that one."""
     runner = LoihiRunner(art)
-    agree, n, margins, dis, acc_f, acc_q = 0, 0, [], [], 0, 0
+    agree, n, margins, dis, acc_f, acc_q, agree_o = 0, 0, [], [], 0, 0, 0
     flips, tot = {}, {}
     sat = {"u_wrapped": 0, "v_clipped": 0}
     t0 = time.time()
@@ -59,6 +60,8 @@ def agreement(model, art, x, y, batch):
         m = srt[:, -1] - srt[:, -2]
         margins.append(m)
         agree += int((pf == pq).sum())
+        if orig is not None:
+            agree_o += int((reference_run(orig, seq, record=False)["logits"].argmax(1) == pq).sum())
         dis += [(i + j, float(m[j])) for j in np.nonzero(pf != pq)[0]]
         acc_f += int((pf == y[i:i + len(xb)]).sum())
         acc_q += int((pq == y[i:i + len(xb)]).sum())
@@ -74,7 +77,12 @@ def agreement(model, art, x, y, batch):
                disagreement_margins=[m for _, m in dis],
                margin_percentile_of_disagreements=[float((margins < m).mean()) for _, m in dis])
     print(f"  agreement with float PyTorch on {n} test images: {100 * agree / n:.2f}% (goal >= 99.5%); "
-          f"accuracy float {100 * acc_f / n:.2f}%, Loihi fixed-point {100 * acc_q / n:.2f}%")
+          f"accuracy float {100 * acc_f / n:.2f}%, Loihi fixed-point {100 * acc_q / n:.2f}% (Loihi = our "
+          "fixed-point reference of the export, checked bit-identical to Lava below on a subset: Lava is too "
+          "slow for 10,000 images)")
+    if orig is not None:
+        res["agreement_with_original_float"] = agree_o / n
+        print(f"  agreement with the float model BEFORE fine-tuning: {100 * agree_o / n:.2f}%")
     if dis:
         dm = np.array([m for _, m in dis])
         print(f"  {len(dis)} disagreements; their float logit margin (top1 - top2): median {np.median(dm):.3g}, "
@@ -124,13 +132,14 @@ def bench_one(ck, fitted, args, data, tag):
 
     x, y = data.test.x[:args.agree_n], data.test.y[:args.agree_n].numpy()
     res = {"checkpoint": ck}
-    for phase in ("before", "after"):
+    phases = ("before", "after") if (fitted or args.fit_epochs > 0) else ("before",)
+    for phase in phases:
         if phase == "after":
             if not fitted:
                 fitted = os.path.join(args.out, f"{tag}-fit")
                 t0 = time.time()
-                finetune(ck, fitted, epochs=args.fit_epochs, train_n=args.train_n or None, eval_n=2000,
-                         data_dir=args.data_dir)
+                finetune(ck, fitted, epochs=args.fit_epochs, train_n=args.train_n or None, eval_n=1000,
+                         data_dir=args.data_dir, snap=not args.no_snap)
                 print(f"  fine-tuned in {time.time() - t0:.0f} s -> {fitted}")
             while not os.path.exists(os.path.join(fitted, "model.json")):  # --fitted still being fine-tuned
                 print(f"  waiting for {fitted}/model.json")
@@ -145,10 +154,12 @@ def bench_one(ck, fitted, args, data, tag):
         model, _ = load(cur)
         art = os.path.join(args.out, f"{tag}-{phase}.loihi")
         r = export_timed(cur, art)
-        r.update(agreement(model, art, x, y, args.batch))
+        r.update(agreement(model, art, x, y, args.batch, orig=load(ck)[0] if phase == "after" else None))
         if args.lava_n > 0:
             r.update(lava_check(art, data.test.x, args.lava_n))
         res[phase] = r
+    if "after" not in res:
+        return res
     b, a = res["before"], res["after"]
     print(f"{tag}: agreement {100 * b['agreement']:.2f}% -> {100 * a['agreement']:.2f}%, accuracy float "
           f"{b['float_acc']:.2f} -> {a['float_acc']:.2f}%, Loihi {b['loihi_acc']:.2f} -> {a['loihi_acc']:.2f}% "
@@ -159,12 +170,16 @@ def bench_one(ck, fitted, args, data, tag):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", action="append", default=[], help="checkpoint(s) to bench (default: the dense "
-                    "fmnist-vgg of /work/runs/fmnist-vgg or runs/, and the shipped MultiSp ticket)")
+                    "fmnist-vgg of /work/runs/fmnist-vgg or runs/, the full-scale IMP 98 %% ticket of "
+                    "/work/runs/tf2/imp98 or /work/runs/tf/imp98 or runs/bench_tickets_full/imp98, and the shipped MultiSp "
+                    "ticket)")
     ap.add_argument("--fitted", action="append", default=[], help="already fine-tuned checkpoint per --ckpt")
     ap.add_argument("--data-dir")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench_loihi"))
     ap.add_argument("--train-n", type=int, default=0, help="fine-tuning images per epoch (0 = all)")
     ap.add_argument("--fit-epochs", type=int, default=2)
+    ap.add_argument("--no-snap", action="store_true", help="fine-tune without writing the chip's integer weights "
+                    "back into the float model (qat.snap_to_chip)")
     ap.add_argument("--agree-n", type=int, default=10000)
     ap.add_argument("--lava-n", type=int, default=16)
     ap.add_argument("--batch", type=int, default=200)
@@ -175,7 +190,10 @@ def main():
     if not ckpts:
         dense = [d for d in ("/work/runs/fmnist-vgg", os.path.join(ROOT, "runs", "fmnist-vgg"))
                  if os.path.exists(os.path.join(d, "model.json"))]
-        ckpts = dense[:1] + sorted(glob.glob(os.path.join(ROOT, "models", "tickets", "fmnist-*multisp*")))
+        imp = [d for d in ("/work/runs/tf2/imp98", "/work/runs/tf/imp98", os.path.join(ROOT, "runs", "bench_tickets_full",
+                                                                                      "imp98"))
+               if os.path.exists(os.path.join(d, "model.json"))]
+        ckpts = dense[:1] + imp[:1] + sorted(glob.glob(os.path.join(ROOT, "models", "tickets", "fmnist-*multisp*")))
     data = load_dataset("fmnist", args.data_dir, 0)
     results = {}
     for i, ck in enumerate(ckpts):

@@ -36,6 +36,7 @@ from slt_deploy.checkpoint import load, save
 from slt_deploy.data import Split, load_dataset
 from slt_deploy.export import export, lower
 from slt_deploy.ir.interpreter import Interpreter
+from slt_deploy.log import speed
 from slt_deploy.nn import synapses
 from slt_deploy.profile.latency import median_time
 from slt_deploy.train import evaluate, train
@@ -171,8 +172,9 @@ def structured_bench(a, res):
     t = interleaved(fns, a.reps)
     base = t["structured ort-dense"]
     for k, v in t.items():
-        log(f"  {k:28s} {1e3 * v:8.3f} ms  vs structured ort-dense {base / v:5.2f}x  "
-            f"vs dense-model ort-dense {t['dense ort-dense'] / v:5.2f}x  bytes {os.path.getsize(files[k]) if k in files else '-'}")
+        log(f"  {k:28s} {1e3 * v:8.3f} ms  vs structured ort-dense {speed(base / v):>13s}  "
+            f"vs dense-model ort-dense {speed(t['dense ort-dense'] / v):>13s}  "
+            f"bytes {os.path.getsize(files[k]) if k in files else '-'}")
     r = OnnxRunner(files["structured ort-ours"], threads=a.threads)
     log(f"  compacted layers: {r.props['slt.compact']}")
     t0 = time.time()
@@ -223,7 +225,7 @@ def gather_microbench(threads, reps):
             assert np.array_equal(full.run(None, {"x": x})[0], gath.run(None, {"x": x})[0])
             out[f"b{bs}-kept{frac}"] = {"full_ms": 1e3 * tf, "gather_ms": 1e3 * tg, "speedup": tf / tg}
             log(f"  fc 3136->128, {100 * frac:4.0f}% columns kept, batch {bs:2d}: full {1e3 * tf:.3f} ms, "
-                f"gather {1e3 * tg:.3f} ms ({tf / tg:.2f}x)")
+                f"gather {1e3 * tg:.3f} ms (gather {speed(tf / tg)})")
     return out
 
 
@@ -306,7 +308,7 @@ def main():
         res["latency"][bs] = row
         for k, v in row.items():
             log(f"  batch {bs:2d} {k:10s} {1e3 * v:8.3f} ms  {bs / v:9.1f} samples/s  "
-                f"speed-up vs eager {row['eager'] / v:5.2f}x")
+                f"vs eager {speed(row['eager'] / v)}")
     log(f"[exactness] ours vs the PyTorch reference on {a.verify_limit} Fashion-MNIST test images")
     t0 = time.time()
     rep = verify(ckpt, files["ours"], limit=a.verify_limit, data_dir=a.data_dir, runner=runners["ours"])

@@ -36,6 +36,7 @@ from slt_deploy.backends.packed.format import size_report
 from slt_deploy.checkpoint import atomic_write, load, save
 from slt_deploy.data import load_dataset
 from slt_deploy.export import export, lower
+from slt_deploy.log import speed
 from slt_deploy.nn.layers import synapses
 from slt_deploy.train import evaluate, train
 from slt_deploy.zoo import build_model, validate_recipe
@@ -213,9 +214,9 @@ def main():
           f" -> {s['ratio_to_bound']:.3f}x bound (weights only {s['weights_ratio_to_bound']:.3f}x);"
           f" dense model packed {res['sizes']['dense']['file_bytes']} B")
     print("latency ms (batch 1): " + ", ".join(f"{k} {v:.3f}" for k, v in lat.items()))
-    print(f"speed-up of C (ticket): x{eager / lat['c_ticket']:.1f} vs snntorch eager"
-          + (f", x{lat['onnxruntime_dense'] / lat['c_ticket']:.1f} vs onnxruntime dense" if "onnxruntime_dense" in lat
-             else ""))
+    print(f"C (ticket) vs snntorch eager: {speed(eager / lat['c_ticket'])}"
+          + (f"; vs onnxruntime dense: {speed(lat['onnxruntime_dense'] / lat['c_ticket'])}"
+             if "onnxruntime_dense" in lat else ""))
     print(f"arena bytes: {res['arena_bytes']}; goals: {res['goals']}")
 
 

@@ -1,4 +1,5 @@
-"""Start time of the CLI (issue 14: goal < 0.5 s for `slt-deploy --help`), and whether torch gets imported.
+"""Start time of the CLI (issue 14: goal < 0.5 s for `slt-deploy --help`), and which heavy modules (torch, onnx,
+nir) each case imports.
 
 Each case is a fresh `python -m slt_deploy.cli ...` process (what the `slt-deploy` script runs), repeated --repeat
 times; the median and the minimum wall time are printed beside `python -c pass` (the interpreter's own start).
@@ -23,7 +24,8 @@ TICKET = os.path.join(os.path.dirname(HERE), "models", "tickets", "digits-tiny-i
 PROBE = ("import sys, runpy; sys.argv = ['slt-deploy'] + sys.argv[1:]\n"
          "try:\n    runpy.run_module('slt_deploy.cli', run_name='__main__')\n"
          "except SystemExit:\n    pass\n"
-         "sys.stderr.write('\\nTORCH=%s\\n' % ('torch' in sys.modules))\n")
+         "sys.stderr.write('\\nHEAVY=%s\\n' % ','.join(m for m in HEAVY if m in sys.modules))\n")
+HEAVY = ("torch", "onnx", "nir")
 
 
 def _env(root):
@@ -41,10 +43,11 @@ def time_case(args, root, repeat, cwd) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "runs": len(times)}
 
 
-def imports_torch(cli_args, root, cwd) -> bool:
-    r = subprocess.run([sys.executable, "-c", PROBE, *cli_args], env=_env(root), capture_output=True, text=True,
-                       cwd=cwd)
-    return "TORCH=True" in r.stderr
+def heavy_imports(cli_args, root, cwd) -> list:
+    r = subprocess.run([sys.executable, "-c", f"HEAVY = {HEAVY!r}\n" + PROBE, *cli_args], env=_env(root),
+                       capture_output=True, text=True, cwd=cwd)
+    line = next((x for x in r.stderr.splitlines() if x.startswith("HEAVY=")), "HEAVY=")
+    return [m for m in line[len("HEAVY="):].split(",") if m]
 
 
 def main(argv=None):
@@ -72,12 +75,14 @@ def main(argv=None):
         for name, (args, cli_args) in cases.items():
             # cwd outside any checkout: `python -m`/`-c` put the cwd first on sys.path, before PYTHONPATH
             res[name] = time_case(args, root, a.repeat, d)
-            res[name]["imports_torch"] = imports_torch(cli_args, root, d) if cli_args else None
+            res[name]["heavy_imports"] = heavy_imports(cli_args, root, d) if cli_args else None
+            res[name]["imports_torch"] = None if cli_args is None else "torch" in res[name]["heavy_imports"]
     print(f"start time, {a.repeat} runs each, root {root} (load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} cores)")
-    print(f"{'case':32s} {'median':>8s} {'min':>8s}  torch")
+    print(f"{'case':32s} {'median':>8s} {'min':>8s}  imports ({', '.join(HEAVY)})")
     for name, r in res.items():
-        tor = "" if r["imports_torch"] is None else ("imported" if r["imports_torch"] else "not imported")
+        h = r["heavy_imports"]
+        tor = "" if h is None else (", ".join(h) or "none of them")
         print(f"{name:32s} {r['median_s']:7.3f}s {r['min_s']:7.3f}s  {tor}")
     h = res["slt-deploy --help"]["median_s"]
     print(f"--help: {h:.3f} s median ({'meets' if h < 0.5 else 'misses'} the 0.5 s goal)")

@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from slt_deploy.checkpoint import save
 from slt_deploy.data import Dataset, Split, load_dataset
+from slt_deploy.log import speed
 from slt_deploy.nn.layers import set_input_reuse
 from slt_deploy.nn.lif import set_fused
 from slt_deploy.train import evaluate, set_threads, train
@@ -109,10 +110,10 @@ def main():
         names = [n for n, _ in CONFIGS]
         print(f"\ntraining throughput, images/s ({a.throughput_rounds} x {a.throughput_steps} batches per "
               f"configuration; load: {os.getloadavg()[0]:.1f})")
-        print(f"{'recipe':20s} " + " ".join(f"{n:>20s}" for n in names) + f" {'after/before':>13s}")
+        print(f"{'recipe':20s} " + " ".join(f"{n:>20s}" for n in names) + f" {'after vs before':>15s}")
         for rec, v in tp.items():
             print(f"{rec:20s} " + " ".join(f"{v[n]:20.0f}" for n in names)
-                  + f" {v[names[-1]] / v[names[0]]:12.2f}x")
+                  + f" {speed(v[names[-1]] / v[names[0]]):>15s}")
         os.makedirs(a.out, exist_ok=True)
         with open(os.path.join(a.out, "throughput.json"), "w") as f:
             json.dump(tp, f, indent=2)

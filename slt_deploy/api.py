@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 
+from .commands.options import LIMIT_DEFAULT  # the CLI's --limit default (docs/cli.md): one default everywhere
+
 __all__ = ["train", "find_ticket", "export", "load_runner", "verify", "profile"]
 
 
@@ -94,9 +96,10 @@ def load_runner(path, runtime: str | None = None, **kw):
     return _load(_path(path), runtime=runtime, **kw)
 
 
-def verify(ckpt, artifact, *, data: str = "auto", limit: int | None = None, data_dir=None,
+def verify(ckpt, artifact, *, data: str = "auto", limit: int | None = LIMIT_DEFAULT, data_dir=None,
            runtime: str | None = None) -> dict:
-    """Run `artifact` on real test data and compare it with the PyTorch reference `ckpt`, spike for spike.
+    """Run `artifact` on the first `limit` test samples (None: all) and compare it with the PyTorch reference `ckpt`,
+    spike for spike.
     -> report dict; report["ok"] is False when the artifact departs beyond the target's declared tolerance."""
     from .verify import verify as _verify
 
@@ -104,7 +107,8 @@ def verify(ckpt, artifact, *, data: str = "auto", limit: int | None = None, data
     return _verify(_path(ckpt), _path(artifact), data, limit, data_dir, runner=runner)
 
 
-def profile(ckpt, artifacts=(), *, data: str = "auto", limit: int = 200, frames: int = 100, **options) -> dict:
+def profile(ckpt, artifacts=(), *, data: str = "auto", limit: int | None = LIMIT_DEFAULT, frames: int = 100,
+            **options) -> dict:
     """Measured latency/throughput/memory of `ckpt` (the reference) and `artifacts` on this host, synaptic ops
     counted on real data, and modelled energy for the packaged hardware profiles. `options`: as
     `slt-deploy profile` (warmup, rounds, batch, threads, hardware, data_dir). -> report dict."""

@@ -106,6 +106,26 @@ def load_digits(seed=0) -> Dataset:
     return Dataset("digits", sp(perm[:a]), sp(perm[a:b]), sp(perm[b:]), [str(i) for i in range(10)], 16.0)
 
 
+def dataset_for(shape, data, where, by_size: bool = False) -> str:
+    """The dataset name for a model taking inputs `shape` ([C, H, W]): `data` if given (checked against the shape),
+    else the one dataset of that shape (`--data auto`, docs/cli.md). `by_size`: the same number of values is enough
+    (an imported dense graph reads flattened images)."""
+    from .zoo import DATASET_SHAPES
+
+    def size(s):
+        return int(np.prod([int(v) for v in s]))
+
+    names = [k for k, (s, _, _) in DATASET_SHAPES.items()
+             if list(s) == list(shape) or (by_size and size(s) == size(shape))]
+    if data not in (None, "auto"):
+        if names and data not in names:
+            raise SltError(f"{where} takes input {list(shape)}, not {data} images", f"use --data {names[0]}")
+        return data
+    if not names:
+        raise SltError(f"{where} takes input {list(shape)}, which matches no dataset here", "pass --data")
+    return names[0]
+
+
 def load_dataset(name, data_dir=None, seed=0) -> Dataset:
     if name == "fmnist":
         return load_fmnist(data_dir, seed)

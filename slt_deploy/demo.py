@@ -32,7 +32,7 @@ def stage_train(ctx):
     r = load_recipe(ctx["recipe"])
     data = load_dataset(r["dataset"], ctx.get("data_dir"), int(r.get("seed", 0)))
     model = build_model(r)
-    train(model, data, r["train"], progress=False, seed=int(r.get("seed", 0)))
+    train(model, data, r["train"], progress=True, seed=int(r.get("seed", 0)))  # bar on a terminal, epochs logged
     acc = evaluate(model, data.test)
     ckpt = os.path.join(ctx["out"], "dense")
     save(model, ckpt, metrics={"test_acc": acc}, labels=data.labels)
@@ -52,7 +52,7 @@ def stage_export(ctx):
     for name, b in sorted(all_targets().items()):
         out = os.path.join(ctx["out"], "artifacts", f"model.{name}" if b.suffix == "/" else "model" + b.suffix)
         info = export(src, name, out)
-        rep = verify(src, out, limit=ctx.get("verify_limit", 360), data_dir=ctx.get("data_dir"))
+        rep = verify(src, out, limit=ctx.get("limit", 360), data_dir=ctx.get("data_dir"))
         arts[name] = out
         ctx["results"][name] = rep
         tol = rep["tolerance"]
@@ -139,10 +139,11 @@ def stages() -> list:
             ("profile", stage_profile)]
 
 
-def run_demo(out: str, recipe: str = "digits-tiny", data_dir=None, only=None, ticket=None):
+def run_demo(out: str, recipe: str = "digits-tiny", data_dir=None, only=None, ticket=None, limit: int | None = 360):
     """Run the stages in order (all, or the ones named in `only`; "train" always runs since every later stage
-    needs its model). `ticket`: a checkpoint directory to start from instead of training."""
-    ctx = {"out": out, "recipe": recipe, "data_dir": data_dir, "results": {}, "ticket": ticket}
+    needs its model). `ticket`: a checkpoint directory to start from instead of training. `limit`: test samples
+    verified and profiled (the first N; None = all)."""
+    ctx = {"out": out, "recipe": recipe, "data_dir": data_dir, "results": {}, "ticket": ticket, "limit": limit}
     os.makedirs(out, exist_ok=True)
     for name, fn in stages():
         if only and name not in only and name != "train":

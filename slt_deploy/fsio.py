@@ -75,14 +75,11 @@ def kind_of(path: str) -> str | None:
     if not (os.path.isfile(path) or os.path.isdir(path)):
         return None
     try:
-        from .backends import all_targets
+        from .backends import sniff_path  # imports no target package
 
-        for name, b in all_targets().items():
-            if b.sniff is not None and b.sniff(path):
-                return name
+        return sniff_path(path)
     except Exception:  # noqa: BLE001 - a sniffer failing on a strange file means "not that kind"
         return None
-    return None
 
 
 def _what(st) -> str:

@@ -6,11 +6,9 @@ import json
 import math
 import os
 
-import nir
 import numpy as np
 
 from .ir import meta as K
-from .ir.graph import gmeta, is_binary, nmeta, op_of, slt_only_nodes, topo_order
 
 
 def information_bits(params: int, kept: int, binary: bool) -> float:
@@ -35,7 +33,13 @@ def plain(v):
     return v
 
 
-def describe_graph(g: nir.NIRGraph) -> dict:
+def describe_graph(g) -> dict:
+    """Rows of an NIR graph (a checkpoint lowered, a .nir file). nir is imported here, not at module load: inspect of
+    an artifact whose target describes itself (packed, onnx, loihi) does not need it."""
+    import nir
+
+    from .ir.graph import gmeta, is_binary, nmeta, op_of, slt_only_nodes, topo_order
+
     shapes = json.loads(gmeta(g, K.SHAPES, "{}") or "{}")
     rows = []
     for n in topo_order(g):
@@ -76,7 +80,6 @@ def totals(rows) -> dict:
 
 def describe_path(path: str) -> dict:
     from .backends import target_for_path
-    from .backends.nir.fileio import read_nir
 
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "model.json")):
         from .export import lower
@@ -85,7 +88,12 @@ def describe_path(path: str) -> dict:
         d["kind"] = "checkpoint"
     else:
         b = target_for_path(path)
-        d = b.describe(path) if b.describe else describe_graph(read_nir(path))
+        if b.describe:
+            d = b.describe(path)
+        else:
+            from .backends.nir.fileio import read_nir
+
+            d = describe_graph(read_nir(path))
         d["kind"] = b.name
     for r in d["layers"]:  # every target's rows through the same bound
         if "params" in r:

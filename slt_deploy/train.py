@@ -10,8 +10,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from . import log as _log
 from .nn import synapses
 
 
@@ -164,7 +164,7 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
         perm = torch.from_numpy(np.random.default_rng(seed + ep).permutation(n))
         tot_loss, tot_ok, tot_n = 0.0, 0, 0
         it = range(steps_per_epoch)
-        bar = tqdm(it, desc=f"epoch {ep + 1}/{epochs}", leave=False, disable=not progress or rank != 0)
+        bar = _log.progress(it, desc=f"epoch {ep + 1}/{epochs}", enabled=bool(progress) and rank == 0)
         for s in bar:
             idx = perm[s * bs:(s + 1) * bs][rank::world]  # same global batch as 1 process, split across ranks
             x, y = data.train.x[idx], data.train.y[idx]
@@ -192,7 +192,7 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
             msg = f"epoch {ep + 1}/{epochs}: loss {rec['loss']:.3f} train {rec['train_acc']:.1f}%"
             if "val_acc" in rec:
                 msg += f" val {rec['val_acc']:.1f}%"
-            tqdm.write(msg + f" ({rec['seconds']:.1f}s)")
+            _log.info(msg + f" ({rec['seconds']:.1f}s)")
         if on_epoch is not None and on_epoch(ep + 1, model) is True:
             break  # the callback asked to stop (Early-Bird search, rewind-point replay)
     return history

@@ -57,8 +57,10 @@ def verify_runner(model, runner, images, labels, batch=64, seed=0, tolerance=Non
     acc = {"n": 0, "logits_equal": 0, "pred_equal": 0, "max_abs_logit_diff": 0.0, "max_abs_ref_logit": 0.0,
            "spikes": {}, "correct_ref": 0, "correct_art": 0, "exposes_spikes": False,
            "ref_exposes_spikes": False}
+    from .log import progress
+
     g = torch.Generator().manual_seed(seed)
-    for i in range(0, len(images), batch):
+    for i in progress(range(0, len(images), batch), desc="verify", unit="batch"):
         x = images[i:i + batch]
         seq = model.encode(torch.as_tensor(x), generator=g).numpy()
         ref = reference_run(model, seq)

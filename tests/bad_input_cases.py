@@ -471,7 +471,10 @@ case("verify/runtime-on-ckpt", [*VERIFY, "ckpt", "--runtime", "cpu", "--limit", 
 RUN = ["run", "art/m.onnx"]
 case("run/limit-negative", [*RUN, "--data", "digits", "--limit", "-5"])
 case("run/limit-0", [*RUN, "--data", "digits", "--limit", "0"])
-case("run/nothing-to-run", RUN)
+case("run/input-and-data", [*RUN, "--input", "x.png", "--data", "digits"], write_file("x.png", b""))
+case("run/limit-abc", [*RUN, "--limit", "abc"])
+case("eval/data-fmnist-on-digits", ["eval", "ckpt", "--data", "fmnist"])
+case("demo/quiet-and-verbose", ["demo", "--out", "d", "--quiet", "--verbose"], out="d")
 case("run/input-missing", [*RUN, "--input", "nope.png"])
 case("run/input-not-image", [*RUN, "--input", "r.yaml"], recipe_with())
 case("run/input-empty", [*RUN, "--input", "empty.png"], write_file("empty.png", b""))

@@ -106,7 +106,7 @@ def test_inspect_gives_one_sparsity_and_information_bound_across_targets(tmp_pat
         dt = d["meta"].get("dt", d["meta"].get("slt.dt"))  # (float32 in packed)
         assert float(dt) == 1e-4 and "e-05" not in str(dt), (target, dt)
     assert len(set(seen.values())) == 1, seen
-    assert names["nir"] == names["onnx"] == names["loihi"] == ["body.0", "body.2", "body.5"], names  # packed: i:op
+    assert names["nir"] == names["onnx"] == names["loihi"] == names["packed"] == ["body.0", "body.2", "body.5"], names
     assert seen["nir"][:2] == (3784, 946)
     assert information_bits(10, 0, True) == 0 and information_bits(10, 10, False) == 320
     assert abs(information_bits(4, 2, True) - (2.584962500721156 + 2)) < 1e-9  # log2 C(4,2) + 2 sign bits

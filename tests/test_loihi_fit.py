@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from slt_deploy.backends.loihi.qat import ChipArithmetic, chip_roles, plan_of
+from slt_deploy.backends.loihi.qat import ChipArithmetic, chip_roles, plan_of, snap_to_chip
 from slt_deploy.backends.loihi.runner import LoihiRunner, lava_python
 from slt_deploy.checkpoint import load
 from slt_deploy.data import load_dataset
@@ -36,6 +36,50 @@ def test_simulated_arithmetic_is_the_exports(ckpt, opts, tmp_path):
     model.eval()
     with torch.no_grad():
         assert np.abs(model.run(seq).numpy() - sim).max() > 0
+
+
+def _chip_integers(plan):
+    return [(L.get("weight"), L.get("bias"), L["neuron"]["vThMant"] if "neuron" in L else None) for L in plan.layers]
+
+
+@pytest.mark.parametrize("ckpt", [BINARY_TICKET, MULTISP, "dense"])
+def test_snap_to_chip_makes_float_compute_the_export(ckpt, trained):
+    """snap_to_chip writes the export's integers back into the float model: the float model then computes the
+    chip's logits; the export of the snapped model is a fixed point (snapping again changes no integer), and a layer
+    whose scale stayed keeps its mantissas."""
+    ckpt = trained("digits-tiny", 2) if ckpt == "dense" else ckpt
+    model, meta = load(ckpt)
+    x = load_dataset("digits").test.x
+    p0 = plan_of(model, meta)
+    roles = chip_roles(p0)
+    seq = model.encode(x)
+    model.eval()
+    with torch.no_grad():
+        before = model.run(seq).numpy()
+    done = snap_to_chip(model, roles, meta["T"], model.input_max)
+    assert done and all(r["kind"] != "input" for p, r in roles["synapses"].items() if p in done)
+    p1 = plan_of(model, meta)
+    for (w0, b0, t0), (w1, b1, t1) in zip(_chip_integers(p0), _chip_integers(p1)):
+        if t0 == t1:
+            for a, b in ((w0, w1), (b0, b1)):
+                assert (a is None and b is None) or np.array_equal(np.asarray(a), np.asarray(b))
+    snap_to_chip(model, chip_roles(p1), meta["T"], model.input_max)
+    p2 = plan_of(model, meta)
+    for (w1, b1, t1), (w2, b2, t2) in zip(_chip_integers(p1), _chip_integers(p2)):
+        assert t1 == t2
+        for a, b in ((w1, w2), (b1, b2)):
+            assert (a is None and b is None) or np.array_equal(np.asarray(a), np.asarray(b))
+    with torch.no_grad(), ChipArithmetic(model, chip_roles(p2), meta["T"], model.input_max):
+        chip = model.run(seq).numpy()
+    model.eval()
+    with torch.no_grad():
+        after = model.run(seq).numpy()
+    d_after, d_before = np.abs(after - chip).max(1), np.abs(before - chip).max(1)
+    tol = 1e-4 * np.abs(chip).max()
+    assert (d_after < tol).mean() >= 0.95                              # samples with the chip's logits
+    assert (d_after < tol).mean() >= (d_before < tol).mean() and d_after.sum() < d_before.sum() / 5
+    assert (after.argmax(1) == chip.argmax(1)).mean() >= 0.99
+    assert np.abs(after - before).max() > 0
 
 
 def _finetune(ckpt, out, epochs=1):

@@ -3,7 +3,8 @@
  *
  * What an MCU user would deploy instead of a sparse ticket, written the way CMSIS-NN's s8 kernels work: int8 weights
  * (per-output-channel scale) widened to int16 pairs, im2col of the input patch into an int16 column, two output
- * channels per pass with the dual 16-bit multiply-accumulate SMLAD (2 MACs per instruction) into int32
+ * channels x two output pixels per pass (linear: four channels) with the dual 16-bit multiply-accumulate SMLAD
+ * (2 MACs per instruction) into int32
  * accumulators, then a per-channel fixed-point requantization (64-bit multiply + rounding shift). Every weight is
  * multiplied, zero or not (dense). The spiking part is fixed point too: membrane Q12 in int32, v = (v*beta)>>15 + I,
  * spike = v > threshold, reset. Activations (spikes 0/1, raw pixels 0..255) are int16, HWC.
@@ -80,51 +81,106 @@ static int32_t requant(int32_t acc, int32_t mult, int32_t shift, int32_t bias) {
     return (int32_t)(((int64_t)acc * mult + ((int64_t)1 << (shift - 1))) >> shift) + bias;
 }
 
-static int16_t col[MAX_COL];       /* im2col column (even length, zero padded) */
+static int16_t col[2][MAX_COL];    /* im2col columns of two output pixels (even length, zero padded) */
 static int32_t cur[MAX_ACT];       /* currents of one layer, HWC */
 static int32_t first_cur[MAX_ACT]; /* the first layer's currents: same image every step, computed once */
 static int16_t act[2][MAX_ACT];    /* int16 activations (pixels, then spikes), HWC, ping-pong */
 static int32_t vmem[MAX_STATE];    /* membrane potentials of every LIF layer */
 static int32_t logits[N_CLASSES];
 
-/* dense conv / linear (a linear layer is a 1x1 "conv" on a 1x1 map with C = fan-in) */
-static void layer_cur(const layer_t *L, const int16_t *in, int32_t *out) {
-    const int n2 = L->col_len / 2;
-    int oy, ox, o, ky, kx, c, i;
-    for (oy = 0; oy < L->oh; oy++) {
-        for (ox = 0; ox < L->ow; ox++) {
-            const uint32_t *a;
-            if (L->k == 1 && L->h == 1) {
-                a = (const uint32_t *)(const void *)in;
+/* the im2col column of output pixel p: the k x k x C input patch in (ky, kx, c) order, 0 outside the image */
+static void im2col(const layer_t *L, const int16_t *in, int p, int16_t *dst) {
+    const int oy = p / L->ow, ox = p % L->ow;
+    int16_t *q = dst;
+    int ky, kx, c;
+    for (ky = 0; ky < L->k; ky++) {
+        const int y = oy * L->s - L->p + ky;
+        for (kx = 0; kx < L->k; kx++) {
+            const int x = ox * L->s - L->p + kx;
+            if (y < 0 || y >= L->h || x < 0 || x >= L->w) {
+                for (c = 0; c < L->c; c++) *q++ = 0;
             } else {
-                int16_t *p = col;
-                for (ky = 0; ky < L->k; ky++) {
-                    const int y = oy * L->s - L->p + ky;
-                    for (kx = 0; kx < L->k; kx++) {
-                        const int x = ox * L->s - L->p + kx;
-                        if (y < 0 || y >= L->h || x < 0 || x >= L->w) {
-                            for (c = 0; c < L->c; c++) *p++ = 0;
-                        } else {
-                            const int16_t *q = in + (y * L->w + x) * L->c;
-                            for (c = 0; c < L->c; c++) *p++ = q[c];
-                        }
-                    }
-                }
-                while (p < col + L->col_len) *p++ = 0;
-                a = (const uint32_t *)(const void *)col;
+                const int16_t *r = in + (y * L->w + x) * L->c;
+                for (c = 0; c < L->c; c++) *q++ = r[c];
             }
-            for (o = 0; o < L->o; o += 2) {
-                const uint32_t *w0 = (const uint32_t *)(const void *)(L->w16 + o * L->col_len);
-                const uint32_t *w1 = w0 + n2;
-                int32_t s0 = 0, s1 = 0;
-                for (i = 0; i < n2; i++) {
-                    const uint32_t x = a[i];
-                    s0 = SMLAD(x, w0[i], s0);
-                    s1 = SMLAD(x, w1[i], s1);
-                }
-                out[(oy * L->ow + ox) * L->o + o] = requant(s0, L->mult[o], L->shift[o], L->bias[o]);
-                if (o + 1 < L->o)
-                    out[(oy * L->ow + ox) * L->o + o + 1] = requant(s1, L->mult[o + 1], L->shift[o + 1], L->bias[o + 1]);
+        }
+    }
+    while (q < dst + L->col_len) *q++ = 0;
+}
+
+/* dense conv / linear (a linear layer is a 1x1 "conv" on a 1x1 map with C = fan-in). CMSIS-NN's
+ * arm_nn_mat_mult_kernel_s8_s16 blocking: conv layers take two output pixels x two output channels per pass (four
+ * int32 accumulators, every loaded word used twice, 4 SMLAD = 8 MACs per 4 loads); linear layers four channels x
+ * the one input column (the input word loaded once for 4 SMLAD). Weights are stored widened to int16 (CMSIS-NN
+ * widens int8 with SXTB16 in the loop: storing them wide saves those instructions, in the baseline's favour). */
+static void layer_cur(const layer_t *L, const int16_t *in, int32_t *out) {
+    const int n2 = L->col_len / 2, npix = L->oh * L->ow;
+    int p, o, i;
+    if (L->k == 1 && L->h == 1) {
+        const uint32_t *a = (const uint32_t *)(const void *)in;
+        for (o = 0; o < L->o; o += 4) {   /* rows padded to a multiple of 4 (zeros) */
+            const uint32_t *w0 = (const uint32_t *)(const void *)(L->w16 + o * L->col_len);
+            const uint32_t *w1 = w0 + n2, *w2 = w1 + n2, *w3 = w2 + n2;
+            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;   /* scalars: an array would live on the stack */
+            for (i = 0; i + 1 < n2; i += 2) {          /* unrolled by two: half the loop overhead */
+                const uint32_t x = a[i], y = a[i + 1];
+                s0 = SMLAD(x, w0[i], s0);
+                s1 = SMLAD(x, w1[i], s1);
+                s2 = SMLAD(x, w2[i], s2);
+                s3 = SMLAD(x, w3[i], s3);
+                s0 = SMLAD(y, w0[i + 1], s0);
+                s1 = SMLAD(y, w1[i + 1], s1);
+                s2 = SMLAD(y, w2[i + 1], s2);
+                s3 = SMLAD(y, w3[i + 1], s3);
+            }
+            if (i < n2) {
+                const uint32_t x = a[i];
+                s0 = SMLAD(x, w0[i], s0);
+                s1 = SMLAD(x, w1[i], s1);
+                s2 = SMLAD(x, w2[i], s2);
+                s3 = SMLAD(x, w3[i], s3);
+            }
+            out[o] = requant(s0, L->mult[o], L->shift[o], L->bias[o]);
+            if (o + 1 < L->o) out[o + 1] = requant(s1, L->mult[o + 1], L->shift[o + 1], L->bias[o + 1]);
+            if (o + 2 < L->o) out[o + 2] = requant(s2, L->mult[o + 2], L->shift[o + 2], L->bias[o + 2]);
+            if (o + 3 < L->o) out[o + 3] = requant(s3, L->mult[o + 3], L->shift[o + 3], L->bias[o + 3]);
+        }
+        return;
+    }
+    for (p = 0; p < npix; p += 2) {
+        const int two = p + 1 < npix;
+        const uint32_t *a0 = (const uint32_t *)(const void *)col[0], *a1 = (const uint32_t *)(const void *)col[1];
+        im2col(L, in, p, col[0]);
+        if (two) im2col(L, in, p + 1, col[1]);
+        else a1 = a0;
+        for (o = 0; o < L->o; o += 2) {
+            const uint32_t *w0 = (const uint32_t *)(const void *)(L->w16 + o * L->col_len);
+            const uint32_t *w1 = w0 + n2;
+            int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;   /* s<channel><pixel> */
+            for (i = 0; i + 1 < n2; i += 2) {         /* unrolled by two */
+                uint32_t x0 = a0[i], x1 = a1[i], u = w0[i], v = w1[i];
+                s00 = SMLAD(x0, u, s00);
+                s01 = SMLAD(x1, u, s01);
+                s10 = SMLAD(x0, v, s10);
+                s11 = SMLAD(x1, v, s11);
+                x0 = a0[i + 1]; x1 = a1[i + 1]; u = w0[i + 1]; v = w1[i + 1];
+                s00 = SMLAD(x0, u, s00);
+                s01 = SMLAD(x1, u, s01);
+                s10 = SMLAD(x0, v, s10);
+                s11 = SMLAD(x1, v, s11);
+            }
+            if (i < n2) {
+                const uint32_t x0 = a0[i], x1 = a1[i], u = w0[i], v = w1[i];
+                s00 = SMLAD(x0, u, s00);
+                s01 = SMLAD(x1, u, s01);
+                s10 = SMLAD(x0, v, s10);
+                s11 = SMLAD(x1, v, s11);
+            }
+            out[p * L->o + o] = requant(s00, L->mult[o], L->shift[o], L->bias[o]);
+            if (two) out[(p + 1) * L->o + o] = requant(s01, L->mult[o], L->shift[o], L->bias[o]);
+            if (o + 1 < L->o) {
+                out[p * L->o + o + 1] = requant(s10, L->mult[o + 1], L->shift[o + 1], L->bias[o + 1]);
+                if (two) out[(p + 1) * L->o + o + 1] = requant(s11, L->mult[o + 1], L->shift[o + 1], L->bias[o + 1]);
             }
         }
     }

@@ -5,6 +5,7 @@ import click
 from ..backends import TARGET_MODULES
 from ..demo import run_demo, stages
 from ..errors import SltError
+from .options import data_dir_option, echo_json, limit_option, reporting
 
 
 @click.command("demo")
@@ -15,8 +16,10 @@ from ..errors import SltError
 @click.option("--only", default=None, metavar="STAGES",
               help="comma-separated subset of: train,ticket,export, a target's own stage (named after it; targets: "
                    f"{','.join(TARGET_MODULES)}), profile (train always runs)")
-@click.option("--data-dir", type=click.Path(), default=None)
-def command(out, recipe, ticket, only, data_dir):
+@limit_option(help="the first N test samples verified and profiled (N >= 1, or all)")
+@data_dir_option
+@reporting(json_help="print every stage's result as JSON on stdout (the stage reports go to stderr)")
+def command(out, recipe, ticket, only, limit, data_dir, as_json):
     """Train (or load) a ticket, export it to every target, verify and profile: the whole pipeline."""
     chosen = None
     if only:
@@ -35,4 +38,12 @@ def command(out, recipe, ticket, only, data_dir):
     from ..fsio import check_out
 
     check_out(out, "report", inputs=[ticket] if ticket else [], folder=True)
-    run_demo(out, recipe, data_dir, only=chosen, ticket=ticket)
+    if not as_json:
+        run_demo(out, recipe, data_dir, only=chosen, ticket=ticket, limit=limit)
+        return
+    from ..log import stdout_to_log
+
+    with stdout_to_log():  # the stage reports are progress here: the JSON alone on stdout
+        ctx = run_demo(out, recipe, data_dir, only=chosen, ticket=ticket, limit=limit)
+    echo_json({"out": out, "results": ctx["results"], "artifacts": ctx.get("artifacts", {}),
+               "profile": ctx.get("profile")})

@@ -1,7 +1,6 @@
 import click
 
-from ..backends import all_targets
-from ..export import export
+from .options import echo_json, reporting
 
 
 @click.command("export")
@@ -10,9 +9,11 @@ from ..export import export
 @click.option("--out", "-o", required=True, help="artifact path to write (atomically; its parent is created; never "
                                                  "the checkpoint itself, a device, or a file of another kind)")
 @click.option("--opt", multiple=True, metavar="KEY=VALUE", help="target option, e.g. --opt form=stateful")
-def command(ckpt, target, out, opt):
+@reporting
+def command(ckpt, target, out, opt, as_json):
     """Lower checkpoint folder CKPT through NIR and the target's passes and write its artifact."""
     from ..errors import SltError
+    from ..export import export
 
     opts = {}
     for o in opt:
@@ -21,13 +22,25 @@ def command(ckpt, target, out, opt):
         k, v = o.split("=", 1)
         opts[k] = v
     info = export(ckpt, target, out, **opts)
-    click.echo(f"{target}: wrote {out} ({info['seconds']:.2f}s; passes: {', '.join(info['passes']) or 'none'})")
+    if as_json:
+        echo_json({"target": target, "out": out, "options": opts, **info})
+    else:
+        click.echo(f"{target}: wrote {out} ({info['seconds']:.2f}s; passes: {', '.join(info['passes']) or 'none'})")
 
 
 @click.command("targets")
-def targets_command():
+@reporting
+def targets_command(as_json):
     """List the registered targets."""
-    for name, b in sorted(all_targets().items()):
+    from ..backends import all_targets
+
+    ts = sorted(all_targets().items())
+    if as_json:
+        echo_json({name: {"suffix": b.suffix, "description": b.description, "runtimes": list(b.runtimes),
+                          "options": {k: {"default": d, "help": h} for k, (d, h) in b.options.items()}}
+                   for name, b in ts})
+        return
+    for name, b in ts:
         click.echo(f"{name:10s} {b.suffix:6s} {b.description}")
         if b.runtimes:
             click.echo(f"{'':17s} runtimes (--runtime): {', '.join(b.runtimes)} (default {next(iter(b.runtimes))})")

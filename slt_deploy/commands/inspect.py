@@ -1,20 +1,20 @@
-import json
-
 import click
 
-from ..inspect_graph import describe_path, totals
+from .options import echo_json, reporting
 
 
 @click.command("inspect")
 @click.argument("path", type=click.Path())
-@click.option("--json", "as_json", is_flag=True)
+@reporting
 def command(path, as_json):
     """Describe PATH (a checkpoint folder or any exported artifact): layers, shapes, sparsity, bits, bytes,
     metadata, and what other NIR tools can execute."""
+    from ..inspect_graph import describe_path, totals
+
     d = describe_path(path)
     d["totals"] = totals(d["layers"])
     if as_json:
-        click.echo(json.dumps(d, indent=2, default=str))
+        echo_json(d)
         return
     click.echo(f"{path}: {d['kind']}, {d['file_bytes']} bytes on disk")
     click.echo(f"{'node':28s} {'op':14s} {'shape':16s} {'params':>8s} {'kept':>8s} {'sparsity':>8s} {'bits':>10s}")

@@ -1,5 +1,6 @@
-"""Option types and checks shared by the commands: every number a user types is range-checked by click before any
-work starts (a bad value is one `error:` line, exit 2, see cli.main), every output goes through fsio.check_out."""
+"""Option types, shared options and checks of the commands: every number a user types is range-checked by click
+before any work starts (a bad value is one `error:` line, exit 2, see cli.main), every output goes through
+fsio.check_out; --data/--limit/--data-dir, --json and --quiet/--verbose are defined once here (docs/cli.md)."""
 from __future__ import annotations
 
 import math
@@ -46,9 +47,99 @@ POSITIVE = Number(float, 0, lo_open=True)                      # > 0
 COUNT0 = Number(int, 0)                                        # >= 0
 COUNT1 = Number(int, 1)                                        # >= 1
 SEED = Number(int, 0, 2 ** 32 - 1)
-LIMIT = Number(int, 1)
 
+
+class Limit(Number):
+    """`--limit N|all`: an integer >= 1, or `all` (-> None: the whole split)."""
+
+    def __init__(self):
+        super().__init__(int, 1)
+
+    def _range(self):
+        return "an integer >= 1, or all"
+
+    def convert(self, value, param, ctx):
+        if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+            return None
+        return super().convert(value, param, ctx)
+
+
+LIMIT = Limit()
+
+# ------------------------------------------------------------------------------------ the shared options (docs/cli.md)
+# Every command that reads test data takes the same three options with the same meaning and default:
+#   --data auto|digits|fmnist   auto = the model's own dataset (a checkpoint's recipe; an artifact's input shape)
+#   --limit N|all               the first N samples of the test split; default LIMIT_DEFAULT (digits has 360: all)
+#   --data-dir DIR              folder with the Fashion-MNIST idx files
+# Every command that reports takes --json (the result as one JSON document on stdout, nothing else there) and
+# --quiet/--verbose (log level of the progress/info lines on stderr, slt_deploy/log.py).
 DATA_CHOICES = ["auto", "digits", "fmnist"]
+LIMIT_DEFAULT = 1000
+
+
+def data_dir_option(f):
+    return click.option("--data-dir", type=click.Path(), default=None,
+                        help="folder with the Fashion-MNIST idx files (default: the usual places)")(f)
+
+
+def limit_option(f=None, *, names=("--limit",), help=None):
+    """--limit N|all (parameter `limit`; None = all)."""
+    def deco(f):
+        return click.option(*names, "limit", type=LIMIT, default=str(LIMIT_DEFAULT), show_default=True,
+                            metavar="N|all", help=help or "the first N samples of the test split (N >= 1, or all)")(f)
+    return deco(f) if f is not None else deco
+
+
+def data_options(f=None, *, data_default="auto", data_help=None, limit_help=None):
+    """--data, --limit, --data-dir (parameters `data`, `limit`, `data_dir`)."""
+    def deco(f):
+        f = data_dir_option(f)
+        f = limit_option(f, help=limit_help)
+        return click.option("--data", type=click.Choice(DATA_CHOICES), default=data_default,
+                            show_default=data_default is not None,
+                            help=data_help or "test data: auto = the model's own dataset")(f)
+    return deco(f) if f is not None else deco
+
+
+def _verbosity(ctx, param, value):
+    ctx.meta[f"slt.{param.name}"] = value
+    quiet, verbose = ctx.meta.get("slt.quiet", False), ctx.meta.get("slt.verbose", False)
+    if quiet and verbose:
+        raise click.BadParameter("--quiet and --verbose exclude each other", ctx, param)
+    from ..log import setup
+
+    setup(quiet=quiet, verbose=verbose)
+    return value
+
+
+def reporting(f=None, *, json_help=None):
+    """--json (parameter `as_json`) and --quiet/--verbose (handled here: they set the log level, slt_deploy/log.py)."""
+    def deco(f):
+        f = click.option("--verbose", is_flag=True, expose_value=False, callback=_verbosity,
+                         help="also print debug lines on stderr")(f)
+        f = click.option("--quiet", is_flag=True, expose_value=False, callback=_verbosity,
+                         help="no progress or info lines on stderr (warnings and errors only)")(f)
+        return click.option("--json", "as_json", is_flag=True,
+                            help=json_help or "print the result as JSON on stdout (nothing else goes there)")(f)
+    return deco(f) if f is not None else deco
+
+
+def _plain(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def echo_json(obj):
+    """THE --json output: one document on stdout (numpy values as numbers, anything else as its str)."""
+    import json
+
+    click.echo(json.dumps(obj, indent=2, default=_plain))
+
 
 
 def check_runner(r, path: str):

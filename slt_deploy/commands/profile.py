@@ -1,7 +1,7 @@
 import click
 
 from ..errors import SltError
-from .options import COUNT0, COUNT1, DATA_CHOICES, LIMIT
+from .options import COUNT0, COUNT1, data_options, reporting
 
 
 @click.command("profile")
@@ -10,10 +10,8 @@ from .options import COUNT0, COUNT1, DATA_CHOICES, LIMIT
 @click.option("--compare", "compare", multiple=True, type=click.Path(), metavar="ARTIFACT",
               help="artifact(s) of the same model to put side by side with the reference (repeatable; "
                    "same as listing them after CKPT)")
-@click.option("--data", type=click.Choice(DATA_CHOICES), default="auto",
-              help="test data (default: the checkpoint's dataset)")
-@click.option("--data-dir", type=click.Path(), default=None)
-@click.option("--limit", type=LIMIT, default=200, show_default=True, help="test frames for activity and accuracy")
+@data_options(data_help="test data: auto = the checkpoint's dataset (artifacts: the one of their input shape)",
+              limit_help="the first N test frames, for activity and accuracy (N >= 1, or all)")
 @click.option("--frames", type=COUNT1, default=100, show_default=True, help="timed batch-1 frames per runner")
 @click.option("--warmup", type=COUNT0, default=5, show_default=True, help="untimed frames before timing")
 @click.option("--rounds", type=COUNT1, default=5, show_default=True,
@@ -26,7 +24,7 @@ from .options import COUNT0, COUNT1, DATA_CHOICES, LIMIT
 @click.option("--isolate/--in-process", default=True, show_default=True,
               help="measure every runner in its own process (its own memory) or all in this one (interleaved "
                    "latency rounds)")
-@click.option("--json", "as_json", is_flag=True, help="print the full report as JSON instead of the table")
+@reporting(json_help="print the full report as JSON on stdout instead of the table")
 @click.option("--json-out", type=click.Path(dir_okay=False), default=None, help="also write the JSON report here")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="write a Markdown report")
 @click.option("--plots", type=click.Path(file_okay=False), default=None, help="write PNG plots into this folder")
@@ -39,7 +37,7 @@ def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, rou
     from ..profile import report
     from ..profile.run import profile
 
-    for name, v in (("--frames", frames), ("--batch", batch), ("--limit", limit), ("--rounds", rounds)):
+    for name, v in (("--frames", frames), ("--batch", batch), ("--rounds", rounds)):
         if v < 1:
             raise SltError(f"{name} must be at least 1 (got {v})")
     if threads < 0:
@@ -53,11 +51,11 @@ def command(ckpt, artifacts, compare, data, data_dir, limit, frames, warmup, rou
     json_out = json_out and check_out(json_out, "report", ins, flag="--json-out")
     markdown = markdown and check_out(markdown, "report", ins, flag="--markdown")
     plots = plots and check_out(plots, "report", ins, folder=True, flag="--plots")
-    log = (lambda s: None) if as_json else (lambda s: click.echo(f"  {s}", err=True))
+    from ..log import info
     from ..profile.run import ProfileOptions
 
     opts = ProfileOptions(data=data, limit=limit, frames=frames, warmup=warmup, batch=batch, hardware=hardware,
-                          data_dir=data_dir, log=log, threads=threads or None, rounds=rounds, isolate=isolate)
+                          data_dir=data_dir, log=info, threads=threads or None, rounds=rounds, isolate=isolate)
     rep = profile(ckpt, arts, opts)
     if json_out:
         report.write_json(rep, json_out)

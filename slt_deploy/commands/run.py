@@ -2,8 +2,7 @@ import click
 import numpy as np
 
 from ..errors import SltError
-from ..runtime import load_runner
-from .options import LIMIT, check_runner
+from .options import check_runner, data_options, echo_json, reporting
 
 
 def _read_image(path, shape):
@@ -21,14 +20,21 @@ def _read_image(path, shape):
 
 @click.command("run")
 @click.argument("artifact", type=click.Path())
-@click.option("--input", "inp", type=click.Path(exists=True, dir_okay=False), help="an image file (resized to the model's input)")
-@click.option("--data", type=click.Choice(["fmnist", "digits"]), default=None, help="run on the test split")
-@click.option("--limit", type=LIMIT, default=100, show_default=True, help="test samples (>= 1)")
-@click.option("--data-dir", type=click.Path(), default=None)
+@click.option("--input", "inp", type=click.Path(exists=True, dir_okay=False),
+              help="an image file (resized to the model's input) instead of test data")
+@data_options(data_help="test data when no --input: auto = the dataset of the model's input shape")
 @click.option("--runtime", default=None, help="the target's runtime: packed c|numpy, loihi reference|lava, "
                                               "onnx cpu|cuda (see `slt-deploy targets`)")
-def command(artifact, inp, data, limit, data_dir, runtime):
-    """Run ARTIFACT (or a checkpoint folder) on an image or on test data and print predictions / accuracy."""
+@reporting
+def command(artifact, inp, data, limit, data_dir, runtime, as_json):
+    """Run ARTIFACT (or a checkpoint folder) on an image (--input) or on test data and print the prediction /
+    accuracy."""
+    from ..log import progress
+    from ..runtime import load_runner
+
+    ctx = click.get_current_context()
+    if inp and ctx.get_parameter_source("data") != click.core.ParameterSource.DEFAULT:
+        raise SltError("--input and --data both given", "pass an image (--input) or test data (--data), not both")
     r = load_runner(artifact, runtime=runtime)
     check_runner(r, artifact)
     if inp:
@@ -36,16 +42,24 @@ def command(artifact, inp, data, limit, data_dir, runtime):
         logits = r.predict(x[None])[0]
         k = int(np.argmax(logits))
         labels = r.meta.get("labels") or []
-        click.echo(f"class {k} ({labels[k] if k < len(labels) else '?'}), logits {np.round(logits, 3).tolist()}")
+        label = labels[k] if k < len(labels) else "?"
+        if as_json:
+            echo_json({"input": inp, "class": k, "label": label, "logits": [float(v) for v in logits]})
+        else:
+            click.echo(f"class {k} ({label}), logits {np.round(logits, 3).tolist()}")
         return
-    if not data:
-        raise SltError("nothing to run on", "pass --input IMAGE or --data fmnist|digits")
-    from ..data import load_dataset
+    from ..data import dataset_for, load_dataset
 
-    ds = load_dataset(data, data_dir)
+    name = dataset_for(r.meta["input_shape"], data, artifact)
+    ds = load_dataset(name, data_dir)
     x, y = ds.test.x[:limit].numpy(), ds.test.y[:limit].numpy()
     if list(x.shape[1:]) != list(r.meta["input_shape"]):
-        raise SltError(f"{data} images are {list(x.shape[1:])}, the model wants {r.meta['input_shape']}",
+        raise SltError(f"{name} images are {list(x.shape[1:])}, the model wants {r.meta['input_shape']}",
                        "use the dataset the model was trained on")
-    pred = np.concatenate([r.predict(x[i:i + 64]).argmax(1) for i in range(0, len(x), 64)])
-    click.echo(f"{len(x)} samples: accuracy {100 * np.mean(pred == y):.2f}%")
+    pred = np.concatenate([r.predict(x[i:i + 64]).argmax(1)
+                           for i in progress(range(0, len(x), 64), desc="run", unit="batch")])
+    acc = 100 * float(np.mean(pred == y))
+    if as_json:
+        echo_json({"artifact": artifact, "dataset": name, "samples": len(x), "accuracy": acc})
+    else:
+        click.echo(f"{len(x)} samples: accuracy {acc:.2f}% ({name} test split)")

@@ -3,7 +3,7 @@ import click
 from ..errors import SltError
 from ..tickets import METHODS, TicketConfig, find_ticket, method_name
 from ..train import init_distributed, is_main
-from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, Number
+from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, Number, echo_json, reporting
 
 
 @click.command("ticket")
@@ -51,10 +51,10 @@ from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, Number
               help="Loihi 2 core budget: keep the most accurate ticket of the search (IMP rounds) that fits")
 @click.option("--seed", type=SEED, default=0)
 @click.option("--data-dir", type=click.Path(), default=None)
-@click.option("--quiet", is_flag=True)
+@reporting
 def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, distill,
             kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, q, tau, eb_distance,
-            eb_min_epochs, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores, seed, data_dir, quiet):
+            eb_min_epochs, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores, seed, data_dir, as_json):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
     `--method binarize` makes the ticket CKPT binary instead (masks kept, fine-tuned).
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
@@ -77,15 +77,18 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
     cfg = TicketConfig(method, sparsity, scope=scope, prune_fraction=prune_fraction, rounds=rounds,
                        rewind_epoch=rewind_epoch, epochs=epochs, binarize=binarize, binarize_epochs=binarize_epochs,
                        binarize_kind=binarize_kind, q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,
-                       pep_binary_first=not pep_float_first, like=like, lr=lr, seed=seed, progress=not quiet,
+                       pep_binary_first=not pep_float_first, like=like, lr=lr, seed=seed, progress=True,
                        rewind=rewind, distill=distill, kd_alpha=kd_alpha, kd_temp=kd_temp, teacher=teacher,
                        resume=resume, eb_distance=eb_distance, eb_min_epochs=eb_min_epochs)
     if resume and method_name(method) != "imp":
         raise SltError(f"--resume is for IMP searches, not {method!r}", "drop --resume")
     if method_name(method) == "imp":
         cfg.save_rounds = os.path.join(out, "rounds")
+    from ..log import info, stdout_to_log
+
     init_distributed()  # under torchrun: data-parallel (re)training on every rank, rank 0 writes
-    s = find_ticket(ckpt, cfg, out, data_dir=data_dir)
+    with stdout_to_log():  # the search's round lines are progress: stderr, not the result
+        s = find_ticket(ckpt, cfg, out, data_dir=data_dir)
     if not is_main():
         return
     if s["method"] == "multisp":
@@ -102,7 +105,12 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
     ref = "source" if s["method"] == "binarize" else "dense"
     msg += (f"; test accuracy {s['test_acc']:.2f}% ({ref} {s['dense_test_acc']:.2f}%); spike rate "
             f"{s['spike_rate']:.3f}; synaptic ops {100 * s['sop_ratio']:.1f}% of dense")
-    click.echo(msg + f" -> {out}")
     from ..backends.loihi.budget import ticket_budget  # Loihi plan of every ticket; --max-cores keeps one that fits
-    ticket_budget(out, ckpt, max_cores, log=click.echo)
+
+    if as_json:
+        s["loihi_budget"] = ticket_budget(out, ckpt, max_cores, log=info)
+        echo_json({"out": out, **s})
+    else:
+        click.echo(msg + f" -> {out}")
+        ticket_budget(out, ckpt, max_cores, log=click.echo)
 

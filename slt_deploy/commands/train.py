@@ -2,7 +2,7 @@ import os
 
 import click
 
-from .options import COUNT0
+from .options import COUNT0, echo_json, reporting
 
 
 @click.command("train")
@@ -11,8 +11,8 @@ from .options import COUNT0
                                            "checkpoint is replaced atomically, any other non-empty folder refused)")
 @click.option("--epochs", type=COUNT0, default=None, help="override the recipe's epoch count (>= 0)")
 @click.option("--data-dir", type=click.Path(), default=None, help="folder with the Fashion-MNIST idx files")
-@click.option("--quiet", is_flag=True)
-def command(recipe, out, epochs, data_dir, quiet):
+@reporting
+def command(recipe, out, epochs, data_dir, as_json):
     """Train RECIPE (a slt_deploy/recipes/*.yaml name or path) and save a checkpoint in --out.
     Runs data-parallel when launched by torchrun."""
     from ..checkpoint import save
@@ -29,12 +29,14 @@ def command(recipe, out, epochs, data_dir, quiet):
     rank, _ = init_distributed()
     data = load_dataset(r["dataset"], data_dir, int(r.get("seed", 0)))
     model = build_model(r)
-    hist = train(model, data, r["train"], epochs=epochs, progress=not quiet, seed=int(r.get("seed", 0)))
+    hist = train(model, data, r["train"], epochs=epochs, progress=True, seed=int(r.get("seed", 0)))
     if rank != 0:
         return
     acc = evaluate(model, data.test)
-    save(model, out, metrics={"test_acc": acc, "val_acc": hist[-1].get("val_acc") if hist else None,
-                              "epochs": len(hist),
-                              "seconds_per_epoch": sum(h["seconds"] for h in hist) / max(1, len(hist))},
-         labels=data.labels)
-    click.echo(f"{r['name']}: test accuracy {acc:.2f}% -> {out}")
+    metrics = {"test_acc": acc, "val_acc": hist[-1].get("val_acc") if hist else None, "epochs": len(hist),
+               "seconds_per_epoch": sum(h["seconds"] for h in hist) / max(1, len(hist))}
+    save(model, out, metrics=metrics, labels=data.labels)
+    if as_json:
+        echo_json({"recipe": r["name"], "out": out, "test_samples": len(data.test.x), **metrics})
+    else:
+        click.echo(f"{r['name']}: test accuracy {acc:.2f}% -> {out}")

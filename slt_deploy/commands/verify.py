@@ -1,18 +1,15 @@
-import json
 import sys
 
 import click
 
-from .options import DATA_CHOICES, LIMIT
+from .options import data_options, echo_json, reporting
 
 
 @click.command("verify")
 @click.argument("ckpt", type=click.Path())
 @click.argument("artifact", type=click.Path())
-@click.option("--data", type=click.Choice(DATA_CHOICES), default="auto")
-@click.option("--limit", type=LIMIT, default=None, help="only the first N test samples (N >= 1)")
-@click.option("--data-dir", type=click.Path(), default=None)
-@click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
+@data_options
+@reporting(json_help="print the full report as JSON on stdout")
 @click.option("--runtime", default=None, help="the target's runtime: packed c|numpy, loihi reference|lava, "
                                               "onnx cpu|cuda (see `slt-deploy targets`)")
 def command(ckpt, artifact, data, limit, data_dir, as_json, runtime):
@@ -28,7 +25,7 @@ def command(ckpt, artifact, data, limit, data_dir, as_json, runtime):
     check_runner(runner, artifact)
     rep = verify(ckpt, artifact, data, limit, data_dir, runner=runner)
     if as_json:
-        click.echo(json.dumps(rep, indent=2, default=float))
+        echo_json(rep)
     else:
         sa = rep["spike_agreement_min"]
         click.echo(f"samples {rep['samples']} ({rep['dataset']}): logits bit-identical "

@@ -212,6 +212,7 @@ def profile_activity(graph: nir.NIRGraph, images, batch: int = 64, seed: int = 0
     """Run the graph (reference interpreter, spikes recorded) on raw `images` [N, C, H, W] and count everything.
     Encoding as the runtimes do it (slt_deploy.data.encode, rate encoding seeded by `seed`)."""
     from ..data import encode
+    from ..log import progress
 
     T, enc = int(gmeta(graph, K.T, 1)), gmeta(graph, K.ENCODING, "direct")
     input_max = float(gmeta(graph, K.INPUT_MAX, 1.0))
@@ -219,7 +220,7 @@ def profile_activity(graph: nir.NIRGraph, images, batch: int = 64, seed: int = 0
     counter = ActivityCounter(graph)
     g = torch.Generator().manual_seed(seed)
     x = torch.as_tensor(np.asarray(images, np.float32))
-    for i in range(0, len(x), batch):
+    for i in progress(range(0, len(x), batch), desc="activity", unit="batch"):
         seq = encode(x[i:i + batch], T, enc, input_max, g).numpy()
         res = interp.run(seq, record=True)
         counter.add(seq, res["spikes"])

@@ -47,16 +47,24 @@ def _md(rows) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- tables
+def _vs(i, faster) -> str:
+    """Column i's speed against the reference (column 0) the way people read it: "17.3x faster" (log.speed)."""
+    from ..log import speed
+
+    return "reference" if i == 0 else speed(faster)
+
+
 def measured_rows(rep) -> list:
     rs = rep["measured"]["runners"]
     rows = [["measured on this host"] + [r["name"] for r in rs]]
     rows.append(["latency p50 / p99, batch 1 (ms)"] + [f"{r['latency']['p50_ms']:.3g} / {r['latency']['p99_ms']:.3g}"
                                                          for r in rs])
     rows.append(["latency p95 (ms)"] + [f"{r['latency']['p95_ms']:.3g}" for r in rs])
-    rows.append(["p50 latency vs reference"] + [f"{r['vs_reference']['latency_p50']:.3g}x" for r in rs])
+    rows.append(["p50 latency vs reference"] + [_vs(i, 1 / max(r["vs_reference"]["latency_p50"], 1e-300))
+                                                for i, r in enumerate(rs)])
     b = rs[0]["throughput"]["batch"]
     rows.append([f"throughput, batch {b} (frames/s)"] + [f"{r['throughput']['frames_per_s']:.4g}" for r in rs])
-    rows.append(["throughput vs reference"] + [f"{r['vs_reference']['throughput']:.3g}x" for r in rs])
+    rows.append(["throughput vs reference"] + [_vs(i, r["vs_reference"]["throughput"]) for i, r in enumerate(rs)])
     if rep["settings"].get("isolated"):
         rows.append(["memory of the runner (MB, own process: peak - baseline)"]
                     + [f"{r['memory']['runner_mb']:.1f}" for r in rs])

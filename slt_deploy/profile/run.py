@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data import dataset_for
 from ..errors import SltError
 from . import latency as L
 from .activity import profile_activity
@@ -101,19 +102,6 @@ def _is_ckpt(path) -> bool:
     return os.path.isdir(path) and os.path.exists(os.path.join(path, "model.json"))
 
 
-def _dataset_for(shape, data, where):
-    from ..zoo import DATASET_SHAPES
-
-    names = [k for k, (s, _, _) in DATASET_SHAPES.items() if list(s) == list(shape)]
-    if data not in (None, "auto"):
-        if names and data not in names:
-            raise SltError(f"{where} takes input {list(shape)}, not {data} images", f"use --data {names[0]}")
-        return data
-    if not names:
-        raise SltError(f"{where} takes input {list(shape)}, which matches no dataset here", "pass --data")
-    return names[0]
-
-
 def _label_artifacts(artifacts, skip_errors, skipped):
     arts = []
     for p in artifacts:
@@ -144,8 +132,12 @@ def _measure_isolated(entries, x, y, o: ProfileOptions, tmp) -> list:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    from ..log import progress
+
     out = []
-    for i, (name, path, kind) in enumerate(entries):
+    for i, (name, path, kind) in enumerate(progress(entries, desc="measuring", unit="runner")):
+        if o.log:
+            o.log(f"measuring {name} in its own process")
         req = {"path": os.path.abspath(path), "kind": kind, "images": os.path.join(tmp, "x.npy"),
                "labels": os.path.join(tmp, "y.npy"), "frames": o.frames, "warmup": o.warmup, "batch": o.batch,
                "repeats": o.repeats, "threads": o.threads or 0, "activity_frames": len(x)}
@@ -235,7 +227,7 @@ def profile(first: str, artifacts=(), opts: ProfileOptions | None = None, **kw) 
 
         m0 = dict(load_runner(arts[0][1]).meta)
         want = list(m0["input_shape"])
-        name = _dataset_for(want, o.data, arts[0][1])
+        name = dataset_for(want, o.data, arts[0][1])
         model = {"name": m0.get("name") or os.path.basename(os.path.normpath(arts[0][1])), "ckpt": None,
                  "arch": f"artifact ({_target_of(arts[0][1])})", "T": m0["T"], "encoding": m0["encoding"],
                  "input_shape": want, "weights_sha256": ""}
@@ -317,6 +309,7 @@ def demo_stage(ctx, frames: int = 50, limit: int = 200):
     from . import report
 
     ckpt = ctx.get("artifact_ckpt") or ctx.get("ticket_dir") or ctx["dense_dir"]
+    limit = ctx.get("limit", limit)  # `slt-deploy demo --limit N`
     out = os.path.join(ctx["out"], "profile")
     os.makedirs(out, exist_ok=True)
     arts = dict(ctx.get("artifacts") or {})

@@ -26,6 +26,7 @@ from ...ir import meta as K
 from ...ir.graph import gmeta, labels
 from ...passes.fold_identity_residuals import fold_identity_residuals
 from ..base import Backend
+from ..sniff import loihi_folder as sniff
 from .netx import write_netx
 from .quant import ROOT, load_limits, plan
 from .runner import FORMAT, FORMAT_VERSION, MANIFEST, NETWORK, LoihiRunner, read_manifest
@@ -151,21 +152,6 @@ def write(graph, path, partition="auto", sparse="auto", chips=None, limits=None,
                        "choose another --out (it will not be overwritten)")
     atomic_dir(path, fill)
     return m
-
-
-def sniff(path: str) -> bool:
-    from ...fsio import recover
-
-    recover(path)  # a swap interrupted by a crash (two-rename fallback) puts the old folder back
-    mp = os.path.join(path, MANIFEST)
-    if not (os.path.isdir(path) and os.path.exists(mp)):
-        return False
-    try:
-        with open(mp) as f:
-            m = json.load(f)
-        return isinstance(m, dict) and m.get("format") == FORMAT
-    except (OSError, ValueError):
-        return False
 
 
 def tolerance(runner=None) -> dict:

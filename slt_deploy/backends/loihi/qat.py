@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ...nn import LIF
 from ...nn.layers import Synapse
-from .quant import DECAY_SCALE, GRADED_MAX, W_MANT, head_scale, input_scale, layer_scale
+from .quant import DECAY_SCALE, GRADED_MAX, W_MANT, _quant_weights, head_scale, input_scale, layer_scale
 
 V_LIM = (1 << 23) - 1
 
@@ -170,6 +171,109 @@ class ChipArithmetic:
         return forward
 
 
+SNAP_SHRINK = 1e-6    # snapped weights sit this fraction inside their mantissa (see snap_to_chip)
+TIE_MARGIN = 0.25     # snapped biases sit lower by this fraction of a voltage step (1/64 weight step), over T steps
+
+
+def _snap_target(w, b, role, T, input_max, scale_mode):
+    """(float64 target weight, bias) of one chip/head synapse: the export's integers / k, shrunk by SNAP_SHRINK;
+    None for the host-computed input layer and for a layer no scale near the exporter's reproduces itself."""
+    wd, bd = _np(w), _np(b)
+    kind = role["kind"]
+    if kind == "input":
+        return None
+    ident = None
+    if kind == "head":
+        k = head_scale(wd, bd, T)
+    else:
+        if role.get("folded"):
+            ident = np.zeros_like(wd)
+            c = np.arange(wd.shape[0])
+            if wd.ndim == 4:
+                ident[c, c, wd.shape[2] // 2, wd.shape[3] // 2] = 1.0
+            else:
+                ident[c, c] = 1.0
+            wd = wd + ident
+        thr = role["threshold"]
+        beta = 1.0 - role["vDecay"] / DECAY_SCALE
+        margin = TIE_MARGIN / sum(beta ** j for j in range(max(1, T)))   # the offsets of T steps add up to TIE_MARGIN
+        m0, _, _ = layer_scale(wd, bd, thr, scale_mode)
+        # The exporter recomputes the scale from the snapped weights: floor(127 thr / max|W|) finds the same m only
+        # if the largest weight's mantissa is (about) 127. So try m0 and its neighbours and take the nearest m whose
+        # snapped weights export to exactly themselves (same m, same mantissas); none: the layer is left alone.
+        for m in sorted(range(max(1, m0 - 3), m0 + 4), key=lambda c: (abs(c - m0), c)):
+            k = m / thr
+            q, qb = _quant_weights(wd, k), np.rint(bd * k)
+            # bias: also TIE_MARGIN of a voltage step (1/64 of a weight step) lower: a float voltage that the chip
+            # holds exactly at threshold (no spike) stays below it despite float32 rounding of the sums
+            tw, tb = q / k * (1 - SNAP_SHRINK), qb / k * (1 - SNAP_SHRINK) - margin / (64 * k)
+            m2, k2, bad = layer_scale(tw, tb, thr, scale_mode)
+            if not bad and m2 == m and np.array_equal(_quant_weights(tw, k2), q) and np.array_equal(
+                    np.rint(tb * k2), qb):
+                break
+        else:
+            return None
+    if kind == "head":
+        q, qb = _quant_weights(wd, k), np.rint(bd * k)
+        tw, tb = q / k * (1 - SNAP_SHRINK), qb / k * (1 - SNAP_SHRINK)
+    if ident is not None:
+        tw = tw - ident
+    return tw, tb
+
+
+@torch.no_grad()
+def snap_to_chip(model, roles: dict, T: int, input_max: float) -> list[str]:
+    """Write the export's integer weights back into the float model: every chip synapse and the head get the
+    weights `rint(W k) / k` and bias `rint(b k) / k` the exporter writes (through the parameters the model already
+    has: a binary channel keeps its signs and gets the per-channel scale of its mantissa through the frozen BN's
+    gamma; a masked weight stays 0), so the float model computes what the chip computes (up to float32 rounding).
+    All targets are shrunk by SNAP_SHRINK (1e-6): the exporter's `floor(127 thr / max|W|)` then finds the same
+    scale again and a mantissa still rounds to itself. The biases of spiking layers are also a little lower (summed
+    over T steps of decay: TIE_MARGIN = 1/4 of the chip's voltage step, 1/64 of a weight step), so that a voltage
+    the chip holds exactly at threshold (no spike: the chip compares v > thr) stays below it in float32 too, while
+    one step above it still spikes. Returns the names of the synapses snapped."""
+    done = []
+    scale_mode = roles.get("scale", "max")
+    for path, m in model.named_modules():
+        role = roles["synapses"].get(path)
+        if not isinstance(m, Synapse) or role is None:
+            continue
+        w, b = folded_weights(m)
+        tgt = _snap_target(w, b, role, T, input_max, scale_mode)
+        if tgt is None:
+            continue
+        tw, tb = (torch.from_numpy(t) for t in tgt)
+        n = tw.shape[0]
+        shape = (-1, *([1] * (tw.ndim - 1)))
+        g = torch.ones(n, dtype=torch.float64)
+        if m.bn is not None:
+            g = (m.bn.weight / torch.sqrt(m.bn.running_var + m.bn.eps)).double()
+        wq, s = m.quantized()
+        if m.binary:
+            # per channel: the (signed) scale of the kept weights: target / sign, averaged over the channel
+            sg = wq.double()
+            cnt = (sg != 0).reshape(n, -1).sum(1).clamp_min(1)
+            scale_c = (tw * sg).reshape(n, -1).sum(1) / cnt
+            if m.bn is not None:
+                gn = scale_c / float(s)
+                m.bn.weight.copy_((gn * torch.sqrt(m.bn.running_var.double() + m.bn.eps)).float())
+                g = gn
+            else:   # one scale for the layer: rescale the weights so that alpha * in_scale is it
+                m.weight.mul_(float(scale_c.mean()) / float(s))
+        else:
+            m.weight.copy_(torch.where(wq != 0, tw / (float(s) * g.view(shape)), torch.zeros_like(tw)).float())
+        bias = m.bias.double() if m.bias is not None else torch.zeros(n, dtype=torch.float64)
+        if m.bn is not None:
+            m.bn.bias.copy_((tb - (bias - m.bn.running_mean.double()) * g).float())
+        elif m.bias is not None:
+            m.bias.copy_(tb.float())
+        done.append(path)
+    for _, m in model.named_modules():
+        if isinstance(m, Synapse):
+            m._run_cache = None
+    return done
+
+
 def chip_roles(plan) -> dict:
     """From an exporter Plan: {"synapses": {module path: role}, "lifs": {LIF module paths on the chip}}. Roles:
     input (host-computed first layer of direct encoding), chip (a spiking chip layer), head (the readout)."""
@@ -213,4 +317,4 @@ def plan_of(model, meta, **options):
                 scale=options.get("scale", "max"))
 
 
-__all__ = ["ChipArithmetic", "chip_roles", "fake_quant", "folded_weights", "loss_of", "plan_of"]
+__all__ = ["ChipArithmetic", "chip_roles", "fake_quant", "folded_weights", "loss_of", "plan_of", "snap_to_chip"]

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import os
 
-import h5py
 import nir
 
 from ...errors import SltError
 from ...fsio import CONTENT_KEY, MODEL_KEY, atomic_file, check_h5, h5_attr, stamp_h5
 from ...ir.graph import gmeta
 from ...ir.portable import from_file, to_file
+from ..sniff import nir_file as sniff  # noqa: F401 - one definition, the registry's (imports no target)
 
 
 def read_nir(path: str, check: bool = True) -> nir.NIRGraph:
@@ -34,13 +34,3 @@ def write(graph, path, **_):
         stamp_h5(tmp, str(gmeta(graph, MODEL_KEY, "") or ""))
 
 
-def sniff(path: str) -> bool:
-    if not os.path.isfile(path):
-        return False
-    if path.endswith(".nir"):
-        return True
-    try:
-        with h5py.File(path, "r") as f:
-            return "node" in f and "version" in f
-    except Exception:  # noqa: BLE001 - a file h5py cannot open is simply not ours
-        return False

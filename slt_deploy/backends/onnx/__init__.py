@@ -5,28 +5,32 @@ Options (slt-deploy export --target onnx --opt KEY=VALUE):
   form    unrolled (default: one call per sample, the T steps unrolled) | stateful (one call per time step)
   sparse  auto (default: smallest encoding per weight tensor) | none (plain dense float32) | coo | bitmap
   spikes  none (default) | all: also output every LIF's spike raster (verification/debugging)
-  compute auto (default) | dense | gather: Affine layers whose kept weights touch <= 10% (auto) / <= 50% (gather)
-          of their input columns gather those columns and run a smaller MatMul (real sparse compute; measured in
-          bench/onnx_target.py, see docs/targets/onnx.md)
+  compute auto (default) | dense | gather | measure: Affine layers whose kept weights touch <= 10% (auto) / <= 50%
+          (gather) of their input columns gather those columns and run a smaller MatMul (real sparse compute;
+          measured in bench/onnx_target.py, see docs/targets/onnx.md); measure: both forms of each Affine layer timed
+          in onnxruntime at export, the faster kept (measure.py; metadata slt.compute_measured)
   compact channels (default) | none: channels that provably never spike (all-zero filter, bias <= 0) are removed
           with their neuron state and the next layer's input columns (compact.py; bit-identical)
+  schedule step (default: the step graph T times) | layer: each synaptic layer once over the T steps stacked on
+          the batch axis, LIFs split per step (schedule.py; unrolled form only; bit-identical for binary layers)
 """
 from __future__ import annotations
 
 import json
-import os
 
 from ...errors import SltError
 from ...fsio import MODEL_KEY, atomic_write, stamp_onnx
 from ...ir.graph import gmeta
 from ..base import Backend
+from ..sniff import onnx_file as sniff
 from .compact import COMPACT
 from .lower import COMPUTE, FORMS, OPSET, SPIKES, to_onnx, unsupported
+from .schedule import SCHEDULES
 from .weights import SPARSE_MODES
 
 OPTIONS = {"form": ("unrolled", "|".join(FORMS)), "sparse": ("auto", "|".join(SPARSE_MODES)),
            "spikes": ("none", "|".join(SPIKES)), "compute": ("auto", "|".join(COMPUTE)),
-           "compact": ("channels", "|".join(COMPACT))}
+           "compact": ("channels", "|".join(COMPACT)), "schedule": ("step", "|".join(SCHEDULES))}
 
 # Measured bound for graphs with float (non-binary) synaptic layers; see docs/targets/onnx.md.
 FLOAT_TOLERANCE = {
@@ -49,7 +53,8 @@ def _opt(options, key):
 
 def build(graph, **options):
     return to_onnx(graph, form=_opt(options, "form"), sparse=_opt(options, "sparse"), spikes=_opt(options, "spikes"),
-                   compute=_opt(options, "compute"), compact=_opt(options, "compact"))
+                   compute=_opt(options, "compute"), compact=_opt(options, "compact"),
+                   schedule=_opt(options, "schedule"))
 
 
 def write(graph, path, **options):
@@ -63,14 +68,6 @@ def write(graph, path, **options):
 
 def check(graph) -> list[str]:
     return unsupported(graph)
-
-
-def sniff(path: str) -> bool:
-    if not os.path.isfile(path):
-        return False
-    if path.endswith(".onnx"):
-        return True
-    return False
 
 
 def make_runner(path, **kw):

@@ -26,17 +26,19 @@ from ...ir import meta as K
 from ...ir.graph import binary_parts, conv_attrs, gmeta, is_binary, nmeta, op_of, preds, topo_order
 from ...passes.check_shapes import shapes_of
 from .compact import expand_spikes, no_plan, plan, slice_weights
+from .schedule import build_layer_major
 from .weights import WeightSink
 
 OPSET = 17
 IR_VERSION = 8  # readable by onnxruntime >= 1.10 (opset 17 needs >= 1.13)
 FORMS = ("unrolled", "stateful")
-COMPUTE = ("auto", "dense", "gather")
+COMPUTE = ("auto", "dense", "gather", "measure")
 # Real sparse compute for Affine layers: Gather the input columns that have a kept weight, then a smaller MatMul.
 # bench/onnx_target.py (fc 3136->128, onnxruntime CPU, 1 thread) measured it faster than the full MatMul at batch 1 from
 # <= 25% kept columns and at batch 64 only from <= 10% (slower at 50%); so `auto` uses it at <= 10%, `gather` at
 # <= 50%, `dense` never.
 GATHER_MAX_FRACTION = {"auto": 0.10, "gather": 0.50, "dense": -1.0}
+# `measure` (measure.py): both forms timed in onnxruntime at export with the layer's own weights, the faster kept
 SPIKES = ("none", "all")
 
 
@@ -77,8 +79,11 @@ class Lowering:
     """Lowers one NIR graph. Call build() once."""
 
     def __init__(self, g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="auto",
-                 compact="channels"):
+                 compact="channels", schedule="step"):
         self.g, self.form, self.sparse_mode, self.spikes_mode, self.compute = g, form, sparse, spikes, compute
+        self.schedule = schedule if form == "unrolled" else "step"
+        self.recording = True  # e_lif records its spike tensor per step (the layer-major schedule records itself)
+        self.measured: dict = {}  # compute=measure: layer -> the timed forms and the one kept
         self.b = GraphBuilder()
         self.w = WeightSink(self.b)
         self.order = topo_order(g)
@@ -108,7 +113,18 @@ class Lowering:
         d = {"binary": binary, "conv": conv, "out": w.shape[0]}
         if not conv:
             cols = np.flatnonzero(np.any(w != 0, axis=0))
-            if len(cols) <= GATHER_MAX_FRACTION[self.compute] * w.shape[1]:
+            if self.compute == "measure" and 0 < len(cols) < w.shape[1]:
+                from .measure import gather_is_faster
+
+                rows = int(np.prod(self.shapes[n][:-1])) * (self.T if self.schedule == "layer" else 1)
+                faster, dense_ms, gather_ms = gather_is_faster(w, cols, max(1, rows))
+                self.measured[layer] = {"form": "gather" if faster else "dense", "dense_ms": round(dense_ms, 4),
+                                        "gather_ms": round(gather_ms, 4), "kept_columns": int(len(cols)),
+                                        "columns": int(w.shape[1]), "rows": max(1, rows)}
+                use_gather = faster
+            else:  # (measure with no or every column kept: nothing to time, the auto rule)
+                use_gather = len(cols) <= GATHER_MAX_FRACTION.get(self.compute, 0.10) * w.shape[1]
+            if use_gather:
                 d["cols"] = self.b.init(f"{layer}.columns", cols.astype(np.int64))
                 w = np.ascontiguousarray(w[:, cols])
         d["W"] = self.w.add(f"{layer}.weight", w, binary, self.sparse_mode, transpose=not conv)
@@ -167,12 +183,15 @@ class Lowering:
         sname = self.name(f"spikes.{layer}" if self.form == "stateful" else f"spk.{layer}")
         s = b.op("Cast", [sb], sname + (".compact" if n in self.plan["lif"] else ""), to=TensorProto.FLOAT)
         rec = s
-        if n in self.plan["lif"] and self.spikes_mode == "all":  # full-width outputs, scattered in the graph
+        if not self.recording:
+            pass
+        elif n in self.plan["lif"] and self.spikes_mode == "all":  # full-width outputs, scattered in the graph
             rec = expand_spikes(b, s, *self.plan["lif"][n], len(self.shapes[n]), sname)
         elif n in self.plan["lif"]:  # recorded compact; the runner scatters them back (slt.spike_expand)
             keep, total = self.plan["lif"][n]
             self.spike_expand[layer] = {"kept": [int(i) for i in keep], "total": int(total)}
-        self.spike_names.setdefault(layer, []).append(rec)
+        if self.recording:
+            self.spike_names.setdefault(layer, []).append(rec)
         if self.last_step:
             self.new_state[n] = None
         elif reset == "zero":
@@ -270,7 +289,12 @@ class Lowering:
         lifs = [n for n in self.order if isinstance(g.nodes[n], (nir.LIF, nir.IF))]
         inputs, outputs = [], []
         fl = TensorProto.FLOAT
-        if self.form == "unrolled":
+        if self.form == "unrolled" and self.schedule == "layer":
+            inp = "image" if self.encoding == "direct" else "input_spikes"
+            lead = ["batch"] if self.encoding == "direct" else [self.T, "batch"]
+            inputs.append(helper.make_tensor_value_info(inp, fl, [*lead, *in_shape]))
+            outputs += build_layer_major(self, inp, in_shape, ncls, lifs)
+        elif self.form == "unrolled":
             if self.encoding == "direct":
                 inp = "image"
                 inputs.append(helper.make_tensor_value_info(inp, fl, ["batch", *in_shape]))
@@ -352,13 +376,15 @@ class Lowering:
             "slt.source_sha256": str(gmeta(g, K.SOURCE_SHA256, "")),
             "slt.sparsity": repr(1 - kept / max(1, params)), "slt.params": str(params), "slt.kept": str(kept),
             "slt.all_binary": str(int(bool(recs) and all(r["binary"] for r in recs))),
-            "slt.sparse_mode": self.sparse_mode, "slt.compute": self.compute, "slt.weights": json.dumps(recs),
+            "slt.sparse_mode": self.sparse_mode, "slt.compute": self.compute, "slt.schedule": self.schedule, "slt.weights": json.dumps(recs),
             "slt.compact": json.dumps(self.plan["layers"]), "slt.spike_expand": json.dumps(self.spike_expand),
             "slt.spike_layers": json.dumps(layers),
             "slt.spike_tensors": json.dumps(self.spike_names),
             "slt.spikes_outputs": self.spikes_mode,
             "slt.state_inputs": json.dumps(self.state_inputs), "slt.state_outputs": json.dumps(self.state_outputs),
         }
+        if self.measured:
+            md["slt.compute_measured"] = json.dumps(self.measured)
         for key in (K.TICKET, K.RECIPE):
             v = gmeta(g, key)
             if v is not None:
@@ -397,5 +423,5 @@ def unsupported(g: nir.NIRGraph) -> list[str]:
 
 
 def to_onnx(g: nir.NIRGraph, form="unrolled", sparse="auto", spikes="none", compute="auto",
-            meta_extra=None, compact="channels") -> onnx.ModelProto:
-    return Lowering(g, form, sparse, spikes, compute, compact).build(meta_extra)
+            meta_extra=None, compact="channels", schedule="step") -> onnx.ModelProto:
+    return Lowering(g, form, sparse, spikes, compute, compact, schedule).build(meta_extra)

@@ -236,7 +236,9 @@ class OnnxRunner(Runner):
         res = dict(zip(names, sess.run(None, feed)))
         out = {"logits": res["logits"]}
         if record:
-            out["spikes"] = {layer: self._full(layer, np.stack([res[n] for n in ns]), 2)
+            # step-major: one [B, ...] tensor per step; layer-major (slt.schedule=layer): one [T, B, ...] tensor
+            out["spikes"] = {layer: self._full(layer, res[ns[0]] if self.props.get("slt.schedule") == "layer"
+                                               else np.stack([res[n] for n in ns]), 2)
                              for layer, ns in self.spike_tensors.items()}
         return out
 

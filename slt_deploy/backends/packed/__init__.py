@@ -6,15 +6,14 @@ else "c" (falling back to numpy, with a note, if no C compiler is available)."""
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 
 from ...errors import SltError
 from ..base import Backend
+from ..sniff import packed_file as sniff
 from . import format as PF
-from .fileio import MODEL_TAG, is_packed, read_file, write_file
-from .lower import check_graph, from_graph
+from .fileio import name_field, read_file, write_file
 
 RUNTIMES = ("c", "numpy")
 
@@ -22,15 +21,16 @@ RUNTIMES = ("c", "numpy")
 def write(graph, path, **_):
     from ...fsio import MODEL_KEY
     from ...ir.graph import gmeta
+    from .lower import from_graph  # lazy: lowering imports nir; inspect/run of a .slt file need not
 
     m = from_graph(graph)
-    mid = str(gmeta(graph, MODEL_KEY, "") or "")
-    if mid:
-        m.name = f"{m.name}{MODEL_TAG}{mid}"
+    m.name = name_field(m, str(gmeta(graph, MODEL_KEY, "") or ""))  # + identity and node names (fileio.py)
     write_file(m, path)  # the format carries its own CRCs (content digest); the identity rides in the name field
 
 
 def check(graph) -> list[str]:
+    from .lower import check_graph
+
     return check_graph(graph)
 
 
@@ -43,7 +43,9 @@ def make_runner(path, runtime: str | None = None, **kw):
 
         if compiler_available():
             return CPackedRunner(path, **kw)
-        print("note: no C compiler found; running the packed model in the numpy interpreter", file=sys.stderr)
+        from ...log import log
+
+        log.warning("no C compiler found; running the packed model in the numpy interpreter")
     from .numpy_runner import NumpyPackedRunner
 
     return NumpyPackedRunner(path)
@@ -65,7 +67,9 @@ def describe(path):
     m = read_file(path)
     rows = []
     for i, n in enumerate(m.nodes):
-        row = {"node": f"{i}:{n.name or n.op}", "op": n.op, "inputs": n.inputs, "shape": list(n.shape)}
+        # the layer path (body.0) as every target names it; files written before node names: index:op
+        row = {"node": n.name or (n.op if n.op in ("input", "output") else f"{i}:{n.op}"), "op": n.op,
+               "inputs": n.inputs, "shape": list(n.shape)}
         if n.op in ("conv", "affine"):
             w = n.weight
             kept = int(np.count_nonzero(w))
@@ -98,10 +102,6 @@ def demo_stage(ctx):
     from .demo import stage
 
     stage(ctx)
-
-
-def sniff(path: str) -> bool:
-    return os.path.isfile(path) and is_packed(path)
 
 
 BACKEND = Backend(name="packed", description="packed-bit .slt file (sparse/binarized), C99 event-driven runtime",

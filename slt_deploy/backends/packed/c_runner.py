@@ -17,7 +17,8 @@ from ..base import Runner
 
 C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")
 SOURCES = ["slt_packed.c", "slt_packed.h"]
-CFLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off", "-fPIC", "-shared"]
+CFLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off", "-fno-trapping-math", "-fPIC",
+          "-shared"]
 NO_CRC = 1
 _LIB = None
 
@@ -140,13 +141,13 @@ class CPackedRunner(Runner):
     runtime = "c"
 
     def __init__(self, path: str | None = None, data: bytes | None = None):
-        from .fileio import read_bytes
+        from .fileio import read_bytes, split_name
         from .format import decode
         from .numpy_runner import model_meta
 
         raw = data if data is not None else read_bytes(path)
         try:
-            self.model = decode(raw)
+            self.model = split_name(decode(raw))
         except SltError as e:
             raise SltError(f"{path or 'packed model'}: {e.what}", e.fix) from None
         self.c = CModel(raw)

@@ -164,9 +164,9 @@ class NumpyPackedRunner(Runner):
     runtime = "numpy"
 
     def __init__(self, path: str | None = None, data: bytes | None = None):
-        from .fileio import read_file
+        from .fileio import read_file, split_name
 
-        self.model = decode(data) if data is not None else read_file(path)
+        self.model = split_name(decode(data)) if data is not None else read_file(path)
         self.interp = PackedInterpreter(self.model)
         self.meta = model_meta(self.model)
 

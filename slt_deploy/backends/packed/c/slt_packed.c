@@ -13,6 +13,33 @@
 #define MAX_DELTA_BITS 16u
 #define MAX_TOTAL_ELEMS (1u << 28)
 
+/* Kernel choice per conv packing row with k kept weights, in half-instructions per input the row reads:
+ * weight-stationary WS_BASE + k * WS_MAC; events EV_SCAN (finding the nonzero inputs) + rate * (EV_NZ + EV_ADD * k)
+ * (per nonzero input: bookkeeping and k scattered adds). SIMD builds (x86-64 SSE2, NEON): the weight-stationary
+ * loops run 4 lanes wide and the event kernel finds nonzero inputs through a branch-free bit mask (a mispredicted
+ * branch costs more than the work); scalar builds (Cortex-M: instructions are the cost, branches are cheap) test
+ * each input with one branch. Counted for gcc -O2/-O3; the choice changes speed only, never a result bit. */
+#ifndef SLT_SIMD   /* -DSLT_SIMD=0/1 overrides (e.g. to count a scalar build's instructions on a SIMD host) */
+#if defined(__SSE2__) || defined(__ARM_NEON) || defined(__aarch64__)
+#define SLT_SIMD 1
+#else
+#define SLT_SIMD 0
+#endif
+#endif
+#if SLT_SIMD
+#define WS_BASE 0u
+#define WS_MAC 1u
+#define EV_SCAN 8u
+#define EV_NZ 12u
+#define EV_ADD 8u
+#else
+#define WS_BASE 12u
+#define WS_MAC 12u
+#define EV_SCAN 10u
+#define EV_NZ 8u
+#define EV_ADD 10u
+#endif
+
 enum { OP_INPUT, OP_CONV, OP_AFFINE, OP_LIF, OP_FLATTEN, OP_ADD, OP_TOKENS, OP_PATCH, OP_ATTN, OP_TOKSUM,
        OP_OUTPUT, N_OPS };
 #define F_BINARY 1u
@@ -33,6 +60,8 @@ typedef struct {
                                     * when the input did not change (direct encoding: every step) */
     uint8_t defer;                 /* conv whose epilogue runs inside its in-place LIF (fused) */
     uint8_t fused;                 /* LIF working in place on a conv: applies the conv's epilogue per element */
+    uint8_t rate;                  /* conv: nonzero fraction of its inputs in the last computed step, x255 (picks
+                                    * each row's kernel for the next step; no effect on any result bit) */
     uint64_t last_ev;              /* synaptic events of the last computed step (counted again on reuse) */
     /* lif */
     float beta, thr;
@@ -54,7 +83,17 @@ struct slt_model {
 
 /* ------------------------------------------------------------------------------------------------------------ */
 static uint32_t rd32(const uint8_t *p) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
+    (defined(__ARM_FEATURE_UNALIGNED) || defined(__x86_64__) || defined(__i386__))
+    /* one (possibly unaligned) word load on targets that allow it (Cortex-M3/M4/M7, x86), byte loads elsewhere;
+     * the value is the same little-endian word. Float weights are read per
+     * event, so this is most of an event's cost on a Cortex-M7 otherwise (4 loads + 3 shifts/ors). */
+    uint32_t u;
+    __builtin_memcpy(&u, p, 4);
+    return u;
+#else
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+#endif
 }
 static float as_f32(uint32_t u) {
     union { uint32_t u; float f; } c;
@@ -69,6 +108,19 @@ static uint32_t f32_bits(float f) {
 }
 /* x != 0.0f as an integer test (no FPU compare and flag transfer): false exactly for +0 and -0 */
 static int nonzero(float x) { return (f32_bits(x) << 1) != 0; }
+#if !SLT_SIMD
+/* the bits of *p loaded straight into an integer register (scalar event loops test most inputs and skip them:
+ * one load instead of an FPU load plus a register transfer) */
+static uint32_t bits_at(const float *p) {
+#if defined(__GNUC__)
+    uint32_t u;
+    __builtin_memcpy(&u, p, 4);
+    return u;
+#else
+    return f32_bits(*p);
+#endif
+}
+#endif
 static int finite_bits(uint32_t u) { return ((u >> 23) & 0xFFu) != 0xFFu; }
 
 static uint32_t crc32(const uint8_t *p, size_t n) {
@@ -592,6 +644,7 @@ static void assign_buffers(parse_ctx *c, slt_node *nodes, uint32_t n_nodes, slt_
     if (nd->op == OP_CONV || nd->op == OP_AFFINE) {
         uint32_t k;
         nd->reuse = 1;
+        nd->rate = 64;   /* a quarter of the inputs nonzero until a step has measured it */
         for (k = 0; k < nd->n_in; k++)
             if (nd->in[k] != 0) nd->reuse = 0;
     }
@@ -702,8 +755,18 @@ static void sum_inputs(const slt_model *m, const slt_node *n, const float *input
 
 /* add x * w for every kept weight kidx in [k0, k1) (one packing row) to out[col * ostride]. The kept weights of a
  * row feed distinct outputs, so their order does not matter; rows are visited in ascending input index.
- * kind (loop-invariant, see syn_kind): 0 binary, sign in colidx; 1 binary, sign bit stream; 2 float. */
-static inline void emit_row(const slt_node *n, int kind, uint32_t k0, uint32_t k1, float x, float *out,
+ * kind (loop-invariant, see syn_kind): 0 binary, sign in colidx; 1 binary, sign bit stream; 2 float; 3 float,
+ * x = 1 (spike input). */
+/* emit_row (per nonzero input) and conv_span (per conv row) must be inlined into their kind-specialised callers:
+ * gcc -O2 for Cortex-M stopped doing it once they grew, and the calls cost 15 % more instructions per frame
+ * (QEMU count, full-scale ticket: 3.73 M with calls, 3.24 M inlined; x86 unchanged) */
+#if defined(__GNUC__)
+#define SLT_HOT_INLINE static inline __attribute__((always_inline))
+#else
+#define SLT_HOT_INLINE static inline
+#endif
+
+SLT_HOT_INLINE void emit_row(const slt_node *n, int kind, uint32_t k0, uint32_t k1, float x, float *out,
                             uint32_t ostride) {
     const uint16_t *col = n->colidx;
     uint32_t kidx;
@@ -723,24 +786,107 @@ static inline void emit_row(const slt_node *n, int kind, uint32_t k0, uint32_t k
             float *o = out + (size_t)col[kidx] * ostride;
             *o = *o + xs[bit_at(n->vals, kidx)];
         }
-    } else {
+    } else if (kind == 2) {
         const uint8_t *vals = n->vals;
         for (kidx = k0; kidx < k1; kidx++) {
             float *o = out + (size_t)col[kidx] * ostride;
             *o = *o + x * rdf(vals + 4u * kidx);
         }
+    } else {   /* float weights, spike input: a nonzero x is exactly 1 and 1 * w = w, so no multiply */
+        const uint8_t *vals = n->vals;
+        for (kidx = k0; kidx < k1; kidx++) {
+            float *o = out + (size_t)col[kidx] * ostride;
+            *o = *o + rdf(vals + 4u * kidx);
+        }
     }
 }
 
-static int syn_kind(const slt_node *n) { return n->sgncol ? 0 : (n->flags & F_BINARY) ? 1 : 2; }
+/* node idx outputs spikes (exactly 0.0 or 1.0): a LIF, possibly behind single-input flattens */
+static int spike_source(const slt_model *m, uint32_t idx) {
+    while (idx != 0 && m->nodes[idx].op == OP_FLATTEN && m->nodes[idx].n_in == 1) idx = m->nodes[idx].in[0];
+    return idx != 0 && m->nodes[idx].op == OP_LIF;
+}
+
+/* 0 binary, sign in colidx; 1 binary, sign bit stream; 2 float; 3 float reading spikes only (no multiply) */
+static int syn_kind(const slt_model *m, const slt_node *n) {
+    if (n->sgncol) return 0;
+    if (n->flags & F_BINARY) return 1;
+    return n->n_in == 1 && spike_source(m, n->in[0]) ? 3 : 2;
+}
+
+#if SLT_SIMD
+/* lowest set bit of m != 0 (x86: tzcnt, ARMv8: rbit + clz; no library call) */
+static uint32_t ctz32(uint32_t m) {
+#if defined(__GNUC__)
+    return (uint32_t)__builtin_ctz(m);
+#else
+    uint32_t b = 0;
+    while (!(m & 1u)) { m >>= 1; b++; }
+    return b;
+#endif
+}
+
+/* bit j of the result: x[j * st] != 0, for j < cnt <= 32 (branch-free: spike inputs are unpredictable) */
+static uint32_t nz_mask(const float *x, uint32_t st, uint32_t cnt) {
+    uint32_t m = 0;
+    size_t j;
+    for (j = 0; j < cnt; j++) m |= (uint32_t)(x[j * st] != 0.0f) << j;   /* = nonzero(), NaN included */
+    return m;
+}
+#endif
+
+/* kept weight kidx as a multiplier: binary +1/-1 (x * -1 = -x exactly, the event path's sign flip), float its value */
+static float weight_of(const slt_node *n, int kind, uint32_t kidx) {
+    if (kind == 0) return (n->colidx[kidx] & 1u) ? 1.0f : -1.0f;
+    if (kind == 1) return bit_at(n->vals, kidx) ? 1.0f : -1.0f;
+    return rdf(n->vals + 4u * kidx);
+}
+
+
+/* Weight-stationary kernel of one conv packing row: every kept weight of the row times EVERY input it reads,
+ * zeros included, as a branch-free loop. Exact: for a zero input x * w is +-0 and acc + (+-0) = acc (an
+ * accumulator starts at +0 and a sum of finite floats is never -0 in round-to-nearest, so no sign changes), and
+ * each accumulator still receives its terms in ascending row order. Pays k MACs per input instead of a test,
+ * a mispredicted branch and k scattered adds per nonzero input. Returns the nonzero inputs (counted in the
+ * first weight's pass). */
+static inline uint32_t conv_ws(const slt_node *n, int kind, const float *x, uint32_t st, uint32_t ystep,
+                               uint32_t cnt, uint32_t rows, float *orow, uint32_t wo, uint32_t k0, uint32_t k1,
+                               uint32_t per) {
+    uint32_t i, kidx, nz = 0;
+    size_t j;   /* not uint32_t: j * st must not wrap, or the compiler cannot vectorize the strided loads */
+    for (kidx = k0; kidx < k1; kidx++) {
+        const float w = weight_of(n, kind, kidx);
+        /* the input and output buffers are different nodes' (restrict: no run-time alias checks per row) */
+        float *restrict oc = orow + (size_t)(kind == 0 ? n->colidx[kidx] >> 1 : n->colidx[kidx]) * per;
+        const float *restrict xr = x;
+        if (kidx == k0)
+            for (i = 0; i < rows; i++, xr += ystep, oc += wo)
+                for (j = 0; j < cnt; j++) {
+                    const float xv = xr[j * st];
+                    nz += (uint32_t)(xv != 0.0f);   /* = nonzero(xv), NaN included; vectorizable */
+                    oc[j] = oc[j] + xv * w;
+                }
+        else
+            for (i = 0; i < rows; i++, xr += ystep, oc += wo)
+                for (j = 0; j < cnt; j++) oc[j] = oc[j] + xr[j * st] * w;
+    }
+    return nz;
+}
 
 /* one conv packing row over its valid outputs: for output row i < rows and column j < cnt, input
  * x[i * ystep + j * st] feeds outputs orow[i * wo + j] + col * per through the kept weights [k0, k1). Returns the
- * number of nonzero inputs (events = that times k1 - k0). A function of its own so that the event loops keep
- * their few values in registers. */
-static uint32_t conv_span(const slt_node *n, int kind, const float *x, uint32_t st, uint32_t ystep, uint32_t cnt,
-                          uint32_t rows, float *orow, uint32_t wo, uint32_t k0, uint32_t k1, uint32_t per) {
+ * number of nonzero inputs (events = that times k1 - k0). ws: the weight-stationary kernel (conv_ws), else the
+ * event kernel: per nonzero input, found 32 at a time through a branch-free bit mask, k scattered adds. */
+SLT_HOT_INLINE uint32_t conv_span(const slt_node *n, int kind, int ws, const float *x, uint32_t st,
+                                  uint32_t ystep, uint32_t cnt, uint32_t rows, float *orow, uint32_t wo,
+                                  uint32_t k0, uint32_t k1, uint32_t per) {
     uint32_t i, j, nz = 0;
+    if (ws) {
+        if (st == 1) return conv_ws(n, kind, x, 1, ystep, cnt, rows, orow, wo, k0, k1, per);  /* constant strides */
+        if (st == 2) return conv_ws(n, kind, x, 2, ystep, cnt, rows, orow, wo, k0, k1, per);
+        return conv_ws(n, kind, x, st, ystep, cnt, rows, orow, wo, k0, k1, per);
+    }
+#if !SLT_SIMD
     if (k1 - k0 == 1 && kind != 1) {
         /* a single kept weight (the common case in a sparse ticket): one output channel, no inner loop */
         float *oc = orow + (size_t)(n->colidx[k0] >> (kind == 0 ? 1 : 0)) * per;
@@ -749,10 +895,12 @@ static uint32_t conv_span(const slt_node *n, int kind, const float *x, uint32_t 
         for (i = 0; i < rows; i++, x += ystep, oc += wo) {
             const float *xr = x;
             for (j = 0; j < cnt; j++, xr += st) {
-                const float xv = *xr;
-                if (nonzero(xv)) {
+                const uint32_t xb = bits_at(xr);
+                if (xb << 1) {
+                    const float xv = as_f32(xb);
                     nz++;
                     if (kind == 0) oc[j] = oc[j] + as_f32(f32_bits(xv) ^ flip);
+                    else if (kind == 3) oc[j] = oc[j] + w;   /* spike input: xv = 1 */
                     else oc[j] = oc[j] + xv * w;
                 }
             }
@@ -762,31 +910,60 @@ static uint32_t conv_span(const slt_node *n, int kind, const float *x, uint32_t 
     for (i = 0; i < rows; i++, x += ystep, orow += wo) {
         const float *xr = x;
         for (j = 0; j < cnt; j++, xr += st) {
-            const float xv = *xr;
-            if (nonzero(xv)) {
+            const uint32_t xb = bits_at(xr);
+            if (xb << 1) {
                 nz++;
-                emit_row(n, kind, k0, k1, xv, orow + j, per);
+                emit_row(n, kind, k0, k1, as_f32(xb), orow + j, per);
             }
         }
     }
+#else
+    for (i = 0; i < rows; i++, x += ystep, orow += wo) {
+        uint32_t j0;
+        for (j0 = 0; j0 < cnt; j0 += 32u) {
+            uint32_t m = nz_mask(x + j0 * st, st, cnt - j0 < 32u ? cnt - j0 : 32u);
+            while (m) {
+                j = j0 + ctz32(m);
+                m &= m - 1u;
+                nz++;
+                emit_row(n, kind, k0, k1, x[j * st], orow + j, per);
+            }
+        }
+    }
+#endif
     return nz;
 }
 
-/* one token row of an affine layer: inputs x[i] (i < din) through packing rows i into out[col]; returns events */
+/* one token row of an affine layer: inputs x[i] (i < din) through packing rows i into out[col]; returns events.
+ * The nonzero inputs are found 32 at a time through a branch-free bit mask, in ascending i. */
 static uint64_t affine_span(const slt_node *n, int kind, const float *x, uint32_t din, float *out) {
     const uint32_t *rowtab = n->rowtab;
     uint64_t ev = 0;
+#if !SLT_SIMD
     uint32_t i;
-    for (i = 0; i < din; i++) {
-        const float xi = x[i];
+    for (i = 0; i < din; i++) {   /* scalar builds: one test and branch per input (see the kernel choice) */
+        const uint32_t xb = bits_at(x + i);
         uint32_t k0, k1;
-        if (!nonzero(xi)) continue;
+        if (!(xb << 1)) continue;
         k0 = rowtab[i];
         k1 = rowtab[i + 1];
         if (k0 == k1) continue;
-        emit_row(n, kind, k0, k1, xi, out, 1u);
+        emit_row(n, kind, k0, k1, as_f32(xb), out, 1u);
         ev += k1 - k0;
     }
+#else
+    uint32_t i0;
+    for (i0 = 0; i0 < din; i0 += 32u) {
+        uint32_t m = nz_mask(x + i0, 1u, din - i0 < 32u ? din - i0 : 32u);
+        while (m) {
+            const uint32_t i = i0 + ctz32(m), k0 = rowtab[i], k1 = rowtab[i + 1];
+            m &= m - 1u;
+            if (k0 == k1) continue;
+            emit_row(n, kind, k0, k1, x[i], out, 1u);
+            ev += k1 - k0;
+        }
+    }
+#endif
     return ev;
 }
 
@@ -800,7 +977,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
     const float *x0 = node_out(m, n->in[0], input);
     const int single = n->n_in == 1;
     const uint32_t *rowtab = n->rowtab;
-    const int kind = syn_kind(n);
+    const int kind = syn_kind(m, n);
     uint64_t ev = 0;
     if (n->reuse && prev) {
         const uint32_t sz = m->in_size;
@@ -819,6 +996,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
         const uint32_t ho = n->d[1], wo = n->d[2], k = n->k, st = n->st, pd = n->pd, ih = n->ih, iw = n->iw;
         const uint32_t per = ho * wo;
         uint32_t ci, ky, kx, r = 0;
+        uint64_t nzs = 0, reads = 0;
         for (ci = 0; ci < n->ci; ci++)
             for (ky = 0; ky < k; ky++) {
                 /* oy in [oy0, oy1): 0 <= oy*st + ky - pd < ih */
@@ -840,11 +1018,18 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
                         float *os = out + oy0 * wo + ox0;
                         const uint32_t cnt = ox1 - ox0, rows = oy1 - oy0, ys = st * iw;
                         /* kind as a constant: one specialised copy each */
+                        /* per row, the cheaper kernel at the last step's input density (cost model above) */
+                        const uint32_t kk = k1 - k0,
+                                       ws = 255u * (WS_BASE + WS_MAC * kk) <=
+                                            255u * EV_SCAN + (uint32_t)n->rate * (EV_NZ + EV_ADD * kk);
                         const uint32_t nz =
-                            kind == 0 ? conv_span(n, 0, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
-                            : kind == 1 ? conv_span(n, 1, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
-                                        : conv_span(n, 2, xr, st, ys, cnt, rows, os, wo, k0, k1, per);
-                        ev += (uint64_t)nz * (k1 - k0);
+                            kind == 0 ? conv_span(n, 0, ws, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
+                            : kind == 1 ? conv_span(n, 1, ws, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
+                            : kind == 2 ? conv_span(n, 2, ws, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
+                                        : conv_span(n, 3, ws, xr, st, ys, cnt, rows, os, wo, k0, k1, per);
+                        ev += (uint64_t)nz * kk;
+                        nzs += nz;
+                        reads += (uint64_t)cnt * rows;
                         continue;
                     }
                     for (oy = oy0; oy < oy1; oy++) {
@@ -857,6 +1042,8 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
                     }
                 }
             }
+        while (reads >> 23) { reads >>= 1; nzs >>= 1; }   /* 32-bit division: no 64-bit helper on small cores */
+        if (reads) n->rate = (uint8_t)(((uint32_t)nzs * 255u) / (uint32_t)reads);
     } else {
         const uint32_t ntok = n->ntok ? n->ntok : 1u;
         uint32_t t, i;
@@ -865,7 +1052,8 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
             if (single) {
                 const float *xt = x0 + (size_t)t * n->din;   /* kind as a constant: one specialised copy each */
                 ev += kind == 0 ? affine_span(n, 0, xt, n->din, ot)
-                    : kind == 1 ? affine_span(n, 1, xt, n->din, ot) : affine_span(n, 2, xt, n->din, ot);
+                    : kind == 1 ? affine_span(n, 1, xt, n->din, ot)
+                    : kind == 2 ? affine_span(n, 2, xt, n->din, ot) : affine_span(n, 3, xt, n->din, ot);
                 continue;
             }
             for (i = 0; i < n->din; i++) {
@@ -912,7 +1100,18 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
  * v = beta*v + I (first step: v = I); s = v > thr; zero: v = v*(1-s); subtract: v = v - s*thr */
 #define LIF_LOOPS(IN)                                                                                         \
     do {                                                                                                      \
-        if (sub) {                                                                                            \
+        if (last) { /* the sample's last step: its membrane state is never read again (t = 0 restarts it) */  \
+            if (t == 0)                                                                                       \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float v = (IN);                                                                     \
+                    out[e] = (float)(v > thr);                                                                \
+                }                                                                                             \
+            else                                                                                              \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float b = beta * vv[e], v = b + (IN);                                               \
+                    out[e] = (float)(v > thr);                                                                \
+                }                                                                                             \
+        } else if (sub) {                                                                                     \
             if (t == 0)                                                                                       \
                 for (e = e0; e < e1; e++) {                                                                   \
                     const float v = (IN), sf = (float)(v > thr), d = sf * thr;                                \
@@ -944,7 +1143,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
 static void lif_step(slt_model *m, slt_node *n, const float *input, uint32_t t, uint8_t *spikes) {
     const float beta = n->beta, thr = n->thr;
     const uint32_t size = n->size;
-    const int sub = (n->flags & F_SUBTRACT) != 0;
+    const int sub = (n->flags & F_SUBTRACT) != 0, last = t + 1u == m->T;
     float *restrict vv = n->v;   /* the membrane state never aliases an activation buffer */
     float *out = n->out;
     const float *cur = node_out(m, n->in[0], input);
@@ -960,7 +1159,8 @@ static void lif_step(slt_model *m, slt_node *n, const float *input, uint32_t t, 
         for (c = 0, e0 = 0; c < o; c++, e0 = e1) {
             const float sc = binary ? rdf(syn->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
             e1 = e0 + per;
-            LIF_LOOPS(cur[e] * sc + bi);
+            if (binary) LIF_LOOPS(cur[e] * sc + bi);
+            else LIF_LOOPS(cur[e] + bi);   /* float: acc * 1 = acc exactly, so the multiply is skipped */
         }
     } else {
         if (n->n_in > 1) {  /* summed input current, computed into the output buffer first */
