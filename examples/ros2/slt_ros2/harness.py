@@ -26,12 +26,19 @@ def ros_env(domain: str, dds_profile: str | None = DDS_PROFILE) -> dict:
 
 
 def load_factor() -> float:
-    """How much slower than on a quiet machine things run now: runnable processes (1-minute load average) per core,
-    at least 1. On the 2-core machine these tests were written on, a load of 10 gave 5."""
+    """How much slower than on a quiet machine things run now: runnable processes per core, at least 1 -- the larger
+    of the 1-minute load average and the processes running right now (the average lags a load that just started by
+    a minute). On the 2-core machine these tests were written on, a load of 10 gave 5."""
     try:
-        return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+        load = os.getloadavg()[0]
     except OSError:
-        return 1.0
+        load = 0.0
+    try:
+        with open("/proc/loadavg") as f:  # "0.52 0.58 0.59 RUNNING/TOTAL LASTPID"; RUNNING includes the reader
+            load = max(load, int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(1.0, load / (os.cpu_count() or 1))
 
 
 def scaled(seconds: float) -> float:
