@@ -26,6 +26,7 @@ from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import RCLError  # rclpy's own re-export of the pybind11 error type
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
@@ -365,8 +366,12 @@ def main(args=None):
         if node is not None:  # let the last samples reach reliable subscribers before the process ends
             t_end = time.monotonic() + 3.0 * load_factor()
             for pub in (node.pub, node.info_pub, node.truth_pub, node.roi_pub):
-                if pub is not None:
+                if pub is None or not rclpy.ok():
+                    continue
+                try:
                     pub.wait_for_all_acked(Duration(seconds=max(0.1, t_end - time.monotonic())))
+                except RCLError:  # Ctrl-C while waiting shut the context down: stop waiting, end cleanly
+                    break
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SltError as e:
