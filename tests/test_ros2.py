@@ -4,6 +4,7 @@ source run as their own processes; this process listens (and publishes the malfo
 Each run uses its own ROS_DOMAIN_ID, localhost-only discovery and topic names with the pid, so parallel runs do not
 talk to each other. Every wait is bounded."""
 import json
+import math
 import os
 import re
 import signal
@@ -30,7 +31,7 @@ N_FRAMES = 100
 
 
 sys.path.insert(0, EXAMPLE)
-from slt_ros2.harness import DDS_PROFILE, wait_for  # noqa: E402
+from slt_ros2.harness import DDS_PROFILE, scaled, wait_for  # noqa: E402
 from slt_ros2.harness import Proc as HarnessProc  # noqa: E402
 
 
@@ -177,7 +178,7 @@ def start_node(ros, model, tmp_path, name, camera=None, **params):
     node = Proc("slt_ros2.perception_node", params, tmp_path / f"{name}_node.log")
     # ready = the node subscribes to images (after loading and warming up its model) and we receive its results
     wait_for(lambda: ros.node.count_subscribers(topics["image_topic"]) >= 1 and sub.get_publisher_count() >= 1,
-             60, "the perception node to come up", node.p)
+             scaled(60), "the perception node to come up", node.p)
     if camera is None:
         return node, topics
     cam = Proc("slt_ros2.camera_node", {"topic": topics["image_topic"], "wait_for_subscribers": 1,
@@ -203,14 +204,14 @@ def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, artifacts,
                                    backend=backend, energy_checkpoint=model, qos="reliable", qos_depth=N_FRAMES,
                                    interpolation="nearest", crop="center", **extra)
     try:
-        wait_for(lambda: len(ros.get(topics["result_topic"])) >= N_FRAMES, 60, f"{N_FRAMES} results", None)
-        cam_rc = cam.interrupt(10)
+        wait_for(lambda: len(ros.get(topics["result_topic"])) >= N_FRAMES, scaled(60), f"{N_FRAMES} results", None)
+        cam_rc = cam.interrupt(scaled(10))
         res = [r for _, r in ros.get(topics["result_topic"])]
         assert len(res) == N_FRAMES, cam.text()
         # the result carries the image's header (stamp, the camera's frame_id); what the frame shows came on the
         # camera's ground_truth topic with the same stamp
         key = lambda h: (h["stamp"]["sec"], h["stamp"]["nanosec"])  # noqa: E731
-        wait_for(lambda: len(ros.get(truth_topic)) >= N_FRAMES and len(ros.get(info_topic)) >= N_FRAMES, 10,
+        wait_for(lambda: len(ros.get(truth_topic)) >= N_FRAMES and len(ros.get(info_topic)) >= N_FRAMES, scaled(10),
                  "the ground truth and camera_info of every frame")
         truth = {key(g["header"]): g for _, g in ros.get(truth_topic)}
         assert all(r["header"]["frame_id"] == "camera" for r in res), "the camera's frame_id, nothing appended"
@@ -234,13 +235,13 @@ def test_fmnist_frames_through_ros_match_offline_accuracy(ros, model, artifacts,
         # modelled energy per frame (slt_deploy.profile, Loihi 2 constants) on the frames the node saw
         wait_for(lambda: re.fullmatch(r"[0-9.]+", ros.last_diag(topics["diagnostics_topic"]).get(
             "energy_per_frame_uJ", "")) and ros.last_diag(topics["diagnostics_topic"]).get(
-            "frames_processed") == str(N_FRAMES), 20, "diagnostics with every frame and a modelled energy per frame")
+            "frames_processed") == str(N_FRAMES), scaled(30), "diagnostics with every frame and a modelled energy per frame")
         d = ros.last_diag(topics["diagnostics_topic"])
         print(f"diagnostics: {d}")
         assert float(d["energy_per_frame_uJ"]) > 0 and "loihi2" in d["energy_model"]
         assert int(d["frames_processed"]) == N_FRAMES and d["frames_dropped"] == "0"
     finally:
-        assert node.interrupt() == 0
+        assert node.interrupt(scaled(15)) == 0, node.text()[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -358,16 +359,22 @@ def test_video_file_and_image_folder_sources(ros, sensor_node, tmp_path, kind):
         for i, f in enumerate(frames):
             assert cv2.imwrite(os.path.join(source, f"{i:03d}.png"), f[:, :, ::-1])
     n0 = len(ros.get(topics["result_topic"]))
-    cam = Proc("slt_ros2.camera_node", {"source": source, "rate": 20.0, "width": 320, "height": 240,
+    # the node keeps only the newest frame (best effort, keep last 1): at 20 Hz on a loaded machine it dropped
+    # most of them. The camera runs at a third of the rate the node measured it can serve (its diagnostics,
+    # capacity_fps, under whatever load there is), at most 20 Hz, so the check is on the source, not the load.
+    cap = float(ros.last_diag(topics["diagnostics_topic"]).get("capacity_fps", "nan"))
+    rate = round(min(20.0, cap / 3), 3) if math.isfinite(cap) and cap > 0 else 5.0
+    cam = Proc("slt_ros2.camera_node", {"source": source, "rate": rate, "width": 320, "height": 240,
                                         "topic": topics["image_topic"], "wait_for_subscribers": 1},
                tmp_path / "camera.log")
     try:
-        rc = cam.p.wait(30)
+        rc = cam.p.wait(scaled(30) + 12 / rate)
     finally:
-        cam.interrupt(5)
+        cam.interrupt(scaled(5))
     assert rc == 0, cam.text()
     assert "sent 12 frames" in cam.text()
-    wait_for(lambda: len(ros.get(topics["result_topic"])) - n0 >= 6, 10, "results from the camera frames", node.p)
+    wait_for(lambda: len(ros.get(topics["result_topic"])) - n0 >= 6, scaled(10), "results from the camera frames",
+             node.p)
 
 
 def test_ctrl_c_stops_the_node_cleanly(sensor_node):

@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "ros2")
 sys.path.insert(0, EXAMPLE)
 from slt_ros2.bags import BagFrames, BagWriter, read_messages  # noqa: E402
-from slt_ros2.harness import Proc, ros_env, wait_for  # noqa: E402
+from slt_ros2.harness import Proc, ros_env, scaled, wait_for  # noqa: E402
 
 PID = os.getpid()
 DOMAIN = str(1 + (PID + 23) % 200)
@@ -45,14 +45,19 @@ def test_bag_of_fmnist_frames_replayed_through_the_node_matches_offline_run(mode
     rec = Proc("slt_ros2.recorder", {"bag": frames_bag, "storage": storage, "topics": ",".join([
         f"{ns}/image@sensor_msgs/msg/Image", f"{ns}/image/ground_truth@std_msgs/msg/String",
         f"{ns}/camera_info@sensor_msgs/msg/CameraInfo"])}, tmp_path / "rec1.log", DOMAIN)
+    # the camera waits for the recorder's image subscription and then for every camera_info / ground-truth
+    # subscription the graph shows: start it once the recorder has created all three (they come one by one; under
+    # load the camera_info one came 0.2 s after the image one and the first frames' camera_info was lost)
+    wait_for(lambda: "recording " in rec.text(), scaled(30), "the recorder to subscribe its topics", rec.p)
     cam = Proc("slt_ros2.camera_node", {"source": "fmnist", "count": N, "rate": 30.0, "width": 320, "height": 240,
                                         "encoding": "rgb8", "qos": "reliable", "qos_depth": N, "topic": f"{ns}/image",
                                         "wait_for_subscribers": 1, "wait_timeout": 60.0}, tmp_path / "cam1.log",
                DOMAIN)
-    assert cam.p.wait(90) == 0, cam.text()
+    assert cam.p.wait(scaled(90)) == 0, cam.text()
     cam.log.close()
-    time.sleep(1.0)
-    assert rec.interrupt() == 0, rec.text()
+    # the camera ended once the recorder acknowledged every frame, camera_info and ground truth; on Ctrl-C the
+    # recorder writes what it received before closing the bag
+    assert rec.interrupt(scaled(10)) == 0, rec.text()
     assert not os.path.exists(tmp_path / ".frames.recording") and os.path.isdir(frames_bag)
     images = read_messages(frames_bag, f"{ns}/image")
     truth = [json.loads(m.data) for _, m in read_messages(frames_bag, f"{ns}/image/ground_truth")]

@@ -26,6 +26,7 @@ from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import RCLError  # rclpy's own re-export of the pybind11 error type
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
@@ -33,6 +34,7 @@ from slt_deploy.errors import SltError
 from slt_deploy.runtime.image import center_crop, embed_image, encode_frame, resize
 
 from .bags import BagFrames, is_bag
+from .harness import load_factor
 from .params import CAMERA
 from .perception_node import make_qos
 from .realtime import set_realtime
@@ -188,6 +190,21 @@ class FrameSource:
         return self._fit(bgr), {"frame": self.i - 1}
 
 
+def compatible_subscribers(node: Node, pub) -> int:
+    """Subscriptions of pub's topic in the ROS graph that can match pub (a reliable subscriber never matches a
+    best-effort publisher, a transient-local one never a volatile publisher)."""
+    q = pub.qos_profile
+    n = 0
+    for info in node.get_subscriptions_info_by_topic(pub.topic_name):
+        s = info.qos_profile
+        if s.reliability == ReliabilityPolicy.RELIABLE and q.reliability != ReliabilityPolicy.RELIABLE:
+            continue
+        if s.durability == DurabilityPolicy.TRANSIENT_LOCAL and q.durability != DurabilityPolicy.TRANSIENT_LOCAL:
+            continue
+        n += 1
+    return n
+
+
 class CameraNode(Node):
     def __init__(self):
         super().__init__("slt_camera")
@@ -257,6 +274,15 @@ class CameraNode(Node):
         """Matched subscribers of the image topic and of the ROI topic (a node may take only the ROI)."""
         return self.pub.get_subscription_count() + (self.roi_pub.get_subscription_count() if self.roi_pub else 0)
 
+    def side_pending(self) -> list:
+        """Side topics (camera_info, ground truth, ROI) with a QoS-compatible subscriber in the ROS graph that our
+        publisher has not matched yet."""
+        out = []
+        for pub in (self.info_pub, self.truth_pub, self.roi_pub):
+            if pub is not None and pub.get_subscription_count() < compatible_subscribers(self, pub):
+                out.append(pub.topic_name)
+        return out
+
     def loop(self):
         t_start = None
         try:
@@ -269,7 +295,18 @@ class CameraNode(Node):
                     self.get_logger().warning(f"only {self.subscribers()} subscribers after "
                                               f"{self.wait_timeout:g} s; publishing anyway")
                 else:
-                    time.sleep(0.3)  # let the match settle on both sides
+                    # camera_info and the ground truth are volatile like the images: a subscriber of them (a
+                    # recorder, a listener) that the ROS graph shows but our publisher has not matched yet would
+                    # miss the first frames' side messages. Wait for those matches (bounded by the same timeout).
+                    while self.side_pending() and time.monotonic() < t_end:
+                        if self.done.wait(0.05):
+                            return
+                    if self.side_pending():
+                        self.get_logger().warning(f"{', '.join(self.side_pending())}: subscribers not matched after "
+                                                  f"{self.wait_timeout:g} s; publishing anyway")
+                    # the subscriber's side of a best-effort match is not observable from here: give it a moment,
+                    # longer when the machine is loaded
+                    time.sleep(min(3.0, 0.3 * load_factor()))
             cache = {}
             cacheable = self.frames.kind == "dataset" and len(self.frames.x) <= 100
             t_next = time.perf_counter()
@@ -327,7 +364,14 @@ def main(args=None):
         while rclpy.ok() and not node.done.is_set():
             ex.spin_once(timeout_sec=0.1)
         if node is not None:  # let the last samples reach reliable subscribers before the process ends
-            node.pub.wait_for_all_acked(Duration(seconds=3.0))
+            t_end = time.monotonic() + 3.0 * load_factor()
+            for pub in (node.pub, node.info_pub, node.truth_pub, node.roi_pub):
+                if pub is None or not rclpy.ok():
+                    continue
+                try:
+                    pub.wait_for_all_acked(Duration(seconds=max(0.1, t_end - time.monotonic())))
+                except RCLError:  # Ctrl-C while waiting shut the context down: stop waiting, end cleanly
+                    break
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SltError as e:

@@ -31,17 +31,25 @@ def main(argv=None) -> int:
     from slt_deploy.profile.activity import profile_activity
     from slt_deploy.profile.energy import evaluate, load_hardware
 
-    hw, graph = load_hardware(hardware)[0], None
+    hw, graph, error = load_hardware(hardware)[0], None, None
+    # lower the checkpoint now, while the node loads its model and waits for frames: the first answer then costs
+    # only the spike counting (under load the lowering took longer than the node's first frames)
+    try:
+        from slt_deploy.export import lower
+        _, _, graph = lower(ckpt)
+    except Exception as e:  # noqa: BLE001 - answered to each request below
+        error = f"{type(e).__name__}: {e}"
     inp = sys.stdin.buffer
     while True:
         head = inp.read(8)
         if len(head) < 8:
             return 0
         x = np.load(io.BytesIO(inp.read(int.from_bytes(head, "little"))), allow_pickle=False)
+        if error is not None:
+            out.write(json.dumps({"error": error}) + "\n")
+            out.flush()
+            continue
         try:
-            if graph is None:
-                from slt_deploy.export import lower
-                _, _, graph = lower(ckpt)
             res = evaluate(hw, profile_activity(graph, x, batch=len(x)))
             ans = {"energy_j": res["energy_per_frame_j"], "label": res["label"]}
         except Exception as e:  # noqa: BLE001 - reported to the node, which says it in its diagnostics

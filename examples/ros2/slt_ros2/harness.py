@@ -25,6 +25,28 @@ def ros_env(domain: str, dds_profile: str | None = DDS_PROFILE) -> dict:
     return env
 
 
+def load_factor() -> float:
+    """How much slower than on a quiet machine things run now: runnable processes per core, at least 1 -- the larger
+    of the 1-minute load average and the processes running right now (the average lags a load that just started by
+    a minute). On the 2-core machine these tests were written on, a load of 10 gave 5."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    try:
+        with open("/proc/loadavg") as f:  # "0.52 0.58 0.59 RUNNING/TOTAL LASTPID"; RUNNING includes the reader
+            load = max(load, int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(1.0, load / (os.cpu_count() or 1))
+
+
+def scaled(seconds: float) -> float:
+    """A deadline of `seconds` on a quiet machine, stretched by the load measured now (waits end as soon as their
+    condition holds: a long deadline costs nothing when things go well)."""
+    return seconds * load_factor()
+
+
 def wait_for(cond, timeout, what, proc=None):
     t_end = time.time() + timeout
     while time.time() < t_end:
@@ -33,7 +55,8 @@ def wait_for(cond, timeout, what, proc=None):
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"{what}: process exited with {proc.returncode}")
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (load average "
+                         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 class Proc:

@@ -155,12 +155,19 @@ class EnergyModel:
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def close(self):
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()  # end of input: the worker returns
-                self.proc.wait(timeout=5)
-            except Exception:  # noqa: BLE001 - shutting down whatever the worker does
-                self.proc.kill()
+        """End the worker: end of its input (it returns when idle); one still modelling or lowering is killed
+        after 2 s -- its answer is of no use to a node that stops. Unblocks a thread waiting in update()."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.close()
+        except Exception:  # noqa: BLE001 - a thread in update() may be writing to it; the kill below still ends it
+            pass
+        try:
+            self.proc.wait(timeout=2)
+        except Exception:  # noqa: BLE001 - shutting down whatever the worker does
+            self.proc.kill()
+            self.proc.wait()
 
 
 class PerceptionNode(Node):
@@ -232,8 +239,11 @@ class PerceptionNode(Node):
         self.worker = threading.Thread(target=self.work, name="slt-inference", daemon=True)
         if not self.inline:
             self.worker.start()
+        self.energy_model = self.energy  # kept for stop(): model_energy() drops self.energy when modelling fails
+        self.energy_thread = None
         if self.energy is not None:
-            threading.Thread(target=self.model_energy, name="slt-energy", daemon=True).start()
+            self.energy_thread = threading.Thread(target=self.model_energy, name="slt-energy", daemon=True)
+            self.energy_thread.start()
         if cfg["sched_priority"] > 0:
             n = set_realtime(cfg["sched_priority"])
             self.get_logger().info(f"SCHED_FIFO priority {cfg['sched_priority']} for the node's {n} threads")
@@ -398,14 +408,18 @@ class PerceptionNode(Node):
         self.diag_pub.publish(arr)
 
     def stop(self):
+        """End the node's threads and the energy worker, and wait for them: a daemon thread still running when the
+        interpreter finalizes is ended mid-call, which aborted the process (SIGABRT, 'terminate called without an
+        active exception') when Ctrl-C came while the energy thread waited for the worker's answer."""
         self.stopped.set()
-        if self.energy is not None:
-            self.energy.close()
         with self.cond:
             self.running = False
             self.cond.notify_all()
-        if self.worker.is_alive():
-            self.worker.join(timeout=5.0)
+        if self.energy_model is not None:
+            self.energy_model.close()
+        for t in (self.worker, self.energy_thread):
+            if t is not None and t.is_alive():
+                t.join(timeout=10.0)
 
 
 def main(args=None):

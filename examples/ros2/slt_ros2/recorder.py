@@ -12,6 +12,7 @@ SIGTERM / `max_messages` close the bag, which only then appears at `bag` (writte
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 from slt_deploy.errors import SltError
 
@@ -95,9 +97,31 @@ class Recorder(Node):
         print(f"slt_recorder: wrote {path} ({counts or 'no topics matched'})", file=sys.stderr, flush=True)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def drain(ex, node, quiet_s: float = 0.2, limit_s: float = 5.0):
+    """Write what already arrived (in the DDS reader queues, not taken yet) before closing: spin until no message
+    came for `quiet_s`, at most `limit_s`. Without this, Ctrl-C right after a camera ended lost its last frames."""
+    t_end = time.monotonic() + limit_s
+    last, t_quiet = -1, time.monotonic()
+    while time.monotonic() < t_end:
+        n = sum(node.writer.counts.values())
+        if n != last:
+            last, t_quiet = n, time.monotonic()
+        elif time.monotonic() - t_quiet >= quiet_s:
+            return
+        ex.spin_once(timeout_sec=0.02)
+
+
 def main(args=None):
-    rclpy.init(args=args)
-    node = None
+    # our own Ctrl-C / SIGTERM handling (not rclpy's, which shuts the context down at once): the context stays up
+    # until the messages that already arrived are written
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = ex = None
     code = 0
     try:
         node = Recorder()
@@ -111,6 +135,11 @@ def main(args=None):
         print(f"slt_recorder: error: {e}", file=sys.stderr, flush=True)
         code = 2
     finally:
+        if node is not None and ex is not None and rclpy.ok():
+            try:
+                drain(ex, node)
+            except (KeyboardInterrupt, ExternalShutdownException):  # a second Ctrl-C: close now
+                pass
         if node is not None:
             node.close()
             node.destroy_node()
