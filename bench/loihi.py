@@ -16,8 +16,8 @@
    --fit-epochs 0: only "before".
 
 Checkpoints: --ckpt DIR (repeatable; --fitted DIR gives an already fine-tuned one), else the dense fmnist-vgg
-trained into /work/runs/fmnist-vgg (or runs/fmnist-vgg), the full-scale IMP 98 % ticket (/work/runs/tf2/imp98,
-/work/runs/tf/imp98 or runs/bench_tickets_full/imp98), and the shipped MultiSp transformer ticket. Writes
+trained into runs/fmnist-vgg or runs/bench_tickets_full/dense (if one exists), the shipped full-scale IMP 98 %
+ticket models/tickets/fmnist-vgg-imp98 and the shipped MultiSp transformer ticket. Writes
 OUT/results.json (--out, default runs/bench_loihi).
 """
 from __future__ import annotations
@@ -174,9 +174,8 @@ def bench_one(ck, fitted, args, data, tag):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", action="append", default=[], help="checkpoint(s) to bench (default: the dense "
-                    "fmnist-vgg of /work/runs/fmnist-vgg or runs/, the full-scale IMP 98 %% ticket of "
-                    "/work/runs/tf2/imp98 or /work/runs/tf/imp98 or runs/bench_tickets_full/imp98, and the shipped MultiSp "
-                    "ticket)")
+                    "fmnist-vgg of runs/fmnist-vgg or runs/bench_tickets_full/dense, the shipped full-scale IMP 98 %% "
+                    "ticket and the shipped MultiSp ticket)")
     ap.add_argument("--fitted", action="append", default=[], help="already fine-tuned checkpoint per --ckpt")
     ap.add_argument("--data-dir")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "bench_loihi"))
@@ -192,12 +191,11 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     ckpts = list(args.ckpt)
     if not ckpts:
-        dense = [d for d in ("/work/runs/fmnist-vgg", os.path.join(ROOT, "runs", "fmnist-vgg"))
+        dense = [d for d in (os.path.join(ROOT, "runs", "fmnist-vgg"), os.path.join(ROOT, "runs", "bench_tickets_full",
+                                                                                "dense"))
                  if os.path.exists(os.path.join(d, "model.json"))]
-        imp = [d for d in ("/work/runs/tf2/imp98", "/work/runs/tf/imp98", os.path.join(ROOT, "runs", "bench_tickets_full",
-                                                                                      "imp98"))
-               if os.path.exists(os.path.join(d, "model.json"))]
-        ckpts = dense[:1] + imp[:1] + sorted(glob.glob(os.path.join(ROOT, "models", "tickets", "fmnist-*multisp*")))
+        ckpts = dense[:1] + [os.path.join(ROOT, "models", "tickets", "fmnist-vgg-imp98")] + sorted(
+            glob.glob(os.path.join(ROOT, "models", "tickets", "fmnist-*multisp*")))
     data = load_dataset("fmnist", args.data_dir, 0)
     results = {}
     for i, ck in enumerate(ckpts):
