@@ -35,7 +35,7 @@ from slt_deploy.backends.packed.fileio import read_file
 from slt_deploy.backends.packed.format import size_report
 from slt_deploy.checkpoint import atomic_write, load, save
 from slt_deploy.data import load_dataset
-from slt_deploy.export import export, lower
+from slt_deploy.export import export
 from slt_deploy.log import speed
 from slt_deploy.nn.layers import synapses
 from slt_deploy.train import evaluate, train
@@ -172,24 +172,9 @@ def main():
     with torch.no_grad():
         lat["torch_eager_dense"] = median_ms(lambda s: md.run(torch.as_tensor(s)), seqs)
     try:
-        import nir
-        from snntorch import utils
-        from snntorch.import_nir import import_from_nir
+        from sparse_speed import snntorch_eager  # the same snntorch reference as bench/sparse_speed.py
 
-        _, _, g = lower(dense)
-        nir.write(os.path.join(a.out, "dense.nir"), g)
-        net = import_from_nir(nir.read(os.path.join(a.out, "dense.nir")))
-
-        def snn(s):
-            utils.reset(net)
-            with torch.no_grad():
-                out = None
-                for t in range(s.shape[0]):
-                    y = net(torch.as_tensor(s[t]))
-                    y = y[0] if isinstance(y, tuple) else y
-                    out = y if out is None else out + y
-            return out
-
+        snn = snntorch_eager(dense, a.out, "dense.nir")
         lat["snntorch_eager_dense"] = median_ms(snn, seqs)
     except Exception as e:  # noqa: BLE001
         res["snntorch_error"] = f"{type(e).__name__}: {e}"

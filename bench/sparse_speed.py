@@ -44,13 +44,14 @@ def log(*a):
     print(*a, flush=True)
 
 
-def snntorch_eager(ckpt, work):
+def snntorch_eager(ckpt, work, name="ticket.nir"):
+    """The checkpoint through NIR into snntorch (import_from_nir): run(seq) -> summed logits, eager, no grad."""
     import nir
     from snntorch import utils
     from snntorch.import_nir import import_from_nir
 
     _, _, g = lower(ckpt)
-    path = os.path.join(work, "ticket.nir")
+    path = os.path.join(work, name)
     nir.write(path, g)
     net = import_from_nir(nir.read(path))
 
