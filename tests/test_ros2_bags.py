@@ -69,8 +69,12 @@ def test_bag_of_fmnist_frames_replayed_through_the_node_matches_offline_run(mode
 
     # 2. replay the bag as the camera source through the node; record the node's results
     ns2 = ns + "r"
+    # the recorder also takes the images, so the camera's wait_for_subscribers = 2 (node + recorder) holds it until it
+    # has discovered the recorder itself, not only the node: a camera that had seen only the node could find no
+    # ground-truth subscriber in its graph yet and lose the first frame's ground truth (seen once at load ~3)
     rec2 = Proc("slt_ros2.recorder", {"bag": results_bag, "storage": storage, "topics": ",".join([
-        f"{ns2}/result@std_msgs/msg/String", f"{ns2}/image/ground_truth@std_msgs/msg/String"])},
+        f"{ns2}/result@std_msgs/msg/String", f"{ns2}/image/ground_truth@std_msgs/msg/String",
+        f"{ns2}/image@sensor_msgs/msg/Image"])},
         tmp_path / "rec2.log", DOMAIN)
     node = Proc("slt_ros2.perception_node", {"model": model, "backend": "torch", "image_topic": f"{ns2}/image",
                                              "result_topic": f"{ns2}/result", "diagnostics_topic": f"{ns2}/diag",
@@ -82,7 +86,7 @@ def test_bag_of_fmnist_frames_replayed_through_the_node_matches_offline_run(mode
         time.sleep(1.5)  # the result publisher and the recorder match
         cam2 = Proc("slt_ros2.camera_node", {"source": frames_bag, "rate": 30.0, "width": 320, "height": 240,
                                              "encoding": "rgb8", "qos": "reliable", "qos_depth": N,
-                                             "topic": f"{ns2}/image", "wait_for_subscribers": 1,
+                                             "topic": f"{ns2}/image", "wait_for_subscribers": 2,
                                              "wait_timeout": 60.0}, tmp_path / "cam2.log", DOMAIN)
         assert cam2.p.wait(90) == 0, cam2.text()
         cam2.log.close()
