@@ -31,6 +31,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tickets_full import fmt  # one table-cell formatter for both ticket benches (bench/ is on sys.path)
+
 from slt_deploy.checkpoint import atomic_write, load, save
 from slt_deploy.data import Split, load_dataset
 from slt_deploy.tickets import (
@@ -103,14 +105,6 @@ def row(name, s, extra=None):
          "energy_ratio": s.get("energy_ratio"), "search_s": s.get("search_seconds"), "total_s": s.get("total_seconds")}
     r.update(extra or {})
     return r
-
-
-def fmt(v, pct=False, digits=2):
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    return f"{100 * v:.{digits}f}" if pct else f"{v:.{digits}f}"
 
 
 def main(argv=None):
