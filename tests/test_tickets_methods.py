@@ -105,6 +105,28 @@ def test_lr_rewinding_replays_the_dense_schedule(dense, data, tmp_path, monkeypa
     assert lrs == dense_lrs[spe:]  # without --epochs: from the rewind epoch k to the end
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_round_epochs_give_each_round_its_own_span_of_the_schedule(dense, data, tmp_path, monkeypatch, capsys):
+    r = dense[0].recipe
+    E = int(r["train"]["epochs"])
+    spe = len(data.train.x) // int(r["train"]["batch_size"])
+    lrs = _record_lrs(monkeypatch)
+    train(build_model(r), data, r["train"], progress=False)
+    dense_lrs = list(lrs)
+    lrs.clear()
+    t = find_ticket(dense[1], TicketConfig("imp", 0.875, prune_fraction=0.5, rewind="lr", round_epochs=[1, 3]),
+                    str(tmp_path / "t"), data=data)
+    # round 1: the schedule's last epoch; rounds 2 and 3: its last 3 epochs (the list's last value repeats)
+    assert lrs == dense_lrs[(E - 1) * spe:] + 2 * dense_lrs[(E - 3) * spe:]
+    assert t["round_epochs"] == [1, 3, 3]
+    for method, spec, says in (("random", "2", "for IMP searches"), ("imp", "2,x", "comma-separated")):
+        with pytest.raises(SystemExit) as e:
+            main(["ticket", dense[1], "--method", method, "--sparsity", "0.5", "--round-epochs", spec,
+                  "--out", str(tmp_path / method)])
+        assert e.value.code == 2 and says in capsys.readouterr().err
+        assert not os.path.exists(tmp_path / method)
+
+
 def test_distillation_used_only_when_asked(dense, data, monkeypatch):
     calls = []
     orig = train_mod.kd_loss

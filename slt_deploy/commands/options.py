@@ -49,6 +49,20 @@ COUNT1 = Number(int, 1)                                        # >= 1
 SEED = Number(int, 0, 2 ** 32 - 1)
 
 
+class CountList(click.ParamType):
+    """A comma-separated list of integers >= 1 (e.g. `--round-epochs 4,4,4,8`)."""
+
+    name = "N[,N...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        parts = [p.strip() for p in str(value).split(",")]
+        if not all(p.isdigit() and int(p) >= 1 for p in parts):
+            self.fail(f"{value!r} is not a comma-separated list of integers >= 1 (e.g. 4,4,8)", param, ctx)
+        return [int(p) for p in parts]
+
+
 class Limit(Number):
     """`--limit N|all`: an integer >= 1, or `all` (-> None: the whole split)."""
 

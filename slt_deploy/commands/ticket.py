@@ -3,7 +3,7 @@ import click
 from ..errors import SltError
 from ..tickets import METHODS, TicketConfig, find_ticket, method_name
 from ..train import init_distributed, is_main
-from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, Number, echo_json, reporting
+from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, CountList, Number, echo_json, reporting
 
 
 @click.command("ticket")
@@ -22,6 +22,9 @@ from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, Number
               help="IMP: weights = survivors back to epoch k, fresh schedule; lr = learning-rate rewinding (weights "
                    "kept, the dense schedule replayed from epoch E - epochs)")
 @click.option("--epochs", type=COUNT0, default=None, help="(re)training epochs per round (default: the recipe's)")
+@click.option("--round-epochs", type=CountList(), default=None,
+              help="IMP: retraining epochs of round 1,2,... (comma-separated, the last repeats; overrides --epochs "
+                   "per round), e.g. 4,4,4,8")
 @click.option("--distill", is_flag=True, help="knowledge distillation from the dense model while (re)training "
                                                "and binarizing")
 @click.option("--kd-alpha", type=Number(float, 0, 1), default=0.5, show_default=True, help="distillation weight of the KL term")
@@ -52,8 +55,8 @@ from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, Number
 @click.option("--seed", type=SEED, default=0)
 @click.option("--data-dir", type=click.Path(), default=None)
 @reporting
-def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, distill,
-            kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, q, tau, eb_distance,
+def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, round_epochs,
+            distill, kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, q, tau, eb_distance,
             eb_min_epochs, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores, seed, data_dir, as_json):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
     `--method binarize` makes the ticket CKPT binary instead (masks kept, fine-tuned).
@@ -75,11 +78,14 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
     check_out(out, "report" if resume else "checkpoint", inputs=[ckpt] + [p for p in (like, teacher) if p],
               folder=True)
     cfg = TicketConfig(method, sparsity, scope=scope, prune_fraction=prune_fraction, rounds=rounds,
-                       rewind_epoch=rewind_epoch, epochs=epochs, binarize=binarize, binarize_epochs=binarize_epochs,
+                       rewind_epoch=rewind_epoch, epochs=epochs, round_epochs=round_epochs, binarize=binarize,
+                       binarize_epochs=binarize_epochs,
                        binarize_kind=binarize_kind, q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,
                        pep_binary_first=not pep_float_first, like=like, lr=lr, seed=seed, progress=True,
                        rewind=rewind, distill=distill, kd_alpha=kd_alpha, kd_temp=kd_temp, teacher=teacher,
                        resume=resume, eb_distance=eb_distance, eb_min_epochs=eb_min_epochs)
+    if round_epochs and method_name(method) != "imp":
+        raise SltError(f"--round-epochs is for IMP searches, not {method!r}", "use --epochs")
     if resume and method_name(method) != "imp":
         raise SltError(f"--resume is for IMP searches, not {method!r}", "drop --resume")
     if method_name(method) == "imp":

@@ -49,6 +49,8 @@ class TicketConfig:
     #                                      "absolute" (Hamming / all weights, Kim et al.; see early_bird.py)
     eb_min_epochs: int = 0               # Early-Bird: do not stop before this epoch (0: the window q)
     epochs: int | None = None            # (re)training epochs per round / search epochs (default: recipe's)
+    round_epochs: list | None = None     # IMP: retraining epochs of round 1, 2, ... (the last repeats); overrides
+    #                                      `epochs` per round (late, sparse rounds need longer recovery)
     binarize: bool = False               # binarize the ticket's kept weights and fine-tune
     binarize_epochs: int | None = None   # default: `epochs`
     binarize_kind: str = "all"           # which layers --binarize makes binary: "all", "conv" (a float head) or
@@ -258,4 +260,4 @@ def config_dict(cfg: TicketConfig) -> dict:
 
 # the TicketConfig fields that change what a search computes (a resumed search must match them)
 RESULT_FIELDS = ("method", "sparsity", "scope", "prune_fraction", "rounds", "rewind_epoch", "rewind", "epochs",
-                 "distill", "kd_alpha", "kd_temp", "teacher", "lr", "seed", "only")
+                 "round_epochs", "distill", "kd_alpha", "kd_temp", "teacher", "lr", "seed", "only")

@@ -55,14 +55,21 @@ def rewind(model, state: dict, layers):
     set_masks(layers, masks)
 
 
-def lr_rewind_epochs(model, cfg: TicketConfig) -> tuple[int, int]:
-    """(E, start): learning-rate rewinding retrains epochs start+1..E of the dense schedule (E = the recipe's
-    epochs; start = E - cfg.epochs, or the rewind epoch k when --epochs is not given)."""
+def round_epochs(cfg: TicketConfig, r: int) -> int | None:
+    """Retraining epochs of round r (1-based): `round_epochs[r-1]` (its last value repeats), else `epochs`."""
+    re_ = cfg.round_epochs
+    return int(re_[min(r, len(re_)) - 1]) if re_ else cfg.epochs
+
+
+def lr_rewind_epochs(model, cfg: TicketConfig, epochs: int | None = None) -> tuple[int, int]:
+    """(E, start): learning-rate rewinding replays the dense schedule of E epochs from epoch `start` (the last
+    `epochs`; start = E - epochs, or the rewind epoch k when no epochs are given)."""
     total = int(model.recipe["train"].get("epochs", 1))
-    start = total - int(cfg.epochs) if cfg.epochs is not None else int(cfg.rewind_epoch)
+    e = cfg.epochs if epochs is None else epochs
+    start = total - int(e) if e is not None else int(cfg.rewind_epoch)
     if not 0 <= start < total:
-        raise SltError(f"learning-rate rewinding: {cfg.epochs} retraining epochs do not fit the dense schedule of "
-                       f"{total} epochs", f"pass --epochs between 1 and {total}")
+        raise SltError(f"learning-rate rewinding: {e} retraining epochs do not fit the dense schedule of "
+                       f"{total} epochs", f"pass --epochs / --round-epochs between 1 and {total}")
     return total, start
 
 
@@ -117,7 +124,8 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
         return before + t()
 
     if cfg.rewind == "lr":
-        total, start = lr_rewind_epochs(model, cfg)
+        spans = {r: lr_rewind_epochs(model, cfg, round_epochs(cfg, r)) for r in range(1, len(ladder) + 1)}
+        total, start = spans[len(ladder)]
         state_k = None
     else:
         state_k = rewind_point(dense.recipe, data, cfg.rewind_epoch, cfg.progress) if done < len(ladder) else None
@@ -131,10 +139,10 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
             continue
         set_masks(layers, magnitude_masks(layers, s, cfg.scope))
         if cfg.rewind == "lr":
-            h = run_train(model, data, cfg, total, start_epoch=start)
+            h = run_train(model, data, cfg, spans[r][0], start_epoch=spans[r][1])
         else:
             rewind(model, state_k, layers)
-            h = run_train(model, data, cfg, e)
+            h = run_train(model, data, cfg, round_epochs(cfg, r) or e)
         row = {"round": r, "target": s, "sparsity": sparsity(model, layers), "test_acc": evaluate(model, data.test),
                "val_acc": h[-1].get("val_acc") if h else None, "seconds": elapsed()}
         hist.append(row)
@@ -155,8 +163,10 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
     info = {"rounds": len(ladder), "prune_fraction": cfg.prune_fraction, "rewind": cfg.rewind,
             "rewind_epoch": cfg.rewind_epoch, "scope": cfg.scope, "round_epochs": e, "distill": cfg.distill,
             "resumed_after_round": done if cfg.resume else None}
+    if cfg.round_epochs:
+        info["round_epochs"] = [round_epochs(cfg, r) for r in range(1, len(ladder) + 1)]
     if cfg.rewind == "lr":
-        info["round_epochs"] = total - start
+        info["round_epochs"] = [spans[r][0] - spans[r][1] for r in spans] if cfg.round_epochs else total - start
         info["lr_schedule_epochs"] = [start + 1, total]
     if cfg.binarize:
         binarize(model, data, cfg, layers)
