@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Full-scale lottery tickets of the real `fmnist-vgg` recipe (issue 13; 426k weights, not the 20k-weight
-VGG-small of bench/tickets_fmnist.py), on the whole Fashion-MNIST test set.
+"""Full-scale lottery tickets of the real `fmnist-vgg` and `fmnist-spikformer` recipes (issue 13; fmnist-vgg has 426k
+weights, not the 20k-weight VGG-small of bench/tickets_fmnist.py), on the whole Fashion-MNIST test set.
 
     .venv/bin/python bench/tickets_full.py                 # run what is missing, then print the table
     .venv/bin/python bench/tickets_full.py --table         # only the table of what exists
@@ -9,13 +9,19 @@ VGG-small of bench/tickets_fmnist.py), on the whole Fashion-MNIST test set.
 Every step is one `slt-deploy` command (printed before it runs) writing one folder under OUT (default
 runs/bench_tickets_full); a step whose folder holds a finished ticket is skipped and the IMP search is started with
 --resume, so an interrupted plan continues where it stopped. The steps:
-  dense      slt-deploy train fmnist-vgg                                   (or --dense DIR: an existing checkpoint)
-  imp98      IMP to 98 %: 50 % of the remaining weights per round (6 rounds), learning-rate rewinding (each round
-             retrains the dense schedule's last 4 epochs), distilled from the dense model
-  imp_bin95  IMP round 5 (96.9 %) binarized, 2 epochs, distilled from the dense model
-  random98   random masks with imp98's per-layer sparsity, trained from epoch 1 for 4 epochs, distilled
+  dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint)
+  sf_dense       slt-deploy train fmnist-spikformer (10 epochs)             (or --sf-dense DIR)
+  sf_dense_same  slt-deploy train fmnist-spikformer --epochs 14: the dense transformer trained for as many epochs as
+                 sf_dense + MultiSp (the MultiSp row's reference)
+  imp98      IMP to 98 %: 50 % of the remaining weights per round (6 rounds), learning-rate rewinding, distilled from
+             the dense model; rounds 1-3 retrain the dense schedule's last 4 epochs, rounds 4-6 all 8 of them
+             (--round-epochs 4,4,4,8: the sparse rounds need the longer recovery)
+  imp_bin95  IMP round 5 (96.9 %) binarized, 8 epochs, distilled from the dense model
+  random98   random masks with imp98's per-layer sparsity, trained from epoch 1 for 8 epochs, distilled
   eb90       Early-Bird at 90 % (relative mask distance, tau 0.1, q 5), retrained 2 epochs, distilled
-  random90   random masks with eb90's per-layer sparsity, as random98
+  random90   random masks with eb90's per-layer sparsity, trained 4 epochs, distilled
+  multisp    MultiSp on sf_dense: 37.6 % of the patches removed, ConvPEP 55 % sparse with binary weights and
+             activations, 4 epochs, distilled
 The table: test accuracy, drop against dense, weight sparsity, binary, spike rate, synaptic operations and
 modelled energy against dense (tickets.activity), search seconds.
 """
@@ -32,30 +38,51 @@ COMMON = ["--distill", "--quiet"]
 # pruning scope of IMP and Early-Bird (docs/tickets.md: "global" (|w| / layer rms) prunes every layer of
 # fmnist-vgg almost uniformly, starving its small convs; "global-raw" leaves them denser)
 SCOPE = "global-raw"
+# IMP retraining epochs per round (the last repeats): past 87.5 % sparsity a round replays the whole dense schedule
+ROUND_EPOCHS = "4,4,4,8"
 
 
-def steps(out: str, dense: str, scope: str = SCOPE) -> list:
+MULTISP_EPOCHS = 4
+SF_EPOCHS = 10  # the fmnist-spikformer recipe's
+
+
+def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None) -> list:
+    """(folder, label, slt-deploy arguments, reference) of every ticket; reference = the dense row it is compared
+    with ("vgg": dense fmnist-vgg; "sf": dense fmnist-spikformer trained for the same total epochs)."""
     def j(*p):
         return os.path.join(out, *p)
 
+    sf = sf_dense or j("sf_dense")
     return [
         ("imp98", "IMP 98% (LR rewinding, KD)",
          ["ticket", dense, "--method", "imp", "--sparsity", "0.98", "--prune-fraction", "0.5", "--rewind", "lr",
-          "--epochs", "4", "--scope", scope, "--resume", "--out", j("imp98")] + COMMON),
+          "--round-epochs", ROUND_EPOCHS, "--scope", scope, "--resume", "--out", j("imp98")] + COMMON, "vgg"),
         ("imp_bin95", "IMP round 5 + binarize (KD)",
-         ["ticket", j("imp98", "rounds", "round_05"), "--method", "binarize", "--binarize-epochs", "2",
-          "--teacher", dense, "--out", j("imp_bin95")] + COMMON),
+         ["ticket", j("imp98", "rounds", "round_05"), "--method", "binarize", "--binarize-epochs", "8",
+          "--teacher", dense, "--out", j("imp_bin95")] + COMMON, "vgg"),
         ("random98", "random, imp98's per-layer sparsity",
-         ["ticket", dense, "--method", "random", "--sparsity", "0.98", "--like", j("imp98"), "--epochs", "4",
-          "--out", j("random98")] + COMMON),
+         ["ticket", dense, "--method", "random", "--sparsity", "0.98", "--like", j("imp98"), "--epochs", "8",
+          "--out", j("random98")] + COMMON, "vgg"),
         ("eb90", "Early-Bird 90% (relative distance)",
          ["ticket", dense, "--method", "early-bird", "--sparsity", "0.9", "--epochs", "2", "--scope", scope,
-          "--out", j("eb90")]
-         + COMMON),
+          "--out", j("eb90")] + COMMON, "vgg"),
         ("random90", "random, eb90's per-layer sparsity",
          ["ticket", dense, "--method", "random", "--sparsity", "0.9", "--like", j("eb90"), "--epochs", "4",
-          "--out", j("random90")] + COMMON),
+          "--out", j("random90")] + COMMON, "vgg"),
+        ("multisp", "MultiSp transformer (KD)",
+         ["ticket", sf, "--method", "multisp", "--sparsity", "0.55", "--patch-sparsity", "0.376",
+          "--epochs", str(MULTISP_EPOCHS), "--out", j("multisp")] + COMMON, "sf"),
     ]
+
+
+def dense_steps(out: str, dense: str, sf_dense: str | None = None) -> list:
+    """(folder, slt-deploy arguments) of the dense models the tickets start from or are compared with."""
+    sf = sf_dense or os.path.join(out, "sf_dense")
+    return [(dense, ["train", "fmnist-vgg", "--out", dense, "--quiet"]),
+            (sf, ["train", "fmnist-spikformer", "--out", sf, "--quiet"]),
+            (os.path.join(out, "sf_dense_same"), ["train", "fmnist-spikformer", "--epochs",
+                                                  str(SF_EPOCHS + MULTISP_EPOCHS), "--out",
+                                                  os.path.join(out, "sf_dense_same"), "--quiet"])]
 
 
 def done(folder: str) -> bool:
@@ -78,14 +105,23 @@ def fmt(v, pct=False, digits=2):
     return f"{100 * v:.{digits}f}" if pct else f"{v:.{digits}f}"
 
 
-def table(out: str, dense: str) -> list:
+def _acc(ckpt: str):
     from slt_deploy.checkpoint import read_meta
 
-    dm = read_meta(dense).get("metrics", {}) if os.path.exists(os.path.join(dense, "model.json")) else {}
-    rows = [{"ticket": "dense fmnist-vgg", "test_acc": dm.get("test_acc"), "sparsity": 0.0, "binary": False,
-             "sop_ratio": 1.0, "energy_ratio": 1.0}]
-    names = {k: label for k, label, _ in steps(out, dense)}
-    for key, label in names.items():
+    return read_meta(ckpt).get("metrics", {}).get("test_acc") if os.path.exists(os.path.join(ckpt, "model.json")) \
+        else None
+
+
+def table(out: str, dense: str, sf_dense: str | None = None) -> list:
+    sf = sf_dense or os.path.join(out, "sf_dense")
+    ref = {"vgg": _acc(dense), "sf": _acc(os.path.join(out, "sf_dense_same"))}
+    rows = [{"ticket": "dense fmnist-vgg", "test_acc": ref["vgg"], "sparsity": 0.0, "binary": False,
+             "sop_ratio": 1.0, "energy_ratio": 1.0},
+            {"ticket": f"dense fmnist-spikformer ({SF_EPOCHS} ep)", "test_acc": _acc(sf), "sparsity": 0.0,
+             "binary": False},
+            {"ticket": f"dense fmnist-spikformer ({SF_EPOCHS + MULTISP_EPOCHS} ep)", "test_acc": ref["sf"],
+             "sparsity": 0.0, "binary": False}]
+    for key, label, _args, against in steps(out, dense, sf_dense=sf_dense):
         p = os.path.join(out, key, "ticket.json")
         if not os.path.exists(p):
             rows.append({"ticket": label, "missing": True})
@@ -93,23 +129,29 @@ def table(out: str, dense: str) -> list:
         with open(p) as f:
             t = json.load(f)
         m, info = t["measurements"], t["ticket"]
-        rows.append({"ticket": label, "test_acc": m["test_acc"], "dense_acc": m.get("dense_test_acc"),
+        rows.append({"ticket": label, "test_acc": m["test_acc"], "ref_acc": ref[against],
                      "sparsity": m["sparsity"], "binary": info["binary"], "spike_rate": m["spike_rate"],
                      "sop_ratio": m.get("sop_ratio"), "energy_ratio": m.get("energy_ratio"),
-                     "search_s": info.get("search_seconds"), "total_s": info.get("total_seconds")})
-    dacc = dm.get("test_acc")
-    print(f"\n=== full-scale tickets: fmnist-vgg (T=4), 10,000 test images; dense {fmt(dacc)}% ===")
-    print(f"{'ticket':38s} {'acc%':>6s} {'drop':>6s} {'sparse%':>8s} {'bin':>4s} {'spk':>6s} {'SOP/d%':>7s} "
+                     "search_s": info.get("search_seconds"), "total_s": info.get("total_seconds"),
+                     "patch_sparsity": info.get("patch_sparsity"),
+                     "pep_connection_sparsity": info.get("pep_connection_sparsity")})
+    print("\n=== full-scale tickets, 10,000 Fashion-MNIST test images (T=4); drop against the dense model of the same "
+          f"architecture (MultiSp: trained {SF_EPOCHS + MULTISP_EPOCHS} epochs, as many as dense + MultiSp) ===")
+    print(f"{'ticket':40s} {'acc%':>6s} {'drop':>6s} {'sparse%':>8s} {'bin':>4s} {'spk':>6s} {'SOP/d%':>7s} "
           f"{'E/d%':>6s} {'search s':>9s}")
     for r in rows:
         if r.get("missing"):
-            print(f"{r['ticket']:38s} (not run yet)")
+            print(f"{r['ticket']:40s} (not run yet)")
             continue
-        drop = None if r["test_acc"] is None or dacc is None else dacc - r["test_acc"]
-        print(f"{r['ticket']:38s} {fmt(r['test_acc']):>6s} {fmt(drop) if r['sparsity'] else '-':>6s} "
+        drop = None if r["test_acc"] is None or r.get("ref_acc") is None else r["ref_acc"] - r["test_acc"]
+        print(f"{r['ticket']:40s} {fmt(r['test_acc']):>6s} {fmt(drop):>6s} "
               f"{fmt(r['sparsity'], True):>8s} {fmt(r['binary']):>4s} {fmt(r.get('spike_rate'), digits=3):>6s} "
               f"{fmt(r.get('sop_ratio'), True, 1):>7s} {fmt(r.get('energy_ratio'), True, 1):>6s} "
               f"{fmt(r.get('search_s'), digits=0):>9s}")
+    ms = next((r for r in rows if r["ticket"].startswith("MultiSp") and not r.get("missing")), None)
+    if ms:
+        print(f"MultiSp: patches {fmt(ms['patch_sparsity'], True, 1)}% removed, ConvPEP connections "
+              f"{fmt(ms['pep_connection_sparsity'], True, 1)}% removed")
     imp = os.path.join(out, "imp98", "rounds", "search.json")
     if os.path.exists(imp):
         with open(imp) as f:
@@ -125,6 +167,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/bench_tickets_full")
     ap.add_argument("--dense", default=None, help="an existing fmnist-vgg checkpoint (default: train OUT/dense)")
+    ap.add_argument("--sf-dense", default=None,
+                    help="an existing fmnist-spikformer checkpoint (default: train OUT/sf_dense)")
     ap.add_argument("--table", action="store_true", help="print the table of what exists, run nothing")
     ap.add_argument("--only", default=None, help="comma-separated step names to run")
     ap.add_argument("--scope", default=SCOPE, choices=["global", "global-raw", "layer"],
@@ -134,13 +178,18 @@ def main(argv=None):
     dense = a.dense or os.path.join(a.out, "dense")
     log = os.path.join(a.out, "plan.log")
     if not a.table:
-        if not os.path.exists(os.path.join(dense, "model.json")):
-            cli(["train", "fmnist-vgg", "--out", dense, "--quiet"], log)
-        for key, _label, args in steps(a.out, dense, a.scope):
-            if (a.only and key not in a.only.split(",")) or done(os.path.join(a.out, key)):
+        only = a.only.split(",") if a.only else None
+        need_sf = not only or "multisp" in only
+        for folder, args in dense_steps(a.out, dense, a.sf_dense):
+            if "spikformer" in args and not need_sf:
+                continue
+            if not os.path.exists(os.path.join(folder, "model.json")):
+                cli(args, log)
+        for key, _label, args, _ref in steps(a.out, dense, a.scope, a.sf_dense):
+            if (only and key not in only) or done(os.path.join(a.out, key)):
                 continue
             cli(args, log)
-    table(a.out, dense)
+    table(a.out, dense, a.sf_dense)
 
 
 if __name__ == "__main__":
