@@ -43,6 +43,8 @@ ROUND_EPOCHS = "4,4,4,8"
 
 
 MULTISP_EPOCHS = 4
+# step folder -> shipped name under models/tickets/ (--ship)
+SHIP = {"imp98": "fmnist-vgg-imp98", "imp_bin95": "fmnist-vgg-imp-binary", "multisp": "fmnist-spikformer-multisp"}
 SF_EPOCHS = 10  # the fmnist-spikformer recipe's
 
 
@@ -171,6 +173,8 @@ def main(argv=None):
                     help="an existing fmnist-spikformer checkpoint (default: train OUT/sf_dense)")
     ap.add_argument("--table", action="store_true", help="print the table of what exists, run nothing")
     ap.add_argument("--only", default=None, help="comma-separated step names to run")
+    ap.add_argument("--ship", action="store_true",
+                    help="copy the finished tickets to models/tickets/ (" + ", ".join(SHIP.values()) + ")")
     ap.add_argument("--scope", default=SCOPE, choices=["global", "global-raw", "layer"],
                     help=f"pruning scope of IMP and Early-Bird (default {SCOPE})")
     a = ap.parse_args(argv)
@@ -190,6 +194,28 @@ def main(argv=None):
                 continue
             cli(args, log)
     table(a.out, dense, a.sf_dense)
+    if a.ship:
+        ship(a.out)
+
+
+def ship(out: str):
+    """Copy each finished ticket (checkpoint + ticket.json, not its rounds) to models/tickets/NAME, atomically."""
+    import shutil
+
+    for key, name in SHIP.items():
+        src = os.path.join(out, key)
+        if not done(src):
+            print(f"not shipped: {src} has no finished ticket")
+            continue
+        dst = os.path.join(ROOT, "models", "tickets", name)
+        tmp = dst + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        for f in ("model.json", "model.safetensors", "ticket.json"):
+            shutil.copyfile(os.path.join(src, f), os.path.join(tmp, f))
+        shutil.rmtree(dst, ignore_errors=True)
+        os.replace(tmp, dst)
+        print(f"shipped {dst}")
 
 
 if __name__ == "__main__":
