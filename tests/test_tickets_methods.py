@@ -85,16 +85,20 @@ def _record_lrs(monkeypatch):
     return lrs
 
 
-@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
-def test_lr_rewinding_replays_the_dense_schedule(dense, data, tmp_path, monkeypatch):
+def _dense_schedule(dense, data, monkeypatch):
+    """(recorder, the dense training's learning rates step by step, epochs E, steps per epoch)."""
     r = dense[0].recipe
-    E = int(r["train"]["epochs"])
-    spe = len(data.train.x) // int(r["train"]["batch_size"])
     lrs = _record_lrs(monkeypatch)
     train(build_model(r), data, r["train"], progress=False)
     dense_lrs = list(lrs)
-    assert len(dense_lrs) == E * spe and dense_lrs[0] > dense_lrs[-1]
     lrs.clear()
+    return lrs, dense_lrs, int(r["train"]["epochs"]), len(data.train.x) // int(r["train"]["batch_size"])
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_lr_rewinding_replays_the_dense_schedule(dense, data, tmp_path, monkeypatch):
+    lrs, dense_lrs, E, spe = _dense_schedule(dense, data, monkeypatch)
+    assert len(dense_lrs) == E * spe and dense_lrs[0] > dense_lrs[-1]
     find_ticket(dense[1], TicketConfig("imp", 0.75, prune_fraction=0.5, rewind="lr", epochs=2), str(tmp_path / "t"),
                 data=data)
     assert len(lrs) == 2 * 2 * spe  # two rounds of the schedule's last 2 epochs
@@ -107,13 +111,7 @@ def test_lr_rewinding_replays_the_dense_schedule(dense, data, tmp_path, monkeypa
 
 @pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_round_epochs_give_each_round_its_own_span_of_the_schedule(dense, data, tmp_path, monkeypatch, capsys):
-    r = dense[0].recipe
-    E = int(r["train"]["epochs"])
-    spe = len(data.train.x) // int(r["train"]["batch_size"])
-    lrs = _record_lrs(monkeypatch)
-    train(build_model(r), data, r["train"], progress=False)
-    dense_lrs = list(lrs)
-    lrs.clear()
+    lrs, dense_lrs, E, spe = _dense_schedule(dense, data, monkeypatch)
     t = find_ticket(dense[1], TicketConfig("imp", 0.875, prune_fraction=0.5, rewind="lr", round_epochs=[1, 3]),
                     str(tmp_path / "t"), data=data)
     # round 1: the schedule's last epoch; rounds 2 and 3: its last 3 epochs (the list's last value repeats)
