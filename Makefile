@@ -29,8 +29,9 @@ bench-train: setup
 	$(PY) bench/train_fmnist.py $(BENCH_TRAIN_ARGS)
 
 # lottery tickets on Fashion-MNIST (IMP, Early-Bird, binarized, random, multi-prize, MultiSp); <= 90 min on 2 cores.
-# BENCH_TICKETS_ARGS=--quick for the reduced run (~10 min), --ship to copy the tickets to models/tickets/,
-# --full-scale for the real fmnist-vgg recipe (bench/tickets_full.py: IMP 98%, binarized 95%, random, Early-Bird 90%)
+# BENCH_TICKETS_ARGS=--quick for the reduced run (~10 min); --full-scale for the real fmnist-vgg and fmnist-spikformer
+# recipes (bench/tickets_full.py: IMP 98%, binarized, random, Early-Bird 90%, MultiSp; + --ship to copy them to
+# models/tickets/)
 bench-tickets: setup
 	$(PY) bench/tickets_fmnist.py $(BENCH_TICKETS_ARGS)
 

@@ -2,7 +2,7 @@
 """The fair MCU baseline (issue 19, point 4): a DENSE int8 implementation of the same model, counted on a Cortex-M7
 under QEMU beside the packed ticket.
 
-    .venv/bin/python bench/mcu_int8.py [--ckpt models/tickets/fmnist-vgg-small-imp-binary] [--frames 6]
+    .venv/bin/python bench/mcu_int8.py [--ckpt models/tickets/fmnist-vgg-imp98] [--frames 6]
 
 The baseline is what an MCU user would deploy instead of our packed runtime: the model's effective (folded) weights
 quantized to int8 per output channel (scale = max|w_c| / 127; a binary layer's ±alpha weights are exactly ±127),
@@ -189,7 +189,7 @@ def c_header(layers, frames, T, classes) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ckpt", default=os.path.join(ROOT, "models", "tickets", "fmnist-vgg-small-imp-binary"))
+    ap.add_argument("--ckpt", default=os.path.join(ROOT, "models", "tickets", "fmnist-vgg-imp98"))
     ap.add_argument("--frames", type=int, default=6)
     ap.add_argument("--opt", default="-O2")
     ap.add_argument("--shift", type=int, default=5)

@@ -10,8 +10,8 @@ multi-prize (binary, untrained weights) and MultiSp on the spiking transformer, 
 
 Prints one table (accuracy, weight sparsity, patch / ConvPEP sparsity, spike rate, synaptic ops vs dense, search
 time) and the goals of issue 3 with met / not met. Writes OUT/results.json, OUT/table.csv and
-OUT/sparsity_accuracy.png; every ticket is a normal checkpoint folder under OUT/. With --ship the tickets are
-copied to models/tickets/ (weights + model.json) so exports and the demo work without training.
+OUT/sparsity_accuracy.png; every ticket is a normal checkpoint folder under OUT/. The shipped fmnist tickets
+(models/tickets/fmnist-*) are the full-scale ones: `--full-scale --ship` (bench/tickets_full.py).
 
 The models are small on purpose (CPU budget): a 2-conv spiking VGG (20k weights) and a 1-block spiking
 transformer (49 patches of dim 32); the literature anchors use VGG16 / DeiT-sized nets on GPUs.
@@ -23,7 +23,6 @@ import copy
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -116,13 +115,16 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="output folder (default runs/bench_tickets[_quick])")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--ship", action="store_true", help="copy the tickets to models/tickets/")
+    ap.add_argument("--ship", action="store_true",
+                    help="with --full-scale: copy the full-scale tickets to models/tickets/")
     ap.add_argument("--progress", action="store_true")
     a, rest = ap.parse_known_args(argv)
     if a.full_scale:
         import tickets_full
 
-        return tickets_full.main(rest + (["--out", a.out] if a.out else []))
+        return tickets_full.main(rest + (["--out", a.out] if a.out else []) + (["--ship"] if a.ship else []))
+    if a.ship:
+        raise SystemExit("error: --ship needs --full-scale (the small plan's tickets are not shipped any more)")
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if a.threads:
@@ -286,15 +288,6 @@ def main(argv=None):
     write_table(rows, os.path.join(out, "table"), cols)
     plot_sparsity_accuracy(series, os.path.join(out, "sparsity_accuracy.png"), dense_acc,
                            f"Fashion-MNIST spiking VGG-small, T=4 ({plan_name})")
-    if a.ship:
-        ship = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "tickets")
-        for src, name in (("imp98", "fmnist-vgg-small-imp98"), ("imp_binary", "fmnist-vgg-small-imp-binary"),
-                          ("multisp", "fmnist-spikformer-small-multisp")):
-            dst = os.path.join(ship, name)
-            os.makedirs(dst, exist_ok=True)
-            for f in ("model.json", "model.safetensors", "ticket.json"):
-                shutil.copyfile(os.path.join(out, src, f), os.path.join(dst, f))
-            print(f"shipped {dst}")
     print(f"\nresults: {out}/results.json, {out}/table.csv, {out}/sparsity_accuracy.png")
 
 

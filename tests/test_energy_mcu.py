@@ -117,7 +117,7 @@ def test_bench_mcu_on_qemu_one_ticket(tmp_path):
     guest == host C runtime bit for bit, and the yaml's constants (instructions x CPI 1.0) within 50 % of the count
     (a wider miss means the C runtime changed since the yaml was fitted: rerun `make bench-mcu`)."""
     mcu = _bench()
-    rep = mcu.main(["--models", os.path.join(ROOT, "models", "tickets", "fmnist-vgg-small-imp-binary"),
+    rep = mcu.main(["--models", os.path.join(ROOT, "models", "tickets", "digits-tiny-imp75-binary"),
                     "--no-dense-twins", "--frames", "1", "--out", str(tmp_path)])
     (m,) = rep["models"]
     assert m["guest_equals_host"]

@@ -12,7 +12,7 @@ from .options import data_dir_option, echo_json, limit_option, reporting
 @click.option("--out", default="runs/demo", help="folder where everything is written (created; reused if it exists)")
 @click.option("--recipe", default="digits-tiny", help="recipe to train (default: the seconds-fast digits model)")
 @click.option("--ticket", type=click.Path(), default=None,
-              help="start from this checkpoint (e.g. models/tickets/fmnist-vgg-small-imp-binary) instead of training")
+              help="start from this checkpoint (e.g. models/tickets/fmnist-vgg-imp98) instead of training")
 @click.option("--only", default=None, metavar="STAGES",
               help="comma-separated subset of: train,ticket,export, a target's own stage (named after it; targets: "
                    f"{','.join(TARGET_MODULES)}), profile (train always runs)")
