@@ -47,12 +47,15 @@ COMMON = ["--distill", "--quiet"]
 SCOPE = "global-raw"
 # IMP retraining epochs per round (the last repeats): past 87.5 % sparsity a round replays the whole dense schedule
 ROUND_EPOCHS = "4,4,4,8"
-
-
 MULTISP_EPOCHS = 4
+SF_EPOCHS = 10  # the fmnist-spikformer recipe's
 # step folder -> shipped name under models/tickets/ (--ship)
 SHIP = {"imp98f": "fmnist-vgg-imp98", "imp_bin95": "fmnist-vgg-imp-binary", "multisp": "fmnist-spikformer-multisp"}
-SF_EPOCHS = 10  # the fmnist-spikformer recipe's
+
+
+def sf_dirs(out: str, sf_dense: str | None = None) -> tuple:
+    """(the dense transformer the MultiSp ticket starts from, the one trained for as many epochs as both together)."""
+    return sf_dense or os.path.join(out, "sf_dense"), os.path.join(out, "sf_dense_same")
 
 
 def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None) -> list:
@@ -61,7 +64,7 @@ def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None)
     def j(*p):
         return os.path.join(out, *p)
 
-    sf = sf_dense or j("sf_dense")
+    sf = sf_dirs(out, sf_dense)[0]
     return [
         ("imp98", "IMP 98% (LR rewinding, KD)",
          ["ticket", dense, "--method", "imp", "--sparsity", "0.98", "--prune-fraction", "0.5", "--rewind", "lr",
@@ -90,12 +93,11 @@ def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None)
 
 def dense_steps(out: str, dense: str, sf_dense: str | None = None) -> list:
     """(folder, slt-deploy arguments) of the dense models the tickets start from or are compared with."""
-    sf = sf_dense or os.path.join(out, "sf_dense")
+    sf, same = sf_dirs(out, sf_dense)
     return [(dense, ["train", "fmnist-vgg", "--out", dense, "--quiet"]),
             (sf, ["train", "fmnist-spikformer", "--out", sf, "--quiet"]),
-            (os.path.join(out, "sf_dense_same"), ["train", "fmnist-spikformer", "--epochs",
-                                                  str(SF_EPOCHS + MULTISP_EPOCHS), "--out",
-                                                  os.path.join(out, "sf_dense_same"), "--quiet"])]
+            (same, ["train", "fmnist-spikformer", "--epochs", str(SF_EPOCHS + MULTISP_EPOCHS), "--out", same,
+                    "--quiet"])]
 
 
 def done(folder: str) -> bool:
@@ -126,8 +128,8 @@ def _acc(ckpt: str):
 
 
 def table(out: str, dense: str, sf_dense: str | None = None) -> list:
-    sf = sf_dense or os.path.join(out, "sf_dense")
-    same = _acc(os.path.join(out, "sf_dense_same"))
+    sf, sf_same = sf_dirs(out, sf_dense)
+    same = _acc(sf_same)
     ref = {"vgg": _acc(dense), "sf": same if same is not None else _acc(sf)}
     if same is None and ref["sf"] is not None:
         print(f"note: no {SF_EPOCHS + MULTISP_EPOCHS}-epoch dense transformer yet: MultiSp's drop is against the "
@@ -138,17 +140,30 @@ def table(out: str, dense: str, sf_dense: str | None = None) -> list:
              "binary": False},
             {"ticket": f"dense fmnist-spikformer ({SF_EPOCHS + MULTISP_EPOCHS} ep)", "test_acc": same,
              "sparsity": 0.0, "binary": False}]
-    for key, label, _args, against in steps(out, dense, sf_dense=sf_dense):
+    found = []
+    for key, label, args, against in steps(out, dense, sf_dense=sf_dense):
         p = os.path.join(out, key, "ticket.json")
         if not os.path.exists(p):
-            rows.append({"ticket": label, "missing": True})
+            found.append((label, None, None, against))
             continue
         with open(p) as f:
             t = json.load(f)
+        found.append((label, t, args[1], against))
+    # a ticket's own sop/energy ratios are against the checkpoint it started from (for binarize and the finer IMP
+    # step an IMP round); the table's are against the dense model: its counts as measured for the tickets that
+    # started from it (the same 512 test images every time)
+    dense_ops = {against: (t["measurements"]["dense_sops"], t["measurements"]["dense_energy_pj"])
+                 for _label, t, src, against in found if t and src in (dense, sf) and "dense_sops" in t["measurements"]}
+    for label, t, _src, against in found:
+        if t is None:
+            rows.append({"ticket": label, "missing": True})
+            continue
         m, info = t["measurements"], t["ticket"]
+        d_sops, d_pj = dense_ops.get(against, (None, None))
         rows.append({"ticket": label, "test_acc": m["test_acc"], "ref_acc": ref[against],
                      "sparsity": m["sparsity"], "binary": info["binary"], "spike_rate": m["spike_rate"],
-                     "sop_ratio": m.get("sop_ratio"), "energy_ratio": m.get("energy_ratio"),
+                     "sop_ratio": m["sops"] / d_sops if d_sops else None,
+                     "energy_ratio": m["energy_pj"] / d_pj if d_pj else None,
                      "search_s": info.get("search_seconds"), "total_s": info.get("total_seconds"),
                      "patch_sparsity": info.get("patch_sparsity"),
                      "pep_connection_sparsity": info.get("pep_connection_sparsity")})

@@ -160,13 +160,13 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
                 {"finished_round": r, "rounds": len(ladder), "ladder": ladder, "config": _result_config(cfg),
                  "history": hist, "seconds": elapsed()}, indent=2, default=float))
     search_s = elapsed()
+    per_round = ([spans[r][0] - spans[r][1] for r in spans] if cfg.rewind == "lr"
+                 else [round_epochs(cfg, r) or e for r in range(1, len(ladder) + 1)])
     info = {"rounds": len(ladder), "prune_fraction": cfg.prune_fraction, "rewind": cfg.rewind,
-            "rewind_epoch": cfg.rewind_epoch, "scope": cfg.scope, "round_epochs": e, "distill": cfg.distill,
+            "rewind_epoch": cfg.rewind_epoch, "scope": cfg.scope,
+            "round_epochs": per_round if cfg.round_epochs else per_round[-1], "distill": cfg.distill,
             "resumed_after_round": done if cfg.resume else None}
-    if cfg.round_epochs:
-        info["round_epochs"] = [round_epochs(cfg, r) for r in range(1, len(ladder) + 1)]
     if cfg.rewind == "lr":
-        info["round_epochs"] = [spans[r][0] - spans[r][1] for r in spans] if cfg.round_epochs else total - start
         info["lr_schedule_epochs"] = [start + 1, total]
     if cfg.binarize:
         binarize(model, data, cfg, layers)

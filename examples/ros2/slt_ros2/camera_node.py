@@ -298,11 +298,13 @@ class CameraNode(Node):
                     # camera_info and the ground truth are volatile like the images: a subscriber of them (a
                     # recorder, a listener) that the ROS graph shows but our publisher has not matched yet would
                     # miss the first frames' side messages. Wait for those matches (bounded by the same timeout).
-                    while self.side_pending() and time.monotonic() < t_end:
+                    pending = self.side_pending()
+                    while pending and time.monotonic() < t_end:
                         if self.done.wait(0.05):
                             return
-                    if self.side_pending():
-                        self.get_logger().warning(f"{', '.join(self.side_pending())}: subscribers not matched after "
+                        pending = self.side_pending()
+                    if pending:
+                        self.get_logger().warning(f"{', '.join(pending)}: subscribers not matched after "
                                                   f"{self.wait_timeout:g} s; publishing anyway")
                     # the subscriber's side of a best-effort match is not observable from here: give it a moment,
                     # longer when the machine is loaded
