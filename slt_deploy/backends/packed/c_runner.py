@@ -4,8 +4,10 @@ sources' hash; `scripts/setup_env.sh` calls build() too."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -20,7 +22,8 @@ SOURCES = ["slt_packed.c", "slt_packed.h"]
 CFLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off", "-fno-trapping-math", "-fPIC",
           "-shared"]
 NO_CRC = 1
-_LIB = None
+SCALAR = ("-DSLT_SIMD=0",)  # the Cortex-M kernels built for the host (tests compare the two kernel sets)
+_LIBS: dict = {}
 
 
 def _cc():
@@ -31,20 +34,39 @@ def compiler_available() -> bool:
     return _cc() is not None or os.path.exists(_lib_path())
 
 
-def _lib_path() -> str:
+@functools.lru_cache(maxsize=1)
+def host_flags() -> tuple:
+    """-mavx2 when this machine's CPU has AVX2 (x86-64 Linux; 8-lane instead of 4-lane loops, the same bits: no FMA,
+    -ffp-contract=off). The flags are part of the cached library's name, so a machine without AVX2 builds its own."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return ()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return ()
+    return ("-mavx2",) if "avx2" in flags else ()
+
+
+def _cflags(extra: tuple = ()) -> list:
+    return CFLAGS + list(host_flags()) + list(extra)
+
+
+def _lib_path(extra: tuple = ()) -> str:
     h = hashlib.sha256()
     for s in SOURCES:
         with open(os.path.join(C_DIR, s), "rb") as f:
             h.update(f.read())
-    h.update(" ".join(CFLAGS).encode())
+    h.update(" ".join(_cflags(extra)).encode())
     cache = os.environ.get("SLT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME")
                                                         or os.path.expanduser("~/.cache"), "slt-deploy")
     return os.path.join(cache, f"libslt_packed-{h.hexdigest()[:16]}.so")
 
 
-def build(verbose: bool = False) -> str:
-    """Compile the runtime once (warnings are errors); returns the library path."""
-    out = _lib_path()
+def build(verbose: bool = False, extra: tuple = ()) -> str:
+    """Compile the runtime once (warnings are errors; `extra`: more compiler flags, e.g. SCALAR); returns the
+    library path."""
+    out = _lib_path(extra)
     if os.path.exists(out):
         return out
     cc = _cc()
@@ -53,7 +75,7 @@ def build(verbose: bool = False) -> str:
     os.makedirs(os.path.dirname(out), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out), suffix=".so")
     os.close(fd)
-    cmd = [cc, *CFLAGS, os.path.join(C_DIR, "slt_packed.c"), "-o", tmp]
+    cmd = [cc, *_cflags(extra), os.path.join(C_DIR, "slt_packed.c"), "-o", tmp]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
@@ -67,10 +89,9 @@ def build(verbose: bool = False) -> str:
     return out
 
 
-def lib():
-    global _LIB
-    if _LIB is None:
-        L = ctypes.CDLL(build())
+def lib(extra: tuple = ()):
+    if extra not in _LIBS:
+        L = ctypes.CDLL(build(extra=extra))
         L.slt_arena_size.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t)]
         L.slt_open.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_void_p, ctypes.c_size_t,
                                ctypes.POINTER(ctypes.c_void_p)]
@@ -84,13 +105,13 @@ def lib():
             getattr(L, fn).argtypes = [ctypes.c_void_p]
         L.slt_events.restype = ctypes.c_uint64
         L.slt_events.argtypes = [ctypes.c_void_p]
-        _LIB = L
-    return _LIB
+        _LIBS[extra] = L
+    return _LIBS[extra]
 
 
-def c_validate(data: bytes, check_crc: bool = True) -> tuple[int, str, int]:
+def c_validate(data: bytes, check_crc: bool = True, extra: tuple = ()) -> tuple[int, str, int]:
     """(code, message, arena_bytes) from the C reader; code 0 = accepted."""
-    L = lib()
+    L = lib(extra)
     need = ctypes.c_size_t(0)
     code = L.slt_arena_size(data, len(data), 0 if check_crc else NO_CRC, ctypes.byref(need))
     return code, L.slt_error_string(code).decode(), int(need.value)
@@ -99,11 +120,11 @@ def c_validate(data: bytes, check_crc: bool = True) -> tuple[int, str, int]:
 class CModel:
     """A packed model opened by the C runtime in a numpy-owned arena."""
 
-    def __init__(self, data: bytes, check_crc: bool = True):
-        L = lib()
+    def __init__(self, data: bytes, check_crc: bool = True, extra: tuple = ()):
+        L = self.L = lib(extra)
         self.data = ctypes.create_string_buffer(bytes(data), len(data))  # must outlive the model
         flags = 0 if check_crc else NO_CRC
-        code, msg, need = c_validate(bytes(data), check_crc)
+        code, msg, need = c_validate(bytes(data), check_crc, extra)
         if code:
             raise SltError(f"invalid packed model (C reader): {msg}", "re-export it with --target packed")
         self.arena_bytes = need
@@ -118,7 +139,7 @@ class CModel:
         self._run_batch, self._h = L.slt_run_batch, h.value  # looked up once: run() is called per sample
 
     def events(self) -> int:
-        return int(lib().slt_events(self.h))
+        return int(self.L.slt_events(self.h))
 
     def run(self, seq: np.ndarray, record: bool = False):
         """seq [T, B, ...] float32 -> (logits [B, C], spikes uint8 [T, B, n_spikes] or None)."""
@@ -133,7 +154,7 @@ class CModel:
         code = self._run_batch(self._h, seq.ctypes.data, B, logits.ctypes.data,
                                spikes.ctypes.data if record else None)
         if code:
-            raise SltError(f"C runtime failed: {lib().slt_error_string(code).decode()}")
+            raise SltError(f"C runtime failed: {self.L.slt_error_string(code).decode()}")
         return logits, spikes
 
 

@@ -26,6 +26,11 @@
 #define SLT_SIMD 0
 #endif
 #endif
+#if SLT_SIMD && defined(__SSE2__)
+#include <emmintrin.h>
+#elif SLT_SIMD && (defined(__ARM_NEON) || defined(__aarch64__))
+#include <arm_neon.h>
+#endif
 #if SLT_SIMD
 #define WS_BASE 0u
 #define WS_MAC 1u
@@ -63,6 +68,10 @@ typedef struct {
     uint8_t rate;                  /* conv: nonzero fraction of its inputs in the last computed step, x255 (picks
                                     * each row's kernel for the next step; no effect on any result bit) */
     uint64_t last_ev;              /* synaptic events of the last computed step (counted again on reuse) */
+    /* SIMD builds, single-input conv: its input staged as zero-padded phase planes (conv_staged) */
+    float *stage, *acc;            /* planes [ci][st][st][ps]; accumulators [cols][lb] (rows of pw) */
+    uint32_t *cvalid;              /* [lb]: 1 where an accumulator is a real output (f < ho*pw, f % pw < wo) */
+    uint32_t pw, ps, lb, qneg;     /* plane row width, plane stride, ho*pw rounded up to 8, -floor(-pd / st) */
     /* lif */
     float beta, thr;
     float *v;
@@ -624,6 +633,36 @@ static const parse_fn PARSE[N_OPS] = {
     parse_attn, parse_toksum, parse_output,
 };
 
+#if SLT_SIMD
+/* SIMD builds: a single-input conv gets its input as zero-padded phase planes and its accumulators as rows of the
+ * planes' width, so each kept weight is one long unit-stride loop (conv_staged). Plane (ci, ry, rx) holds input
+ * (ci, st*u + ry, st*v + rx) at (u + qneg, v + qneg), zero where that is outside the input; output (oy, ox) of
+ * packing row (ci, ky, kx) reads it at (oy + qy, ox + qx) with ky - pd = st*qy + ry (floor division), i.e. at flat
+ * offset (qy + qneg) * pw + qx + qneg + oy * pw + ox. Columns ox >= wo of an accumulator row are never read.
+ * The borders are zeroed here and never written again. Speed only: skipped (the row kernels run) when the planes
+ * would be large. */
+static void stage_buffers(parse_ctx *c, slt_node *nd) {
+    const uint32_t st = nd->st, qneg = (nd->pd + st - 1u) / st, span = qneg + (nd->k - 1u - nd->pd) / st;
+    const uint64_t ho = nd->d[1], wo = nd->d[2], pw = wo + span, ph = ho + span;
+    const uint64_t lb = (ho * pw + 7u) & ~(uint64_t)7u, ps = (span * pw + span + lb + 7u) & ~(uint64_t)7u;
+    const uint64_t planes = (uint64_t)nd->ci * st * st * ps, accs = (uint64_t)nd->cols * lb;
+    (void)ph;   /* ph * pw <= span * pw + lb: the planes fit in ps */
+    if (st > 4u || nd->k > 16u || planes > (1u << 22) || accs > (1u << 22)) return;
+    nd->qneg = qneg;
+    nd->pw = (uint32_t)pw;
+    nd->ps = (uint32_t)ps;
+    nd->lb = (uint32_t)lb;
+    nd->stage = (float *)take(c, sizeof(float) * (size_t)planes);
+    nd->acc = (float *)take(c, sizeof(float) * (size_t)accs);
+    nd->cvalid = (uint32_t *)take(c, sizeof(uint32_t) * (size_t)lb);
+    if (nd->stage && nd->acc && nd->cvalid) {
+        size_t i;
+        for (i = 0; i < (size_t)planes; i++) nd->stage[i] = 0.0f;
+        for (i = 0; i < (size_t)lb; i++) nd->cvalid[i] = i < ho * pw && i % pw < wo;
+    }
+}
+#endif
+
 /* buffers: every node but input/output owns an output buffer, except a single-input LIF or flatten whose input
  * node (not the model input) has no other consumer: it works in place in that node's buffer (the values are read
  * and written element by element). LIF nodes also own their membrane state. */
@@ -641,6 +680,9 @@ static void assign_buffers(parse_ctx *c, slt_node *nodes, uint32_t n_nodes, slt_
         nd->out = (float *)take(c, sizeof(float) * (size_t)nd->size);
     }
     if (nd->op == OP_LIF) nd->v = (float *)take(c, sizeof(float) * (size_t)nd->size);
+#if SLT_SIMD
+    if (nd->op == OP_CONV && nd->n_in == 1) stage_buffers(c, nd);
+#endif
     if (nd->op == OP_CONV || nd->op == OP_AFFINE) {
         uint32_t k;
         nd->reuse = 1;
@@ -830,6 +872,14 @@ static uint32_t ctz32(uint32_t m) {
 static uint32_t nz_mask(const float *x, uint32_t st, uint32_t cnt) {
     uint32_t m = 0;
     size_t j;
+#if defined(__SSE2__)
+    if (st == 1u && cnt == 32u) {   /* 4 lanes per compare; unordered (NaN) != 0 is true, as below */
+        const __m128 z = _mm_setzero_ps();
+        for (j = 0; j < 32u; j += 4u)
+            m |= (uint32_t)_mm_movemask_ps(_mm_cmpneq_ps(_mm_loadu_ps(x + j), z)) << j;
+        return m;
+    }
+#endif
     for (j = 0; j < cnt; j++) m |= (uint32_t)(x[j * st] != 0.0f) << j;   /* = nonzero(), NaN included */
     return m;
 }
@@ -967,6 +1017,104 @@ static uint64_t affine_span(const slt_node *n, int kind, const float *x, uint32_
     return ev;
 }
 
+#if SLT_SIMD
+/* acc[f] += x[f] * w for f < lb (a multiple of 8, in blocks of 8 so the compiler needs no remainder loop): one kept
+ * weight over a whole (padded) output plane; with cv (the row's first weight) returns the nonzero x[f] at real
+ * outputs (cv[f] = 1). Exact like conv_ws: a zero or padding input adds +-0 to an accumulator that is never -0,
+ * and every accumulator gets its terms in ascending packing row. */
+SLT_HOT_INLINE uint32_t plane_mac(float *restrict acc, const float *restrict x, size_t lb, float w,
+                                  const uint32_t *restrict cv) {
+    size_t f;
+    uint32_t nz = 0;
+    if (cv)
+        for (f = 0; f < lb; f++) {
+            nz += cv[f] & (uint32_t)(x[f] != 0.0f);
+            acc[f] = acc[f] + x[f] * w;
+        }
+    else
+        for (f = 0; f < lb; f++) acc[f] = acc[f] + x[f] * w;
+    return nz;
+}
+
+/* d0[v] = x[2v], d1[v] = x[2v + 1] for v < n (gcc does not vectorize the plain loop) */
+static void deinterleave2(const float *restrict x, float *restrict d0, float *restrict d1, uint32_t n) {
+    uint32_t v = 0;
+#if defined(__SSE2__)
+    for (; v + 4u <= n; v += 4u) {
+        const __m128 a = _mm_loadu_ps(x + 2u * v), b = _mm_loadu_ps(x + 2u * v + 4u);
+        _mm_storeu_ps(d0 + v, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm_storeu_ps(d1 + v, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+#elif defined(__ARM_NEON) || defined(__aarch64__)
+    for (; v + 4u <= n; v += 4u) {
+        const float32x4x2_t ab = vld2q_f32(x + 2u * v);
+        vst1q_f32(d0 + v, ab.val[0]);
+        vst1q_f32(d1 + v, ab.val[1]);
+    }
+#endif
+    for (; v < n; v++) { d0[v] = x[2u * v]; d1[v] = x[2u * v + 1u]; }
+}
+
+/* a single-input conv through its staged planes (stage_buffers): copy the input's used channels into the planes,
+ * one long loop per kept weight, then the accumulator rows [0, wo) into out. Returns the synaptic events. */
+static uint64_t conv_staged(const slt_node *n, int kind, const float *x, float *out) {
+    const uint32_t st = n->st, k = n->k, pd = n->pd, ih = n->ih, iw = n->iw, ho = n->d[1], wo = n->d[2];
+    const uint32_t pw = n->pw, ps = n->ps, qneg = n->qneg, kk2 = k * k, uy = ho - 1u + (k - 1u - pd) / st + 1u;
+    const size_t len = n->lb, per = (size_t)ho * wo;
+    const uint32_t *rowtab = n->rowtab;
+    float *acc = n->acc;
+    uint64_t ev = 0;
+    uint32_t ci, iy, ix, ky, kx, oy;
+    size_t f;
+    for (f = 0; f < len * n->cols; f++) acc[f] = 0.0f;
+    for (ci = 0; ci < n->ci; ci++) {
+        const float *xc = x + (size_t)ci * ih * iw;
+        float *pc = n->stage + (size_t)ci * st * st * ps;
+        uint32_t r = ci * kk2;
+        if (rowtab[r] == rowtab[r + kk2]) continue;   /* no kept weight reads this channel */
+        for (iy = 0; iy < ih && iy / st < uy; iy++) {  /* input rows past the last one any output reads: unused */
+            const float *xr = xc + (size_t)iy * iw;
+            float *prow = pc + (size_t)(iy % st) * st * ps + (size_t)(iy / st + qneg) * pw + qneg;
+            uint32_t v, nv = iw / st;   /* full groups of st input columns: one per plane column */
+            if (nv > pw - qneg) nv = pw - qneg;
+            if (st == 1) {
+                for (v = 0; v < nv; v++) prow[v] = xr[v];
+            } else if (st == 2) {   /* deinterleave even/odd columns into the two phase planes */
+                deinterleave2(xr, prow, prow + ps, nv);
+            } else {
+                for (ix = 0; ix < st; ix++)
+                    for (v = 0; v < nv; v++) prow[(size_t)ix * ps + v] = xr[(size_t)v * st + ix];
+            }
+            for (ix = nv * st; ix < iw && ix / st < pw - qneg; ix++)   /* a last partial group */
+                prow[(size_t)(ix % st) * ps + ix / st] = xr[ix];
+        }
+        for (ky = 0; ky < k; ky++) {
+            const uint32_t dy = ky + st * qneg - pd;   /* = st * (qy + qneg) + ry >= 0 */
+            for (kx = 0; kx < k; kx++, r++) {
+                const uint32_t k0 = rowtab[r], k1 = rowtab[r + 1], dx = kx + st * qneg - pd;
+                const float *xp;
+                uint32_t kidx;
+                if (k0 == k1) continue;
+                xp = pc + (size_t)((dy % st) * st + dx % st) * ps + (size_t)(dy / st) * pw + dx / st;
+                for (kidx = k0; kidx < k1; kidx++) {
+                    const uint32_t col = kind == 0 ? n->colidx[kidx] >> 1 : n->colidx[kidx];
+                    const uint32_t nz = plane_mac(acc + (size_t)col * len, xp, len, weight_of(n, kind, kidx),
+                                                  kidx == k0 ? n->cvalid : 0);
+                    if (kidx == k0) ev += (uint64_t)nz * (k1 - k0);
+                }
+            }
+        }
+    }
+    for (ci = 0; ci < n->cols; ci++)
+        for (oy = 0; oy < ho; oy++) {
+            const float *a = acc + (size_t)ci * len + (size_t)oy * pw;
+            float *o = out + (size_t)ci * per + (size_t)oy * wo;
+            for (ix = 0; ix < wo; ix++) o[ix] = a[ix];
+        }
+    return ev;
+}
+#endif
+
 /* prev: the previous step's input of this sample (NULL at t = 0). A layer reading only the model input computes
  * the same bits from the same input: when every input element equals (==) the previous step's, its buffer still
  * holds the result (nobody writes into it) and only its events are counted again. +0 == -0: both are skipped. */
@@ -984,6 +1132,13 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
         for (e = 0; e < sz && input[e] == prev[e]; e++) {}
         if (e == sz) { m->events += n->last_ev; return; }
     }
+#if SLT_SIMD
+    if (n->stage) {
+        ev = kind == 0 ? conv_staged(n, 0, x0, out) : kind == 1 ? conv_staged(n, 1, x0, out)
+           : kind == 2 ? conv_staged(n, 2, x0, out) : conv_staged(n, 3, x0, out);
+        goto done;
+    }
+#endif
     {   /* acc = +0: four stores per iteration (no memset in the freestanding build) */
         const uint32_t sz = n->size, s4 = sz & ~3u;
         for (e = 0; e < s4; e += 4) { out[e] = 0.0f; out[e + 1] = 0.0f; out[e + 2] = 0.0f; out[e + 3] = 0.0f; }
@@ -1065,6 +1220,9 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
             }
         }
     }
+#if SLT_SIMD
+done:
+#endif
     m->events += ev;
     n->last_ev = ev;
     if (n->defer) return;   /* the consumer LIF applies the epilogue (lif_step) */
