@@ -136,10 +136,11 @@ def evaluate(model, split, batch_size=256, generator_seed=1234) -> float:
 
 
 def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_epoch=None, seed=0,
-          start_epoch: int = 0, teacher=None, keep: dict | None = None):
+          start_epoch: int = 0, teacher=None, keep: dict | None = None, on_step=None):
     """Train `model` on data.train; returns history [{epoch, loss, train_acc, val_acc, seconds}].
     `on_epoch(epoch, model)` runs after every epoch (ticket searches hook in here: rewind points, EB masks);
-    returning True stops training after that epoch.
+    returning True stops training after that epoch. `on_step(epoch, step, model)` runs after every optimizer step
+    (step 1..steps per epoch; Early-Bird's sub-epoch masks); returning True stops training there.
     `start_epoch` k: run epochs k+1..epochs of the schedule (learning-rate rewinding: the learning rate and the
     data order are those the full run has at those epochs).
     `teacher`: (logits / T of every training image [N, classes], alpha, temp): knowledge distillation (kd_loss);
@@ -176,6 +177,7 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
         tot_loss, tot_ok, tot_n = 0.0, 0, 0
         it = range(steps_per_epoch)
         bar = _log.progress(it, desc=f"epoch {ep + 1}/{epochs}", enabled=bool(progress) and rank == 0)
+        stop = False
         for s in bar:
             idx = perm[s * bs:(s + 1) * bs][rank::world]  # same global batch as 1 process, split across ranks
             x, y = data.train.x[idx], data.train.y[idx]
@@ -194,6 +196,9 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
             tot_ok += (logits.argmax(1) == y).sum().item()
             tot_n += len(y)
             bar.set_postfix(loss=f"{tot_loss / tot_n:.3f}", acc=f"{100 * tot_ok / tot_n:.1f}")
+            if on_step is not None and on_step(ep, s + 1, model) is True:
+                stop = True
+                break
         rec = {"epoch": ep + 1, "loss": tot_loss / max(1, tot_n), "train_acc": 100.0 * tot_ok / max(1, tot_n),
                "seconds": time.time() - t0}
         if rank == 0 and len(data.val.x):
@@ -204,6 +209,8 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
             if "val_acc" in rec:
                 msg += f" val {rec['val_acc']:.1f}%"
             _log.info(msg + f" ({rec['seconds']:.1f}s)")
+        if stop:
+            break  # on_step asked to stop (Early-Bird search with sub-epoch masks): no on_epoch for the partial epoch
         if on_epoch is not None and on_epoch(ep + 1, model) is True:
             break  # the callback asked to stop (Early-Bird search, rewind-point replay)
     return history

@@ -208,3 +208,29 @@ def test_early_bird_not_worse_than_random(dense, data, tmp_path):
     assert [r["sparsity"] for r in eb["layers"]] == [r["sparsity"] for r in rnd["layers"]]
     assert eb["distance"] == "relative" and eb["search_epochs"] >= 5  # not before the window is full
     assert eb["test_acc"] >= rnd["test_acc"], (eb["test_acc"], rnd["test_acc"])
+
+
+def test_early_bird_sub_epoch_masks_stop_inside_the_first_epoch(dense, data, tmp_path, monkeypatch):
+    """--eb-checks N: a mask every 1/N epoch; with a loose tau the search stops once the window of q masks is full,
+    mid-epoch (q/N epochs), and training stops there: no further optimizer step."""
+    steps = []
+    real = train_mod.train
+
+    def counting(*a, **k):
+        on_step = k.get("on_step")
+        if on_step is not None:
+            def wrapped(ep, s, m):
+                steps.append((ep, s))
+                return on_step(ep, s, m)
+            k["on_step"] = wrapped
+        return real(*a, **k)
+
+    monkeypatch.setattr("slt_deploy.tickets.common.train", counting)
+    cfg = TicketConfig("early-bird", 0.8, epochs=1, q=2, tau=0.99, eb_checks=4, seed=0)
+    res = find_ticket(dense[1], cfg, str(tmp_path / "eb"), data=data)
+    per_epoch = len(data.train.x) // int(load_recipe("digits-tiny")["train"]["batch_size"])
+    assert res["converged"] and res["checks_per_epoch"] == 4
+    assert res["stop_epoch"] == res["search_epochs"] == round(round(per_epoch / 2) / per_epoch, 4)  # 2nd mask
+    assert steps[-1] == (0, round(per_epoch / 2))  # the search's training ended at that step
+    with pytest.raises(Exception, match="checks per epoch"):
+        TicketConfig("early-bird", 0.8, eb_checks=0).validate()

@@ -44,6 +44,8 @@ from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, CountL
 @click.option("--eb-distance", type=click.Choice(["relative", "absolute"]), default="relative", show_default=True,
               help="Early-Bird: Hamming distance over the kept weights (relative) or over all weights (absolute)")
 @click.option("--eb-min-epochs", type=COUNT0, default=0, help="Early-Bird: earliest stop epoch (default: q)")
+@click.option("--eb-checks", type=Number(int, 1), default=1, show_default=True,
+              help="Early-Bird: masks taken per epoch (N > 1: every 1/N epoch; the window then spans q/N epochs)")
 @click.option("--patch-sparsity", type=FRACTION0, default=0.376, show_default=True, help="MultiSp: patches removed")
 @click.option("--pep-method", type=click.Choice(["magnitude", "multiprize"]), default="multiprize",
               show_default=True, help="MultiSp: how the ConvPEP convolutions are pruned")
@@ -57,7 +59,7 @@ from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, CountL
 @reporting
 def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, round_epochs,
             distill, kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, q, tau, eb_distance,
-            eb_min_epochs, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores, seed, data_dir, as_json):
+            eb_min_epochs, eb_checks, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores, seed, data_dir, as_json):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
     `--method binarize` makes the ticket CKPT binary instead (masks kept, fine-tuned).
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
@@ -83,7 +85,8 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
                        binarize_kind=binarize_kind, q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,
                        pep_binary_first=not pep_float_first, like=like, lr=lr, seed=seed, progress=True,
                        rewind=rewind, distill=distill, kd_alpha=kd_alpha, kd_temp=kd_temp, teacher=teacher,
-                       resume=resume, eb_distance=eb_distance, eb_min_epochs=eb_min_epochs)
+                       resume=resume, eb_distance=eb_distance, eb_min_epochs=eb_min_epochs,
+                       eb_checks=eb_checks)
     if round_epochs and method_name(method) != "imp":
         raise SltError(f"--round-epochs is for IMP searches, not {method!r}", "use --epochs")
     if resume and method_name(method) != "imp":

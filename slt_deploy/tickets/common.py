@@ -48,6 +48,8 @@ class TicketConfig:
     eb_distance: str = "relative"        # Early-Bird: "relative" (Hamming / kept weights of the two masks) or
     #                                      "absolute" (Hamming / all weights, Kim et al.; see early_bird.py)
     eb_min_epochs: int = 0               # Early-Bird: do not stop before this epoch (0: the window q)
+    eb_checks: int = 1                   # Early-Bird: masks taken per epoch (N > 1: every 1/N epoch, after that
+    #                                      many optimizer steps; the window q then spans q/N epochs)
     epochs: int | None = None            # (re)training epochs per round / search epochs (default: recipe's)
     round_epochs: list | None = None     # IMP: retraining epochs of round 1, 2, ... (the last repeats); overrides
     #                                      `epochs` per round (late, sparse rounds need longer recovery)
@@ -89,6 +91,8 @@ class TicketConfig:
             raise SltError(f"distillation weight kd_alpha={self.kd_alpha} is outside [0, 1]", "pass e.g. 0.5")
         if not self.kd_temp > 0:
             raise SltError(f"distillation temperature kd_temp={self.kd_temp} must be > 0", "pass e.g. 4")
+        if self.eb_checks < 1:
+            raise SltError(f"Early-Bird checks per epoch {self.eb_checks} must be >= 1", "pass e.g. 4")
         if self.rewind_epoch < 0:
             raise SltError(f"rewind epoch {self.rewind_epoch} is negative", "pass k >= 0")
         return self
@@ -133,13 +137,13 @@ def set_teacher(cfg: TicketConfig, dense_model, data):
 
 
 def run_train(model, data, cfg: TicketConfig, epochs: int, on_epoch=None, lr_scale: float = 1.0,
-              start_epoch: int = 0):
+              start_epoch: int = 0, on_step=None):
     """Train with the recipe's optimizer and schedule (over `epochs`, from `start_epoch`), distilling from the
     dense model when cfg.distill (set_teacher)."""
     tc = train_cfg(model, cfg)
     tc["lr"] = float(tc.get("lr", 1e-3)) * lr_scale
     return train(model, data, tc, epochs=epochs, progress=cfg.progress, on_epoch=on_epoch, seed=cfg.seed,
-                 start_epoch=start_epoch, teacher=getattr(cfg, "_teacher", None))
+                 start_epoch=start_epoch, teacher=getattr(cfg, "_teacher", None), on_step=on_step)
 
 
 def binarize(model, data, cfg: TicketConfig, layers=None, epochs: int | None = None):

@@ -3,7 +3,9 @@
 Train from the initialisation; after every epoch take the magnitude mask at the target sparsity. Keep the last q
 masks; stop as soon as the newest mask's distance to each of the q-1 before it is below tau (q = 5), and not before
 epoch `eb_min_epochs` (default q). Then prune to that mask and retrain. The search time (until the stop) is
-recorded next to IMP's.
+recorded next to IMP's. `eb_checks` N > 1 (`--eb-checks N`) takes a mask every 1/N epoch instead (after that many
+optimizer steps and at the epoch's end), so the window of q masks spans q/N epochs and the search can stop inside
+the first epochs; search_epochs and stop_epoch are then fractional.
 
 The distance. Kim et al. use the Hamming distance normalised by ALL weights ("absolute", tau = 0.02). Two masks
 at sparsity s differ in at most 2(1 - s) of the weights, so at 98 % the absolute distance is at most 0.04 and
@@ -20,7 +22,7 @@ from collections import deque
 
 from ..train import evaluate
 from ..zoo import build_model
-from .common import Ticket, TicketConfig, binarize, epochs_of, run_train, timer
+from .common import Ticket, TicketConfig, binarize, epochs_of, run_train, timer, train_cfg
 from .masks import magnitude_masks, mask_distance, prunable, set_masks, sparsity
 
 
@@ -54,28 +56,40 @@ def search(dense, data, cfg: TicketConfig, max_epochs: int | None = None) -> Tic
     window = deque(maxlen=cfg.q)
     hist, found = [], {}
     e = epochs_of(model, cfg)
-    min_e = int(cfg.eb_min_epochs or cfg.q)
+    checks = int(cfg.eb_checks)
+    # the earliest stop, in masks taken: the window q, or --eb-min-epochs epochs of masks
+    min_masks = checks * int(cfg.eb_min_epochs) if cfg.eb_min_epochs else cfg.q
+    min_e = -(-min_masks // checks)
     # the search follows the dense recipe's schedule (at least min_e epochs); `epochs` is the retraining after it
     max_e = int(max_epochs or max(int(dense.recipe["train"].get("epochs", e)), min_e))
 
-    def on_epoch(ep, _m):
+    steps = max(1, len(data.train.x) // int(train_cfg(model, cfg).get("batch_size", 64)))
+    at = {round(steps * i / checks) for i in range(1, checks)}   # steps of an epoch after which a mask is taken
+
+    def take(ep: float):
         window.append(magnitude_masks(layers, cfg.sparsity, cfg.scope))
+        found["masks"] = found.get("masks", 0) + 1
         d = window_distance(window, cfg.eb_distance) if len(window) > 1 else 1.0
-        hist.append({"round": f"search-{ep}", "epoch": ep, "window_distance": d, "seconds": t()})
-        if ep >= min_e and converged(window, cfg.q, cfg.tau, cfg.eb_distance):
-            found["epoch"] = ep
+        hist.append({"round": f"search-{found['masks']}", "epoch": round(ep, 4), "window_distance": d,
+                     "seconds": t()})
+        if found["masks"] >= min_masks and converged(window, cfg.q, cfg.tau, cfg.eb_distance):
+            found["epoch"] = round(ep, 4)
             return True
         return False
 
-    run_train(model, data, cfg, max_e, on_epoch=on_epoch)
+    def on_step(ep0, step, _m):   # ep0: 0-based epoch; masks inside the epoch (the epoch's end is on_epoch)
+        return take(ep0 + step / steps) if step in at else False
+
+    run_train(model, data, cfg, max_e, on_epoch=lambda ep, _m: take(ep), on_step=on_step if checks > 1 else None)
     search_s = t()
     set_masks(layers, window[-1])
     run_train(model, data, cfg, e)
     hist.append({"round": "retrained", "sparsity": sparsity(model, layers), "test_acc": evaluate(model, data.test),
                  "seconds": t()})
-    info = {"q": cfg.q, "tau": cfg.tau, "distance": cfg.eb_distance, "min_epochs": min_e,
+    info = {"q": cfg.q, "tau": cfg.tau, "distance": cfg.eb_distance, "min_epochs": min_e, "checks_per_epoch": checks,
             "converged": "epoch" in found, "stop_epoch": found.get("epoch"),
-            "search_epochs": len([h for h in hist if "epoch" in h]), "retrain_epochs": e, "scope": cfg.scope,
+            "search_epochs": max([h["epoch"] for h in hist if "epoch" in h], default=0), "retrain_epochs": e,
+            "scope": cfg.scope,
             "distill": cfg.distill}
     if cfg.binarize:
         binarize(model, data, cfg, layers)
