@@ -68,10 +68,12 @@ typedef struct {
     uint8_t rate;                  /* conv: nonzero fraction of its inputs in the last computed step, x255 (picks
                                     * each row's kernel for the next step; no effect on any result bit) */
     uint64_t last_ev;              /* synaptic events of the last computed step (counted again on reuse) */
+#if SLT_SIMD
     /* SIMD builds, single-input conv: its input staged as zero-padded phase planes (conv_staged) */
     float *stage, *acc;            /* planes [ci][st][st][ps]; accumulators [cols][lb] (rows of pw) */
     uint32_t *cvalid;              /* [lb]: 1 where an accumulator is a real output (f < ho*pw, f % pw < wo) */
     uint32_t pw, ps, lb, qneg;     /* plane row width, plane stride, ho*pw rounded up to 8, -floor(-pd / st) */
+#endif
     /* lif */
     float beta, thr;
     float *v;
