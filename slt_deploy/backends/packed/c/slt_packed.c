@@ -1047,6 +1047,12 @@ static void deinterleave2(const float *restrict x, float *restrict d0, float *re
         _mm_storeu_ps(d0 + v, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
         _mm_storeu_ps(d1 + v, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
     }
+    if (v < n && n >= 4u) {   /* the last 4 again, overlapping (the same values): no scalar tail */
+        const __m128 a = _mm_loadu_ps(x + 2u * (n - 4u)), b = _mm_loadu_ps(x + 2u * (n - 4u) + 4u);
+        _mm_storeu_ps(d0 + n - 4u, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm_storeu_ps(d1 + n - 4u, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+        return;
+    }
 #elif defined(__ARM_NEON) || defined(__aarch64__)
     for (; v + 4u <= n; v += 4u) {
         const float32x4x2_t ab = vld2q_f32(x + 2u * v);
@@ -1055,6 +1061,12 @@ static void deinterleave2(const float *restrict x, float *restrict d0, float *re
     }
 #endif
     for (; v < n; v++) { d0[v] = x[2u * v]; d1[v] = x[2u * v + 1u]; }
+}
+
+/* o[j] = a[j], j < n (restrict: no run-time overlap check per row) */
+static void copy_row(float *restrict o, const float *restrict a, uint32_t n) {
+    uint32_t j;
+    for (j = 0; j < n; j++) o[j] = a[j];
 }
 
 /* a single-input conv through its staged planes (stage_buffers): copy the input's used channels into the planes,
@@ -1074,9 +1086,11 @@ static uint64_t conv_staged(const slt_node *n, int kind, const float *x, float *
         float *pc = n->stage + (size_t)ci * st * st * ps;
         uint32_t r = ci * kk2;
         if (rowtab[r] == rowtab[r + kk2]) continue;   /* no kept weight reads this channel */
-        for (iy = 0; iy < ih && iy / st < uy; iy++) {  /* input rows past the last one any output reads: unused */
+        uint32_t ry = 0, u = 0;   /* iy = st * u + ry */
+        for (iy = 0; iy < ih && u < uy; iy++) {  /* input rows past the last one any output reads: unused */
             const float *xr = xc + (size_t)iy * iw;
-            float *prow = pc + (size_t)(iy % st) * st * ps + (size_t)(iy / st + qneg) * pw + qneg;
+            float *prow = pc + (size_t)ry * st * ps + (size_t)(u + qneg) * pw + qneg;
+            if (++ry == st) { ry = 0; u++; }
             uint32_t v, nv = iw / st;   /* full groups of st input columns: one per plane column */
             if (nv > pw - qneg) nv = pw - qneg;
             if (st == 1) {
@@ -1108,11 +1122,8 @@ static uint64_t conv_staged(const slt_node *n, int kind, const float *x, float *
         }
     }
     for (ci = 0; ci < n->cols; ci++)
-        for (oy = 0; oy < ho; oy++) {
-            const float *a = acc + (size_t)ci * len + (size_t)oy * pw;
-            float *o = out + (size_t)ci * per + (size_t)oy * wo;
-            for (ix = 0; ix < wo; ix++) o[ix] = a[ix];
-        }
+        for (oy = 0; oy < ho; oy++)
+            copy_row(out + (size_t)ci * per + (size_t)oy * wo, acc + (size_t)ci * len + (size_t)oy * pw, wo);
     return ev;
 }
 #endif
