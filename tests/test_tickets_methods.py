@@ -125,6 +125,25 @@ def test_round_epochs_give_each_round_its_own_span_of_the_schedule(dense, data, 
         assert not os.path.exists(tmp_path / method)
 
 
+def test_sparsity_steps_set_each_round(dense, tmp_path, capsys):
+    """--sparsity-steps: one IMP round per listed sparsity (here from the dense model), recorded in the result;
+    a list that does not increase, or a --sparsity that is not its last step, is a one-line error."""
+    out = tmp_path / "steps"
+    main(["ticket", dense[1], "--method", "imp", "--sparsity-steps", "0.3,0.6,0.65", "--epochs", "1", "--quiet",
+          "--json", "--out", str(out)])
+    res = json.loads(capsys.readouterr().out)
+    assert res["steps"] == [0.3, 0.6, 0.65] and res["rounds"] == 3
+    hist = json.load(open(out / "rounds" / "search.json"))["history"]
+    assert [round(h["sparsity"], 2) for h in hist[1:]] == [0.3, 0.6, 0.65]
+    for extra, says in ((["--sparsity-steps", "0.6,0.5"], "larger than the one before"),
+                        (["--sparsity-steps", "0.5,0.6", "--sparsity", "0.7"], "not the last of")):
+        with pytest.raises(SystemExit) as e:
+            main(["ticket", dense[1], "--method", "imp", "--out", str(tmp_path / "bad")] + extra)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and says in err and "Traceback" not in err
+        assert not os.path.exists(tmp_path / "bad")
+
+
 def test_distillation_used_only_when_asked(dense, data, monkeypatch):
     calls = []
     orig = train_mod.kd_loss

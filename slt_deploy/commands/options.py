@@ -63,6 +63,23 @@ class CountList(click.ParamType):
         return [int(p) for p in parts]
 
 
+class FractionList(click.ParamType):
+    """A comma-separated, strictly increasing list of fractions in (0, 1) (e.g. `--sparsity-steps 0.96,0.97,0.98`)."""
+
+    name = "F[,F...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            vals = [float(p) for p in str(value).split(",")]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of numbers (e.g. 0.96,0.97,0.98)", param, ctx)
+        if not all(0.0 < v < 1.0 for v in vals) or any(b <= a for a, b in zip(vals, vals[1:])):
+            self.fail(f"{value!r}: the steps must be fractions in (0, 1), each larger than the one before", param, ctx)
+        return vals
+
+
 class Limit(Number):
     """`--limit N|all`: an integer >= 1, or `all` (-> None: the whole split)."""
 

@@ -3,7 +3,19 @@ import click
 from ..errors import SltError
 from ..tickets import METHODS, TicketConfig, find_ticket, method_name
 from ..train import init_distributed, is_main
-from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, CountList, Number, echo_json, reporting
+from .options import (
+    COUNT0,
+    COUNT1,
+    FRACTION,
+    FRACTION0,
+    POSITIVE,
+    SEED,
+    CountList,
+    FractionList,
+    Number,
+    echo_json,
+    reporting,
+)
 
 
 @click.command("ticket")
@@ -22,6 +34,10 @@ from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, CountL
               help="IMP: weights = survivors back to epoch k, fresh schedule; lr = learning-rate rewinding (weights "
                    "kept, the dense schedule replayed from epoch E - epochs)")
 @click.option("--epochs", type=COUNT0, default=None, help="(re)training epochs per round (default: the recipe's)")
+@click.option("--sparsity-steps", type=FractionList(), default=None,
+              help="IMP: the sparsity after each round (comma-separated, increasing; the last one is --sparsity, which "
+                   "may then be left out), e.g. 0.96,0.97,0.975,0.98 from a 95 % ticket; overrides --prune-fraction "
+                   "and --rounds")
 @click.option("--round-epochs", type=CountList(), default=None,
               help="IMP: retraining epochs of round 1,2,... (comma-separated, the last repeats; overrides --epochs "
                    "per round), e.g. 4,4,4,8")
@@ -57,7 +73,8 @@ from .options import COUNT0, COUNT1, FRACTION, FRACTION0, POSITIVE, SEED, CountL
 @click.option("--seed", type=SEED, default=0)
 @click.option("--data-dir", type=click.Path(), default=None)
 @reporting
-def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, round_epochs,
+def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, sparsity_steps,
+            round_epochs,
             distill, kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, q, tau, eb_distance,
             eb_min_epochs, eb_checks, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores, seed, data_dir, as_json):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
@@ -79,7 +96,14 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
     # --resume continues in an OUT that holds only rounds/ so far: any folder is accepted there
     check_out(out, "report" if resume else "checkpoint", inputs=[ckpt] + [p for p in (like, teacher) if p],
               folder=True)
-    cfg = TicketConfig(method, sparsity, scope=scope, prune_fraction=prune_fraction, rounds=rounds,
+    if sparsity_steps is not None:
+        if method_name(method) != "imp":
+            raise SltError(f"--sparsity-steps is for IMP searches, not {method!r}", "use --sparsity")
+        if sparsity is not None and abs(sparsity - sparsity_steps[-1]) > 1e-9:
+            raise SltError(f"--sparsity {sparsity} is not the last of --sparsity-steps ({sparsity_steps[-1]})",
+                           "drop --sparsity or make it the last step")
+        sparsity = sparsity_steps[-1]
+    cfg = TicketConfig(method, sparsity, scope=scope, steps=sparsity_steps, prune_fraction=prune_fraction, rounds=rounds,
                        rewind_epoch=rewind_epoch, epochs=epochs, round_epochs=round_epochs, binarize=binarize,
                        binarize_epochs=binarize_epochs,
                        binarize_kind=binarize_kind, q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,

@@ -51,6 +51,8 @@ class TicketConfig:
     eb_checks: int = 1                   # Early-Bird: masks taken per epoch (N > 1: every 1/N epoch, after that
     #                                      many optimizer steps; the window q then spans q/N epochs)
     epochs: int | None = None            # (re)training epochs per round / search epochs (default: recipe's)
+    steps: list | None = None            # IMP: the sparsity after each round (increasing, the last = sparsity);
+    #                                      overrides prune_fraction / rounds (fine steps from a sparse ticket)
     round_epochs: list | None = None     # IMP: retraining epochs of round 1, 2, ... (the last repeats); overrides
     #                                      `epochs` per round (late, sparse rounds need longer recovery)
     binarize: bool = False               # binarize the ticket's kept weights and fine-tune

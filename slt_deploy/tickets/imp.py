@@ -116,7 +116,7 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
     model = copy.deepcopy(dense)
     model.recipe = copy.deepcopy(dense.recipe)
     layers = prunable(model, cfg.only)
-    ladder = imp_schedule(cfg.sparsity, cfg.prune_fraction, cfg.rounds)
+    ladder = list(cfg.steps) if cfg.steps else imp_schedule(cfg.sparsity, cfg.prune_fraction, cfg.rounds)
     e = epochs_of(model, cfg)
     done, hist, before = (_resume_state(model, layers, cfg, ladder) if cfg.resume else (0, [], 0.0))
 
@@ -166,6 +166,8 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
             "rewind_epoch": cfg.rewind_epoch, "scope": cfg.scope,
             "round_epochs": per_round if cfg.round_epochs else per_round[-1], "distill": cfg.distill,
             "resumed_after_round": done if cfg.resume else None}
+    if cfg.steps:
+        info["steps"] = list(cfg.steps)
     if cfg.rewind == "lr":
         info["lr_schedule_epochs"] = [start + 1, total]
     if cfg.binarize:
