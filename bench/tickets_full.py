@@ -129,6 +129,14 @@ def _acc(ckpt: str):
         else None
 
 
+def _epochs(ckpt: str):
+    """epochs a checkpoint was trained (its metrics; None when it does not exist)"""
+    from slt_deploy.checkpoint import read_meta
+
+    return read_meta(ckpt).get("metrics", {}).get("epochs") if os.path.exists(os.path.join(ckpt, "model.json")) \
+        else None
+
+
 def table(out: str, dense: str, sf_dense: str | None = None) -> list:
     sf, sf_same = sf_dirs(out, sf_dense)
     same = _acc(sf_same)
@@ -140,8 +148,11 @@ def table(out: str, dense: str, sf_dense: str | None = None) -> list:
              "sop_ratio": 1.0, "energy_ratio": 1.0},
             {"ticket": f"dense fmnist-spikformer ({SF_EPOCHS} ep)", "test_acc": _acc(sf), "sparsity": 0.0,
              "binary": False},
-            {"ticket": f"dense fmnist-spikformer ({SF_EPOCHS + MULTISP_EPOCHS} ep)", "test_acc": same,
-             "sparsity": 0.0, "binary": False}]
+            {"ticket": f"dense fmnist-spikformer ({_epochs(sf_same) or SF_EPOCHS + MULTISP_EPOCHS} ep)",
+             "test_acc": same, "sparsity": 0.0, "binary": False}]
+    if same is not None and _epochs(sf_same) != SF_EPOCHS + MULTISP_EPOCHS:
+        print(f"note: {sf_same} was trained {_epochs(sf_same)} epochs, not {SF_EPOCHS + MULTISP_EPOCHS} (dense + "
+              f"MultiSp): MultiSp's drop is against it")
     found = []
     for key, label, args, against in steps(out, dense, sf_dense=sf_dense):
         p = os.path.join(out, key, "ticket.json")
@@ -170,7 +181,8 @@ def table(out: str, dense: str, sf_dense: str | None = None) -> list:
                      "patch_sparsity": info.get("patch_sparsity"),
                      "pep_connection_sparsity": info.get("pep_connection_sparsity")})
     print("\n=== full-scale tickets, 10,000 Fashion-MNIST test images (T=4); drop against the dense model of the same "
-          f"architecture (MultiSp: trained {SF_EPOCHS + MULTISP_EPOCHS} epochs, as many as dense + MultiSp) ===")
+          f"architecture (MultiSp: the dense transformer trained longest, {_epochs(sf_same) or '-'} epochs; "
+          f"dense + MultiSp = {SF_EPOCHS + MULTISP_EPOCHS}) ===")
     print(f"{'ticket':40s} {'acc%':>6s} {'drop':>6s} {'sparse%':>8s} {'bin':>4s} {'spk':>6s} {'SOP/d%':>7s} "
           f"{'E/d%':>6s} {'search s':>9s}")
     for r in rows:

@@ -119,6 +119,8 @@ def test_info_goes_to_stderr_and_no_bar_in_pipes(ws):
     assert "epoch 1/1" in r.stderr and "epoch" not in r.stdout  # per-epoch lines are info: stderr
     assert "\r" not in r.stderr and "\r" not in r.stdout
     assert r.stdout.strip().startswith("digits-tiny: test accuracy")
+    meta = json.load(open(ws["d"] / "tr2" / "model.json"))  # --epochs is the schedule the checkpoint records
+    assert meta["recipe"]["train"]["epochs"] == 1 == meta["metrics"]["epochs"]
     code, out, err = run_cli(["verify", ws["ck"], ws["slt"], "--verbose"])  # captured stderr: not a terminal
     assert code == 0 and "\r" not in err and "PASS" in out, err
     assert "debug: " in err  # --verbose: the registry says which target it loaded

@@ -25,6 +25,7 @@ def command(recipe, out, epochs, data_dir, as_json):
     r = load_recipe(recipe)
     if epochs is not None:
         check_resources(Recipe.model_validate(r), recipe, epochs=epochs)
+        r["train"]["epochs"] = int(epochs)  # the checkpoint's recipe is the schedule it was trained with (LR rewinding)
     check_out(out, "checkpoint", inputs=[recipe] if os.path.exists(recipe) else [], folder=True)
     rank, _ = init_distributed()
     data = load_dataset(r["dataset"], data_dir, int(r.get("seed", 0)))
