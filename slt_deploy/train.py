@@ -29,9 +29,8 @@ def is_main() -> bool:
 
 
 def _shutdown_distributed():
-    """At exit: wait for every rank (rank 0 still evaluates and writes files after the others are done; a rank
-    that tore its process group down meanwhile aborted now and then in gloo's threads: 'terminate called without an
-    active exception', exit -6), then destroy the group."""
+    """At exit: wait for every rank (rank 0 still evaluates and writes files after the others are done), then
+    destroy the group."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
