@@ -85,8 +85,8 @@ def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None)
          ["ticket", dense, "--method", "random", "--sparsity", "0.98", "--like", j("imp98"), "--epochs", "8",
           "--out", j("random98")] + COMMON, "vgg"),
         ("eb90", "Early-Bird 90% (relative distance)",
-         ["ticket", dense, "--method", "early-bird", "--sparsity", "0.9", "--epochs", "2", "--eb-checks", "4", "--scope", scope,
-          "--out", j("eb90")] + COMMON, "vgg"),
+         ["ticket", dense, "--method", "early-bird", "--sparsity", "0.9", "--epochs", "2", "--eb-checks", "4",
+          "--scope", scope, "--out", j("eb90")] + COMMON, "vgg"),
         ("random90", "random, eb90's per-layer sparsity",
          ["ticket", dense, "--method", "random", "--sparsity", "0.9", "--like", j("eb90"), "--epochs", "4",
           "--out", j("random90")] + COMMON, "vgg"),
@@ -125,36 +125,28 @@ def fmt(v, pct=False, digits=2):
     return f"{100 * v:.{digits}f}" if pct else f"{v:.{digits}f}"
 
 
-def _acc(ckpt: str):
+def _metric(ckpt: str, key: str):
+    """metrics[key] of a checkpoint (test_acc, epochs: the epochs it was trained); None when it does not exist"""
     from slt_deploy.checkpoint import read_meta
 
-    return read_meta(ckpt).get("metrics", {}).get("test_acc") if os.path.exists(os.path.join(ckpt, "model.json")) \
-        else None
-
-
-def _epochs(ckpt: str):
-    """epochs a checkpoint was trained (its metrics; None when it does not exist)"""
-    from slt_deploy.checkpoint import read_meta
-
-    return read_meta(ckpt).get("metrics", {}).get("epochs") if os.path.exists(os.path.join(ckpt, "model.json")) \
-        else None
+    return read_meta(ckpt).get("metrics", {}).get(key) if os.path.exists(os.path.join(ckpt, "model.json")) else None
 
 
 def table(out: str, dense: str, sf_dense: str | None = None) -> list:
     sf, sf_same = sf_dirs(out, sf_dense)
-    same = _acc(sf_same)
-    ref = {"vgg": _acc(dense), "sf": same if same is not None else _acc(sf)}
+    same, same_ep = _metric(sf_same, "test_acc"), _metric(sf_same, "epochs")
+    ref = {"vgg": _metric(dense, "test_acc"), "sf": same if same is not None else _metric(sf, "test_acc")}
     if same is None and ref["sf"] is not None:
         print(f"note: no {SF_EPOCHS + MULTISP_EPOCHS}-epoch dense transformer yet: MultiSp's drop is against the "
               f"{SF_EPOCHS}-epoch one")
     rows = [{"ticket": "dense fmnist-vgg", "test_acc": ref["vgg"], "sparsity": 0.0, "binary": False,
              "sop_ratio": 1.0, "energy_ratio": 1.0},
-            {"ticket": f"dense fmnist-spikformer ({SF_EPOCHS} ep)", "test_acc": _acc(sf), "sparsity": 0.0,
-             "binary": False},
-            {"ticket": f"dense fmnist-spikformer ({_epochs(sf_same) or SF_EPOCHS + MULTISP_EPOCHS} ep)",
+            {"ticket": f"dense fmnist-spikformer ({SF_EPOCHS} ep)", "test_acc": _metric(sf, "test_acc"),
+             "sparsity": 0.0, "binary": False},
+            {"ticket": f"dense fmnist-spikformer ({same_ep or SF_EPOCHS + MULTISP_EPOCHS} ep)",
              "test_acc": same, "sparsity": 0.0, "binary": False}]
-    if same is not None and _epochs(sf_same) != SF_EPOCHS + MULTISP_EPOCHS:
-        print(f"note: {sf_same} was trained {_epochs(sf_same)} epochs, not {SF_EPOCHS + MULTISP_EPOCHS} (dense + "
+    if same is not None and same_ep != SF_EPOCHS + MULTISP_EPOCHS:
+        print(f"note: {sf_same} was trained {same_ep} epochs, not {SF_EPOCHS + MULTISP_EPOCHS} (dense + "
               f"MultiSp): MultiSp's drop is against it")
     found = []
     for key, label, args, against in steps(out, dense, sf_dense=sf_dense):
@@ -184,7 +176,7 @@ def table(out: str, dense: str, sf_dense: str | None = None) -> list:
                      "patch_sparsity": info.get("patch_sparsity"),
                      "pep_connection_sparsity": info.get("pep_connection_sparsity")})
     print("\n=== full-scale tickets, 10,000 Fashion-MNIST test images (T=4); drop against the dense model of the same "
-          f"architecture (MultiSp: the dense transformer trained longest, {_epochs(sf_same) or '-'} epochs; "
+          f"architecture (MultiSp: the dense transformer trained longest, {same_ep or '-'} epochs; "
           f"dense + MultiSp = {SF_EPOCHS + MULTISP_EPOCHS}) ===")
     print(f"{'ticket':40s} {'acc%':>6s} {'drop':>6s} {'sparse%':>8s} {'bin':>4s} {'spk':>6s} {'SOP/d%':>7s} "
           f"{'E/d%':>6s} {'search s':>9s}")

@@ -145,8 +145,9 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
           start_epoch: int = 0, teacher=None, keep: dict | None = None, on_step=None):
     """Train `model` on data.train; returns history [{epoch, loss, train_acc, val_acc, seconds}].
     `on_epoch(epoch, model)` runs after every epoch (ticket searches hook in here: rewind points, EB masks);
-    returning True stops training after that epoch. `on_step(epoch, step, model)` runs after every optimizer step
-    (step 1..steps per epoch; Early-Bird's sub-epoch masks); returning True stops training there.
+    returning True stops training after that epoch. `on_step(epoch, step, steps, model)` runs after every optimizer
+    step (0-based epoch, step 1..steps, steps per epoch; Early-Bird's sub-epoch masks); returning True stops training
+    there.
     `start_epoch` k: run epochs k+1..epochs of the schedule (learning-rate rewinding: the learning rate and the
     data order are those the full run has at those epochs).
     `teacher`: (logits / T of every training image [N, classes], alpha, temp): knowledge distillation (kd_loss);
@@ -202,7 +203,7 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
             tot_ok += (logits.argmax(1) == y).sum().item()
             tot_n += len(y)
             bar.set_postfix(loss=f"{tot_loss / tot_n:.3f}", acc=f"{100 * tot_ok / tot_n:.1f}")
-            if on_step is not None and on_step(ep, s + 1, model) is True:
+            if on_step is not None and on_step(ep, s + 1, steps_per_epoch, model) is True:
                 stop = True
                 break
         rec = {"epoch": ep + 1, "loss": tot_loss / max(1, tot_n), "train_acc": 100.0 * tot_ok / max(1, tot_n),

@@ -238,9 +238,9 @@ def test_early_bird_sub_epoch_masks_stop_inside_the_first_epoch(dense, data, tmp
     def counting(*a, **k):
         on_step = k.get("on_step")
         if on_step is not None:
-            def wrapped(ep, s, m):
+            def wrapped(ep, s, n, m):
                 steps.append((ep, s))
-                return on_step(ep, s, m)
+                return on_step(ep, s, n, m)
             k["on_step"] = wrapped
         return real(*a, **k)
 

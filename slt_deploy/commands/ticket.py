@@ -74,9 +74,9 @@ from .options import (
 @click.option("--data-dir", type=click.Path(), default=None)
 @reporting
 def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, sparsity_steps,
-            round_epochs,
-            distill, kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, q, tau, eb_distance,
-            eb_min_epochs, eb_checks, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores, seed, data_dir, as_json):
+            round_epochs, distill, kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, q, tau,
+            eb_distance, eb_min_epochs, eb_checks, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores,
+            seed, data_dir, as_json):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
     `--method binarize` makes the ticket CKPT binary instead (masks kept, fine-tuned).
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""

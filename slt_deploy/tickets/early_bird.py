@@ -22,7 +22,7 @@ from collections import deque
 
 from ..train import evaluate
 from ..zoo import build_model
-from .common import Ticket, TicketConfig, binarize, epochs_of, run_train, timer, train_cfg
+from .common import Ticket, TicketConfig, binarize, epochs_of, run_train, timer
 from .masks import magnitude_masks, mask_distance, prunable, set_masks, sparsity
 
 
@@ -63,22 +63,18 @@ def search(dense, data, cfg: TicketConfig, max_epochs: int | None = None) -> Tic
     # the search follows the dense recipe's schedule (at least min_e epochs); `epochs` is the retraining after it
     max_e = int(max_epochs or max(int(dense.recipe["train"].get("epochs", e)), min_e))
 
-    steps = max(1, len(data.train.x) // int(train_cfg(model, cfg).get("batch_size", 64)))
-    at = {round(steps * i / checks) for i in range(1, checks)}   # steps of an epoch after which a mask is taken
-
-    def take(ep: float):
+    def take(ep: float):   # hist holds only the search's masks so far: the n-th mask is row n
         window.append(magnitude_masks(layers, cfg.sparsity, cfg.scope))
-        found["masks"] = found.get("masks", 0) + 1
         d = window_distance(window, cfg.eb_distance) if len(window) > 1 else 1.0
-        hist.append({"round": f"search-{found['masks']}", "epoch": round(ep, 4), "window_distance": d,
+        hist.append({"round": f"search-{len(hist) + 1}", "epoch": round(ep, 4), "window_distance": d,
                      "seconds": t()})
-        if found["masks"] >= min_masks and converged(window, cfg.q, cfg.tau, cfg.eb_distance):
+        if len(hist) >= min_masks and converged(window, cfg.q, cfg.tau, cfg.eb_distance):
             found["epoch"] = round(ep, 4)
             return True
         return False
 
-    def on_step(ep0, step, _m):   # ep0: 0-based epoch; masks inside the epoch (the epoch's end is on_epoch)
-        return take(ep0 + step / steps) if step in at else False
+    def on_step(ep0, step, steps, _m):   # masks inside an epoch, after steps*i/checks steps (its end: on_epoch)
+        return take(ep0 + step / steps) if any(step == round(steps * i / checks) for i in range(1, checks)) else False
 
     run_train(model, data, cfg, max_e, on_epoch=lambda ep, _m: take(ep), on_step=on_step if checks > 1 else None)
     search_s = t()

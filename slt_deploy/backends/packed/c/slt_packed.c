@@ -645,10 +645,10 @@ static const parse_fn PARSE[N_OPS] = {
  * would be large. */
 static void stage_buffers(parse_ctx *c, slt_node *nd) {
     const uint32_t st = nd->st, qneg = (nd->pd + st - 1u) / st, span = qneg + (nd->k - 1u - nd->pd) / st;
-    const uint64_t ho = nd->d[1], wo = nd->d[2], pw = wo + span, ph = ho + span;
+    const uint64_t ho = nd->d[1], wo = nd->d[2], pw = wo + span;
+    /* a plane has (ho + span) rows of pw <= span * pw + lb floats; reads reach span * pw + span + lb - 1 */
     const uint64_t lb = (ho * pw + 7u) & ~(uint64_t)7u, ps = (span * pw + span + lb + 7u) & ~(uint64_t)7u;
     const uint64_t planes = (uint64_t)nd->ci * st * st * ps, accs = (uint64_t)nd->cols * lb;
-    (void)ph;   /* ph * pw <= span * pw + lb: the planes fit in ps */
     if (st > 4u || nd->k > 16u || planes > (1u << 22) || accs > (1u << 22)) return;
     nd->qneg = qneg;
     nd->pw = (uint32_t)pw;
@@ -1020,8 +1020,7 @@ static uint64_t affine_span(const slt_node *n, int kind, const float *x, uint32_
 }
 
 #if SLT_SIMD
-/* acc[f] += x[f] * w for f < lb (a multiple of 8, in blocks of 8 so the compiler needs no remainder loop): one kept
- * weight over a whole (padded) output plane; with cv (the row's first weight) returns the nonzero x[f] at real
+/* acc[f] += x[f] * w for f < lb (a multiple of 8): one kept weight over a whole (padded) output plane; with cv (the row's first weight) returns the nonzero x[f] at real
  * outputs (cv[f] = 1). Exact like conv_ws: a zero or padding input adds +-0 to an accumulator that is never -0,
  * and every accumulator gets its terms in ascending packing row. */
 SLT_HOT_INLINE uint32_t plane_mac(float *restrict acc, const float *restrict x, size_t lb, float w,
