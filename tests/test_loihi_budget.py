@@ -77,4 +77,8 @@ def test_ticket_budget_without_max_cores(tmp_path):
     lines = []
     res = ticket_budget(str(out), log=lines.append)
     assert res["plan"]["partitioned"] and "partitioned" in lines[0]
+    # the message says how much of the model is on chip, not only that it is split
+    h = res["plan"]["host_part"]
+    assert h["nodes"] > 0 and f"{len(res['plan']['layers'])} synaptic layer(s) on chip, the rest from " \
+        f"{h['from_layer']} ({h['nodes']} node(s)) on the host" in lines[0]
     assert json.load(open(out / "loihi_budget.json"))["plan"]["cores"] == res["plan"]["cores"]

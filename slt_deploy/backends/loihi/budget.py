@@ -26,6 +26,8 @@ def chip_budget(ckpt: str, limits: str | None = None) -> dict:
     lim = _limits(limits)
     sparse = p.meta.get("sparse_fc", False)
     layers, syn_bytes = [], 0
+    host = ({"from_layer": p.readout.get("layer"), "nodes": int(p.readout.get("host_nodes", 0))}
+            if p.readout.get("kind") == "host" else None)
     for e in p.info:
         if "cores" not in e:
             continue
@@ -41,15 +43,19 @@ def chip_budget(ckpt: str, limits: str | None = None) -> dict:
             "max_fan_in": max((e["fan_in"] for e in layers), default=0), "fan_in_limit": int(lim["fan_in_per_neuron"]),
             "synapse_bytes": int(syn_bytes),
             "synapse_bytes_per_core_limit": int(lim["synapse_memory_bytes_per_core"]),
-            "partitioned": p.readout.get("kind") == "host", "fits": not p.reasons, "reasons": other + (
+            "partitioned": p.readout.get("kind") == "host", "host_part": host, "fits": not p.reasons,
+            "reasons": other + (
                 [p.core_reason] if p.core_reason else []), "layers": layers,
             "limits_file": os.path.relpath(lim["_path"], os.path.dirname(os.path.dirname(lim["_path"])))}
 
 
 def describe(b: dict) -> str:
+    h = b.get("host_part")
+    part = (f", partitioned: {len(b['layers'])} synaptic layer(s) on chip, the rest from {h['from_layer']} "
+            f"({h['nodes']} node(s)) on the host" if h else ", partitioned" if b["partitioned"] else "")
     s = (f"Loihi 2 plan: {b['cores']} neuro core(s) ({b['chips_needed']} chip(s) of {b['cores_per_chip']}), "
          f"largest fan-in {b['max_fan_in']} (limit {b['fan_in_limit']}), synapse memory "
-         f"{b['synapse_bytes'] / 1024:.1f} KiB{', partitioned' if b['partitioned'] else ''}")
+         f"{b['synapse_bytes'] / 1024:.1f} KiB{part}")
     return s + ("" if b["fits"] else f"; does NOT fit: {'; '.join(b['reasons'])}")
 
 
