@@ -808,8 +808,10 @@ static void sum_inputs(const slt_model *m, const slt_node *n, const float *input
  * (Cortex-M7 QEMU count, full-scale IMP 98 % ticket: 4,079,244 -> 3,998,508 instructions per frame) */
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
 #define SLT_UNROLL4 _Pragma("GCC unroll 4")
+#define SLT_UNROLL8 _Pragma("GCC unroll 8")
 #else
 #define SLT_UNROLL4
+#define SLT_UNROLL8
 #endif
 #if defined(__GNUC__)
 #define SLT_HOT_INLINE static inline __attribute__((always_inline))
@@ -937,6 +939,38 @@ static inline uint32_t conv_ws(const slt_node *n, int kind, const float *x, uint
     return nz;
 }
 
+#if !SLT_SIMD
+/* The scalar event kernel of a packing row with KK (2-8, a constant) float weights: the weights and their output
+ * offsets are loaded once per row into registers, so a nonzero input costs KK loads, adds and stores (no index or
+ * value loads). Each weight feeds its own output channel: the same terms in the same order as emit_row. */
+SLT_HOT_INLINE uint32_t conv_fixed(const slt_node *n, int kind, uint32_t KK, const float *x, uint32_t st,
+                                   uint32_t ystep, uint32_t cnt, uint32_t rows, float *orow, uint32_t wo, uint32_t k0,
+                                   uint32_t per) {
+    float w[8];
+    size_t off[8];
+    uint32_t i, j, q, nz = 0;
+    SLT_UNROLL8
+    for (q = 0; q < KK; q++) {
+        w[q] = rdf(n->vals + 4u * (k0 + q));
+        off[q] = (size_t)n->colidx[k0 + q] * per;
+    }
+    for (i = 0; i < rows; i++, x += ystep, orow += wo) {
+        const float *xr = x;
+        SLT_UNROLL4
+        for (j = 0; j < cnt; j++, xr += st) {
+            const uint32_t xb = bits_at(xr);
+            if (kind == 3 ? xb != 0 : xb << 1) {   /* kind 3 reads spikes: never -0 */
+                float *o = orow + j;
+                nz++;
+                SLT_UNROLL8
+                for (q = 0; q < KK; q++) o[off[q]] = o[off[q]] + (kind == 3 ? w[q] : as_f32(xb) * w[q]);
+            }
+        }
+    }
+    return nz;
+}
+#endif
+
 /* one conv packing row over its valid outputs: for output row i < rows and column j < cnt, input
  * x[i * ystep + j * st] feeds outputs orow[i * wo + j] + col * per through the kept weights [k0, k1). Returns the
  * number of nonzero inputs (events = that times k1 - k0). ws: the weight-stationary kernel (conv_ws), else the
@@ -971,6 +1005,17 @@ SLT_HOT_INLINE uint32_t conv_span(const slt_node *n, int kind, int ws, const flo
             }
         }
         return nz;
+    }
+    if (kind >= 2 && k1 - k0 <= 8u) {   /* 2-8 float weights: held in registers (conv_fixed) */
+        switch (k1 - k0) {
+        case 2u: return conv_fixed(n, kind, 2u, x, st, ystep, cnt, rows, orow, wo, k0, per);
+        case 3u: return conv_fixed(n, kind, 3u, x, st, ystep, cnt, rows, orow, wo, k0, per);
+        case 4u: return conv_fixed(n, kind, 4u, x, st, ystep, cnt, rows, orow, wo, k0, per);
+        case 5u: return conv_fixed(n, kind, 5u, x, st, ystep, cnt, rows, orow, wo, k0, per);
+        case 6u: return conv_fixed(n, kind, 6u, x, st, ystep, cnt, rows, orow, wo, k0, per);
+        case 7u: return conv_fixed(n, kind, 7u, x, st, ystep, cnt, rows, orow, wo, k0, per);
+        default: return conv_fixed(n, kind, 8u, x, st, ystep, cnt, rows, orow, wo, k0, per);
+        }
     }
     {   /* the row's kept weights as pointers, once per row (not per nonzero input) */
         const uint16_t *cb = n->colidx + k0, *ce = n->colidx + k1;
