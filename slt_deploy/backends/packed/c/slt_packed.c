@@ -804,8 +804,9 @@ static void sum_inputs(const slt_model *m, const slt_node *n, const float *input
 /* emit_row (per nonzero input) and conv_span (per conv row) must be inlined into their kind-specialised callers:
  * gcc -O2 for Cortex-M stopped doing it once they grew, and the calls cost 15 % more instructions per frame
  * (QEMU count, full-scale ticket: 3.73 M with calls, 3.24 M inlined; x86 unchanged) */
-/* the scalar event scans unrolled 4x (gcc 8+): loop overhead was 4 of the ~7 instructions per input tested
- * (Cortex-M7 QEMU count, full-scale IMP 98 % ticket: 4,079,244 -> 3,998,508 instructions per frame) */
+/* unrolling hints (gcc 8+): the scalar event scans 4x (loop overhead was 4 of the ~7 instructions per input tested;
+ * Cortex-M7 QEMU count, full-scale IMP 98 % ticket: 4,079,244 -> 3,998,508 instructions per frame), conv_fixed's
+ * per-weight loops fully (its weights then live in registers, not in a stack array walked per input) */
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
 #define SLT_UNROLL4 _Pragma("GCC unroll 4")
 #define SLT_UNROLL8 _Pragma("GCC unroll 8")
