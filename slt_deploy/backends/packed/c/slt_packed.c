@@ -68,6 +68,11 @@ typedef struct {
     uint8_t rate;                  /* conv: nonzero fraction of its inputs in the last computed step, x255 (picks
                                     * each row's kernel for the next step; no effect on any result bit) */
     uint64_t last_ev;              /* synaptic events of the last computed step (counted again on reuse) */
+    uint32_t *pm;                  /* binary affine reading spikes, dense enough (pop_pays): per output column its
+                                    * +1 weights as input bits [cols][pwords], then its -1 weights [cols][pwords] */
+    uint32_t *sb;                  /* [pwords + 1]: one token's spike bits; the nonzero word indices follow at open */
+    uint16_t *sw;                  /* [pwords]: indices of the nonzero words of sb (this token) */
+    uint32_t pwords;               /* ceil(din / 32) */
 #if SLT_SIMD
     /* SIMD builds, single-input conv: its input staged as zero-padded phase planes (conv_staged) */
     float *stage, *acc;            /* planes [ci][st][st][ps]; accumulators [cols][lb] (rows of pw) */
@@ -531,6 +536,25 @@ static int float_values(parse_ctx *c, slt_node *nd, const uint32_t *w) {
     return SLT_OK;
 }
 
+/* node j's output is spikes: a LIF, possibly behind single-input flattens (records before the current one:
+ * validated) */
+static int spikes_rec(const uint8_t *pl, uint32_t j) {
+    while (j != 0 && pl[(size_t)j * RECORD_SIZE] == OP_FLATTEN && pl[(size_t)j * RECORD_SIZE + 1] == 1)
+        j = rd32(pl + (size_t)j * RECORD_SIZE + 4) & 0xFFFFu;
+    return j != 0 && pl[(size_t)j * RECORD_SIZE] == OP_LIF;
+}
+
+/* A binary affine layer reading spikes gets the popcount kernel (affine_pop) beside the event kernel when its
+ * weights are dense enough for it to win at some input rate: per output column it ANDs the step's spike bits with
+ * the column's +1 and -1 weight bits, 32 inputs per word, where the event kernel pays one scattered add per kept
+ * weight of every spiking input. At input rate r the events cost ~ r * kept * POP_EV, the words ~ cols * words *
+ * r' (r' the nonzero words' fraction); kept weights denser than 1 in POP_MIN_DENSITY of the matrix can win. */
+#define POP_MIN_DENSITY 16u
+static int pop_pays(const slt_node *nd) {
+    return nd->op == OP_AFFINE && (nd->flags & F_BINARY) && nd->din <= (1u << 21) && nd->din >= 32u &&
+           (uint64_t)nd->kept * POP_MIN_DENSITY >= (uint64_t)nd->cols * nd->din;
+}
+
 /* conv / affine: geometry, mask, values, then the row table and column index built from the stream */
 static int parse_synapse(parse_ctx *c, slt_node *nd, const slt_node *x, const uint32_t *w) {
     uint64_t total;
@@ -553,6 +577,25 @@ static int parse_synapse(parse_ctx *c, slt_node *nd, const slt_node *x, const ui
                 uint32_t q;
                 for (q = 0; q < nd->kept; q++) ci[q] = (uint16_t)((uint32_t)ci[q] << 1 | bit_at(nd->vals, q));
             }
+        }
+        if (nd->n_in == 1 && pop_pays(nd) && spikes_rec(c->pl, nd->in[0])) {
+            const uint32_t words = (nd->din + 31u) / 32u;
+            uint32_t *pm = (uint32_t *)take(c, sizeof(uint32_t) * 2u * (size_t)nd->cols * words);
+            nd->sb = (uint32_t *)take(c, sizeof(uint32_t) * (size_t)words);
+            nd->sw = (uint16_t *)take(c, sizeof(uint16_t) * (size_t)words);
+            nd->pwords = words;
+            if (pm && rt && ci) {
+                const size_t half = (size_t)nd->cols * words;
+                uint32_t i, q;
+                for (q = 0; q < 2u * half; q++) pm[q] = 0;
+                for (i = 0; i < nd->din; i++)
+                    for (q = rt[i]; q < rt[i + 1]; q++) {
+                        const uint32_t col = nd->sgncol ? (uint32_t)ci[q] >> 1 : ci[q];
+                        const uint32_t pos = nd->sgncol ? ci[q] & 1u : bit_at(nd->vals, q);
+                        pm[(pos ? 0 : half) + (size_t)col * words + i / 32u] |= 1u << (i % 32u);
+                    }
+            }
+            nd->pm = pm;
         }
     }
     return SLT_OK;
@@ -1192,6 +1235,83 @@ static uint64_t conv_staged(const slt_node *n, int kind, const float *x, float *
 }
 #endif
 
+/* one token of a binary affine layer reading spikes, through its weight bits (pop_pays): output column c gets
+ * (spiking inputs with a +1 weight) - (spiking inputs with a -1 weight), counted 32 inputs per word. That is exactly
+ * the event kernel's float sum of +-1 terms in any order (integers below 2^24; no terms or a zero sum: +0), and
+ * the events (spiking input x kept weight pairs) are the two counts' sum. Only the words with a spike are read. */
+static uint32_t popcount32(uint32_t v) {
+#if defined(__GNUC__) && defined(__POPCNT__)
+    return (uint32_t)__builtin_popcount(v);
+#else
+    v = v - ((v >> 1) & 0x55555555u);
+    v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+    v = (v + (v >> 4)) & 0x0F0F0F0Fu;
+    return (v * 0x01010101u) >> 24;
+#endif
+}
+
+/* The kernel for this step, by the last step's input rate (rate x 255; events / kept weights after the event
+ * kernel): events ~ din * AEV_SCAN + rate * (din * AEV_NZ + kept * AEV_ADD), words ~ din * POP_PACK + cols *
+ * words * POP_WORD (every word read). Instructions of gcc -O2/-O3, counted; the choice changes no result bit. */
+#if SLT_SIMD
+#define AEV_SCAN 2u
+#define AEV_NZ 10u
+#define AEV_ADD 4u
+#define POP_PACK 4u
+#define POP_WORD 10u
+#else
+#define AEV_SCAN 5u
+#define AEV_NZ 12u
+#define AEV_ADD 10u
+#define POP_PACK 4u
+#define POP_WORD 32u
+#endif
+/* num / den x 255, at most 255, in 32-bit division (no 64-bit helper on small cores) */
+static uint8_t rate255(uint64_t num, uint64_t den) {
+    while (den >> 23) { num >>= 1; den >>= 1; }
+    if (!den || num >= den) return 255u;
+    return (uint8_t)(((uint32_t)num * 255u) / (uint32_t)den);
+}
+
+static int pop_wins(const slt_node *n) {
+    const uint64_t ev = (uint64_t)n->din * AEV_SCAN * 255u + (uint64_t)n->rate * ((uint64_t)n->din * AEV_NZ +
+                                                                                (uint64_t)n->kept * AEV_ADD);
+    const uint64_t pop = ((uint64_t)n->din * POP_PACK + (uint64_t)n->cols * n->pwords * POP_WORD) * 255u;
+    return pop < ev;
+}
+
+static uint64_t affine_pop(const slt_node *n, const float *x, float *out, uint32_t *nz_inputs) {
+    const uint32_t words = n->pwords, din = n->din, cols = n->cols;
+    const size_t half = (size_t)cols * words;
+    uint32_t *sb = n->sb;
+    uint16_t *sw = n->sw;
+    uint32_t w, nw = 0, c, nz = 0;
+    uint64_t ev = 0;
+    for (w = 0; w < words; w++) {
+        const uint32_t base = 32u * w, lim = din - base < 32u ? din - base : 32u;
+        uint32_t b = 0, i;
+        for (i = 0; i < lim; i++) b |= (uint32_t)(x[base + i] != 0.0f) << i;   /* spikes: 0 or 1, never -0 */
+        sb[w] = b;
+        if (b) {
+            sw[nw++] = (uint16_t)w;
+            nz += popcount32(b);
+        }
+    }
+    for (c = 0; c < cols; c++) {
+        const uint32_t *pp = n->pm + (size_t)c * words, *nn = pp + half;
+        uint32_t cp = 0, cn = 0, q;
+        for (q = 0; q < nw; q++) {
+            const uint32_t k = sw[q], b = sb[k];
+            cp += popcount32(b & pp[k]);
+            cn += popcount32(b & nn[k]);
+        }
+        out[c] = (float)((int32_t)cp - (int32_t)cn);
+        ev += (uint64_t)cp + cn;
+    }
+    *nz_inputs = nz;
+    return ev;
+}
+
 /* prev: the previous step's input of this sample (NULL at t = 0). A layer reading only the model input computes
  * the same bits from the same input: when every input element equals (==) the previous step's, its buffer still
  * holds the result (nobody writes into it) and only its events are counted again. +0 == -0: both are skipped. */
@@ -1283,9 +1403,20 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
             float *ot = out + (size_t)t * o;
             if (single) {
                 const float *xt = x0 + (size_t)t * n->din;   /* kind as a constant: one specialised copy each */
-                ev += kind == 0 ? affine_span(n, 0, xt, n->din, ot)
-                    : kind == 1 ? affine_span(n, 1, xt, n->din, ot)
-                    : kind == 2 ? affine_span(n, 2, xt, n->din, ot) : affine_span(n, 3, xt, n->din, ot);
+                if (n->pm && pop_wins(n)) {
+                    uint32_t nz;
+                    ev += affine_pop(n, xt, ot, &nz);
+                    n->rate = rate255(nz, n->din);
+                    continue;
+                }
+                {
+                    const uint64_t e1 = kind == 0 ? affine_span(n, 0, xt, n->din, ot)
+                                      : kind == 1 ? affine_span(n, 1, xt, n->din, ot)
+                                      : kind == 2 ? affine_span(n, 2, xt, n->din, ot)
+                                                  : affine_span(n, 3, xt, n->din, ot);
+                    ev += e1;
+                    if (n->pm) n->rate = rate255(e1, n->kept);
+                }
                 continue;
             }
             for (i = 0; i < n->din; i++) {
