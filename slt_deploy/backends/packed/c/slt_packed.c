@@ -859,8 +859,10 @@ static void sum_inputs(const slt_model *m, const slt_node *n, const float *input
 #endif
 #if defined(__GNUC__)
 #define SLT_HOT_INLINE static inline __attribute__((always_inline))
+#define SLT_COLD static __attribute__((noinline))   /* kept out of run_synapse's register allocation */
 #else
 #define SLT_HOT_INLINE static inline
+#define SLT_COLD static
 #endif
 
 /* emit_row for kinds 0, 2, 3 given the row's kept weights as pointers: colidx [c, ce), values from v (kinds 2, 3;
@@ -984,6 +986,23 @@ static inline uint32_t conv_ws(const slt_node *n, int kind, const float *x, uint
 }
 
 #if !SLT_SIMD
+/* The scalar event scan of a packing row: every input of output row i < rows, column j < cnt, tested with one branch
+ * (Cortex-M: instructions are the cost, branches are cheap); EMIT (a statement on xb, the input's bits, and o, its
+ * output in the row's first output channel at OUT0) for each nonzero one, counted in nz. */
+#define EVENT_SCAN(OUT0, EMIT)                                                                                \
+    for (i = 0; i < rows; i++, x += ystep, OUT0 += wo) {                                                     \
+        const float *xr = x;                                                                                 \
+        SLT_UNROLL4                                                                                          \
+        for (j = 0; j < cnt; j++, xr += st) {                                                                \
+            const uint32_t xb = bits_at(xr);                                                                 \
+            if (kind == 3 ? xb != 0 : xb << 1) { /* kind 3 reads spikes: never -0 */                         \
+                float *const o = OUT0 + j;                                                                   \
+                nz++;                                                                                        \
+                EMIT;                                                                                        \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+
 /* The scalar event kernel of a packing row with KK (2-8, a constant) float weights: the weights and their output
  * offsets are loaded once per row into registers, so a nonzero input costs KK loads, adds and stores (no index or
  * value loads). Each weight feeds its own output channel: the same terms in the same order as emit_row. */
@@ -998,19 +1017,7 @@ SLT_HOT_INLINE uint32_t conv_fixed(const slt_node *n, int kind, uint32_t KK, con
         w[q] = rdf(n->vals + 4u * (k0 + q));
         off[q] = (size_t)n->colidx[k0 + q] * per;
     }
-    for (i = 0; i < rows; i++, x += ystep, orow += wo) {
-        const float *xr = x;
-        SLT_UNROLL4
-        for (j = 0; j < cnt; j++, xr += st) {
-            const uint32_t xb = bits_at(xr);
-            if (kind == 3 ? xb != 0 : xb << 1) {   /* kind 3 reads spikes: never -0 */
-                float *o = orow + j;
-                nz++;
-                SLT_UNROLL8
-                for (q = 0; q < KK; q++) o[off[q]] = o[off[q]] + (kind == 3 ? w[q] : as_f32(xb) * w[q]);
-            }
-        }
-    }
+    EVENT_SCAN(orow, SLT_UNROLL8 for (q = 0; q < KK; q++) o[off[q]] = o[off[q]] + (kind == 3 ? w[q] : as_f32(xb) * w[q]))
     return nz;
 }
 #endif
@@ -1034,20 +1041,7 @@ SLT_HOT_INLINE uint32_t conv_span(const slt_node *n, int kind, int ws, const flo
         float *oc = orow + (size_t)(n->colidx[k0] >> (kind == 0 ? 1 : 0)) * per;
         const uint32_t flip = kind == 0 ? (~(uint32_t)n->colidx[k0] & 1u) << 31 : 0u;   /* sign bit 0: -x */
         const float w = kind == 0 ? 1.0f : rdf(n->vals + 4u * k0);
-        for (i = 0; i < rows; i++, x += ystep, oc += wo) {
-            const float *xr = x;
-            SLT_UNROLL4
-            for (j = 0; j < cnt; j++, xr += st) {
-                const uint32_t xb = bits_at(xr);
-                if (kind == 3 ? xb != 0 : xb << 1) {   /* kind 3 reads spikes: never -0 */
-                    const float xv = as_f32(xb);
-                    nz++;
-                    if (kind == 0) oc[j] = oc[j] + as_f32(f32_bits(xv) ^ flip);
-                    else if (kind == 3) oc[j] = oc[j] + w;   /* spike input: xv = 1 */
-                    else oc[j] = oc[j] + xv * w;
-                }
-            }
-        }
+        EVENT_SCAN(oc, *o = *o + (kind == 0 ? as_f32(xb ^ flip) : kind == 3 ? w : as_f32(xb) * w))   /* kind 3: x = 1 */
         return nz;
     }
     if (kind >= 2 && k1 - k0 <= 8u) {   /* 2-8 float weights: held in registers (conv_fixed) */
@@ -1064,18 +1058,8 @@ SLT_HOT_INLINE uint32_t conv_span(const slt_node *n, int kind, int ws, const flo
     {   /* the row's kept weights as pointers, once per row (not per nonzero input) */
         const uint16_t *cb = n->colidx + k0, *ce = n->colidx + k1;
         const uint8_t *vb = kind == 0 ? n->vals : n->vals + 4u * k0;
-        for (i = 0; i < rows; i++, x += ystep, orow += wo) {
-            const float *xr = x;
-            SLT_UNROLL4
-            for (j = 0; j < cnt; j++, xr += st) {
-                const uint32_t xb = bits_at(xr);
-                if (kind == 3 ? xb != 0 : xb << 1) {   /* kind 3 reads spikes: never -0 */
-                    nz++;
-                    if (kind == 1) emit_row(n, kind, k0, k1, as_f32(xb), orow + j, per);
-                    else emit_span(kind, cb, ce, vb, as_f32(xb), orow + j, per);
-                }
-            }
-        }
+        EVENT_SCAN(orow, if (kind == 1) emit_row(n, kind, k0, k1, as_f32(xb), o, per);
+                         else emit_span(kind, cb, ce, vb, as_f32(xb), o, per))
     }
 #else
     for (i = 0; i < rows; i++, x += ystep, orow += wo) {
@@ -1267,7 +1251,7 @@ static uint32_t popcount32(uint32_t v) {
 #define POP_WORD 32u
 #endif
 /* num / den x 255, at most 255, in 32-bit division (no 64-bit helper on small cores) */
-static uint8_t rate255(uint64_t num, uint64_t den) {
+SLT_COLD uint8_t rate255(uint64_t num, uint64_t den) {
     while (den >> 23) { num >>= 1; den >>= 1; }
     if (!den || num >= den) return 255u;
     return (uint8_t)(((uint32_t)num * 255u) / (uint32_t)den);
@@ -1280,7 +1264,7 @@ static int pop_wins(const slt_node *n) {
     return pop < ev;
 }
 
-static uint64_t affine_pop(const slt_node *n, const float *x, float *out, uint32_t *nz_inputs) {
+SLT_COLD uint64_t affine_pop(slt_node *n, const float *x, float *out) {
     const uint32_t words = n->pwords, din = n->din, cols = n->cols;
     const size_t half = (size_t)cols * words;
     uint32_t *sb = n->sb;
@@ -1308,7 +1292,7 @@ static uint64_t affine_pop(const slt_node *n, const float *x, float *out, uint32
         out[c] = (float)((int32_t)cp - (int32_t)cn);
         ev += (uint64_t)cp + cn;
     }
-    *nz_inputs = nz;
+    n->rate = rate255(nz, din);
     return ev;
 }
 
@@ -1404,9 +1388,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
             if (single) {
                 const float *xt = x0 + (size_t)t * n->din;   /* kind as a constant: one specialised copy each */
                 if (n->pm && pop_wins(n)) {
-                    uint32_t nz;
-                    ev += affine_pop(n, xt, ot, &nz);
-                    n->rate = rate255(nz, n->din);
+                    ev += affine_pop(n, xt, ot);
                     continue;
                 }
                 {
@@ -1509,7 +1491,24 @@ done:
 #else
 /* Scalar builds: the same arithmetic with the spike as a branch (Cortex-M: one instruction less per element than
  * materializing s as a float, the common no-spike path stores v and 0 as they are). Exact: s = 0 leaves
- * v * (1 - 0) = v and v - 0 * thr = v (v <= thr: v is not -0 when thr < 0); s = 1 stores v * 0 and v - thr. */
+ * v * (1 - 0) = v and v - 0 * thr = v (v <= thr: v is not -0 when thr < 0); s = 1 stores RESET: v * 0 or v - thr. */
+#define LIF_RESET_LOOPS(IN, RESET)                                                                            \
+    do {                                                                                                      \
+        if (t == 0)                                                                                           \
+            for (e = e0; e < e1; e++) {                                                                       \
+                const float v = (IN);                                                                         \
+                vv[e] = v;                                                                                    \
+                out[e] = 0.0f;                                                                                \
+                if (v > thr) { vv[e] = (RESET); out[e] = 1.0f; }                                              \
+            }                                                                                                 \
+        else                                                                                                  \
+            for (e = e0; e < e1; e++) {                                                                       \
+                const float b = beta * vv[e], v = b + (IN);                                                   \
+                vv[e] = v;                                                                                    \
+                out[e] = 0.0f;                                                                                \
+                if (v > thr) { vv[e] = (RESET); out[e] = 1.0f; }                                              \
+            }                                                                                                 \
+    } while (0)
 #define LIF_LOOPS(IN)                                                                                         \
     do {                                                                                                      \
         if (last) {                                                                                           \
@@ -1526,35 +1525,9 @@ done:
                     if (v > thr) out[e] = 1.0f;                                                               \
                 }                                                                                             \
         } else if (sub) {                                                                                     \
-            if (t == 0)                                                                                       \
-                for (e = e0; e < e1; e++) {                                                                   \
-                    const float v = (IN);                                                                     \
-                    vv[e] = v;                                                                                \
-                    out[e] = 0.0f;                                                                            \
-                    if (v > thr) { vv[e] = v - thr; out[e] = 1.0f; }                                          \
-                }                                                                                             \
-            else                                                                                              \
-                for (e = e0; e < e1; e++) {                                                                   \
-                    const float b = beta * vv[e], v = b + (IN);                                               \
-                    vv[e] = v;                                                                                \
-                    out[e] = 0.0f;                                                                            \
-                    if (v > thr) { vv[e] = v - thr; out[e] = 1.0f; }                                          \
-                }                                                                                             \
+            LIF_RESET_LOOPS(IN, v - thr);                                                                     \
         } else {                                                                                              \
-            if (t == 0)                                                                                       \
-                for (e = e0; e < e1; e++) {                                                                   \
-                    const float v = (IN);                                                                     \
-                    vv[e] = v;                                                                                \
-                    out[e] = 0.0f;                                                                            \
-                    if (v > thr) { vv[e] = v * 0.0f; out[e] = 1.0f; }                                         \
-                }                                                                                             \
-            else                                                                                              \
-                for (e = e0; e < e1; e++) {                                                                   \
-                    const float b = beta * vv[e], v = b + (IN);                                               \
-                    vv[e] = v;                                                                                \
-                    out[e] = 0.0f;                                                                            \
-                    if (v > thr) { vv[e] = v * 0.0f; out[e] = 1.0f; }                                         \
-                }                                                                                             \
+            LIF_RESET_LOOPS(IN, v * 0.0f);                                                                    \
         }                                                                                                     \
     } while (0)
 #endif
