@@ -237,6 +237,24 @@ def test_patch_ticket_runs_on_fewer_tokens(dense_sf, data, tmp_path):
     assert logits.shape == (8, 10) and set(seen) == {16 - 7}
 
 
+def test_multisp_random_baseline_has_the_same_sizes(dense_sf, data, tmp_path):
+    """--pep-method random (the baseline of the bench): as many patches and ConvPEP weights per layer as the searched
+    ticket, chosen at random, binarized and fine-tuned the same way."""
+    def run(method):
+        out = str(tmp_path / method)
+        s = find_ticket(dense_sf, TicketConfig("multisp", 0.55, patch_sparsity=0.376, epochs=1, pep_method=method),
+                        out, data=data)
+        _, meta = load(out)
+        t = meta["ticket"]
+        return s, t, {r["layer"]: r["kept"] for r in t["layers"] if "pep" in r["layer"] or ".stem." in r["layer"]
+                      or r["layer"].endswith(".rpe")}
+    s_m, t_m, kept_m = run("magnitude")
+    s_r, t_r, kept_r = run("random")
+    assert s_r["patch_sparsity"] == s_m["patch_sparsity"] and kept_r == kept_m and kept_m
+    assert sorted(t_r["kept_patches"]) != sorted(t_m["kept_patches"])   # not the importance ranking's set
+    assert s_r["pep_binary_activations"] and s_r["reload_bit_exact"]
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--method", "nope", "--sparsity", "0.5"], "unknown"),
     (["--method", "imp", "--sparsity", "1.2"], "outside"),

@@ -63,8 +63,9 @@ from .options import (
 @click.option("--eb-checks", type=Number(int, 1), default=1, show_default=True,
               help="Early-Bird: masks taken per epoch (N > 1: every 1/N epoch; the window then spans q/N epochs)")
 @click.option("--patch-sparsity", type=FRACTION0, default=0.376, show_default=True, help="MultiSp: patches removed")
-@click.option("--pep-method", type=click.Choice(["magnitude", "multiprize"]), default="multiprize",
-              show_default=True, help="MultiSp: how the ConvPEP convolutions are pruned")
+@click.option("--pep-method", type=click.Choice(["magnitude", "multiprize", "random"]), default="multiprize",
+              show_default=True, help="MultiSp: how the ConvPEP convolutions are pruned (random: the baseline, "
+                                      "random patches and masks of the same sizes)")
 @click.option("--pep-float-first", is_flag=True, help="MultiSp: keep the first ConvPEP conv (analog input) real")
 @click.option("--like", type=click.Path(), default=None, help="random: copy per-layer sparsity of this ticket")
 @click.option("--lr", type=POSITIVE, default=None, help="override the recipe's learning rate")

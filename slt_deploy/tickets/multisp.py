@@ -9,7 +9,9 @@
 2. ConvPEP weight sparsity + binarization: the ConvPEP convolutions (stem and RPE) are pruned per layer to the
    target connection sparsity and binarized (w = sign(w)·α·mask): "multiprize" (default) learns edge-popup
    scores on the frozen trained weights, started at the magnitude mask; "magnitude" prunes by |w| and fine-tunes
-   the latent weights. `pep_binary_first=False` keeps the first conv (analog pixels in) real-valued.
+   the latent weights. `pep_binary_first=False` keeps the first conv (analog pixels in) real-valued. "random" is
+   the baseline: a random patch set of the same size and random ConvPEP masks of the same per-layer sparsity,
+   then the same binarization and fine-tuning as "magnitude" (seeded by --seed).
 3. ConvPEP activation binarization: everything between ConvPEP layers is LIF spikes and BN is folded at eval
    (per-channel scale and bias in `Synapse.folded()`), so the stem is a purely binary pipeline: binary weights
    times 0/1 spikes. `pep_binary_activations` checks it on data and the result is recorded.
@@ -26,7 +28,7 @@ from ..errors import SltError
 from ..nn import ConvPEP, PatchSelect, synapses
 from ..train import evaluate
 from .common import Ticket, TicketConfig, epochs_of, run_train, timer
-from .masks import magnitude_masks, set_masks, sparsity
+from .masks import magnitude_masks, random_masks, set_masks, sparsity
 from .multiprize import attach_scores, freeze
 
 
@@ -104,17 +106,25 @@ def pep_binary_activations(model, images: torch.Tensor) -> bool:
     return ok["v"]
 
 
+PEP_METHODS = ("magnitude", "multiprize", "random")
+
+
 def search(dense, data, cfg: TicketConfig) -> Ticket:
-    if cfg.pep_method not in ("magnitude", "multiprize"):
-        raise SltError(f"ConvPEP method {cfg.pep_method!r} unknown", "use 'magnitude' or 'multiprize'")
+    if cfg.pep_method not in PEP_METHODS:
+        raise SltError(f"ConvPEP method {cfg.pep_method!r} unknown", f"use one of {', '.join(PEP_METHODS)}")
     t = timer()
     model = copy.deepcopy(dense)
     model.recipe = copy.deepcopy(dense.recipe)
     layers = pep_layers(model)
-    imp = patch_importance(model, data.train.x[:1024])
+    if cfg.pep_method == "random":   # the baseline: random patches, random masks
+        g = torch.Generator().manual_seed(int(cfg.seed) + 1)
+        imp = torch.rand(_find(model, PatchSelect)[1].n_patches, generator=g)
+    else:
+        imp = patch_importance(model, data.train.x[:1024])
     idx = select_patches(model, imp, cfg.patch_sparsity)
-    if cfg.pep_method == "magnitude":
-        set_masks(layers, magnitude_masks(layers, cfg.sparsity, "layer"))
+    if cfg.pep_method in ("magnitude", "random"):
+        set_masks(layers, magnitude_masks(layers, cfg.sparsity, "layer") if cfg.pep_method == "magnitude"
+                  else random_masks(layers, cfg.sparsity, seed=cfg.seed + 1))
         for _, m in layers:
             m.binary = True
     else:
