@@ -10,7 +10,8 @@ Every step is one `slt-deploy` command (printed before it runs) writing one fold
 runs/bench_tickets_full); a step whose folder holds a finished ticket is skipped and the IMP search is started with
 --resume, so an interrupted plan continues where it stopped. The fmnist-vgg steps and the fmnist-spikformer steps are
 two chains run side by side (each command trains on one thread; logs OUT/plan-vgg.log, OUT/plan-sf.log): on an idle
-2-core machine about 105 min (vgg) and 60 min (transformer) by the epoch times measured here. The steps:
+2-core machine about 105 min (vgg) and 60 min (transformer) by the epoch times measured here, plus the random
+baselines of the binarized and MultiSp tickets (2026-12-05 night: about 25 and 30 min more). The steps:
   dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint)
   sf_dense       slt-deploy train fmnist-spikformer (10 epochs)             (or --sf-dense DIR)
   sf_dense_same  slt-deploy train fmnist-spikformer --epochs 18: the dense transformer trained for as many epochs as
@@ -28,6 +29,8 @@ two chains run side by side (each command trains on one thread; logs OUT/plan-vg
   eb90       Early-Bird at 90 % (relative mask distance, tau 0.1, q 5, a mask every 1/4 epoch: --eb-checks 4; with a
              mask per epoch it never stopped inside the 8-epoch schedule), retrained 2 epochs, distilled
   random90   random masks with eb90's per-layer sparsity, trained 4 epochs, distilled
+  random_bin95  random masks with imp_bin95's per-layer sparsity, trained 8 epochs, binarized like it (8 epochs),
+             distilled
   multisp    MultiSp on sf_dense: 37.6 % of the patches removed, ConvPEP 55 % sparse with binary weights (but the
              first conv, which reads analog pixels: 85.55 % against 83.83 % with it binary) and binary activations,
              8 epochs at half the recipe's learning rate (87.17 %; 4 epochs at the recipe's: 85.55 %), distilled
@@ -90,9 +93,17 @@ def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None)
         ("random90", "random, eb90's per-layer sparsity",
          ["ticket", dense, "--method", "random", "--sparsity", "0.9", "--like", j("eb90"), "--epochs", "4",
           "--out", j("random90")] + COMMON, "vgg"),
+        ("random_bin95", "random, imp_bin95's sparsity + binary",
+         ["ticket", dense, "--method", "random", "--sparsity", "0.95", "--like", j("imp_bin95"), "--epochs", "8",
+          "--binarize", "--binarize-kind", "spikes", "--binarize-epochs", "8", "--out", j("random_bin95")]
+         + COMMON, "vgg"),
         ("multisp", "MultiSp transformer (KD, 1st conv float)",
          ["ticket", sf, "--method", "multisp", "--sparsity", "0.55", "--patch-sparsity", "0.376", "--pep-float-first",
           "--epochs", str(MULTISP_EPOCHS), "--lr", MULTISP_LR, "--out", j("multisp")] + COMMON, "sf"),
+        ("random_multisp", "random patches + ConvPEP masks, binary",
+         ["ticket", sf, "--method", "multisp", "--pep-method", "random", "--sparsity", "0.55", "--patch-sparsity",
+          "0.376", "--pep-float-first", "--epochs", str(MULTISP_EPOCHS), "--lr", MULTISP_LR,
+          "--out", j("random_multisp")] + COMMON, "sf"),
     ]
 
 
@@ -224,7 +235,7 @@ def main(argv=None):
         chains = {"vgg": [], "sf": []}  # two independent chains, one per core: each command trains on 1 thread
         for folder, args in dense_steps(a.out, dense, a.sf_dense):
             chain = "sf" if "fmnist-spikformer" in args else "vgg"
-            if chain == "sf" and only and "multisp" not in only:
+            if chain == "sf" and only and not any("multisp" in k for k in only):
                 continue
             if not os.path.exists(os.path.join(folder, "model.json")):
                 chains[chain].append(args)
