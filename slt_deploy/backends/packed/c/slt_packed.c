@@ -1014,10 +1014,12 @@ SLT_HOT_INLINE uint32_t conv_fixed(const slt_node *n, int kind, uint32_t KK, con
     uint32_t i, j, q, nz = 0;
     SLT_UNROLL8
     for (q = 0; q < KK; q++) {
-        w[q] = rdf(n->vals + 4u * (k0 + q));
-        off[q] = (size_t)n->colidx[k0 + q] * per;
+        const uint32_t c = n->colidx[k0 + q];
+        /* kind 0 (only with spike inputs): the +-1 the sign flip of x = 1 gives */
+        w[q] = kind == 0 ? ((c & 1u) ? 1.0f : -1.0f) : rdf(n->vals + 4u * (k0 + q));
+        off[q] = (size_t)(kind == 0 ? c >> 1 : c) * per;
     }
-    EVENT_SCAN(orow, SLT_UNROLL8 for (q = 0; q < KK; q++) o[off[q]] = o[off[q]] + (kind == 3 ? w[q] : as_f32(xb) * w[q]))
+    EVENT_SCAN(orow, SLT_UNROLL8 for (q = 0; q < KK; q++) o[off[q]] = o[off[q]] + (kind != 2 ? w[q] : as_f32(xb) * w[q]))
     return nz;
 }
 #endif
@@ -1026,10 +1028,36 @@ SLT_HOT_INLINE uint32_t conv_fixed(const slt_node *n, int kind, uint32_t KK, con
  * x[i * ystep + j * st] feeds outputs orow[i * wo + j] + col * per through the kept weights [k0, k1). Returns the
  * number of nonzero inputs (events = that times k1 - k0). ws: the weight-stationary kernel (conv_ws), else the
  * event kernel: per nonzero input, found 32 at a time through a branch-free bit mask, k scattered adds. */
-SLT_HOT_INLINE uint32_t conv_span(const slt_node *n, int kind, int ws, const float *x, uint32_t st,
+#if !SLT_SIMD
+/* conv_fixed for a row's weights [k0, k1), at most 8 at a time (each chunk scans the row's inputs again: cheaper
+ * than the general loop's ~10 instructions per weight of every nonzero input); returns the nonzero inputs */
+SLT_HOT_INLINE uint32_t conv_chunks(const slt_node *n, int kind, const float *x, uint32_t st, uint32_t ystep,
+                                    uint32_t cnt, uint32_t rows, float *orow, uint32_t wo, uint32_t k0, uint32_t k1,
+                                    uint32_t per) {
+    uint32_t k = k0, nz = 0;
+    while (k < k1) {
+        const uint32_t kk = k1 - k < 8u ? k1 - k : 8u;
+        switch (kk) {
+        case 1u: nz = conv_fixed(n, kind, 1u, x, st, ystep, cnt, rows, orow, wo, k, per); break;
+        case 2u: nz = conv_fixed(n, kind, 2u, x, st, ystep, cnt, rows, orow, wo, k, per); break;
+        case 3u: nz = conv_fixed(n, kind, 3u, x, st, ystep, cnt, rows, orow, wo, k, per); break;
+        case 4u: nz = conv_fixed(n, kind, 4u, x, st, ystep, cnt, rows, orow, wo, k, per); break;
+        case 5u: nz = conv_fixed(n, kind, 5u, x, st, ystep, cnt, rows, orow, wo, k, per); break;
+        case 6u: nz = conv_fixed(n, kind, 6u, x, st, ystep, cnt, rows, orow, wo, k, per); break;
+        case 7u: nz = conv_fixed(n, kind, 7u, x, st, ystep, cnt, rows, orow, wo, k, per); break;
+        default: nz = conv_fixed(n, kind, 8u, x, st, ystep, cnt, rows, orow, wo, k, per); break;
+        }
+        k += kk;
+    }
+    return nz;
+}
+#endif
+
+SLT_HOT_INLINE uint32_t conv_span(const slt_node *n, int kind, int ws, int spk, const float *x, uint32_t st,
                                   uint32_t ystep, uint32_t cnt, uint32_t rows, float *orow, uint32_t wo,
                                   uint32_t k0, uint32_t k1, uint32_t per) {
     uint32_t i, j, nz = 0;
+    (void)spk;   /* scalar builds only */
     if (ws) {
         if (st == 1) return conv_ws(n, kind, x, 1, ystep, cnt, rows, orow, wo, k0, k1, per);  /* constant strides */
         if (st == 2) return conv_ws(n, kind, x, 2, ystep, cnt, rows, orow, wo, k0, k1, per);
@@ -1044,17 +1072,8 @@ SLT_HOT_INLINE uint32_t conv_span(const slt_node *n, int kind, int ws, const flo
         EVENT_SCAN(oc, *o = *o + (kind == 0 ? as_f32(xb ^ flip) : kind == 3 ? w : as_f32(xb) * w))   /* kind 3: x = 1 */
         return nz;
     }
-    if (kind >= 2 && k1 - k0 <= 8u) {   /* 2-8 float weights: held in registers (conv_fixed) */
-        switch (k1 - k0) {
-        case 2u: return conv_fixed(n, kind, 2u, x, st, ystep, cnt, rows, orow, wo, k0, per);
-        case 3u: return conv_fixed(n, kind, 3u, x, st, ystep, cnt, rows, orow, wo, k0, per);
-        case 4u: return conv_fixed(n, kind, 4u, x, st, ystep, cnt, rows, orow, wo, k0, per);
-        case 5u: return conv_fixed(n, kind, 5u, x, st, ystep, cnt, rows, orow, wo, k0, per);
-        case 6u: return conv_fixed(n, kind, 6u, x, st, ystep, cnt, rows, orow, wo, k0, per);
-        case 7u: return conv_fixed(n, kind, 7u, x, st, ystep, cnt, rows, orow, wo, k0, per);
-        default: return conv_fixed(n, kind, 8u, x, st, ystep, cnt, rows, orow, wo, k0, per);
-        }
-    }
+    if (kind >= 2 || (kind == 0 && spk))   /* float weights, or signs on spikes: in registers, 8 at a time */
+        return conv_chunks(n, kind, x, st, ystep, cnt, rows, orow, wo, k0, k1, per);
     {   /* the row's kept weights as pointers, once per row (not per nonzero input) */
         const uint16_t *cb = n->colidx + k0, *ce = n->colidx + k1;
         const uint8_t *vb = kind == 0 ? n->vals : n->vals + 4u * k0;
@@ -1306,7 +1325,7 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
     const float *x0 = node_out(m, n->in[0], input);
     const int single = n->n_in == 1;
     const uint32_t *rowtab = n->rowtab;
-    const int kind = syn_kind(m, n);
+    const int kind = syn_kind(m, n), spk = single && spike_source(m, n->in[0]);   /* spk: inputs are 0/1 */
     uint64_t ev = 0;
     if (n->reuse && prev) {
         const uint32_t sz = m->in_size;
@@ -1359,10 +1378,10 @@ static void run_synapse(slt_model *m, slt_node *n, const float *input, const flo
                                        ws = 255u * (WS_BASE + WS_MAC * kk) <=
                                             255u * EV_SCAN + (uint32_t)n->rate * (EV_NZ + EV_ADD * kk);
                         const uint32_t nz =
-                            kind == 0 ? conv_span(n, 0, ws, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
-                            : kind == 1 ? conv_span(n, 1, ws, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
-                            : kind == 2 ? conv_span(n, 2, ws, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
-                                        : conv_span(n, 3, ws, xr, st, ys, cnt, rows, os, wo, k0, k1, per);
+                            kind == 0 ? conv_span(n, 0, ws, spk, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
+                            : kind == 1 ? conv_span(n, 1, ws, spk, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
+                            : kind == 2 ? conv_span(n, 2, ws, spk, xr, st, ys, cnt, rows, os, wo, k0, k1, per)
+                                        : conv_span(n, 3, ws, spk, xr, st, ys, cnt, rows, os, wo, k0, k1, per);
                         ev += (uint64_t)nz * kk;
                         nzs += nz;
                         reads += (uint64_t)cnt * rows;
