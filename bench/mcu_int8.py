@@ -21,7 +21,7 @@ Instructions, not cycles (see bench/mcu.py). `--host` (and automatically when th
 be installed) builds the same C file for the host with a portable SMLAD and checks it against numpy: no count.
 
 Status (2026-12-05): run on QEMU (gcc-arm-none-eabi 12.2, qemu-system-arm 7.2, installed by bench/mcu.py's
-ensure_tools): shipped fmnist-vgg-imp98 ticket, int8 dense 17.72 M vs packed 3.38 M instructions per frame = 5.24x
+ensure_tools): shipped fmnist-vgg-imp98 ticket, int8 dense 17.72 M vs packed 3.41 M instructions per frame = 5.20x
 (docs/profile.md); the guest's logits equal the numpy twin's on every frame. `--acc-limit N` computes the two
 accuracies on the first N test images only (the whole test set takes ~11 min at load 12).
 """
