@@ -2,6 +2,7 @@ import click
 
 from ..errors import SltError
 from ..tickets import METHODS, TicketConfig, find_ticket, method_name
+from ..tickets.multisp import PEP_METHODS
 from ..train import init_distributed, is_main
 from .options import (
     COUNT0,
@@ -63,7 +64,7 @@ from .options import (
 @click.option("--eb-checks", type=Number(int, 1), default=1, show_default=True,
               help="Early-Bird: masks taken per epoch (N > 1: every 1/N epoch; the window then spans q/N epochs)")
 @click.option("--patch-sparsity", type=FRACTION0, default=0.376, show_default=True, help="MultiSp: patches removed")
-@click.option("--pep-method", type=click.Choice(["magnitude", "multiprize", "random"]), default="multiprize",
+@click.option("--pep-method", type=click.Choice(list(PEP_METHODS)), default="multiprize",
               show_default=True, help="MultiSp: how the ConvPEP convolutions are pruned (random: the baseline, "
                                       "random patches and masks of the same sizes)")
 @click.option("--pep-float-first", is_flag=True, help="MultiSp: keep the first ConvPEP conv (analog input) real")
