@@ -296,10 +296,15 @@ def main(argv=None):
 
         np.testing.assert_array_equal(old_c(seqs[0]), crun.run(seqs[0])["logits"])  # same bits before/after
         fns[f"packed C ({a.c_before})"] = old_c
+    def call(k, i):   # one timed sample of candidate k (the ORT ones take the image, the others the sequence)
+        t0 = time.perf_counter()
+        fns[k](seqs[i], i) if k.startswith("ORT") else fns[k](seqs[i])
+        return time.perf_counter() - t0
+
     times = {k: [] for k in fns}
     for i in range(3):  # warm-up
-        for k, f in fns.items():
-            f(seqs[i], i) if k.startswith("ORT") else f(seqs[i])
+        for k in fns:
+            call(k, i)
     t_start = time.time()
     load0 = os.getloadavg()
     rng = np.random.default_rng(0)
@@ -307,19 +312,8 @@ def main(argv=None):
         i = r % len(seqs)
         # a fresh random order every round: no candidate always runs right after the cache-flushing eager ones
         for k in rng.permutation(list(fns)):
-            f = fns[k]
-            t0 = time.perf_counter()
-            f(seqs[i], i) if k.startswith("ORT") else f(seqs[i])
-            times[k].append(time.perf_counter() - t0)
-    seq_times = {}
-    for k, f in fns.items():   # back to back: each candidate alone
-        ts = []
-        for r in range(a.rounds):
-            i = r % len(seqs)
-            t0 = time.perf_counter()
-            f(seqs[i], i) if k.startswith("ORT") else f(seqs[i])
-            ts.append(time.perf_counter() - t0)
-        seq_times[k] = ts
+            times[k].append(call(k, i))
+    seq_times = {k: [call(k, r % len(seqs)) for r in range(a.rounds)] for k in fns}   # back to back: each alone
     load1 = os.getloadavg()
     med = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
     med_b2b = {k: 1e3 * float(np.median(v)) for k, v in seq_times.items()}

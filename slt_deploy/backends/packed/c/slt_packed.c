@@ -1003,9 +1003,10 @@ static inline uint32_t conv_ws(const slt_node *n, int kind, const float *x, uint
         }                                                                                                    \
     }
 
-/* The scalar event kernel of a packing row with KK (2-8, a constant) float weights: the weights and their output
- * offsets are loaded once per row into registers, so a nonzero input costs KK loads, adds and stores (no index or
- * value loads). Each weight feeds its own output channel: the same terms in the same order as emit_row. */
+/* The scalar event kernel of KK (1-8, a constant) kept weights of a packing row, float (kinds 2, 3) or binary signs
+ * on spike inputs (kind 0): the weights and their output offsets are loaded once per row into registers, so a
+ * nonzero input costs KK loads, adds and stores (no index or value loads). Each weight feeds its own output
+ * channel: the same terms in the same order as emit_row. */
 SLT_HOT_INLINE uint32_t conv_fixed(const slt_node *n, int kind, uint32_t KK, const float *x, uint32_t st,
                                    uint32_t ystep, uint32_t cnt, uint32_t rows, float *orow, uint32_t wo, uint32_t k0,
                                    uint32_t per) {
@@ -1074,9 +1075,9 @@ SLT_HOT_INLINE uint32_t conv_span(const slt_node *n, int kind, int ws, int spk, 
     }
     if (kind >= 2 || (kind == 0 && spk))   /* float weights, or signs on spikes: in registers, 8 at a time */
         return conv_chunks(n, kind, x, st, ystep, cnt, rows, orow, wo, k0, k1, per);
-    {   /* the row's kept weights as pointers, once per row (not per nonzero input) */
+    {   /* kind 1, or kind 0 on non-spike inputs: the row's kept weights as pointers, once per row */
         const uint16_t *cb = n->colidx + k0, *ce = n->colidx + k1;
-        const uint8_t *vb = kind == 0 ? n->vals : n->vals + 4u * k0;
+        const uint8_t *vb = n->vals;   /* kind 0: the signs are in colidx */
         EVENT_SCAN(orow, if (kind == 1) emit_row(n, kind, k0, k1, as_f32(xb), o, per);
                          else emit_span(kind, cb, ce, vb, as_f32(xb), o, per))
     }
