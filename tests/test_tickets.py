@@ -221,6 +221,17 @@ def test_mixed_binary_float_ticket_rebuilds(dense, data, tmp_path):
     assert torch.equal(m(data.test.x[:16]), loaded(data.test.x[:16]))
 
 
+@pytest.mark.parametrize("kind, expect", [("all", [1, 1, 1]), ("conv", [1, 1, 0]), ("spikes", [0, 1, 1]),
+                                          ("hidden", [0, 1, 0])])
+def test_binarize_kind_picks_its_layers(dense, data, kind, expect):
+    from slt_deploy.tickets.common import binarize
+    m = copy.deepcopy(dense[0])
+    kinds = [layer.kind for _, layer in synapses(m)]
+    assert kinds == ["conv", "conv", "linear"]  # digits-tiny: the expectations above assume this shape
+    binarize(m, data, TicketConfig("binarize", 0.5, binarize_kind=kind, binarize_epochs=0))
+    assert [int(layer.binary) for _, layer in synapses(m)] == expect
+
+
 def test_patch_ticket_runs_on_fewer_tokens(dense_sf, data, tmp_path):
     out = str(tmp_path / "multisp")
     s = find_ticket(dense_sf, TicketConfig("multisp", 0.55, patch_sparsity=0.376, epochs=1), out, data=data)

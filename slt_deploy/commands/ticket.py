@@ -52,9 +52,10 @@ from .options import (
                                              "(OUT/rounds/search.json)")
 @click.option("--binarize", is_flag=True, help="binarize the ticket's kept weights and fine-tune")
 @click.option("--binarize-epochs", type=COUNT0, default=None)
-@click.option("--binarize-kind", type=click.Choice(["all", "conv", "spikes"]), default="all", show_default=True,
+@click.option("--binarize-kind", type=click.Choice(["all", "conv", "spikes", "hidden"]), default="all",
+              show_default=True,
               help="layers made binary: all; conv = only the convolutions (float head); spikes = all but the first "
-                   "layer (it reads analog pixels)")
+                   "layer (it reads analog pixels); hidden = all but the first and the last layer")
 @click.option("--q", type=Number(int, 2), default=5, show_default=True, help="Early-Bird window")
 @click.option("--tau", type=POSITIVE, default=None,
               help="Early-Bird mask-distance threshold (default 0.1 relative, 0.02 absolute)")

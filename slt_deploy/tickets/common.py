@@ -57,8 +57,9 @@ class TicketConfig:
     #                                      `epochs` per round (late, sparse rounds need longer recovery)
     binarize: bool = False               # binarize the ticket's kept weights and fine-tune
     binarize_epochs: int | None = None   # default: `epochs`
-    binarize_kind: str = "all"           # which layers --binarize makes binary: "all", "conv" (a float head) or
-    #                                      "spikes" (all but the first layer, which reads analog pixels)
+    binarize_kind: str = "all"           # which layers --binarize makes binary: "all", "conv" (a float head),
+    #                                      "spikes" (all but the first layer, which reads analog pixels) or
+    #                                      "hidden" (all but the first and the last layer, the usual BNN choice)
     q: int = 5                           # Early-Bird window
     tau: float | None = None             # Early-Bird distance threshold (None: 0.1 relative, 0.02 absolute)
     patch_sparsity: float = 0.376        # MultiSp: fraction of patches removed
@@ -101,7 +102,7 @@ class TicketConfig:
 
 
 REWINDS = ("weights", "lr")
-BINARIZE_KINDS = ("all", "conv", "spikes")
+BINARIZE_KINDS = ("all", "conv", "spikes", "hidden")
 
 
 @dataclass
@@ -151,11 +152,14 @@ def run_train(model, data, cfg: TicketConfig, epochs: int, on_epoch=None, lr_sca
 def binarize(model, data, cfg: TicketConfig, layers=None, epochs: int | None = None):
     """Make the kept weights binary (w = sign(w)·α·mask per layer) and fine-tune; the masks stay fixed.
     cfg.binarize_kind "conv" binarizes only the convolutions (the linear head stays float), "spikes" every layer
-    but the model's first one (the one that reads analog pixels under direct encoding)."""
-    first = synapses(model)[0][1] if synapses(model) else None
-    for _, m in (layers if layers is not None else synapses(model)):
-        if cfg.binarize_kind == "all" or m.kind == cfg.binarize_kind or (cfg.binarize_kind == "spikes"
-                                                                         and m is not first):
+    but the model's first one (the one that reads analog pixels under direct encoding), "hidden" every layer but
+    the first and the last (the output layer, whose few weights set the logits' scale per class)."""
+    every = synapses(model)
+    ends = {id(every[0][1]), id(every[-1][1])} if every else set()
+    kind = cfg.binarize_kind
+    for _, m in (layers if layers is not None else every):
+        if (kind == "all" or m.kind == kind or (kind == "spikes" and m is not every[0][1])
+                or (kind == "hidden" and id(m) not in ends)):
             m.binary = True
     e = cfg.binarize_epochs if cfg.binarize_epochs is not None else (epochs or epochs_of(model, cfg))
     if e > 0:
