@@ -53,6 +53,37 @@ def cli():
 
 
 def main(argv=None):
+    """Run one command; under torchrun (WORLD_SIZE > 1) a worker that started a process group leaves through
+    train.exit_distributed with the command's exit code (see there why not through the interpreter's exit)."""
+    try:
+        _main(argv)
+        code = 0
+    except SystemExit as e:
+        if _worker_with_group() is None:
+            raise
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finish = _worker_with_group()
+    if finish is not None:
+        finish(code)
+
+
+def _worker_with_group():
+    """train.exit_distributed when this process is a torchrun worker whose process group is up, else None (no
+    torch import for single-process runs)."""
+    import os
+
+    if os.environ.get("WORLD_SIZE", "1") in ("", "1") or "torch.distributed" not in sys.modules:
+        return None
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    from .train import exit_distributed
+
+    return exit_distributed
+
+
+def _main(argv=None):
     try:
         cli.main(args=argv, prog_name="slt-deploy", standalone_mode=False)
     except SltError as e:
