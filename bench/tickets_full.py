@@ -8,10 +8,13 @@ weights, not the 20k-weight VGG-small of bench/tickets_fmnist.py), on the whole 
 
 Every step is one `slt-deploy` command (printed before it runs) writing one folder under OUT (default
 runs/bench_tickets_full); a step whose folder holds a finished ticket is skipped and the IMP search is started with
---resume, so an interrupted plan continues where it stopped. The fmnist-vgg steps and the fmnist-spikformer steps are
-two chains run side by side (each command trains on one thread; logs OUT/plan-vgg.log, OUT/plan-sf.log): on an idle
-2-core machine about 105 min (vgg) and 60 min (transformer) by the epoch times measured here, plus the random
-baselines of the binarized and MultiSp tickets (2026-12-05 night: about 25 and 30 min more). The steps:
+--resume, so an interrupted plan continues where it stopped. Steps run --workers (2) at a time, each command on one
+thread, a step as soon as what it reads exists (the binarized ticket starts when the IMP search has finished its round
+4, not the whole search), waiting steps in the order of PRIORITY; logs OUT/logs/STEP.log. Work in all: about 115
+fmnist-vgg epochs and 44 fmnist-spikformer epochs (one of those costs about 1.5 fmnist-vgg epochs), i.e. about 90
+epochs per worker, 85-100 s each on this machine: over the issue's 120 min when the three dense models are trained
+too; with them given (--dense, --sf-dense, --sf-dense-same) about 66 epochs on the longer worker, about 105 min
+(estimated from per-epoch times, not timed as one run). The steps:
   dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint)
   sf_dense       slt-deploy train fmnist-spikformer (10 epochs)             (or --sf-dense DIR)
   sf_dense_same  slt-deploy train fmnist-spikformer --epochs 18: the dense transformer trained for as many epochs as
@@ -34,6 +37,7 @@ baselines of the binarized and MultiSp tickets (2026-12-05 night: about 25 and 3
   multisp    MultiSp on sf_dense: 37.6 % of the patches removed, ConvPEP 55 % sparse with binary weights (but the
              first conv, which reads analog pixels: 85.55 % against 83.83 % with it binary) and binary activations,
              8 epochs at half the recipe's learning rate (87.17 %; 4 epochs at the recipe's: 85.55 %), distilled
+  random_multisp  the same with a random patch set and random ConvPEP masks of the same sizes (--pep-method random)
 The table: test accuracy, drop against dense, weight sparsity, binary, spike rate, synaptic operations and
 modelled energy against dense (tickets.activity), search seconds.
 """
@@ -59,9 +63,9 @@ SF_EPOCHS = 10  # the fmnist-spikformer recipe's
 SHIP = {"imp98f": "fmnist-vgg-imp98", "imp_bin95": "fmnist-vgg-imp-binary", "multisp": "fmnist-spikformer-multisp"}
 
 
-def sf_dirs(out: str, sf_dense: str | None = None) -> tuple:
+def sf_dirs(out: str, sf_dense: str | None = None, sf_same: str | None = None) -> tuple:
     """(the dense transformer the MultiSp ticket starts from, the one trained for as many epochs as both together)."""
-    return sf_dense or os.path.join(out, "sf_dense"), os.path.join(out, "sf_dense_same")
+    return sf_dense or os.path.join(out, "sf_dense"), sf_same or os.path.join(out, "sf_dense_same")
 
 
 def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None) -> list:
@@ -107,13 +111,13 @@ def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None)
     ]
 
 
-def dense_steps(out: str, dense: str, sf_dense: str | None = None) -> list:
-    """(folder, slt-deploy arguments) of the dense models the tickets start from or are compared with."""
-    sf, same = sf_dirs(out, sf_dense)
-    return [(dense, ["train", "fmnist-vgg", "--out", dense, "--quiet"]),
-            (sf, ["train", "fmnist-spikformer", "--out", sf, "--quiet"]),
-            (same, ["train", "fmnist-spikformer", "--epochs", str(SF_EPOCHS + MULTISP_EPOCHS), "--out", same,
-                    "--quiet"])]
+def dense_steps(out: str, dense: str, sf_dense: str | None = None, sf_same: str | None = None) -> list:
+    """(name, folder, slt-deploy arguments) of the dense models the tickets start from or are compared with."""
+    sf, same = sf_dirs(out, sf_dense, sf_same)
+    return [("dense", dense, ["train", "fmnist-vgg", "--out", dense, "--quiet"]),
+            ("sf_dense", sf, ["train", "fmnist-spikformer", "--out", sf, "--quiet"]),
+            ("sf_dense_same", same, ["train", "fmnist-spikformer", "--epochs", str(SF_EPOCHS + MULTISP_EPOCHS),
+                                     "--out", same, "--quiet"])]
 
 
 def done(folder: str) -> bool:
@@ -126,6 +130,79 @@ def cli(args: list, log: str | None = None):
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with open(log, "a") if log else open(os.devnull, "w") as f:
         subprocess.run(cmd, check=True, env=env, stdout=f if log else None, stderr=subprocess.STDOUT if log else None)
+
+
+# The order in which waiting steps get a free worker: the IMP search first (the longest chain hangs on it: its round 4
+# feeds the binarized ticket, round 5 the finer 98 % step, its end the random ticket), the 18-epoch dense transformer
+# next (the longest single step), then the rest.
+PRIORITY = ["dense", "imp98", "sf_dense", "sf_dense_same", "imp_bin95", "imp98f", "random_bin95", "multisp",
+            "random98", "random_multisp", "eb90", "random90"]
+
+
+def inputs(args: list) -> list:
+    """The checkpoint folders a command reads: a ticket's source and its --like / --teacher folders."""
+    if args[0] != "ticket":
+        return []
+    return [args[1]] + [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--like", "--teacher")]
+
+
+def finished_round(folder: str) -> int:
+    """The last IMP round of a search folder that is complete (OUT/rounds/search.json is written after its checkpoint)."""
+    try:
+        with open(os.path.join(folder, "rounds", "search.json")) as f:
+            return int(json.load(f).get("finished_round", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def available(path: str, makers: dict, finished: set) -> bool:
+    """Whether a step may read `path` now: made by a step of the plan -> that step has finished (an IMP round
+    folder: that round has); not made by the plan -> it is the user's (the command checks that it exists)."""
+    path = os.path.normpath(path)
+    if path in makers:
+        return makers[path] in finished
+    parent, leaf = os.path.split(path)
+    base, rounds = os.path.split(parent)
+    if rounds == "rounds" and leaf.startswith("round_") and base in makers:
+        return makers[base] in finished or finished_round(base) >= int(leaf[6:])
+    return True
+
+
+POLL_SECONDS = 30
+
+
+def run_plan(jobs: list, workers: int, log_dir: str):
+    """Run (name, folder, args) jobs on `workers` parallel commands (each trains on one thread), a job as soon as
+    its inputs exist, waiting jobs in the order given. A failed job starts nothing new; the running ones finish
+    (every step resumes or is skipped next time) and the failure is raised at the end."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    makers = {os.path.normpath(folder): name for name, folder, _ in jobs}
+    pending, running, finished, failed = list(jobs), {}, set(), []
+    os.makedirs(log_dir, exist_ok=True)
+    with ThreadPoolExecutor(workers) as pool:
+        while pending or running:
+            for job in list(pending):
+                if failed or len(running) >= workers:
+                    break
+                if all(available(p, makers, finished) for p in inputs(job[2])):
+                    pending.remove(job)
+                    running[pool.submit(cli, job[2], os.path.join(log_dir, job[0] + ".log"))] = job
+            if not running:
+                if pending and not failed:
+                    raise SystemExit("error: no step can start: " + ", ".join(j[0] for j in pending))
+                break
+            # a timeout, not only completions: an IMP round finishing inside a running search frees its readers
+            for f in wait(list(running), timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)[0]:
+                name = running.pop(f)[0]
+                try:
+                    f.result()
+                    finished.add(name)
+                except subprocess.CalledProcessError as e:
+                    failed.append(f"{name} (exit {e.returncode}; log {os.path.join(log_dir, name + '.log')})")
+    if failed:
+        raise SystemExit("error: failed: " + "; ".join(failed) + " (fix the cause and run again: finished steps "
+                         "are skipped)")
 
 
 def fmt(v, pct=False, digits=2):
@@ -143,8 +220,8 @@ def _metric(ckpt: str, key: str):
     return read_meta(ckpt).get("metrics", {}).get(key) if os.path.exists(os.path.join(ckpt, "model.json")) else None
 
 
-def table(out: str, dense: str, sf_dense: str | None = None) -> list:
-    sf, sf_same = sf_dirs(out, sf_dense)
+def table(out: str, dense: str, sf_dense: str | None = None, sf_same: str | None = None) -> list:
+    sf, sf_same = sf_dirs(out, sf_dense, sf_same)
     same, same_ep = _metric(sf_same, "test_acc"), _metric(sf_same, "epochs")
     ref = {"vgg": _metric(dense, "test_acc"), "sf": same if same is not None else _metric(sf, "test_acc")}
     if same is None and ref["sf"] is not None:
@@ -221,6 +298,10 @@ def main(argv=None):
     ap.add_argument("--dense", default=None, help="an existing fmnist-vgg checkpoint (default: train OUT/dense)")
     ap.add_argument("--sf-dense", default=None,
                     help="an existing fmnist-spikformer checkpoint (default: train OUT/sf_dense)")
+    ap.add_argument("--sf-dense-same", default=None,
+                    help=f"an existing fmnist-spikformer checkpoint trained {SF_EPOCHS + MULTISP_EPOCHS} epochs (the MultiSp "
+                         "row's reference; default: train OUT/sf_dense_same)")
+    ap.add_argument("--workers", type=int, default=2, help="commands run in parallel (each trains on one thread)")
     ap.add_argument("--table", action="store_true", help="print the table of what exists, run nothing")
     ap.add_argument("--only", default=None, help="comma-separated step names to run")
     ap.add_argument("--ship", action="store_true",
@@ -232,26 +313,16 @@ def main(argv=None):
     dense = a.dense or os.path.join(a.out, "dense")
     if not a.table:
         only = a.only.split(",") if a.only else None
-        chains = {"vgg": [], "sf": []}  # two independent chains, one per core: each command trains on 1 thread
-        for folder, args in dense_steps(a.out, dense, a.sf_dense):
-            chain = "sf" if "fmnist-spikformer" in args else "vgg"
-            if chain == "sf" and only and not any("multisp" in k for k in only):
-                continue
-            if not os.path.exists(os.path.join(folder, "model.json")):
-                chains[chain].append(args)
-        for key, _label, args, ref in steps(a.out, dense, a.scope, a.sf_dense):
-            if not (only and key not in only) and not done(os.path.join(a.out, key)):
-                chains[ref].append(args)
-        from concurrent.futures import ThreadPoolExecutor
-
-        def run(name):
-            for args in chains[name]:
-                cli(args, os.path.join(a.out, f"plan-{name}.log"))
-
-        with ThreadPoolExecutor(2) as pool:  # a failed command stops its chain and is raised here
-            for f in [pool.submit(run, n) for n in chains if chains[n]]:
-                f.result()
-    table(a.out, dense, a.sf_dense)
+        jobs = [(name, folder, args) for name, folder, args in dense_steps(a.out, dense, a.sf_dense, a.sf_dense_same)
+                if not os.path.exists(os.path.join(folder, "model.json"))]
+        if only and not any("multisp" in k for k in only):
+            jobs = [j for j in jobs if not j[0].startswith("sf_")]
+        jobs += [(key, os.path.join(a.out, key), args) for key, _label, args, _ref in
+                 steps(a.out, dense, a.scope, a.sf_dense)
+                 if not (only and key not in only) and not done(os.path.join(a.out, key))]
+        jobs.sort(key=lambda j: PRIORITY.index(j[0]) if j[0] in PRIORITY else len(PRIORITY))
+        run_plan(jobs, a.workers, os.path.join(a.out, "logs"))
+    table(a.out, dense, a.sf_dense, a.sf_dense_same)
     if a.ship:
         ship(a.out)
 

@@ -1,0 +1,125 @@
+"""The full-scale ticket bench's scheduler (bench/tickets_full.py run_plan): steps start when what they read exists
+(an IMP round inside a running search counts), never more than `workers` at once, and a failure starts nothing new.
+The slt-deploy commands are replaced by stand-ins that write what the real ones write, with short sleeps."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture()
+def plan():
+    spec = importlib.util.spec_from_file_location("tickets_full", os.path.join(ROOT, "bench", "tickets_full.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _out(args):
+    return args[args.index("--out") + 1]
+
+
+class FakeCli:
+    """Records start/end times and concurrency; a ticket writes ticket.json, a train model.json; an IMP search writes
+    rounds/search.json after each of its rounds (as the real one does); `fail` names an --out folder that fails."""
+
+    def __init__(self, fail=None, rounds=6, dt=0.05):
+        self.fail, self.rounds, self.dt = fail, rounds, dt
+        self.lock, self.running, self.peak, self.log = threading.Lock(), 0, 0, []
+
+    def __call__(self, args, log=None):
+        out = _out(args)
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            self.log.append(("start", os.path.basename(out), time.monotonic()))
+        try:
+            os.makedirs(out, exist_ok=True)
+            if "--sparsity" in args and args[args.index("--method") + 1] == "imp" and "--resume" in args:
+                for r in range(1, self.rounds + 1):
+                    time.sleep(self.dt)
+                    os.makedirs(os.path.join(out, "rounds", f"round_{r:02d}"), exist_ok=True)
+                    with open(os.path.join(out, "rounds", "search.json"), "w") as f:
+                        json.dump({"finished_round": r}, f)
+            else:
+                time.sleep(self.dt)
+            if os.path.basename(out) == self.fail:
+                raise subprocess.CalledProcessError(2, ["slt-deploy"])
+            open(os.path.join(out, "ticket.json" if args[0] == "ticket" else "model.json"), "w").write("{}")
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.log.append(("end", os.path.basename(out), time.monotonic()))
+
+
+def _jobs(plan, out):
+    dense = os.path.join(out, "dense")
+    jobs = [j for j in plan.dense_steps(out, dense)]
+    jobs += [(k, os.path.join(out, k), a) for k, _l, a, _r in plan.steps(out, dense)]
+    jobs.sort(key=lambda j: plan.PRIORITY.index(j[0]))
+    return jobs
+
+
+def _t(log, what, name):
+    return next(t for w, n, t in log if w == what and n == name)
+
+
+def test_steps_wait_for_their_inputs_and_rounds(plan, tmp_path, monkeypatch):
+    fake = FakeCli()
+    monkeypatch.setattr(plan, "cli", fake)
+    monkeypatch.setattr(plan, "POLL_SECONDS", 0.01)
+    out = str(tmp_path)
+    plan.run_plan(_jobs(plan, out), 2, os.path.join(out, "logs"))
+    names = {n for _w, n, _t in fake.log}
+    assert names == {"dense", "sf_dense", "sf_dense_same", *(k for k, *_ in plan.steps(out, "d"))}
+    assert fake.peak == 2
+    log = fake.log
+    for reader, source in [("imp98", "dense"), ("eb90", "dense"), ("random98", "imp98"), ("random90", "eb90"),
+                           ("random_bin95", "imp_bin95"), ("multisp", "sf_dense"), ("random_multisp", "sf_dense")]:
+        assert _t(log, "start", reader) >= _t(log, "end", source), reader
+    assert _t(log, "start", "imp98f") >= _t(log, "start", "imp98") + 5 * fake.dt * 0.9  # reads round 5
+
+
+def test_a_round_inside_a_running_search_frees_its_reader(plan, tmp_path, monkeypatch):
+    fake = FakeCli()
+    monkeypatch.setattr(plan, "cli", fake)
+    monkeypatch.setattr(plan, "POLL_SECONDS", 0.01)
+    out = str(tmp_path)
+    jobs = [j for j in _jobs(plan, out) if j[0] in ("imp98", "imp_bin95")]
+    os.makedirs(tmp_path / "dense")  # the user's dense model: not a step of this plan
+    plan.run_plan(jobs, 2, os.path.join(out, "logs"))
+    assert _t(fake.log, "start", "imp_bin95") >= _t(fake.log, "start", "imp98") + 4 * fake.dt * 0.9
+    assert _t(fake.log, "start", "imp_bin95") < _t(fake.log, "end", "imp98")
+
+
+def test_a_failed_step_starts_nothing_new(plan, tmp_path, monkeypatch):
+    fake = FakeCli(fail="sf_dense")
+    monkeypatch.setattr(plan, "cli", fake)
+    monkeypatch.setattr(plan, "POLL_SECONDS", 0.01)
+    out = str(tmp_path)
+    with pytest.raises(SystemExit, match="sf_dense"):
+        plan.run_plan(_jobs(plan, out), 2, os.path.join(out, "logs"))
+    failed_at = _t(fake.log, "end", "sf_dense")
+    assert all(t <= failed_at for w, _n, t in fake.log if w == "start")
+    running_then = {n for w, n, t in fake.log if w == "start" and t <= failed_at} - {"sf_dense"}
+    assert all(any(w == "end" and n == r for w, n, _t in fake.log) for r in running_then)  # they finished
+
+
+def test_inputs_outside_the_plan_are_the_users(plan, tmp_path):
+    makers = {os.path.normpath(str(tmp_path / "imp98")): "imp98"}
+    assert plan.available("/somewhere/else", makers, set())
+    assert not plan.available(str(tmp_path / "imp98"), makers, set())
+    assert plan.available(str(tmp_path / "imp98"), makers, {"imp98"})
+    assert not plan.available(str(tmp_path / "imp98" / "rounds" / "round_04"), makers, set())
+    os.makedirs(tmp_path / "imp98" / "rounds")
+    (tmp_path / "imp98" / "rounds" / "search.json").write_text(json.dumps({"finished_round": 4}))
+    assert plan.available(str(tmp_path / "imp98" / "rounds" / "round_04"), makers, set())
+    assert not plan.available(str(tmp_path / "imp98" / "rounds" / "round_05"), makers, set())
