@@ -43,7 +43,7 @@ def _shutdown_distributed():
 
 def exit_distributed(code: int):
     """End a torchrun worker: meet the other ranks, destroy the group, flush, and leave with os._exit(code), i.e.
-    WITHOUT the interpreter's finalization. Why (seen 2 times in ~400 torchrun runs of test_ddp under load; gdb on the
+    WITHOUT the interpreter's finalization. Why (seen 2 times in ~270 torchrun runs of test_ddp under load; gdb on the
     core): a gloo worker thread destroys the barrier's work object just after the main thread has returned from the
     barrier; that object holds a Python reference (captured thread-local state), so its destructor needs the GIL;
     if the main thread is already finalizing, Python ends the GIL-waiting thread with pthread_exit, whose unwinding
