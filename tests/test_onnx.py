@@ -300,6 +300,15 @@ def test_cli_export_run_verify_and_errors(ckpt, tmp_path, capsys):
             assert code == 2 and "not available" in err and len(err.strip().splitlines()) == 1, err
     finally:
         del os.environ["SLT_ONNX_PROVIDERS"]
+    plain = str(tmp_path / "model_without_suffix")   # ours under any name: recognised by its content
+    code, out, err = _cli(capsys, "export", src, "--target", "onnx", "--out", plain)
+    assert code == 0, err
+    code, out, err = _cli(capsys, "verify", src, plain, "--limit", "30")
+    assert code == 0 and "PASS (exact)" in out, out + err
+    other = str(tmp_path / "other")
+    open(other, "wb").write(open(plain, "rb").read().replace(b"slt-deploy", b"slt-deplox", 1))
+    code, out, err = _cli(capsys, "run", other, "--data", "digits")
+    assert code == 2 and "not an artifact of any registered target" in err, err
     bad = str(tmp_path / "bad.onnx")
     open(bad, "wb").write(b"not a model")
     code, out, err = _cli(capsys, "run", bad, "--data", "digits")

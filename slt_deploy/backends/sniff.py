@@ -13,6 +13,7 @@ PACKED_MAGIC = b"SLTPACK\x00"      # backends/packed/format.py MAGIC
 LOIHI_FORMAT = "slt-loihi"          # backends/loihi/runner.py FORMAT
 LOIHI_MANIFEST = "manifest.json"    # backends/loihi/runner.py MANIFEST
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+ONNX_PRODUCER = "slt-deploy"        # the producer_name backends/onnx/lower.py writes
 
 
 def _head(path: str, n: int) -> bytes:
@@ -41,7 +42,15 @@ def nir_file(path: str) -> bool:
 
 
 def onnx_file(path: str) -> bool:
-    return os.path.isfile(path) and path.endswith(".onnx")
+    """A .onnx file, or one of ours under any name: an ONNX ModelProto serialises its fields in order, so ours begin
+    with ir_version (field 1, a one-byte varint) and then producer_name (field 2) = ONNX_PRODUCER."""
+    if not os.path.isfile(path):
+        return False
+    if path.endswith(".onnx"):
+        return True
+    name = ONNX_PRODUCER.encode()
+    head = _head(path, 4 + len(name))
+    return len(head) == 4 + len(name) and head[0] == 0x08 and head[1] < 0x80 and head[2:] == bytes([0x12, len(name)]) + name
 
 
 def packed_file(path: str) -> bool:

@@ -25,6 +25,7 @@ from ... import __version__
 from ...ir import meta as K
 from ...ir.graph import binary_parts, conv_attrs, gmeta, is_binary, nmeta, op_of, preds, topo_order
 from ...passes.check_shapes import shapes_of
+from ..sniff import ONNX_PRODUCER
 from .compact import expand_spikes, no_plan, plan, slice_weights
 from .schedule import build_layer_major
 from .weights import WeightSink
@@ -353,7 +354,7 @@ class Lowering:
                                   doc_string=f"slt-deploy {__version__}: spiking network, {self.form} form "
                                              f"(see docs/targets/onnx.md)")
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
-                                  producer_name="slt-deploy", producer_version=__version__,
+                                  producer_name=ONNX_PRODUCER, producer_version=__version__,
                                   doc_string="exported by slt-deploy from an NIR graph")
         self._metadata(model, inp, in_shape, lifs, meta_extra or {})
         return model
