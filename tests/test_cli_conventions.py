@@ -215,6 +215,19 @@ def test_sniff_constants_are_the_targets_own():
     assert sniff.PACKED_MAGIC == MAGIC and sniff.LOIHI_FORMAT == FORMAT and sniff.LOIHI_MANIFEST == MANIFEST
 
 
+@pytest.mark.parametrize("target, name", [("packed", "as.onnx"), ("nir", "as.onnx"), ("onnx", "as.nir"),
+                                          ("onnx", "no_suffix")])
+def test_an_artifact_is_known_by_its_content_not_its_name(ws, target, name):
+    from slt_deploy.backends import sniff_path
+
+    out = str(ws["d"] / f"{target}_{name}")
+    code, _, err = run_cli(["export", ws["ck"], "--target", target, "--out", out, "--quiet"])
+    assert code == 0, err
+    assert sniff_path(out) == target
+    code, text, err = run_cli(["verify", ws["ck"], out, "--limit", "8"])
+    assert code == 0 and "PASS" in text, text + err
+
+
 def test_inspect_packed_imports_neither_onnx_nor_torch(ws):
     probe = ("import sys\nfrom slt_deploy.cli import main\ntry:\n    main(['inspect', sys.argv[1], '--json'])\n"
              "except SystemExit:\n    pass\n"

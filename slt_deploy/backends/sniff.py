@@ -24,12 +24,7 @@ def _head(path: str, n: int) -> bytes:
         return b""
 
 
-def nir_file(path: str) -> bool:
-    """A .nir file, or an HDF5 file holding an NIR graph (its root has `node` and `version`)."""
-    if not os.path.isfile(path):
-        return False
-    if path.endswith(".nir"):
-        return True
+def _hdf5_nir(path: str) -> bool:
     if _head(path, len(HDF5_MAGIC)) != HDF5_MAGIC:  # cheap test first: h5py is only imported for HDF5 files
         return False
     try:
@@ -41,16 +36,41 @@ def nir_file(path: str) -> bool:
         return False
 
 
-def onnx_file(path: str) -> bool:
-    """A .onnx file, or one of ours under any name: an ONNX ModelProto serialises its fields in order, so ours begin
-    with ir_version (field 1, a one-byte varint) and then producer_name (field 2) = ONNX_PRODUCER."""
-    if not os.path.isfile(path):
-        return False
-    if path.endswith(".onnx"):
-        return True
+def _our_onnx(path: str) -> bool:
+    """An ONNX ModelProto serialises its fields in order, so ours begin with ir_version (field 1, a one-byte varint)
+    and then producer_name (field 2) = ONNX_PRODUCER."""
     name = ONNX_PRODUCER.encode()
     head = _head(path, 4 + len(name))
     return len(head) == 4 + len(name) and head[0] == 0x08 and head[1] < 0x80 and head[2:] == bytes([0x12, len(name)]) + name
+
+
+def _content(path: str) -> str | None:
+    """The target a file's first bytes say it belongs to, or None. A file's content outranks its name: a packed
+    model saved as x.onnx is a packed model."""
+    if _head(path, len(PACKED_MAGIC)) == PACKED_MAGIC:
+        return "packed"
+    if _our_onnx(path):
+        return "onnx"
+    if _hdf5_nir(path):
+        return "nir"
+    return None
+
+
+def nir_file(path: str) -> bool:
+    """An HDF5 file holding an NIR graph (its root has `node` and `version`), or a *.nir file whose content says
+    nothing else."""
+    if not os.path.isfile(path):
+        return False
+    kind = _content(path)
+    return kind == "nir" or (kind is None and path.endswith(".nir"))
+
+
+def onnx_file(path: str) -> bool:
+    """One of our ONNX files under any name, or a *.onnx file whose content says nothing else."""
+    if not os.path.isfile(path):
+        return False
+    kind = _content(path)
+    return kind == "onnx" or (kind is None and path.endswith(".onnx"))
 
 
 def packed_file(path: str) -> bool:
