@@ -75,6 +75,10 @@ def save(model, out_dir: str, metrics: dict | None = None, labels: list | None =
 def read_meta(ckpt_dir: str) -> dict:
     recover(ckpt_dir)
     if not os.path.isdir(ckpt_dir):
+        if os.path.isfile(ckpt_dir):  # e.g. an artifact where the checkpoint goes (verify CKPT ARTIFACT swapped)
+            raise SltError(f"{ckpt_dir} is a file, where a checkpoint folder is expected",
+                           "pass the folder written by 'slt-deploy train' or 'ticket'; verify takes it first: "
+                           "slt-deploy verify CKPT ARTIFACT")
         raise SltError(f"checkpoint folder {ckpt_dir} does not exist", "pass a folder written by 'slt-deploy train'")
     mp = os.path.join(ckpt_dir, META)
     if not os.path.isfile(mp):

@@ -463,6 +463,7 @@ case("verify/wrong-pairing-nir", ["verify", "vit", "art/m.nir", "--limit", "20"]
 case("verify/wrong-pairing-loihi", ["verify", "vit", "art/m.loihi", "--limit", "20"])
 case("verify/data-fmnist-on-digits", [*VERIFY, "art/m.onnx", "--data", "fmnist", "--limit", "5"])
 case("verify/artifact-missing", [*VERIFY, "nope.onnx", "--limit", "5"])
+case("verify/arguments-swapped", ["verify", "art/m.slt", "ckpt", "--limit", "5"])
 case("verify/artifact-is-ckpt", [*VERIFY, "vit", "--limit", "5"])
 case("verify/ckpt-missing", ["verify", "nope", "art/m.onnx", "--limit", "5"])
 case("verify/runtime-bogus", [*VERIFY, "art/m.onnx", "--runtime", "bogus", "--limit", "5"])

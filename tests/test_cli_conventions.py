@@ -228,6 +228,11 @@ def test_an_artifact_is_known_by_its_content_not_its_name(ws, target, name):
     assert code == 0 and "PASS" in text, text + err
 
 
+def test_verify_with_its_arguments_swapped_says_so(ws):
+    code, _, err = run_cli(["verify", ws["slt"], ws["ck"], "--limit", "8"])
+    assert code == 2 and "is a file, where a checkpoint folder is expected" in err and "verify CKPT ARTIFACT" in err
+
+
 def test_inspect_packed_imports_neither_onnx_nor_torch(ws):
     probe = ("import sys\nfrom slt_deploy.cli import main\ntry:\n    main(['inspect', sys.argv[1], '--json'])\n"
              "except SystemExit:\n    pass\n"
