@@ -430,6 +430,8 @@ case("export/target-bogus", [*EXPORT, "bogus", "--out", "x.onnx"], out="x.onnx")
 case("export/opt-not-kv", [*EXPORT, "onnx", "--out", "x.onnx", "--opt", "form"], out="x.onnx")
 case("export/opt-bad-value", [*EXPORT, "onnx", "--out", "x.onnx", "--opt", "form=x"], out="x.onnx")
 case("export/opt-unknown", [*EXPORT, "onnx", "--out", "x.onnx", "--opt", "nope=1"], out="x.onnx")
+case("export/opt-twice", [*EXPORT, "onnx", "--out", "x.onnx", "--opt", "form=stateful", "--opt", "form=unrolled"],
+     out="x.onnx")
 case("export/loihi-chips-0", [*EXPORT_LOIHI, "--opt", "chips=0"], out="new.loihi")
 case("export/loihi-chips-abc", [*EXPORT_LOIHI, "--opt", "chips=abc"], out="new.loihi")
 case("export/loihi-partition-bogus", [*EXPORT_LOIHI, "--opt", "partition=bogus"], out="new.loihi")

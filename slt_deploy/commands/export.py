@@ -1,6 +1,6 @@
 import click
 
-from .options import echo_json, reporting
+from .options import echo_json, parse_opts, reporting
 
 
 @click.command("export")
@@ -12,15 +12,9 @@ from .options import echo_json, reporting
 @reporting
 def command(ckpt, target, out, opt, as_json):
     """Lower checkpoint folder CKPT through NIR and the target's passes and write its artifact."""
-    from ..errors import SltError
     from ..export import export
 
-    opts = {}
-    for o in opt:
-        if "=" not in o:
-            raise SltError(f"--opt {o!r} is not KEY=VALUE", "e.g. --opt form=stateful")
-        k, v = o.split("=", 1)
-        opts[k] = v
+    opts = parse_opts(opt, "form=stateful")
     info = export(ckpt, target, out, **opts)
     if as_json:
         echo_json({"target": target, "out": out, "options": opts, **info})

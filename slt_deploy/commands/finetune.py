@@ -1,7 +1,7 @@
 import click
 
 from ..errors import SltError
-from .options import data_dir_option, echo_json, limit_option, reporting
+from .options import data_dir_option, echo_json, limit_option, parse_opts, reporting
 
 FITTERS = {"loihi": "slt_deploy.backends.loihi.fit"}   # targets with a quantization-aware fine-tuning
 
@@ -40,12 +40,7 @@ def command(ckpt, target, out, epochs, lr, agree_weight, batch_size, limit, trai
             raise SltError(f"{name} must be at least 1 (got {v})")
     if train_n < 0 or agree_weight < 0 or (lr is not None and lr <= 0):
         raise SltError("--train-n and --agree-weight must be >= 0 and --lr > 0")
-    opts = {}
-    for o in opt:
-        if "=" not in o:
-            raise SltError(f"--opt {o!r} is not KEY=VALUE", "e.g. --opt fold=off")
-        k, v = o.split("=", 1)
-        opts[k] = v
+    opts = parse_opts(opt, "fold=off")
     fit = importlib.import_module(FITTERS[target])
     from ..log import info
 

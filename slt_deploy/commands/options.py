@@ -108,6 +108,19 @@ DATA_CHOICES = ["auto", "digits", "fmnist"]
 LIMIT_DEFAULT = 1000
 
 
+def parse_opts(opt, example: str) -> dict:
+    """--opt KEY=VALUE pairs -> {KEY: VALUE}; a pair without '=' or a KEY given twice is a user mistake."""
+    opts = {}
+    for o in opt:
+        if "=" not in o:
+            raise SltError(f"--opt {o!r} is not KEY=VALUE", f"e.g. --opt {example}")
+        k, v = o.split("=", 1)
+        if k in opts and opts[k] != v:
+            raise SltError(f"--opt {k} is given twice ({opts[k]!r} and {v!r})", f"pass --opt {k}=... once")
+        opts[k] = v
+    return opts
+
+
 def data_dir_option(f):
     return click.option("--data-dir", type=click.Path(), default=None,
                         help="folder with the Fashion-MNIST idx files (default: the usual places)")(f)
