@@ -398,6 +398,7 @@ for cid, extra in [("sparsity-0", ["--sparsity", "0"]), ("sparsity-1", ["--spars
                    ("rounds-negative", ["--sparsity", "0.5", "--rounds", "-2"]),
                    ("lr-nan", ["--sparsity", "0.5", "--lr", "nan"]), ("lr-negative", ["--sparsity", "0.5", "--lr", "-1"]),
                    ("binarize-epochs-negative", ["--sparsity", "0.5", "--binarize", "--binarize-epochs", "-3"]),
+                   ("binarize-kind-without-binarize", ["--sparsity", "0.5", "--binarize-kind", "hidden"]),
                    ("q-zero", ["--sparsity", "0.5", "--q", "0"]), ("tau-negative", ["--sparsity", "0.5", "--tau", "-1"]),
                    ("patch-sparsity-1.2", ["--sparsity", "0.5", "--patch-sparsity", "1.2"]),
                    ("scope-bogus", ["--sparsity", "0.5", "--scope", "bogus"]),

@@ -116,6 +116,10 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
                        eb_checks=eb_checks)
     if round_epochs and method_name(method) != "imp":
         raise SltError(f"--round-epochs is for IMP searches, not {method!r}", "use --epochs")
+    if not binarize and method_name(method) != "binarize" and (binarize_kind != "all" or binarize_epochs is not None):
+        given = "--binarize-kind" if binarize_kind != "all" else "--binarize-epochs"
+        raise SltError(f"{given} has no effect without --binarize (nothing is binarized by --method {method})",
+                       f"add --binarize, or use --method binarize on a ticket, or drop {given}")
     if resume and method_name(method) != "imp":
         raise SltError(f"--resume is for IMP searches, not {method!r}", "drop --resume")
     if method_name(method) == "imp":
