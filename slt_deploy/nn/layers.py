@@ -75,15 +75,35 @@ def _distributed():
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """The sum of a tensor over the data-parallel processes; its gradient is the sum of the processes' gradients
+    (every process's output depends on every process's input). torch.distributed.nn.functional.all_reduce did this
+    and is deprecated."""
+
+    @staticmethod
+    def forward(ctx, x):
+        import torch.distributed as dist
+
+        y = x.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        import torch.distributed as dist
+
+        g = g.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(g)
+        return g
+
+
 def synced_batch_norm(bn: nn.modules.batchnorm._BatchNorm, y: torch.Tensor, channel_dim: int) -> torch.Tensor:
     """Training-mode batch norm whose statistics are summed over all data-parallel processes (gloo or NCCL;
     torch's SyncBatchNorm is GPU-only). Gradients flow through the all-reduce, so N processes with batch B/N
     compute what one process computes with batch B, up to float summation order."""
-    from torch.distributed.nn.functional import all_reduce
-
     dims = [d for d in range(y.ndim) if d != channel_dim]
     n = torch.tensor(float(y.numel() // y.shape[channel_dim]))
-    stats = all_reduce(torch.cat([y.sum(dims), (y * y).sum(dims), n.view(1)]))
+    stats = _AllReduceSum.apply(torch.cat([y.sum(dims), (y * y).sum(dims), n.view(1)]))
     c = y.shape[channel_dim]
     total = stats[-1]
     mean, var = stats[:c] / total, stats[c:2 * c] / total - (stats[:c] / total) ** 2
