@@ -233,6 +233,27 @@ def test_verify_with_its_arguments_swapped_says_so(ws):
     assert code == 2 and "is a file, where a checkpoint folder is expected" in err and "verify CKPT ARTIFACT" in err
 
 
+def test_run_on_several_images_prints_one_line_each_in_order(ws):
+    from PIL import Image
+
+    paths = []
+    for i, v in enumerate((0, 255, 128)):
+        p = str(ws["d"] / f"img{i}.png")
+        Image.fromarray(np.full((8, 8), v, np.uint8)).save(p)
+        paths.append(p)
+    code, one, err = run_cli(["run", ws["slt"], "--input", paths[1]])
+    assert code == 0 and one.startswith("class "), err
+    argv = ["run", ws["slt"]] + [a for p in paths for a in ("--input", p)]
+    code, out, err = run_cli(argv)
+    lines = out.strip().splitlines()
+    assert code == 0 and [ln.split(": ")[0] for ln in lines] == paths, out + err
+    assert lines[1] == f"{paths[1]}: {one.strip()}"
+    code, js, err = run_cli(argv + ["--json"])
+    assert code == 0 and [r["input"] for r in json.loads(js)] == paths, err
+    code, _, err = run_cli(["run", ws["slt"], "--input", paths[0], "--input", str(ws["d"] / "m.slt")])
+    assert code == 2 and "cannot read image" in err
+
+
 def test_inspect_packed_imports_neither_onnx_nor_torch(ws):
     probe = ("import sys\nfrom slt_deploy.cli import main\ntry:\n    main(['inspect', sys.argv[1], '--json'])\n"
              "except SystemExit:\n    pass\n"

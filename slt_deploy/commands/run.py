@@ -20,8 +20,9 @@ def _read_image(path, shape):
 
 @click.command("run")
 @click.argument("artifact", type=click.Path())
-@click.option("--input", "inp", type=click.Path(exists=True, dir_okay=False),
-              help="an image file (resized to the model's input) instead of test data")
+@click.option("--input", "inp", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="an image file (resized to the model's input) instead of test data; repeat it for several images "
+                   "(one line each, in order)")
 @data_options(data_help="test data when no --input: auto = the dataset of the model's input shape")
 @click.option("--runtime", default=None, help="the target's runtime: packed c|numpy, loihi reference|lava, "
                                               "onnx cpu|cuda (see `slt-deploy targets`)")
@@ -38,15 +39,22 @@ def command(artifact, inp, data, limit, data_dir, runtime, as_json):
     r = load_runner(artifact, runtime=runtime)
     check_runner(r, artifact)
     if inp:
-        x = _read_image(inp, r.meta["input_shape"]) * (float(r.meta["input_max"]) / 255.0)
-        logits = r.predict(x[None])[0]
-        k = int(np.argmax(logits))
+        scale = float(r.meta["input_max"]) / 255.0
         labels = r.meta.get("labels") or []
-        label = labels[k] if k < len(labels) else "?"
+        results = []
+        for path in inp:  # every image is read (and refused) before any is run
+            results.append({"input": path, "x": _read_image(path, r.meta["input_shape"]) * scale})
+        for res in results:
+            logits = r.predict(res.pop("x")[None])[0]
+            k = int(np.argmax(logits))
+            res.update({"class": k, "label": labels[k] if k < len(labels) else "?",
+                        "logits": [float(v) for v in logits]})
         if as_json:
-            echo_json({"input": inp, "class": k, "label": label, "logits": [float(v) for v in logits]})
+            echo_json(results[0] if len(results) == 1 else results)
         else:
-            click.echo(f"class {k} ({label}), logits {np.round(logits, 3).tolist()}")
+            for res in results:
+                line = f"class {res['class']} ({res['label']}), logits {np.round(res['logits'], 3).tolist()}"
+                click.echo(line if len(results) == 1 else f"{res['input']}: {line}")
         return
     from ..data import dataset_for, load_dataset
 
