@@ -57,30 +57,25 @@ def main(argv=None):
     train.exit_distributed with the command's exit code (see there why not through the interpreter's exit)."""
     try:
         _main(argv)
-        code = 0
     except SystemExit as e:
-        if _worker_with_group() is None:
-            raise
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finish = _worker_with_group()
-    if finish is not None:
-        finish(code)
+        _end_worker(e.code if isinstance(e.code, int) else (0 if e.code is None else 1))
+        raise
+    _end_worker(0)
 
 
-def _worker_with_group():
-    """train.exit_distributed when this process is a torchrun worker whose process group is up, else None (no
-    torch import for single-process runs)."""
+def _end_worker(code: int):
+    """A torchrun worker whose process group is up leaves here through train.exit_distributed (it never returns);
+    any other process returns (no torch import for single-process runs)."""
     import os
 
     if os.environ.get("WORLD_SIZE", "1") in ("", "1") or "torch.distributed" not in sys.modules:
-        return None
+        return
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
-        return None
-    from .train import exit_distributed
+    if dist.is_available() and dist.is_initialized():
+        from .train import exit_distributed
 
-    return exit_distributed
+        exit_distributed(code)
 
 
 def _main(argv=None):

@@ -56,21 +56,22 @@ def _content(path: str) -> str | None:
     return None
 
 
-def nir_file(path: str) -> bool:
-    """An HDF5 file holding an NIR graph (its root has `node` and `version`), or a *.nir file whose content says
-    nothing else."""
+def _named(path: str, kind: str, suffix: str) -> bool:
+    """A file whose content says `kind`, or whose name ends in `suffix` while its content says nothing else."""
     if not os.path.isfile(path):
         return False
-    kind = _content(path)
-    return kind == "nir" or (kind is None and path.endswith(".nir"))
+    found = _content(path)
+    return found == kind or (found is None and path.endswith(suffix))
+
+
+def nir_file(path: str) -> bool:
+    """An HDF5 file holding an NIR graph (its root has `node` and `version`), or a *.nir file."""
+    return _named(path, "nir", ".nir")
 
 
 def onnx_file(path: str) -> bool:
-    """One of our ONNX files under any name, or a *.onnx file whose content says nothing else."""
-    if not os.path.isfile(path):
-        return False
-    kind = _content(path)
-    return kind == "onnx" or (kind is None and path.endswith(".onnx"))
+    """One of our ONNX files under any name, or a *.onnx file."""
+    return _named(path, "onnx", ".onnx")
 
 
 def packed_file(path: str) -> bool:

@@ -41,14 +41,13 @@ def command(artifact, inp, data, limit, data_dir, runtime, as_json):
     if inp:
         scale = float(r.meta["input_max"]) / 255.0
         labels = r.meta.get("labels") or []
+        images = [_read_image(path, r.meta["input_shape"]) * scale for path in inp]  # all read before any runs
         results = []
-        for path in inp:  # every image is read (and refused) before any is run
-            results.append({"input": path, "x": _read_image(path, r.meta["input_shape"]) * scale})
-        for res in results:
-            logits = r.predict(res.pop("x")[None])[0]
+        for path, x in zip(inp, images):
+            logits = r.predict(x[None])[0]
             k = int(np.argmax(logits))
-            res.update({"class": k, "label": labels[k] if k < len(labels) else "?",
-                        "logits": [float(v) for v in logits]})
+            results.append({"input": path, "class": k, "label": labels[k] if k < len(labels) else "?",
+                            "logits": [float(v) for v in logits]})
         if as_json:
             echo_json(results[0] if len(results) == 1 else results)
         else:

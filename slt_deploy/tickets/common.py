@@ -155,11 +155,11 @@ def binarize(model, data, cfg: TicketConfig, layers=None, epochs: int | None = N
     but the model's first one (the one that reads analog pixels under direct encoding), "hidden" every layer but
     the first and the last (the output layer, whose few weights set the logits' scale per class)."""
     every = synapses(model)
-    ends = {id(every[0][1]), id(every[-1][1])} if every else set()
+    first, last = (every[0][1], every[-1][1]) if every else (None, None)
     kind = cfg.binarize_kind
     for _, m in (layers if layers is not None else every):
-        if (kind == "all" or m.kind == kind or (kind == "spikes" and m is not every[0][1])
-                or (kind == "hidden" and id(m) not in ends)):
+        if (kind == "all" or m.kind == kind or (kind == "spikes" and m is not first)
+                or (kind == "hidden" and m is not first and m is not last)):
             m.binary = True
     e = cfg.binarize_epochs if cfg.binarize_epochs is not None else (epochs or epochs_of(model, cfg))
     if e > 0:
