@@ -11,7 +11,7 @@
    (plus a blank frame and the first frame at half intensity, which move MACs and SOPs apart), counts SOPs / MACs
    / neuron updates of EACH frame with slt_deploy.profile.activity (the counts `slt-deploy profile` prices), and
    runs the same frames through the host C runtime (reference logits and synaptic events);
-3. builds a bare-metal Cortex-M7 image (bench/mcu/mcu_bench.c + slt_packed.c + the embedded model and frames,
+3. builds a bare-metal Cortex-M7 image (bench/mcu/mcu_bench.c + the packed runtime + the embedded model and frames,
    arm-none-eabi-gcc, no libc) and runs it on QEMU's mps2-an500 board (a Cortex-M7) with `-icount shift=S`:
    the virtual clock then advances exactly 2^S ns per guest instruction, and the board's 25 MHz CMSDK timer,
    read before and after slt_run(), counts instructions (instructions = ticks x 40 ns / 2^S ns; checked against
@@ -43,7 +43,7 @@ sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 ROOT = os.path.dirname(_HERE)
 sys.path.insert(0, ROOT)
 
-C_DIR = os.path.join(ROOT, "slt_deploy", "backends", "packed", "c")
+from slt_deploy.backends.packed.c_runner import C_DIR, SOURCES, c_sources  # noqa: E402
 APT_PACKAGES = {"qemu-system-arm": "qemu-system-arm", "arm-none-eabi-gcc": "gcc-arm-none-eabi"}
 TIMER_HZ = 25e6  # mps2-an500 peripheral clock (QEMU hw/arm/mps2.c: SYSCLK_FRQ 25 MHz)
 ARM_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off", "-mthumb",
@@ -79,9 +79,9 @@ def tool_versions() -> dict:
 
 
 def runtime_source() -> dict:
-    """Which slt_packed.c was measured: its sha256 and git state (another commit may change the counts)."""
+    """Which runtime sources were measured: their sha256 and git state (another commit may change the counts)."""
     h = hashlib.sha256()
-    for s in ("slt_packed.c", "slt_packed.h"):
+    for s in SOURCES:
         with open(os.path.join(C_DIR, s), "rb") as f:
             h.update(f.read())
     def git(*a):
@@ -184,7 +184,7 @@ def build_image(m, out, opt):
     elf = os.path.join(d, "bench.elf")
     cmd = ["arm-none-eabi-gcc", *ARM_FLAGS, opt, "-I", C_DIR, "-I", d, "-nostdlib", "-nostartfiles",
            "-Wl,--gc-sections", "-T", os.path.join(_HERE, "mcu", "mcu.ld"),
-           os.path.join(C_DIR, "slt_packed.c"), os.path.join(_HERE, "mcu", "mcu_bench.c"), "-lgcc", "-o", elf]
+           *c_sources(), os.path.join(_HERE, "mcu", "mcu_bench.c"), "-lgcc", "-o", elf]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(f"error: cross-compiling failed:\n{r.stderr[-3000:]}\n{' '.join(cmd)}")

@@ -197,22 +197,26 @@ def layer_alternatives(ckpt, T, reps=300, density=0.34):
 
 
 def c_before(rev, work):
-    """The packed C runtime of git revision `rev` (its slt_packed.c/.h, built here with its own era's flags) as a
-    callable seq -> logits: the before of a before/after in the same run."""
+    """The packed C runtime of git revision `rev` (its C files and headers: one slt_packed.c before 2026-12-06, one
+    file per concern since; built here with its own era's flags) as a callable seq -> logits: the before of a
+    before/after in the same run."""
     import ctypes
     import subprocess
 
     root = os.path.dirname(_HERE)
     d = os.path.join(work, f"c-{rev}")
     os.makedirs(d, exist_ok=True)
-    for f in ("slt_packed.c", "slt_packed.h"):
-        src = subprocess.run(["git", "show", f"{rev}:slt_deploy/backends/packed/c/{f}"], cwd=root, check=True,
-                             capture_output=True).stdout
+    c_dir = "slt_deploy/backends/packed/c"
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:{c_dir}"], cwd=root, check=True,
+                           capture_output=True, text=True).stdout.split()
+    names = [f for f in names if f.startswith("slt_") and f.endswith((".c", ".h"))]
+    for f in names:
+        src = subprocess.run(["git", "show", f"{rev}:{c_dir}/{f}"], cwd=root, check=True, capture_output=True).stdout
         with open(os.path.join(d, f), "wb") as fh:
             fh.write(src)
     so = os.path.join(d, "libslt_packed.so")
-    subprocess.run(["cc", "-std=c99", "-O3", "-ffp-contract=off", "-fPIC", "-shared", os.path.join(d, "slt_packed.c"),
-                    "-o", so], check=True)
+    subprocess.run(["cc", "-std=c99", "-O3", "-ffp-contract=off", "-fPIC", "-shared",
+                    *(os.path.join(d, f) for f in names if f.endswith(".c")), "-o", so], check=True)
     L = ctypes.CDLL(so)
     L.slt_arena_size.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t)]
     L.slt_open.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_void_p, ctypes.c_size_t,

@@ -29,6 +29,8 @@ import time
 
 import pytest
 
+from slt_deploy.backends.packed.c_runner import SOURCES
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEP_FILES = ["pyproject.toml", "requirements.txt"]  # what the wheel's own dependencies come from
 CACHE = os.environ.get("SLT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
@@ -132,7 +134,7 @@ def test_wheel_holds_the_package_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in ("slt_deploy/recipes/digits-tiny.yaml", "slt_deploy/recipes/fmnist-vgg.yaml",
               "slt_deploy/hardware/loihi2.yaml", "slt_deploy/hardware/energy/asic45nm.yaml",
-              "slt_deploy/backends/packed/c/slt_packed.c", "slt_deploy/backends/packed/c/slt_packed.h"):
+              *(f"slt_deploy/backends/packed/c/{f}" for f in SOURCES)):
         assert f in names, f
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("/METADATA"))).decode()
     reqs = [ln.split(":", 1)[1].strip() for ln in meta.splitlines() if ln.startswith("Requires-Dist:")]

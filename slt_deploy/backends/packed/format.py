@@ -6,7 +6,7 @@
 
 A PackedModel holds per node: op, inputs (edge order), output shape and the op's parameters. Synaptic layers keep
 the EFFECTIVE weight in NIR layout ([O, I, k, k] or [O, I]) plus, for binary layers, sign and per-channel scale.
-Everything here is pure Python/numpy; the C reader (c/slt_packed.c) validates the same rules."""
+Everything here is pure Python/numpy; the C reader (c/slt_reader.c) validates the same rules."""
 from __future__ import annotations
 
 import math

@@ -4,7 +4,7 @@
 
 One named step per part of the file: the header (`_header`), the node record common to every op (`_record`), then
 one parser per op through the dispatch table PARSE (synaptic layers: geometry, then the mask -- bitmap or
-index deltas -- then the kept values). The C reader (c/slt_packed.c, `parse_<op>`) checks the same rules in the
+index deltas -- then the kept values). The C reader (c/slt_reader.c, `parse_<op>`) checks the same rules in the
 same order."""
 from __future__ import annotations
 

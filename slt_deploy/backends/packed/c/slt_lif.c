@@ -1,0 +1,128 @@
+/* slt_lif.c: the LIF neuron update of the packed runtime, one layer and one step at a time: the reference's own
+ * arithmetic (no FMA), branch-free in SIMD builds, with the spike as a branch in scalar builds. A LIF working in place
+ * on a conv's accumulators applies the conv's epilogue (bias, binary scale) on the fly. */
+#include "slt_internal.h"
+
+/* LIF over elements [e0, e0 + cnt) with input current I = IN (an expression of cur[e]); one pass per element
+ * (out may be cur: element e is read before it is written). The reference's own arithmetic, branch-free:
+ * v = beta*v + I (first step: v = I); s = v > thr; zero: v = v*(1-s); subtract: v = v - s*thr */
+#if SLT_SIMD
+#define LIF_LOOPS(IN)                                                                                         \
+    do {                                                                                                      \
+        if (last) { /* the sample's last step: its membrane state is never read again (t = 0 restarts it) */  \
+            if (t == 0)                                                                                       \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float v = (IN);                                                                     \
+                    out[e] = (float)(v > thr);                                                                \
+                }                                                                                             \
+            else                                                                                              \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float b = beta * vv[e], v = b + (IN);                                               \
+                    out[e] = (float)(v > thr);                                                                \
+                }                                                                                             \
+        } else if (sub) {                                                                                     \
+            if (t == 0)                                                                                       \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float v = (IN), sf = (float)(v > thr), d = sf * thr;                                \
+                    vv[e] = v - d;                                                                            \
+                    out[e] = sf;                                                                              \
+                }                                                                                             \
+            else                                                                                              \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float b = beta * vv[e], v = b + (IN), sf = (float)(v > thr), d = sf * thr;          \
+                    vv[e] = v - d;                                                                            \
+                    out[e] = sf;                                                                              \
+                }                                                                                             \
+        } else {                                                                                              \
+            if (t == 0)                                                                                       \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float v = (IN), sf = (float)(v > thr), keep = 1.0f - sf;                            \
+                    vv[e] = v * keep;                                                                         \
+                    out[e] = sf;                                                                              \
+                }                                                                                             \
+            else                                                                                              \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float b = beta * vv[e], v = b + (IN), sf = (float)(v > thr), keep = 1.0f - sf;      \
+                    vv[e] = v * keep;                                                                         \
+                    out[e] = sf;                                                                              \
+                }                                                                                             \
+        }                                                                                                     \
+    } while (0)
+#else
+/* Scalar builds: the same arithmetic with the spike as a branch (Cortex-M: one instruction less per element than
+ * materializing s as a float, the common no-spike path stores v and 0 as they are). Exact: s = 0 leaves
+ * v * (1 - 0) = v and v - 0 * thr = v (v <= thr: v is not -0 when thr < 0); s = 1 stores RESET: v * 0 or v - thr. */
+#define LIF_RESET_LOOPS(IN, RESET)                                                                            \
+    do {                                                                                                      \
+        if (t == 0)                                                                                           \
+            for (e = e0; e < e1; e++) {                                                                       \
+                const float v = (IN);                                                                         \
+                vv[e] = v;                                                                                    \
+                out[e] = 0.0f;                                                                                \
+                if (v > thr) { vv[e] = (RESET); out[e] = 1.0f; }                                              \
+            }                                                                                                 \
+        else                                                                                                  \
+            for (e = e0; e < e1; e++) {                                                                       \
+                const float b = beta * vv[e], v = b + (IN);                                                   \
+                vv[e] = v;                                                                                    \
+                out[e] = 0.0f;                                                                                \
+                if (v > thr) { vv[e] = (RESET); out[e] = 1.0f; }                                              \
+            }                                                                                                 \
+    } while (0)
+#define LIF_LOOPS(IN)                                                                                         \
+    do {                                                                                                      \
+        if (last) {                                                                                           \
+            if (t == 0)                                                                                       \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float v = (IN);                                                                     \
+                    out[e] = 0.0f;                                                                            \
+                    if (v > thr) out[e] = 1.0f;                                                               \
+                }                                                                                             \
+            else                                                                                              \
+                for (e = e0; e < e1; e++) {                                                                   \
+                    const float b = beta * vv[e], v = b + (IN);                                               \
+                    out[e] = 0.0f;                                                                            \
+                    if (v > thr) out[e] = 1.0f;                                                               \
+                }                                                                                             \
+        } else if (sub) {                                                                                     \
+            LIF_RESET_LOOPS(IN, v - thr);                                                                     \
+        } else {                                                                                              \
+            LIF_RESET_LOOPS(IN, v * 0.0f);                                                                    \
+        }                                                                                                     \
+    } while (0)
+#endif
+
+void sltp_lif_step(slt_model *m, slt_node *n, const float *input, uint32_t t, uint8_t *spikes) {
+    const float beta = n->beta, thr = n->thr;
+    const uint32_t size = n->size;
+    const int sub = (n->flags & F_SUBTRACT) != 0, last = t + 1u == m->T;
+    float *restrict vv = n->v;   /* the membrane state never aliases an activation buffer */
+    float *out = n->out;
+    const float *cur = node_out(m, n->in[0], input);
+    uint32_t e, e0, e1;
+    if (n->fused) {
+        /* in place on a conv's accumulators [O][H][W] (deferred epilogue): binary I = acc * scale_c + bias_c,
+         * float I = acc + bias_c, the same roundings run_synapse would have stored (float: acc * 1 = acc exactly) */
+        const slt_node *syn = &m->nodes[n->in[0]];
+        const uint32_t o = syn->cols, per = syn->d[1] * syn->d[2];
+        const int binary = (syn->flags & F_BINARY) != 0;
+        const uint8_t *bias = syn->params + (binary ? 4u * o : 0u);
+        uint32_t c;
+        for (c = 0, e0 = 0; c < o; c++, e0 = e1) {
+            const float sc = binary ? rdf(syn->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
+            e1 = e0 + per;
+            if (binary) LIF_LOOPS(cur[e] * sc + bi);
+            else LIF_LOOPS(cur[e] + bi);   /* float: acc * 1 = acc exactly, so the multiply is skipped */
+        }
+    } else {
+        if (n->n_in > 1) {  /* summed input current, computed into the output buffer first */
+            sum_inputs(m, n, input, out, size);
+            cur = out;
+        }
+        e0 = 0;
+        e1 = size;
+        LIF_LOOPS(cur[e]);
+    }
+    if (spikes)
+        for (e = 0; e < size; e++) spikes[n->spike_off + e] = (uint8_t)(out[e] != 0.0f);
+}

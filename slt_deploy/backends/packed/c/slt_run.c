@@ -1,0 +1,167 @@
+/* slt_run.c: runs a packed model, one step node by node in record order (slt_run, slt_run_batch): synaptic layers
+ * through the conv and affine kernels (a layer reading only an unchanged model input reuses its last result), then
+ * their epilogue (bias, binary scale) unless a fused LIF applies it; LIF, flatten, add and the transformer's token
+ * nodes. */
+#include "slt_internal.h"
+
+/* node idx outputs spikes (exactly 0.0 or 1.0): a LIF, possibly behind single-input flattens */
+static int spike_source(const slt_model *m, uint32_t idx) {
+    while (idx != 0 && m->nodes[idx].op == OP_FLATTEN && m->nodes[idx].n_in == 1) idx = m->nodes[idx].in[0];
+    return idx != 0 && m->nodes[idx].op == OP_LIF;
+}
+
+/* 0 binary, sign in colidx; 1 binary, sign bit stream; 2 float; 3 float reading spikes only (no multiply) */
+static int syn_kind(const slt_model *m, const slt_node *n) {
+    if (n->sgncol) return 0;
+    if (n->flags & F_BINARY) return 1;
+    return n->n_in == 1 && spike_source(m, n->in[0]) ? 3 : 2;
+}
+
+/* prev: the previous step's input of this sample (NULL at t = 0). A layer reading only the model input computes
+ * the same bits from the same input: when every input element equals (==) the previous step's, its buffer still
+ * holds the result (nobody writes into it) and only its events are counted again. +0 == -0: both are skipped. */
+static void run_synapse(slt_model *m, slt_node *n, const float *input, const float *prev) {
+    float *out = n->out;
+    uint32_t e;
+    const uint32_t o = n->cols;
+    const int kind = syn_kind(m, n), spk = n->n_in == 1 && spike_source(m, n->in[0]);   /* spk: inputs are 0/1 */
+    uint64_t ev;
+    if (n->reuse && prev) {
+        const uint32_t sz = m->in_size;
+        for (e = 0; e < sz && input[e] == prev[e]; e++) {}
+        if (e == sz) { m->events += n->last_ev; return; }
+    }
+    ev = n->op == OP_CONV ? sltp_conv(m, n, input, kind, spk) : sltp_affine(m, n, input, kind);
+    m->events += ev;
+    n->last_ev = ev;
+    if (n->defer) return;   /* the consumer LIF applies the epilogue (sltp_lif_step) */
+    /* epilogue: binary y = acc * scale_c + bias_c; float y = acc + bias_c (two roundings, no FMA) */
+    {
+        const int binary = (n->flags & F_BINARY) != 0;
+        const uint8_t *bias = n->params + (binary ? 4u * o : 0u);
+        uint32_t c, j;
+        if (n->op == OP_CONV) {
+            const uint32_t per = n->d[1] * n->d[2];
+            for (c = 0; c < o; c++) {
+                const float sc = binary ? rdf(n->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
+                float *oc = out + (size_t)c * per;
+                if (binary)
+                    for (j = 0; j < per; j++) { float y = oc[j] * sc; oc[j] = y + bi; }
+                else
+                    for (j = 0; j < per; j++) oc[j] = oc[j] + bi;
+            }
+        } else {
+            for (c = 0; c < o; c++) {
+                const float sc = binary ? rdf(n->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
+                for (j = c; j < n->size; j += o) {
+                    if (binary) { float y = out[j] * sc; out[j] = y + bi; }
+                    else out[j] = out[j] + bi;
+                }
+            }
+        }
+    }
+}
+static void run_step(slt_model *m, const float *input, const float *prev, uint32_t t, float *logits,
+                     uint8_t *spikes) {
+    uint32_t i, e;
+    for (i = 1; i < m->n_nodes; i++) {
+        slt_node *n = &m->nodes[i];
+        switch (n->op) {
+        case OP_CONV: case OP_AFFINE:
+            run_synapse(m, n, input, prev);
+            break;
+        case OP_LIF:
+            sltp_lif_step(m, n, input, t, spikes);
+            break;
+        case OP_FLATTEN: case OP_ADD:
+            if (n->n_in == 1 && n->out == node_out(m, n->in[0], input)) break;   /* in place: nothing to copy */
+            sum_inputs(m, n, input, n->out, n->size);
+            break;
+        case OP_TOKENS: {
+            const float *x = node_out(m, n->in[0], input);
+            uint32_t d, p, D = n->d[1], P = n->d[0];
+            if (n->n_in > 1) {
+                for (p = 0; p < P; p++)
+                    for (d = 0; d < D; d++) n->out[p * D + d] = in_val(m, n, input, d * P + p);
+            } else {
+                for (p = 0; p < P; p++)
+                    for (d = 0; d < D; d++) n->out[p * D + d] = x[d * P + p];
+            }
+            break;
+        }
+        case OP_PATCH: {
+            uint32_t r, d, D = n->d[1];
+            const float *x = node_out(m, n->in[0], input);
+            for (r = 0; r < n->d[0]; r++) {
+                uint32_t src = rd32(n->index + 4u * r);
+                if (n->n_in == 1)
+                    for (d = 0; d < D; d++) n->out[r * D + d] = x[src * D + d];
+                else
+                    for (d = 0; d < D; d++) n->out[r * D + d] = in_val(m, n, input, src * D + d);
+            }
+            break;
+        }
+        case OP_ATTN: {
+            const float *q = m->nodes[n->in[0]].out, *k = m->nodes[n->in[1]].out, *v = m->nodes[n->in[2]].out;
+            uint32_t N = n->d[0], D = n->d[1], dh = D / n->heads, h, a, b, d;
+            for (e = 0; e < n->size; e++) n->out[e] = 0.0f;
+            for (h = 0; h < n->heads; h++)
+                for (a = 0; a < N; a++) {
+                    /* a query row without spikes in this head: every S[a, b] is 0 (exact integers) */
+                    for (d = 0; d < dh && !nonzero(q[a * D + h * dh + d]); d++) {}
+                    if (d == dh) continue;
+                    for (b = 0; b < N; b++) {
+                        float sc = 0.0f;  /* q_a . k_b over this head: spikes, an exact integer */
+                        for (d = 0; d < dh; d++) sc = sc + q[a * D + h * dh + d] * k[b * D + h * dh + d];
+                        if (sc == 0.0f) continue;
+                        for (d = 0; d < dh; d++) n->out[a * D + h * dh + d] += sc * v[b * D + h * dh + d];
+                    }
+                }
+            for (e = 0; e < n->size; e++) n->out[e] = n->out[e] * n->ascale;
+            break;
+        }
+        case OP_TOKSUM: {
+            uint32_t N = m->nodes[n->in[0]].d[0], D = n->d[0], p, d;
+            for (d = 0; d < D; d++) n->out[d] = 0.0f;
+            if (n->n_in == 1) {
+                const float *x = node_out(m, n->in[0], input);
+                for (p = 0; p < N; p++)
+                    for (d = 0; d < D; d++) n->out[d] = n->out[d] + x[p * D + d];
+            } else {
+                for (p = 0; p < N; p++)
+                    for (d = 0; d < D; d++) n->out[d] = n->out[d] + in_val(m, n, input, p * D + d);
+            }
+            break;
+        }
+        case OP_OUTPUT:
+            for (e = 0; e < n->size; e++) logits[e] = logits[e] + in_val(m, n, input, e);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+int slt_run(slt_model *m, const float *input, float *logits, uint8_t *spikes) {
+    uint32_t t, e;
+    if (!m || !input || !logits) return SLT_E_ARG;
+    for (e = 0; e < m->n_classes; e++) logits[e] = 0.0f;
+    for (t = 0; t < m->T; t++)
+        run_step(m, input + (size_t)t * m->in_size, t ? input + (size_t)(t - 1u) * m->in_size : 0, t, logits,
+                 spikes ? spikes + (size_t)t * m->spike_count : 0);
+    return SLT_OK;
+}
+
+int slt_run_batch(slt_model *m, const float *input, uint32_t batch, float *logits, uint8_t *spikes) {
+    uint32_t b, t, e;
+    if (!m || !input || !logits) return SLT_E_ARG;
+    for (b = 0; b < batch; b++) {
+        float *lg = logits + (size_t)b * m->n_classes;
+        for (e = 0; e < m->n_classes; e++) lg[e] = 0.0f;
+        for (t = 0; t < m->T; t++)
+            run_step(m, input + ((size_t)t * batch + b) * m->in_size,
+                     t ? input + ((size_t)(t - 1u) * batch + b) * m->in_size : 0, t, lg,
+                     spikes ? spikes + ((size_t)t * batch + b) * m->spike_count : 0);
+    }
+    return SLT_OK;
+}
