@@ -113,7 +113,8 @@ SLT_COLD uint64_t affine_pop(slt_node *n, const float *x, float *out) {
     return ev;
 }
 
-uint64_t sltp_affine(slt_model *m, slt_node *n, const float *input, int kind) {
+/* the affine node's accumulators for this step into n->out (every token); returns the synaptic events */
+static uint64_t affine_rows(slt_model *m, slt_node *n, const float *input, int kind) {
     float *out = n->out;
     const uint32_t o = n->cols;
     const float *x0 = node_out(m, n->in[0], input);
@@ -150,4 +151,20 @@ uint64_t sltp_affine(slt_model *m, slt_node *n, const float *input, int kind) {
         }
     }
     return ev;
+}
+
+void sltp_affine_step(slt_model *m, slt_node *n, const float *input, const float *prev) {
+    const int binary = (n->flags & F_BINARY) != 0;
+    const uint32_t o = n->cols;
+    const uint8_t *bias = n->params + (binary ? 4u * o : 0u);
+    uint32_t c, j;
+    if (reuses_last(m, n, input, prev)) return;
+    count_events(m, n, affine_rows(m, n, input, syn_kind(m, n)));   /* never deferred: only a conv fuses */
+    for (c = 0; c < o; c++) {
+        const float sc = binary ? rdf(n->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
+        for (j = c; j < n->size; j += o) {
+            if (binary) { float y = n->out[j] * sc; n->out[j] = y + bi; }
+            else n->out[j] = n->out[j] + bi;
+        }
+    }
 }

@@ -284,7 +284,8 @@ static uint64_t conv_staged(const slt_node *n, int kind, const float *x, float *
 }
 #endif
 
-uint64_t sltp_conv(slt_model *m, slt_node *n, const float *input, int kind, int spk) {
+/* the conv's accumulators for this step into n->out; spk: its single input is spikes. Returns the synaptic events. */
+static uint64_t conv_rows(slt_model *m, slt_node *n, const float *input, int kind, int spk) {
     float *out = n->out;
     const float *x0 = node_out(m, n->in[0], input);
     const int single = n->n_in == 1;
@@ -351,4 +352,23 @@ uint64_t sltp_conv(slt_model *m, slt_node *n, const float *input, int kind, int 
     while (reads >> 23) { reads >>= 1; nzs >>= 1; }   /* 32-bit division: no 64-bit helper on small cores */
     if (reads) n->rate = (uint8_t)(((uint32_t)nzs * 255u) / (uint32_t)reads);
     return ev;
+}
+
+void sltp_conv_step(slt_model *m, slt_node *n, const float *input, const float *prev) {
+    const int kind = syn_kind(m, n), spk = n->n_in == 1 && spike_source(m, n->in[0]);   /* spk: inputs are 0/1 */
+    const int binary = (n->flags & F_BINARY) != 0;
+    const uint32_t o = n->cols, per = n->d[1] * n->d[2];
+    const uint8_t *bias = n->params + (binary ? 4u * o : 0u);
+    uint32_t c, j;
+    if (reuses_last(m, n, input, prev)) return;
+    count_events(m, n, conv_rows(m, n, input, kind, spk));
+    if (n->defer) return;   /* the consumer LIF applies the epilogue (sltp_lif_step) */
+    for (c = 0; c < o; c++) {
+        const float sc = binary ? rdf(n->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
+        float *oc = n->out + (size_t)c * per;
+        if (binary)
+            for (j = 0; j < per; j++) { float y = oc[j] * sc; oc[j] = y + bi; }
+        else
+            for (j = 0; j < per; j++) oc[j] = oc[j] + bi;
+    }
 }

@@ -246,6 +246,40 @@ static inline uint32_t nz_mask(const float *x, uint32_t st, uint32_t cnt) {
 }
 #endif
 
+/* node idx outputs spikes (exactly 0.0 or 1.0): a LIF, possibly behind single-input flattens */
+static inline int spike_source(const slt_model *m, uint32_t idx) {
+    while (idx != 0 && m->nodes[idx].op == OP_FLATTEN && m->nodes[idx].n_in == 1) idx = m->nodes[idx].in[0];
+    return idx != 0 && m->nodes[idx].op == OP_LIF;
+}
+
+/* a synaptic node's weight kind (see emit_row): 0 binary, sign in colidx; 1 binary, sign bit stream; 2 float; 3 float
+ * reading spikes only (no multiply) */
+static inline int syn_kind(const slt_model *m, const slt_node *n) {
+    if (n->sgncol) return 0;
+    if (n->flags & F_BINARY) return 1;
+    return n->n_in == 1 && spike_source(m, n->in[0]) ? 3 : 2;
+}
+
+/* prev: the previous step's input of this sample (NULL at t = 0). A synaptic node reading only the model input
+ * computes the same bits from the same input: when every input element equals (==) the previous step's, its buffer
+ * still holds the result (nobody writes into it) and only its events are counted again (returns 1). +0 == -0: both
+ * are skipped. */
+static inline int reuses_last(slt_model *m, const slt_node *n, const float *input, const float *prev) {
+    uint32_t e;
+    const uint32_t sz = m->in_size;
+    if (!n->reuse || !prev) return 0;
+    for (e = 0; e < sz && input[e] == prev[e]; e++) {}
+    if (e < sz) return 0;
+    m->events += n->last_ev;
+    return 1;
+}
+
+/* the synaptic events of this step: counted, and kept for a reused step */
+static inline void count_events(slt_model *m, slt_node *n, uint64_t ev) {
+    m->events += ev;
+    n->last_ev = ev;
+}
+
 /* out[e] = +0 for e < size: four stores per iteration (no memset in the freestanding build) */
 static inline void zero_floats(float *out, uint32_t size) {
     const uint32_t s4 = size & ~3u;
@@ -254,12 +288,11 @@ static inline void zero_floats(float *out, uint32_t size) {
     for (; e < size; e++) out[e] = 0.0f;
 }
 
-/* entry points between the files (one call per node and step) */
-/* a conv node's accumulators for this step (before its epilogue: bias, binary scale) into n->out; kind: see emit_row,
- * spk: its single input is spikes. Returns the synaptic events. */
-uint64_t sltp_conv(slt_model *m, slt_node *n, const float *input, int kind, int spk);
-/* an affine node's accumulators for this step (before its epilogue) into n->out; returns the synaptic events */
-uint64_t sltp_affine(slt_model *m, slt_node *n, const float *input, int kind);
+/* entry points between the files: one call per node and step. A synaptic node's step: its accumulators, then
+ * (unless a fused LIF applies it: n->defer) its epilogue, binary y = acc * scale_c + bias_c, float y = acc + bias_c
+ * (two roundings, no FMA). prev: the previous step's input (reuses_last). */
+void sltp_conv_step(slt_model *m, slt_node *n, const float *input, const float *prev);
+void sltp_affine_step(slt_model *m, slt_node *n, const float *input, const float *prev);
 /* one LIF step of node n at step t; spikes: the step's spike record or NULL */
 void sltp_lif_step(slt_model *m, slt_node *n, const float *input, uint32_t t, uint8_t *spikes);
 

@@ -102,7 +102,7 @@ void sltp_lif_step(slt_model *m, slt_node *n, const float *input, uint32_t t, ui
     uint32_t e, e0, e1;
     if (n->fused) {
         /* in place on a conv's accumulators [O][H][W] (deferred epilogue): binary I = acc * scale_c + bias_c,
-         * float I = acc + bias_c, the same roundings run_synapse would have stored (float: acc * 1 = acc exactly) */
+         * float I = acc + bias_c, the same roundings sltp_conv_step would have stored (float: acc * 1 = acc exactly) */
         const slt_node *syn = &m->nodes[n->in[0]];
         const uint32_t o = syn->cols, per = syn->d[1] * syn->d[2];
         const int binary = (syn->flags & F_BINARY) != 0;

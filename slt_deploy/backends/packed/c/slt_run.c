@@ -1,66 +1,8 @@
 /* slt_run.c: runs a packed model, one step node by node in record order (slt_run, slt_run_batch): synaptic layers
- * through the conv and affine kernels (a layer reading only an unchanged model input reuses its last result), then
- * their epilogue (bias, binary scale) unless a fused LIF applies it; LIF, flatten, add and the transformer's token
- * nodes. */
+ * (slt_conv.c, slt_affine.c), LIF layers (slt_lif.c), and here flatten, add, the transformer's token nodes and the
+ * output sum. */
 #include "slt_internal.h"
 
-/* node idx outputs spikes (exactly 0.0 or 1.0): a LIF, possibly behind single-input flattens */
-static int spike_source(const slt_model *m, uint32_t idx) {
-    while (idx != 0 && m->nodes[idx].op == OP_FLATTEN && m->nodes[idx].n_in == 1) idx = m->nodes[idx].in[0];
-    return idx != 0 && m->nodes[idx].op == OP_LIF;
-}
-
-/* 0 binary, sign in colidx; 1 binary, sign bit stream; 2 float; 3 float reading spikes only (no multiply) */
-static int syn_kind(const slt_model *m, const slt_node *n) {
-    if (n->sgncol) return 0;
-    if (n->flags & F_BINARY) return 1;
-    return n->n_in == 1 && spike_source(m, n->in[0]) ? 3 : 2;
-}
-
-/* prev: the previous step's input of this sample (NULL at t = 0). A layer reading only the model input computes
- * the same bits from the same input: when every input element equals (==) the previous step's, its buffer still
- * holds the result (nobody writes into it) and only its events are counted again. +0 == -0: both are skipped. */
-static void run_synapse(slt_model *m, slt_node *n, const float *input, const float *prev) {
-    float *out = n->out;
-    uint32_t e;
-    const uint32_t o = n->cols;
-    const int kind = syn_kind(m, n), spk = n->n_in == 1 && spike_source(m, n->in[0]);   /* spk: inputs are 0/1 */
-    uint64_t ev;
-    if (n->reuse && prev) {
-        const uint32_t sz = m->in_size;
-        for (e = 0; e < sz && input[e] == prev[e]; e++) {}
-        if (e == sz) { m->events += n->last_ev; return; }
-    }
-    ev = n->op == OP_CONV ? sltp_conv(m, n, input, kind, spk) : sltp_affine(m, n, input, kind);
-    m->events += ev;
-    n->last_ev = ev;
-    if (n->defer) return;   /* the consumer LIF applies the epilogue (sltp_lif_step) */
-    /* epilogue: binary y = acc * scale_c + bias_c; float y = acc + bias_c (two roundings, no FMA) */
-    {
-        const int binary = (n->flags & F_BINARY) != 0;
-        const uint8_t *bias = n->params + (binary ? 4u * o : 0u);
-        uint32_t c, j;
-        if (n->op == OP_CONV) {
-            const uint32_t per = n->d[1] * n->d[2];
-            for (c = 0; c < o; c++) {
-                const float sc = binary ? rdf(n->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
-                float *oc = out + (size_t)c * per;
-                if (binary)
-                    for (j = 0; j < per; j++) { float y = oc[j] * sc; oc[j] = y + bi; }
-                else
-                    for (j = 0; j < per; j++) oc[j] = oc[j] + bi;
-            }
-        } else {
-            for (c = 0; c < o; c++) {
-                const float sc = binary ? rdf(n->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
-                for (j = c; j < n->size; j += o) {
-                    if (binary) { float y = out[j] * sc; out[j] = y + bi; }
-                    else out[j] = out[j] + bi;
-                }
-            }
-        }
-    }
-}
 static void run_step(slt_model *m, const float *input, const float *prev, uint32_t t, float *logits,
                      uint8_t *spikes) {
     uint32_t i, e;
@@ -68,7 +10,8 @@ static void run_step(slt_model *m, const float *input, const float *prev, uint32
         slt_node *n = &m->nodes[i];
         switch (n->op) {
         case OP_CONV: case OP_AFFINE:
-            run_synapse(m, n, input, prev);
+            if (n->op == OP_CONV) sltp_conv_step(m, n, input, prev);
+            else sltp_affine_step(m, n, input, prev);
             break;
         case OP_LIF:
             sltp_lif_step(m, n, input, t, spikes);
