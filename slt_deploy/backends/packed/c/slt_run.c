@@ -9,9 +9,11 @@ static void run_step(slt_model *m, const float *input, const float *prev, uint32
     for (i = 1; i < m->n_nodes; i++) {
         slt_node *n = &m->nodes[i];
         switch (n->op) {
-        case OP_CONV: case OP_AFFINE:
-            if (n->op == OP_CONV) sltp_conv_step(m, n, input, prev);
-            else sltp_affine_step(m, n, input, prev);
+        case OP_CONV:
+            sltp_conv_step(m, n, input, prev);
+            break;
+        case OP_AFFINE:
+            sltp_affine_step(m, n, input, prev);
             break;
         case OP_LIF:
             sltp_lif_step(m, n, input, t, spikes);
