@@ -28,14 +28,21 @@ def is_main() -> bool:
     return dist is None or dist.get_rank() == 0
 
 
+_EXIT_BARRIER: list = []  # the exit barrier's work object, referenced until the interpreter clears this module
+
+
 def _shutdown_distributed():
     """At exit: wait for every rank (rank 0 still evaluates and writes files after the others are done), then
-    destroy the group."""
+    destroy the group. The barrier's work object stays referenced here: the gloo worker thread that completes it then
+    never drops its last reference, so its destructor (which needs the GIL, see exit_distributed) runs in the main
+    thread when the interpreter clears this module, not in a worker thread racing the interpreter's finalization."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         try:
-            dist.barrier()
+            work = dist.barrier(async_op=True)
+            _EXIT_BARRIER.append(work)
+            work.wait()
         except RuntimeError:  # another rank failed (DistBackendError is one): torchrun reports it; just leave
             pass
         dist.destroy_process_group()
@@ -75,8 +82,7 @@ def init_distributed():
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
-        # the CLI ends a worker with exit_distributed; for library callers the group is still destroyed at exit
-        # (the race exit_distributed describes remains possible there)
+        # the CLI ends a worker with exit_distributed; for library callers the group is destroyed at exit
         atexit.register(_shutdown_distributed)
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
