@@ -11,7 +11,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p fuzz/work
 [ -d fuzz/corpus ] && [ -n "$(ls fuzz/corpus 2>/dev/null)" ] || $PY fuzz/make_corpus.py fuzz/corpus
 cp -n fuzz/corpus/* fuzz/work/ 2>/dev/null || true
-if command -v clang >/dev/null; then
+if command -v clang >/dev/null || command -v clang-14 >/dev/null; then
   make -s -C slt_deploy/backends/packed/c fuzz
   slt_deploy/backends/packed/c/build/fuzz_packed_c fuzz/work -max_total_time="$SECS" -max_len=65536 -rss_limit_mb=1024 \
     -artifact_prefix=fuzz/crash-c- 2>&1 | tee fuzz/last-c.log | grep -E "^#[0-9]+ +DONE|ERROR" || true
