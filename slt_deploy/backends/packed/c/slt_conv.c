@@ -177,21 +177,12 @@ SLT_HOT_INLINE uint32_t conv_span(const slt_node *n, int kind, int ws, int spk, 
 }
 
 #if SLT_SIMD
-/* acc[f] += x[f] * w for f < lb (a multiple of 8): one kept weight over a whole (padded) output plane; with cv (the row's first weight) returns the nonzero x[f] at real
- * outputs (cv[f] = 1). Exact like conv_ws: a zero or padding input adds +-0 to an accumulator that is never -0,
- * and every accumulator gets its terms in ascending packing row. */
-SLT_HOT_INLINE uint32_t plane_mac(float *restrict acc, const float *restrict x, size_t lb, float w,
-                                  const uint32_t *restrict cv) {
+/* acc[f] += x[f] * w for f < lb (a multiple of 8): one kept weight over a whole (padded) output plane. Exact like
+ * conv_ws: a zero or padding input adds +-0 to an accumulator that is never -0, and every accumulator gets its terms
+ * in ascending packing row. */
+SLT_HOT_INLINE void plane_mac(float *restrict acc, const float *restrict x, size_t lb, float w) {
     size_t f;
-    uint32_t nz = 0;
-    if (cv)
-        for (f = 0; f < lb; f++) {
-            nz += cv[f] & (uint32_t)(x[f] != 0.0f);
-            acc[f] = acc[f] + x[f] * w;
-        }
-    else
-        for (f = 0; f < lb; f++) acc[f] = acc[f] + x[f] * w;
-    return nz;
+    for (f = 0; f < lb; f++) acc[f] = acc[f] + x[f] * w;
 }
 
 /* d0[v] = x[2v], d1[v] = x[2v + 1] for v < n (gcc does not vectorize the plain loop) */
@@ -228,8 +219,10 @@ static void copy_row(float *restrict o, const float *restrict a, uint32_t n) {
 /* input channel xc [ih][iw] into its st x st phase planes pc (stage_buffers): x[st*u + ry][st*v + rx] goes to plane
  * (ry, rx), row u + qneg, column v + qneg, for the rows u < uy that an output reads. One call per channel with the
  * row pointers stepped, not recomputed per row (the per-row version spent ~100 instructions on each 14-28-float row:
- * callgrind, x86-64 AVX2, full-scale IMP ticket) */
-SLT_HOT_INLINE void stage_channel(const slt_node *n, const float *restrict xc, float *restrict pc, uint32_t uy) {
+ * callgrind, x86-64 AVX2, full-scale IMP ticket). Returns the synaptic events of the channel: the sum of evw over its
+ * nonzero inputs (rows past uy have evw = 0), counted here instead of per kept weight row. */
+SLT_HOT_INLINE uint64_t stage_channel(const slt_node *n, const float *restrict xc, float *restrict pc,
+                                      const uint32_t *restrict evw, uint32_t uy) {
     const uint32_t st = n->st, ih = n->ih, iw = n->iw, pw = n->pw, qneg = n->qneg;
     const uint32_t rows = ih < uy * st ? ih : uy * st;   /* input rows past the last one any output reads: unused */
     const size_t ps = n->ps;
@@ -238,6 +231,10 @@ SLT_HOT_INLINE void stage_channel(const slt_node *n, const float *restrict xc, f
     float *p0 = pc + (size_t)qneg * pw + qneg;
     uint32_t iy, ix, v, ry = 0;   /* iy = st * u + ry; prow: plane (ry, 0), row u + qneg */
     float *prow = p0;
+    const size_t used = (size_t)rows * iw;
+    size_t e;
+    uint32_t ev = 0;   /* the channel's events: below 2^32 (stage_buffers) */
+    for (e = 0; e < used; e++) ev += xc[e] != 0.0f ? evw[e] : 0u;   /* = nonzero(), NaN included; one long loop */
     for (iy = 0; iy < rows; iy++, xc += iw) {
         if (st == 1) {
             for (v = 0; v < nv; v++) prow[v] = xc[v];
@@ -256,6 +253,7 @@ SLT_HOT_INLINE void stage_channel(const slt_node *n, const float *restrict xc, f
             prow = p0;
         }
     }
+    return ev;
 }
 
 /* a single-input conv through its staged planes (stage_buffers): copy the input's used channels into the planes,
@@ -275,7 +273,7 @@ static uint64_t conv_staged(const slt_node *n, int kind, const float *x, float *
         float *pc = n->stage + (size_t)ci * st * st * ps;
         uint32_t r = ci * kk2;
         if (rowtab[r] == rowtab[r + kk2]) continue;   /* no kept weight reads this channel */
-        stage_channel(n, xc, pc, uy);
+        ev += stage_channel(n, xc, pc, n->evw + (size_t)ci * ih * iw, uy);
         for (ky = 0; ky < k; ky++) {
             const uint32_t dy = ky + st * qneg - pd;   /* = st * (qy + qneg) + ry >= 0 */
             for (kx = 0; kx < k; kx++, r++) {
@@ -286,9 +284,7 @@ static uint64_t conv_staged(const slt_node *n, int kind, const float *x, float *
                 xp = pc + (size_t)((dy % st) * st + dx % st) * ps + (size_t)(dy / st) * pw + dx / st;
                 for (kidx = k0; kidx < k1; kidx++) {
                     const uint32_t col = kind == 0 ? n->colidx[kidx] >> 1 : n->colidx[kidx];
-                    const uint32_t nz = plane_mac(acc + (size_t)col * len, xp, len, weight_of(n, kind, kidx),
-                                                  kidx == k0 ? n->cvalid : 0);
-                    if (kidx == k0) ev += (uint64_t)nz * (k1 - k0);
+                    plane_mac(acc + (size_t)col * len, xp, len, weight_of(n, kind, kidx));
                 }
             }
         }

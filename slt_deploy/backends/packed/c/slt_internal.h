@@ -56,7 +56,8 @@ typedef struct {
 #if SLT_SIMD
     /* SIMD builds, single-input conv: its input staged as zero-padded phase planes (conv_staged) */
     float *stage, *acc;            /* planes [ci][st][st][ps]; accumulators [cols][lb] (rows of pw) */
-    uint32_t *cvalid;              /* [lb]: 1 where an accumulator is a real output (f < ho*pw, f % pw < wo) */
+    uint32_t *evw;                 /* [ci][ih][iw]: the synaptic events a nonzero input there makes (kept weights
+                                    * reading it at a real output) */
     uint32_t pw, ps, lb, qneg;     /* plane row width, plane stride, ho*pw rounded up to 8, -floor(-pd / st) */
 #endif
     /* lif */

@@ -564,22 +564,43 @@ static const parse_fn PARSE[N_OPS] = {
  * would be large. */
 static void stage_buffers(parse_ctx *c, slt_node *nd) {
     const uint32_t st = nd->st, qneg = (nd->pd + st - 1u) / st, span = qneg + (nd->k - 1u - nd->pd) / st;
-    const uint64_t ho = nd->d[1], wo = nd->d[2], pw = wo + span;
+    const uint64_t ho = nd->d[1], wo = nd->d[2], pw = wo + span, in = (uint64_t)nd->ci * nd->ih * nd->iw;
     /* a plane has (ho + span) rows of pw <= span * pw + lb floats; reads reach span * pw + span + lb - 1 */
     const uint64_t lb = (ho * pw + 7u) & ~(uint64_t)7u, ps = (span * pw + span + lb + 7u) & ~(uint64_t)7u;
     const uint64_t planes = (uint64_t)nd->ci * st * st * ps, accs = (uint64_t)nd->cols * lb;
-    if (st > 4u || nd->k > 16u || planes > (1u << 22) || accs > (1u << 22)) return;
+    /* an input's event weight (evw) is at most k*k*cols; a channel's are summed in 32 bits (stage_channel) */
+    if (st > 4u || nd->k > 16u || planes > (1u << 22) || accs > (1u << 22) ||
+        (uint64_t)nd->k * nd->k * nd->cols * nd->ih * nd->iw >= (1ull << 32))
+        return;
     nd->qneg = qneg;
     nd->pw = (uint32_t)pw;
     nd->ps = (uint32_t)ps;
     nd->lb = (uint32_t)lb;
     nd->stage = (float *)take(c, sizeof(float) * (size_t)planes);
     nd->acc = (float *)take(c, sizeof(float) * (size_t)accs);
-    nd->cvalid = (uint32_t *)take(c, sizeof(uint32_t) * (size_t)lb);
-    if (nd->stage && nd->acc && nd->cvalid) {
+    nd->evw = (uint32_t *)take(c, sizeof(uint32_t) * (size_t)in);
+    if (nd->stage && nd->acc && nd->evw) {
+        /* evw[ci][iy][ix]: the kept weights that read input (ci, iy, ix) at some output (oy, ox) < (ho, wo), i.e. the
+         * synaptic events a nonzero value there makes: packing row (ci, ky, kx) reads (oy*st + ky - pd, ox*st + kx - pd) */
+        const uint32_t k = nd->k, ih = nd->ih, iw = nd->iw;
+        uint32_t ci, ky, kx, oy, ox, r = 0;
         size_t i;
         for (i = 0; i < (size_t)planes; i++) nd->stage[i] = 0.0f;
-        for (i = 0; i < (size_t)lb; i++) nd->cvalid[i] = i < ho * pw && i % pw < wo;
+        for (i = 0; i < (size_t)in; i++) nd->evw[i] = 0;
+        for (ci = 0; ci < nd->ci; ci++)
+            for (ky = 0; ky < k; ky++)
+                for (kx = 0; kx < k; kx++, r++) {
+                    const uint32_t kk = nd->rowtab[r + 1] - nd->rowtab[r];
+                    if (!kk) continue;
+                    for (oy = 0; oy < ho; oy++) {
+                        const uint32_t iy = oy * st + ky;   /* + pd */
+                        uint32_t *row;
+                        if (iy < nd->pd || iy - nd->pd >= ih) continue;
+                        row = nd->evw + ((size_t)ci * ih + iy - nd->pd) * iw;
+                        for (ox = 0; ox < wo; ox++)
+                            if (ox * st + kx >= nd->pd && ox * st + kx - nd->pd < iw) row[ox * st + kx - nd->pd] += kk;
+                    }
+                }
     }
 }
 #endif
