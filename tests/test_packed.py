@@ -340,10 +340,12 @@ def test_c_conv_shapes_vs_numpy():
     """Random conv geometries (k 1-4, stride 1-3, any pad < k, 1-3 channels, odd sizes), float and binary, dense
     and sparse, a first conv reading the input twice, LIF after it (own buffer: reused layer), a second conv with an
     in-place LIF (fused epilogue, zero or subtract reset): C == numpy interpreter bit for bit, logits and spikes.
-    The host (SIMD) build runs single-input convs through staged phase planes; the scalar (Cortex-M) build through
-    the row kernels (one kept weight, 2-8 held in registers, more): both give the same bits and count the same
-    synaptic events."""
-    from slt_deploy.backends.packed.c_runner import SCALAR, CModel
+    The host (SIMD) build runs single-input convs through staged phase planes (8 lanes with AVX, 4 in the SSE-only
+    build); the scalar (Cortex-M) build through the row kernels (one kept weight, 2-8 held in registers, more): all
+    give the same bits and count the same synaptic events."""
+    from slt_deploy.backends.packed.c_runner import SCALAR, CModel, host_flags
+
+    SSE_ONLY = ("-mno-avx",) if host_flags() else ()   # the 4-lane path of an x86 without AVX
 
     rng = np.random.default_rng(0)
     ran = 0
@@ -378,11 +380,13 @@ def test_c_conv_shapes_vs_numpy():
         x = (rng.integers(0, 5, size=(5, C, H, W)) * (rng.random((5, C, H, W)) < 0.6)).astype(np.float32)
         seq = np.repeat(x[None], 3, 0)
         seq[2, 1, 0, 0, 0] += 1.0
-        cm, cs = CModel(data), CModel(data, extra=SCALAR)
+        cm, cs, c4 = CModel(data), CModel(data, extra=SCALAR), CModel(data, extra=SSE_ONLY)
         lg, sp = cm.run(seq, record=True)
         lg_s, sp_s = cs.run(seq, record=True)
+        lg_4, sp_4 = c4.run(seq, record=True)
         assert np.array_equal(lg.view(np.uint32), lg_s.view(np.uint32)) and np.array_equal(sp, sp_s)
-        assert cm.events() == cs.events() > 0, (C, H, W, k, st, pd)
+        assert np.array_equal(lg.view(np.uint32), lg_4.view(np.uint32)) and np.array_equal(sp, sp_4)
+        assert cm.events() == cs.events() == c4.events() > 0, (C, H, W, k, st, pd)
         got = PackedInterpreter(PF.decode(data)).run(seq, record=True)
         want = np.asarray(got["logits"], np.float32)
         assert np.array_equal(lg.view(np.uint32), want.view(np.uint32)), (C, H, W, k, st, pd)

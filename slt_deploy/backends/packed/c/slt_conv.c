@@ -177,14 +177,6 @@ SLT_HOT_INLINE uint32_t conv_span(const slt_node *n, int kind, int ws, int spk, 
 }
 
 #if SLT_SIMD
-/* acc[f] += x[f] * w for f < lb (a multiple of 8): one kept weight over a whole (padded) output plane. Exact like
- * conv_ws: a zero or padding input adds +-0 to an accumulator that is never -0, and every accumulator gets its terms
- * in ascending packing row. */
-SLT_HOT_INLINE void plane_mac(float *restrict acc, const float *restrict x, size_t lb, float w) {
-    size_t f;
-    for (f = 0; f < lb; f++) acc[f] = acc[f] + x[f] * w;
-}
-
 /* d0[v] = x[2v], d1[v] = x[2v + 1] for v < n (gcc does not vectorize the plain loop) */
 SLT_HOT_INLINE void deinterleave2(const float *restrict x, float *restrict d0, float *restrict d1, uint32_t n) {
     uint32_t v = 0;
@@ -256,42 +248,93 @@ SLT_HOT_INLINE uint64_t stage_channel(const slt_node *n, const float *restrict x
     return ev;
 }
 
-/* a single-input conv through its staged planes (stage_buffers): copy the input's used channels into the planes,
- * one long loop per kept weight, then the accumulator rows [0, wo) into out. Returns the synaptic events. */
-static uint64_t conv_staged(const slt_node *n, int kind, const float *x, float *out) {
+/* o[f] = sum over terms t (in order) of x[off[t] + f] * w[t], from +0, for f < lb (a multiple of 8): one output
+ * channel over its whole (padded) plane, output-stationary: each accumulator stays in a register across the channel's
+ * terms (a load, a multiply and an add per term and lane group; the weight-stationary loop it replaced also loaded and
+ * stored the accumulator per term, and needed the accumulators zeroed first). Exact: every output gets the same
+ * terms in the same (packing-row) order, each rounded alone, starting from +0; no FMA. */
+#if defined(__AVX__)
+#define SLT_VW 8u
+typedef __m256 slt_vf;
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VSET1(w) _mm256_set1_ps(w)
+#define VMAC(a, x, w) _mm256_add_ps((a), _mm256_mul_ps((x), (w)))
+#define VSTORE(p, a) _mm256_storeu_ps((p), (a))
+#elif defined(__SSE2__)
+#define SLT_VW 4u
+typedef __m128 slt_vf;
+#define VZERO() _mm_setzero_ps()
+#define VLOAD(p) _mm_loadu_ps(p)
+#define VSET1(w) _mm_set1_ps(w)
+#define VMAC(a, x, w) _mm_add_ps((a), _mm_mul_ps((x), (w)))
+#define VSTORE(p, a) _mm_storeu_ps((p), (a))
+#elif defined(__aarch64__)   /* AArch64 NEON is IEEE (ARMv7 NEON flushes denormals: plain C below) */
+#define SLT_VW 4u
+typedef float32x4_t slt_vf;
+#define VZERO() vdupq_n_f32(0.0f)
+#define VLOAD(p) vld1q_f32(p)
+#define VSET1(w) vdupq_n_f32(w)
+#define VMAC(a, x, w) vaddq_f32((a), vmulq_f32((x), (w)))
+#define VSTORE(p, a) vst1q_f32((p), (a))
+#endif
+SLT_HOT_INLINE void column_terms(float *restrict o, const float *restrict base, const uint32_t *restrict off,
+                                 const float *restrict w, uint32_t nt, size_t lb) {
+    size_t f = 0;
+    uint32_t t;
+#ifdef SLT_VW
+    for (; f + 4u * SLT_VW <= lb; f += 4u * SLT_VW) {   /* four lane groups per pass: one weight broadcast for all */
+        slt_vf a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
+        for (t = 0; t < nt; t++) {
+            const float *x = base + off[t] + f;
+            const slt_vf wv = VSET1(w[t]);
+            a0 = VMAC(a0, VLOAD(x), wv);
+            a1 = VMAC(a1, VLOAD(x + SLT_VW), wv);
+            a2 = VMAC(a2, VLOAD(x + 2u * SLT_VW), wv);
+            a3 = VMAC(a3, VLOAD(x + 3u * SLT_VW), wv);
+        }
+        VSTORE(o + f, a0);
+        VSTORE(o + f + SLT_VW, a1);
+        VSTORE(o + f + 2u * SLT_VW, a2);
+        VSTORE(o + f + 3u * SLT_VW, a3);
+    }
+    for (; f < lb; f += SLT_VW) {
+        slt_vf a = VZERO();
+        for (t = 0; t < nt; t++) a = VMAC(a, VLOAD(base + off[t] + f), VSET1(w[t]));
+        VSTORE(o + f, a);
+    }
+#else
+    for (; f < lb; f++) {
+        float a = 0.0f;
+        for (t = 0; t < nt; t++) a = a + base[off[t] + f] * w[t];
+        o[f] = a;
+    }
+#endif
+}
+
+/* a single-input conv through its staged planes (stage_buffers): copy the input's used channels into the planes
+ * (counting the events), one output-stationary pass per output channel, then the accumulator rows [0, wo) into
+ * out. Returns the synaptic events. */
+static uint64_t conv_staged(const slt_node *n, const float *x, float *out) {
     const uint32_t st = n->st, k = n->k, pd = n->pd, ih = n->ih, iw = n->iw, ho = n->d[1], wo = n->d[2];
-    const uint32_t pw = n->pw, ps = n->ps, qneg = n->qneg, kk2 = k * k, uy = ho - 1u + (k - 1u - pd) / st + 1u;
+    const uint32_t pw = n->pw, ps = n->ps, kk2 = k * k, uy = ho - 1u + (k - 1u - pd) / st + 1u;
     const size_t len = n->lb, per = (size_t)ho * wo;
     const uint32_t *rowtab = n->rowtab;
     float *acc = n->acc;
     uint64_t ev = 0;
-    uint32_t ci, ky, kx, oy;
-    size_t f;
-    for (f = 0; f < len * n->cols; f++) acc[f] = 0.0f;
+    uint32_t ci, c, oy;
     for (ci = 0; ci < n->ci; ci++) {
-        const float *xc = x + (size_t)ci * ih * iw;
-        float *pc = n->stage + (size_t)ci * st * st * ps;
-        uint32_t r = ci * kk2;
-        if (rowtab[r] == rowtab[r + kk2]) continue;   /* no kept weight reads this channel */
-        ev += stage_channel(n, xc, pc, n->evw + (size_t)ci * ih * iw, uy);
-        for (ky = 0; ky < k; ky++) {
-            const uint32_t dy = ky + st * qneg - pd;   /* = st * (qy + qneg) + ry >= 0 */
-            for (kx = 0; kx < k; kx++, r++) {
-                const uint32_t k0 = rowtab[r], k1 = rowtab[r + 1], dx = kx + st * qneg - pd;
-                const float *xp;
-                uint32_t kidx;
-                if (k0 == k1) continue;
-                xp = pc + (size_t)((dy % st) * st + dx % st) * ps + (size_t)(dy / st) * pw + dx / st;
-                for (kidx = k0; kidx < k1; kidx++) {
-                    const uint32_t col = kind == 0 ? n->colidx[kidx] >> 1 : n->colidx[kidx];
-                    plane_mac(acc + (size_t)col * len, xp, len, weight_of(n, kind, kidx));
-                }
-            }
-        }
+        const uint32_t r = ci * kk2;
+        if (rowtab[r] == rowtab[r + kk2]) continue;   /* no kept weight reads this channel: its planes are not read */
+        ev += stage_channel(n, x + (size_t)ci * ih * iw, n->stage + (size_t)ci * st * st * ps,
+                            n->evw + (size_t)ci * ih * iw, uy);
     }
-    for (ci = 0; ci < n->cols; ci++)
+    for (c = 0; c < n->cols; c++)
+        column_terms(acc + (size_t)c * len, n->stage, n->toff + n->tcol[c], n->tw + n->tcol[c],
+                     n->tcol[c + 1] - n->tcol[c], len);
+    for (c = 0; c < n->cols; c++)
         for (oy = 0; oy < ho; oy++)
-            copy_row(out + (size_t)ci * per + (size_t)oy * wo, acc + (size_t)ci * len + (size_t)oy * pw, wo);
+            copy_row(out + (size_t)c * per + (size_t)oy * wo, acc + (size_t)c * len + (size_t)oy * pw, wo);
     return ev;
 }
 #endif
@@ -304,9 +347,7 @@ static uint64_t conv_rows(slt_model *m, slt_node *n, const float *input, int kin
     const uint32_t *rowtab = n->rowtab;
     uint64_t ev = 0;
 #if SLT_SIMD
-    if (n->stage)
-        return kind == 0 ? conv_staged(n, 0, x0, out) : kind == 1 ? conv_staged(n, 1, x0, out)
-             : kind == 2 ? conv_staged(n, 2, x0, out) : conv_staged(n, 3, x0, out);
+    if (n->stage) return conv_staged(n, x0, out);
 #endif
     zero_floats(out, n->size);
     /* Row by row: for packing row r = (ci, ky, kx) with kept weights, every output (oy, ox) it feeds reads input

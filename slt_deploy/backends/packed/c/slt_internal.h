@@ -19,7 +19,9 @@
 #define SLT_SIMD 0
 #endif
 #endif
-#if SLT_SIMD && defined(__SSE2__)
+#if SLT_SIMD && defined(__AVX__)
+#include <immintrin.h>
+#elif SLT_SIMD && defined(__SSE2__)
 #include <emmintrin.h>
 #elif SLT_SIMD && (defined(__ARM_NEON) || defined(__aarch64__))
 #include <arm_neon.h>
@@ -56,6 +58,9 @@ typedef struct {
 #if SLT_SIMD
     /* SIMD builds, single-input conv: its input staged as zero-padded phase planes (conv_staged) */
     float *stage, *acc;            /* planes [ci][st][st][ps]; accumulators [cols][lb] (rows of pw) */
+    uint32_t *tcol;                /* [cols + 1]: column c's kept weights are terms [tcol[c], tcol[c+1]) */
+    uint32_t *toff;                /* per term (in packing-row order within a column): its plane offset in stage */
+    float *tw;                     /* per term: its weight as a multiplier (binary: +-1) */
     uint32_t *evw;                 /* [ci][ih][iw]: the synaptic events a nonzero input there makes (kept weights
                                     * reading it at a real output) */
     uint32_t pw, ps, lb, qneg;     /* plane row width, plane stride, ho*pw rounded up to 8, -floor(-pd / st) */

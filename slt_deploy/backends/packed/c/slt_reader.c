@@ -579,7 +579,10 @@ static void stage_buffers(parse_ctx *c, slt_node *nd) {
     nd->stage = (float *)take(c, sizeof(float) * (size_t)planes);
     nd->acc = (float *)take(c, sizeof(float) * (size_t)accs);
     nd->evw = (uint32_t *)take(c, sizeof(uint32_t) * (size_t)in);
-    if (nd->stage && nd->acc && nd->evw) {
+    nd->tcol = (uint32_t *)take(c, sizeof(uint32_t) * ((size_t)nd->cols + 1u));
+    nd->toff = (uint32_t *)take(c, sizeof(uint32_t) * (size_t)nd->kept);
+    nd->tw = (float *)take(c, sizeof(float) * (size_t)nd->kept);
+    if (nd->stage && nd->acc && nd->evw && nd->tcol && nd->toff && nd->tw) {
         /* evw[ci][iy][ix]: the kept weights that read input (ci, iy, ix) at some output (oy, ox) < (ho, wo), i.e. the
          * synaptic events a nonzero value there makes: packing row (ci, ky, kx) reads (oy*st + ky - pd, ox*st + kx - pd) */
         const uint32_t k = nd->k, ih = nd->ih, iw = nd->iw;
@@ -601,6 +604,29 @@ static void stage_buffers(parse_ctx *c, slt_node *nd) {
                             if (ox * st + kx >= nd->pd && ox * st + kx - nd->pd < iw) row[ox * st + kx - nd->pd] += kk;
                     }
                 }
+        /* the kept weights by output column, each column's in ascending packing row (the order of accumulation):
+         * packing row (ci, ky, kx) reads plane (ci, dy % st, dx % st) at row dy / st, column dx / st, with
+         * dy = ky + st * qneg - pd and dx likewise (conv_staged) */
+        for (i = 0; i <= nd->cols; i++) nd->tcol[i] = 0;
+        for (i = 0; i < nd->kept; i++) nd->tcol[(nd->sgncol ? nd->colidx[i] >> 1 : nd->colidx[i]) + 1u]++;
+        for (i = 0; i < nd->cols; i++) nd->tcol[i + 1] += nd->tcol[i];
+        for (ci = 0, r = 0; ci < nd->ci; ci++)
+            for (ky = 0; ky < k; ky++)
+                for (kx = 0; kx < k; kx++, r++) {
+                    const uint32_t dy = ky + st * qneg - nd->pd, dx = kx + st * qneg - nd->pd;
+                    const uint32_t off = (uint32_t)(((uint64_t)ci * st * st + (dy % st) * st + dx % st) * ps +
+                                                    (dy / st) * pw + dx / st);
+                    uint32_t q;
+                    for (q = nd->rowtab[r]; q < nd->rowtab[r + 1]; q++) {
+                        const uint32_t col = nd->sgncol ? nd->colidx[q] >> 1 : nd->colidx[q];
+                        const uint32_t t = nd->tcol[col]++;   /* tcol[c] ends as tcol[c + 1] of the prefix */
+                        nd->toff[t] = off;
+                        nd->tw[t] = nd->sgncol ? ((nd->colidx[q] & 1u) ? 1.0f : -1.0f)
+                                  : (nd->flags & F_BINARY) ? (bit_at(nd->vals, q) ? 1.0f : -1.0f) : rdf(nd->vals + 4u * q);
+                    }
+                }
+        for (i = nd->cols; i > 0; i--) nd->tcol[i] = nd->tcol[i - 1];   /* back to the prefix */
+        nd->tcol[0] = 0;
     }
 }
 #endif
