@@ -1,16 +1,18 @@
 """Writes a C header embedding a packed model (for bare-metal builds): python -m slt_deploy.backends.packed.embed
-MODEL.slt OUT.h. Defines SLT_MODEL (bytes), SLT_MODEL_LEN, SLT_ARENA_BYTES (from the C reader), SLT_T_IN, SLT_CLASSES."""
+MODEL.slt OUT.h. Defines SLT_MODEL (bytes), SLT_MODEL_LEN, SLT_ARENA_BYTES (from the C reader: the arena of a scalar
+(Cortex-M) build, which has no staged planes; counted on this host with 64-bit pointers, so an upper bound for a
+32-bit core), SLT_T_IN, SLT_CLASSES."""
 import math
 import sys
 
-from .c_runner import c_validate
+from .c_runner import SCALAR, c_validate
 from .fileio import read_bytes, read_file
 
 
 def main(src, out):
     data = read_bytes(src)
     m = read_file(src)
-    code, msg, arena = c_validate(data)
+    code, msg, arena = c_validate(data, extra=SCALAR)
     if code:
         raise SystemExit(f"{src}: {msg}")
     rows = [", ".join(f"0x{b:02x}" for b in data[i:i + 16]) for i in range(0, len(data), 16)]
