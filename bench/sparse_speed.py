@@ -198,8 +198,8 @@ def layer_alternatives(ckpt, T, reps=300, density=0.34):
 
 def c_before(rev, work):
     """The packed C runtime of git revision `rev` (its C files and headers: one slt_packed.c before 2026-12-06, one
-    file per concern since; built here with its own era's flags) as a callable seq -> logits: the before of a
-    before/after in the same run."""
+    file per concern since; built here with today's flags) as a callable seq -> logits: the before of a before/after
+    in the same run."""
     import ctypes
     import subprocess
 
@@ -215,8 +215,11 @@ def c_before(rev, work):
         with open(os.path.join(d, f), "wb") as fh:
             fh.write(src)
     so = os.path.join(d, "libslt_packed.so")
-    subprocess.run(["cc", "-std=c99", "-O3", "-ffp-contract=off", "-fPIC", "-shared",
-                    *(os.path.join(d, f) for f in names if f.endswith(".c")), "-o", so], check=True)
+    from slt_deploy.backends.packed.c_runner import host_flags
+
+    # the flags the binding builds with since 2026-12-05 (-mavx2 where the CPU has it): a fair before/after
+    subprocess.run(["cc", "-std=c99", "-O3", "-ffp-contract=off", "-fno-trapping-math", *host_flags(), "-fPIC",
+                    "-shared", *(os.path.join(d, f) for f in names if f.endswith(".c")), "-o", so], check=True)
     L = ctypes.CDLL(so)
     L.slt_arena_size.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t)]
     L.slt_open.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_void_p, ctypes.c_size_t,
