@@ -43,7 +43,8 @@ sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 ROOT = os.path.dirname(_HERE)
 sys.path.insert(0, ROOT)
 
-from slt_deploy.backends.packed.c_runner import C_DIR, SOURCES, c_sources  # noqa: E402
+from slt_deploy.backends.packed.c_runner import C_DIR, SOURCES, c_sources
+
 APT_PACKAGES = {"qemu-system-arm": "qemu-system-arm", "arm-none-eabi-gcc": "gcc-arm-none-eabi"}
 TIMER_HZ = 25e6  # mps2-an500 peripheral clock (QEMU hw/arm/mps2.c: SYSCLK_FRQ 25 MHz)
 ARM_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off", "-mthumb",
