@@ -13,8 +13,8 @@ thread, a step as soon as what it reads exists (the binarized ticket starts when
 4, not the whole search), waiting steps in the order of PRIORITY; logs OUT/logs/STEP.log. Work in all: about 115
 fmnist-vgg epochs and 44 fmnist-spikformer epochs (one of those costs about 1.5 fmnist-vgg epochs), i.e. about 90
 epochs per worker, 85-100 s each on this machine: over the issue's 120 min when the three dense models are trained
-too; with them given (--dense, --sf-dense, --sf-dense-same) about 66 epochs on the longer worker, about 105 min
-(estimated from per-epoch times, not timed as one run). The steps:
+too; with them given (--dense, --sf-dense, --sf-dense-same) about 66 epochs on the longer worker: timed as one run
+on 2026-12-06, 121.7 min (docs/tickets.md; Early-Bird then at tau 0.1, about 4 min longer than now). The steps:
   dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint)
   sf_dense       slt-deploy train fmnist-spikformer (10 epochs)             (or --sf-dense DIR)
   sf_dense_same  slt-deploy train fmnist-spikformer --epochs 18: the dense transformer trained for as many epochs as
