@@ -215,11 +215,10 @@ def c_before(rev, work):
         with open(os.path.join(d, f), "wb") as fh:
             fh.write(src)
     so = os.path.join(d, "libslt_packed.so")
-    from slt_deploy.backends.packed.c_runner import host_flags
+    from slt_deploy.backends.packed.c_runner import cflags
 
-    # the flags the binding builds with since 2026-12-05 (-mavx2 where the CPU has it): a fair before/after
-    subprocess.run(["cc", "-std=c99", "-O3", "-ffp-contract=off", "-fno-trapping-math", *host_flags(), "-fPIC",
-                    "-shared", *(os.path.join(d, f) for f in names if f.endswith(".c")), "-o", so], check=True)
+    # the binding's own flags (-mavx2 where the CPU has it): a fair before/after
+    subprocess.run(["cc", *cflags(), *(os.path.join(d, f) for f in names if f.endswith(".c")), "-o", so], check=True)
     L = ctypes.CDLL(so)
     L.slt_arena_size.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t)]
     L.slt_open.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_void_p, ctypes.c_size_t,

@@ -29,9 +29,9 @@ SCALAR = ("-DSLT_SIMD=0",)  # the Cortex-M kernels built for the host (tests com
 _LIBS: dict = {}
 
 
-def c_sources(c_dir: str = C_DIR) -> list:
+def c_sources() -> list:
     """Paths of the runtime's C files (every one is compiled; the headers are included)."""
-    return [os.path.join(c_dir, f) for f in C_SOURCES]
+    return [os.path.join(C_DIR, f) for f in C_SOURCES]
 
 
 def _cc():
@@ -56,7 +56,7 @@ def host_flags() -> tuple:
     return ("-mavx2",) if "avx2" in flags else ()
 
 
-def _cflags(extra: tuple = ()) -> list:
+def cflags(extra: tuple = ()) -> list:
     return CFLAGS + list(host_flags()) + list(extra)
 
 
@@ -65,7 +65,7 @@ def _lib_path(extra: tuple = ()) -> str:
     for s in SOURCES:
         with open(os.path.join(C_DIR, s), "rb") as f:
             h.update(f.read())
-    h.update(" ".join(_cflags(extra)).encode())
+    h.update(" ".join(cflags(extra)).encode())
     cache = os.environ.get("SLT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME")
                                                         or os.path.expanduser("~/.cache"), "slt-deploy")
     return os.path.join(cache, f"libslt_packed-{h.hexdigest()[:16]}.so")
@@ -83,7 +83,7 @@ def build(verbose: bool = False, extra: tuple = ()) -> str:
     os.makedirs(os.path.dirname(out), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out), suffix=".so")
     os.close(fd)
-    cmd = [cc, *_cflags(extra), *c_sources(), "-o", tmp]
+    cmd = [cc, *cflags(extra), *c_sources(), "-o", tmp]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:

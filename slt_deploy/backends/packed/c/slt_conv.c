@@ -25,13 +25,6 @@
 #define EV_ADD 10u
 #endif
 
-/* kept weight kidx as a multiplier: binary +1/-1 (x * -1 = -x exactly, the event path's sign flip), float its value */
-static float weight_of(const slt_node *n, int kind, uint32_t kidx) {
-    if (kind == 0) return (n->colidx[kidx] & 1u) ? 1.0f : -1.0f;
-    if (kind == 1) return bit_at(n->vals, kidx) ? 1.0f : -1.0f;
-    return rdf(n->vals + 4u * kidx);
-}
-
 
 /* Weight-stationary kernel of one conv packing row: every kept weight of the row times EVERY input it reads,
  * zeros included, as a branch-free loop. Exact: for a zero input x * w is +-0 and acc + (+-0) = acc (an
@@ -329,12 +322,10 @@ static uint64_t conv_staged(const slt_node *n, const float *x, float *out) {
         ev += stage_channel(n, x + (size_t)ci * ih * iw, n->stage + (size_t)ci * st * st * ps,
                             n->evw + (size_t)ci * ih * iw, uy);
     }
-    for (c = 0; c < n->cols; c++)
-        column_terms(acc + (size_t)c * len, n->stage, n->toff + n->tcol[c], n->tw + n->tcol[c],
-                     n->tcol[c + 1] - n->tcol[c], len);
-    for (c = 0; c < n->cols; c++)
-        for (oy = 0; oy < ho; oy++)
-            copy_row(out + (size_t)c * per + (size_t)oy * wo, acc + (size_t)c * len + (size_t)oy * pw, wo);
+    for (c = 0; c < n->cols; c++) {   /* each output channel, then its rows [0, wo) into out while they are cached */
+        column_terms(acc, n->stage, n->toff + n->tcol[c], n->tw + n->tcol[c], n->tcol[c + 1] - n->tcol[c], len);
+        for (oy = 0; oy < ho; oy++) copy_row(out + (size_t)c * per + (size_t)oy * wo, acc + (size_t)oy * pw, wo);
+    }
     return ev;
 }
 #endif

@@ -57,7 +57,7 @@ typedef struct {
     uint32_t pwords;               /* ceil(din / 32) */
 #if SLT_SIMD
     /* SIMD builds, single-input conv: its input staged as zero-padded phase planes (conv_staged) */
-    float *stage, *acc;            /* planes [ci][st][st][ps]; accumulators [cols][lb] (rows of pw) */
+    float *stage, *acc;            /* planes [ci][st][st][ps]; one output channel's accumulators [lb] (rows of pw) */
     uint32_t *tcol;                /* [cols + 1]: column c's kept weights are terms [tcol[c], tcol[c+1]) */
     uint32_t *toff;                /* per term (in packing-row order within a column): its plane offset in stage */
     float *tw;                     /* per term: its weight as a multiplier (binary: +-1) */
@@ -174,6 +174,14 @@ static inline void sum_inputs(const slt_model *m, const slt_node *n, const float
         const float *c = node_out(m, n->in[k], input);
         for (e = 0; e < count; e++) dst[e] = dst[e] + c[e];
     }
+}
+
+/* kept weight kidx as a multiplier: binary +1/-1 (x * -1 = -x exactly, the event path's sign flip), float its value;
+ * kind: see emit_row (2 and 3 read the same float) */
+static inline float weight_of(const slt_node *n, int kind, uint32_t kidx) {
+    if (kind == 0) return (n->colidx[kidx] & 1u) ? 1.0f : -1.0f;
+    if (kind == 1) return bit_at(n->vals, kidx) ? 1.0f : -1.0f;
+    return rdf(n->vals + 4u * kidx);
 }
 
 /* add x * w for every kept weight kidx in [k0, k1) (one packing row) to out[col * ostride]. The kept weights of a

@@ -567,9 +567,9 @@ static void stage_buffers(parse_ctx *c, slt_node *nd) {
     const uint64_t ho = nd->d[1], wo = nd->d[2], pw = wo + span, in = (uint64_t)nd->ci * nd->ih * nd->iw;
     /* a plane has (ho + span) rows of pw <= span * pw + lb floats; reads reach span * pw + span + lb - 1 */
     const uint64_t lb = (ho * pw + 7u) & ~(uint64_t)7u, ps = (span * pw + span + lb + 7u) & ~(uint64_t)7u;
-    const uint64_t planes = (uint64_t)nd->ci * st * st * ps, accs = (uint64_t)nd->cols * lb;
+    const uint64_t planes = (uint64_t)nd->ci * st * st * ps;
     /* an input's event weight (evw) is at most k*k*cols; a channel's are summed in 32 bits (stage_channel) */
-    if (st > 4u || nd->k > 16u || planes > (1u << 22) || accs > (1u << 22) ||
+    if (st > 4u || nd->k > 16u || planes > (1u << 22) || lb > (1u << 22) ||
         (uint64_t)nd->k * nd->k * nd->cols * nd->ih * nd->iw >= (1ull << 32))
         return;
     nd->qneg = qneg;
@@ -577,7 +577,7 @@ static void stage_buffers(parse_ctx *c, slt_node *nd) {
     nd->ps = (uint32_t)ps;
     nd->lb = (uint32_t)lb;
     nd->stage = (float *)take(c, sizeof(float) * (size_t)planes);
-    nd->acc = (float *)take(c, sizeof(float) * (size_t)accs);
+    nd->acc = (float *)take(c, sizeof(float) * (size_t)lb);   /* one output channel at a time */
     nd->evw = (uint32_t *)take(c, sizeof(uint32_t) * (size_t)in);
     nd->tcol = (uint32_t *)take(c, sizeof(uint32_t) * ((size_t)nd->cols + 1u));
     nd->toff = (uint32_t *)take(c, sizeof(uint32_t) * (size_t)nd->kept);
@@ -621,8 +621,7 @@ static void stage_buffers(parse_ctx *c, slt_node *nd) {
                         const uint32_t col = nd->sgncol ? nd->colidx[q] >> 1 : nd->colidx[q];
                         const uint32_t t = nd->tcol[col]++;   /* tcol[c] ends as tcol[c + 1] of the prefix */
                         nd->toff[t] = off;
-                        nd->tw[t] = nd->sgncol ? ((nd->colidx[q] & 1u) ? 1.0f : -1.0f)
-                                  : (nd->flags & F_BINARY) ? (bit_at(nd->vals, q) ? 1.0f : -1.0f) : rdf(nd->vals + 4u * q);
+                        nd->tw[t] = weight_of(nd, nd->sgncol ? 0 : (nd->flags & F_BINARY) ? 1 : 2, q);
                     }
                 }
         for (i = nd->cols; i > 0; i--) nd->tcol[i] = nd->tcol[i - 1];   /* back to the prefix */
