@@ -173,6 +173,22 @@ SLT_HOT_INLINE uint32_t conv_span(const slt_node *n, int kind, int ws, int spk, 
 /* d0[v] = x[2v], d1[v] = x[2v + 1] for v < n (gcc does not vectorize the plain loop) */
 SLT_HOT_INLINE void deinterleave2(const float *restrict x, float *restrict d0, float *restrict d1, uint32_t n) {
     uint32_t v = 0;
+#if defined(__AVX2__)
+    if (n >= 8u) {   /* 8 at a time; the last 8 again, overlapping (the same values): no tail */
+        for (;; v += 8u) {
+            if (v + 8u > n) v = n - 8u;
+            {
+                const __m256 a = _mm256_loadu_ps(x + 2u * v), b = _mm256_loadu_ps(x + 2u * v + 8u);
+                /* per 128-bit lane: [x0 x2 x8 x10 | x4 x6 x12 x14], then the 64-bit pairs into order */
+                const __m256d e = _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+                const __m256d o = _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+                _mm256_storeu_ps(d0 + v, _mm256_castpd_ps(_mm256_permute4x64_pd(e, _MM_SHUFFLE(3, 1, 2, 0))));
+                _mm256_storeu_ps(d1 + v, _mm256_castpd_ps(_mm256_permute4x64_pd(o, _MM_SHUFFLE(3, 1, 2, 0))));
+            }
+            if (v + 8u >= n) return;
+        }
+    }
+#endif
 #if defined(__SSE2__)
     for (; v + 4u <= n; v += 4u) {
         const __m128 a = _mm_loadu_ps(x + 2u * v), b = _mm_loadu_ps(x + 2u * v + 4u);
@@ -195,11 +211,6 @@ SLT_HOT_INLINE void deinterleave2(const float *restrict x, float *restrict d0, f
     for (; v < n; v++) { d0[v] = x[2u * v]; d1[v] = x[2u * v + 1u]; }
 }
 
-/* o[j] = a[j], j < n (restrict: no run-time overlap check per row) */
-static void copy_row(float *restrict o, const float *restrict a, uint32_t n) {
-    uint32_t j;
-    for (j = 0; j < n; j++) o[j] = a[j];
-}
 
 /* input channel xc [ih][iw] into its st x st phase planes pc (stage_buffers): x[st*u + ry][st*v + rx] goes to plane
  * (ry, rx), row u + qneg, column v + qneg, for the rows u < uy that an output reads. One call per channel with the
@@ -219,7 +230,8 @@ SLT_HOT_INLINE uint64_t stage_channel(const slt_node *n, const float *restrict x
     const size_t used = (size_t)rows * iw;
     size_t e;
     uint32_t ev = 0;   /* the channel's events: below 2^32 (stage_buffers) */
-    for (e = 0; e < used; e++) ev += xc[e] != 0.0f ? evw[e] : 0u;   /* = nonzero(), NaN included; one long loop */
+    /* = nonzero(), NaN included; one long loop, the test as a mask (a masked load when written as ?:) */
+    for (e = 0; e < used; e++) ev += evw[e] & (0u - (uint32_t)(xc[e] != 0.0f));
     for (iy = 0; iy < rows; iy++, xc += iw) {
         if (st == 1) {
             for (v = 0; v < nv; v++) prow[v] = xc[v];
@@ -271,6 +283,27 @@ typedef float32x4_t slt_vf;
 #define VMAC(a, x, w) vaddq_f32((a), vmulq_f32((x), (w)))
 #define VSTORE(p, a) vst1q_f32((p), (a))
 #endif
+/* o[j] = a[j], j < n: whole vectors, the last one overlapping the one before (the same values again) instead of a
+ * scalar tail; rows of 7-28 floats (a libc memcpy call per row cost ~25 instructions: callgrind, full-scale ticket) */
+SLT_HOT_INLINE void copy_row(float *restrict o, const float *restrict a, uint32_t n) {
+    uint32_t j = 0;
+#ifdef SLT_VW
+    if (n >= SLT_VW) {
+        for (; j + SLT_VW <= n; j += SLT_VW) VSTORE(o + j, VLOAD(a + j));
+        if (j < n) VSTORE(o + n - SLT_VW, VLOAD(a + n - SLT_VW));
+        return;
+    }
+#if defined(__AVX__)
+    if (n >= 4u) {   /* 4-7 floats (a 7x7 plane): two overlapping 4-lane moves */
+        _mm_storeu_ps(o, _mm_loadu_ps(a));
+        _mm_storeu_ps(o + n - 4u, _mm_loadu_ps(a + n - 4u));
+        return;
+    }
+#endif
+#endif
+    for (; j < n; j++) o[j] = a[j];
+}
+
 SLT_HOT_INLINE void column_terms(float *restrict o, const float *restrict base, const uint32_t *restrict off,
                                  const float *restrict w, uint32_t nt, size_t lb) {
     size_t f = 0;
