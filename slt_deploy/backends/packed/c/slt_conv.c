@@ -304,32 +304,43 @@ SLT_HOT_INLINE void copy_row(float *restrict o, const float *restrict a, uint32_
     for (; j < n; j++) o[j] = a[j];
 }
 
+#ifdef SLT_VW
+/* G (a constant, 1-8) lane groups from f: the accumulators stay in registers across the terms, one weight broadcast
+ * serves all G (8 x 8 lanes: 16 AVX registers with the weight and a load) */
+SLT_HOT_INLINE void terms_pass(float *restrict o, const float *restrict base, const uint32_t *restrict off,
+                               const float *restrict w, uint32_t nt, size_t f, uint32_t G) {
+    slt_vf a[8];
+    uint32_t g, t;
+    SLT_UNROLL8
+    for (g = 0; g < G; g++) a[g] = VZERO();
+    for (t = 0; t < nt; t++) {
+        const float *x = base + off[t] + f;
+        const slt_vf wv = VSET1(w[t]);
+        SLT_UNROLL8
+        for (g = 0; g < G; g++) a[g] = VMAC(a[g], VLOAD(x + g * SLT_VW), wv);
+    }
+    SLT_UNROLL8
+    for (g = 0; g < G; g++) VSTORE(o + f + g * SLT_VW, a[g]);
+}
+#endif
+
 SLT_HOT_INLINE void column_terms(float *restrict o, const float *restrict base, const uint32_t *restrict off,
                                  const float *restrict w, uint32_t nt, size_t lb) {
     size_t f = 0;
-    uint32_t t;
 #ifdef SLT_VW
-    for (; f + 4u * SLT_VW <= lb; f += 4u * SLT_VW) {   /* four lane groups per pass: one weight broadcast for all */
-        slt_vf a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
-        for (t = 0; t < nt; t++) {
-            const float *x = base + off[t] + f;
-            const slt_vf wv = VSET1(w[t]);
-            a0 = VMAC(a0, VLOAD(x), wv);
-            a1 = VMAC(a1, VLOAD(x + SLT_VW), wv);
-            a2 = VMAC(a2, VLOAD(x + 2u * SLT_VW), wv);
-            a3 = VMAC(a3, VLOAD(x + 3u * SLT_VW), wv);
-        }
-        VSTORE(o + f, a0);
-        VSTORE(o + f + SLT_VW, a1);
-        VSTORE(o + f + 2u * SLT_VW, a2);
-        VSTORE(o + f + 3u * SLT_VW, a3);
-    }
-    for (; f < lb; f += SLT_VW) {
-        slt_vf a = VZERO();
-        for (t = 0; t < nt; t++) a = VMAC(a, VLOAD(base + off[t] + f), VSET1(w[t]));
-        VSTORE(o + f, a);
+    for (; f + 8u * SLT_VW <= lb; f += 8u * SLT_VW) terms_pass(o, base, off, w, nt, f, 8u);
+    switch ((lb - f) / SLT_VW) {   /* the rest in one pass (a pass per lane group cost twice the overhead per term) */
+    case 7u: terms_pass(o, base, off, w, nt, f, 7u); break;
+    case 6u: terms_pass(o, base, off, w, nt, f, 6u); break;
+    case 5u: terms_pass(o, base, off, w, nt, f, 5u); break;
+    case 4u: terms_pass(o, base, off, w, nt, f, 4u); break;
+    case 3u: terms_pass(o, base, off, w, nt, f, 3u); break;
+    case 2u: terms_pass(o, base, off, w, nt, f, 2u); break;
+    case 1u: terms_pass(o, base, off, w, nt, f, 1u); break;
+    default: break;
     }
 #else
+    uint32_t t;
     for (; f < lb; f++) {
         float a = 0.0f;
         for (t = 0; t < nt; t++) a = a + base[off[t] + f] * w[t];
