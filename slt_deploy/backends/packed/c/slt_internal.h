@@ -282,12 +282,18 @@ static inline int reuses_last(slt_model *m, const slt_node *n, const float *inpu
     uint32_t e, j;
     const uint32_t sz = m->in_size;
     if (!n->reuse || !prev) return 0;
-    for (e = 0; e < sz; e += 64u) {   /* 64 at a time without a branch per element (vectorizable) */
+#if SLT_SIMD
+    for (e = 0; e < sz; e += 64u) {   /* 64 at a time without a branch per element (vectorized) */
         const uint32_t lim = sz - e < 64u ? sz : e + 64u;
         uint32_t same = 1u;
         for (j = e; j < lim; j++) same &= (uint32_t)(input[j] == prev[j]);
         if (!same) return 0;
     }
+#else
+    (void)j;   /* scalar builds: a branch per element is cheaper than the masks (Cortex-M, QEMU count) */
+    for (e = 0; e < sz && input[e] == prev[e]; e++) {}
+    if (e < sz) return 0;
+#endif
     m->events += n->last_ev;
     return 1;
 }
