@@ -29,6 +29,7 @@
 
 enum { OP_INPUT, OP_CONV, OP_AFFINE, OP_LIF, OP_FLATTEN, OP_ADD, OP_TOKENS, OP_PATCH, OP_ATTN, OP_TOKSUM,
        OP_OUTPUT, N_OPS };
+#define AFF_CHUNK 4u   /* SIMD builds: an affine row's kept weights in chunks of this many (affine_chunks) */
 #define F_BINARY 1u
 #define F_SUBTRACT 2u
 
@@ -64,6 +65,12 @@ typedef struct {
     uint32_t *evw;                 /* [ci][ih][iw]: the synaptic events a nonzero input there makes (kept weights
                                     * reading it at a real output) */
     uint32_t pw, ps, lb, qneg;     /* plane row width, plane stride, ho*pw rounded up to 8, -floor(-pd / st) */
+    /* SIMD builds, single-input affine reading spikes: every row's kept weights padded to whole chunks of AFF_CHUNK
+     * (affine_chunks) */
+    uint32_t *arow;                /* [din + 1]: row i's chunks are [arow[i], arow[i+1]) */
+    uint32_t *anz;                 /* [ceil(din / 32)]: bit i: row i has kept weights */
+    uint16_t *acol;                /* per chunk slot: its output column (padding: the row's first column) */
+    float *aw;                     /* per chunk slot: its weight as an addend for a spike (padding: +0) */
 #endif
     /* lif */
     float beta, thr;

@@ -630,6 +630,46 @@ static void stage_buffers(parse_ctx *c, slt_node *nd) {
 }
 #endif
 
+#if SLT_SIMD
+/* A single-input affine layer reading spikes (SIMD builds): every row's kept weights as whole chunks of AFF_CHUNK
+ * (column, addend) slots, the last chunk padded with the row's first column and +0, and a bit per row that has kept
+ * weights (affine_chunks). Reserved for kept + (AFF_CHUNK - 1) * din slots, the most any mask needs (the sizing pass
+ * has no row table to count them). */
+static void affine_chunk_buffers(parse_ctx *c, slt_node *nd) {
+    const uint64_t slots = (uint64_t)nd->kept + (uint64_t)(AFF_CHUNK - 1u) * nd->din;
+    const uint32_t words = (nd->din + 31u) / 32u;
+    if (slots > (1u << 24)) return;
+    nd->arow = (uint32_t *)take(c, sizeof(uint32_t) * ((size_t)nd->din + 1u));
+    nd->anz = (uint32_t *)take(c, sizeof(uint32_t) * (size_t)words);
+    nd->acol = (uint16_t *)take(c, sizeof(uint16_t) * (size_t)slots);
+    nd->aw = (float *)take(c, sizeof(float) * (size_t)slots);
+    if (nd->arow && nd->anz && nd->acol && nd->aw && nd->rowtab && (nd->colidx || !nd->kept)) {
+        const int kind = nd->sgncol ? 0 : (nd->flags & F_BINARY) ? 1 : 3;
+        uint32_t i, q, k = 0;
+        for (i = 0; i < words; i++) nd->anz[i] = 0;
+        for (i = 0; i < nd->din; i++) {
+            const uint32_t k0 = nd->rowtab[i], k1 = nd->rowtab[i + 1];
+            const uint32_t first = nd->sgncol && k1 > k0 ? nd->colidx[k0] >> 1 : k1 > k0 ? nd->colidx[k0] : 0u;
+            nd->arow[i] = k;
+            if (k1 == k0) continue;
+            nd->anz[i / 32u] |= 1u << (i % 32u);
+            for (q = 0; q < (k1 - k0 + AFF_CHUNK - 1u) / AFF_CHUNK * AFF_CHUNK; q++) {
+                const size_t slot = (size_t)k * AFF_CHUNK + q;
+                if (k0 + q < k1) {
+                    nd->acol[slot] = (uint16_t)(nd->sgncol ? nd->colidx[k0 + q] >> 1 : nd->colidx[k0 + q]);
+                    nd->aw[slot] = weight_of(nd, kind, k0 + q);   /* a spike is 1: w * 1 = w */
+                } else {
+                    nd->acol[slot] = (uint16_t)first;
+                    nd->aw[slot] = 0.0f;
+                }
+            }
+            k += (k1 - k0 + AFF_CHUNK - 1u) / AFF_CHUNK;
+        }
+        nd->arow[nd->din] = k;
+    }
+}
+#endif
+
 /* buffers: every node but input/output owns an output buffer, except a single-input LIF or flatten whose input
  * node (not the model input) has no other consumer: it works in place in that node's buffer (the values are read
  * and written element by element). LIF nodes also own their membrane state. */
@@ -649,6 +689,8 @@ static void assign_buffers(parse_ctx *c, slt_node *nodes, uint32_t n_nodes, slt_
     if (nd->op == OP_LIF) nd->v = (float *)take(c, sizeof(float) * (size_t)nd->size);
 #if SLT_SIMD
     if (nd->op == OP_CONV && nd->n_in == 1) stage_buffers(c, nd);
+    if (nd->op == OP_AFFINE && nd->n_in == 1 && nd->cols <= 65536u && spikes_rec(c->pl, nd->in[0]))
+        affine_chunk_buffers(c, nd);
 #endif
     if (nd->op == OP_CONV || nd->op == OP_AFFINE) {
         uint32_t k;
