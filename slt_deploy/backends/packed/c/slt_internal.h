@@ -71,6 +71,9 @@ typedef struct {
     uint32_t *anz;                 /* [ceil(din / 32)]: bit i: row i has kept weights */
     uint16_t *acol;                /* per chunk slot: its output column (padding: the row's first column) */
     float *aw;                     /* per chunk slot: its weight as an addend for a spike (padding: +0) */
+    float *tbase;                  /* a LIF fed by a layer that reads only the model input: its buffer holds T
+                                    * steps of spikes, all computed at step 0 when the sample's input is the same
+                                    * at every step (lif_const_steps); out points at step t's */
 #endif
     /* lif */
     float beta, thr;
@@ -87,6 +90,7 @@ struct slt_model {
     const uint8_t *payload;
     uint32_t n_nodes, T, in_size, n_classes, spike_count;
     uint64_t events;
+    int const_in;                  /* this sample's input is the same (==) at every step (slt_run) */
     slt_node *nodes;
 };
 

@@ -92,6 +92,57 @@
     } while (0)
 #endif
 
+#if SLT_SIMD
+/* A LIF whose input current is the same at every step of the sample (tbase; m->const_in): all T steps at step 0,
+ * LIF_BLOCK neurons at a time with their membranes in a small local array, so the current is read once and the
+ * membrane never goes out to the (L2-sized) state; step t's spikes go to tbase + t * size. The same arithmetic as
+ * LIF_LOOPS, step by step, so the same bits. */
+#define LIF_BLOCK 64u
+static void lif_const_steps(const slt_model *m, const slt_node *n, const float *restrict cur, int sub) {
+    const float beta = n->beta, thr = n->thr;
+    const uint32_t size = n->size, T = m->T;
+    float vv[LIF_BLOCK];
+    uint32_t e0, e, t;
+    for (e0 = 0; e0 < size; e0 += LIF_BLOCK) {
+        const uint32_t cnt = size - e0 < LIF_BLOCK ? size - e0 : LIF_BLOCK;
+        const float *restrict in = cur + e0;
+        float *restrict out = n->tbase + e0;
+        if (sub)
+            for (e = 0; e < cnt; e++) {
+                const float v = in[e], sf = (float)(v > thr), d = sf * thr;
+                vv[e] = v - d;
+                out[e] = sf;
+            }
+        else
+            for (e = 0; e < cnt; e++) {
+                const float v = in[e], sf = (float)(v > thr), keep = 1.0f - sf;
+                vv[e] = v * keep;
+                out[e] = sf;
+            }
+        for (t = 1; t + 1u < T; t++) {
+            out = n->tbase + (size_t)t * size + e0;
+            if (sub)
+                for (e = 0; e < cnt; e++) {
+                    const float b = beta * vv[e], v = b + in[e], sf = (float)(v > thr), d = sf * thr;
+                    vv[e] = v - d;
+                    out[e] = sf;
+                }
+            else
+                for (e = 0; e < cnt; e++) {
+                    const float b = beta * vv[e], v = b + in[e], sf = (float)(v > thr), keep = 1.0f - sf;
+                    vv[e] = v * keep;
+                    out[e] = sf;
+                }
+        }
+        out = n->tbase + (size_t)(T - 1u) * size + e0;   /* T >= 2 (all_steps_lif): the last membrane is not kept */
+        for (e = 0; e < cnt; e++) {
+            const float b = beta * vv[e], v = b + in[e];
+            out[e] = (float)(v > thr);
+        }
+    }
+}
+#endif
+
 void sltp_lif_step(slt_model *m, slt_node *n, const float *input, uint32_t t, uint8_t *spikes) {
     const float beta = n->beta, thr = n->thr;
     const uint32_t size = n->size;
@@ -100,6 +151,18 @@ void sltp_lif_step(slt_model *m, slt_node *n, const float *input, uint32_t t, ui
     float *out = n->out;
     const float *cur = node_out(m, n->in[0], input);
     uint32_t e, e0, e1;
+#if SLT_SIMD
+    if (n->tbase) {
+        if (m->const_in) {   /* the input current is the same at every step: all steps at t = 0 */
+            if (t == 0) lif_const_steps(m, n, cur, sub);
+            n->out = n->tbase + (size_t)t * size;
+            if (spikes)
+                for (e = 0; e < size; e++) spikes[n->spike_off + e] = (uint8_t)(n->out[e] != 0.0f);
+            return;
+        }
+        n->out = out = n->tbase;   /* otherwise step by step in the first slot */
+    }
+#endif
     if (n->fused) {
         /* in place on a conv's accumulators [O][H][W] (deferred epilogue): binary I = acc * scale_c + bias_c,
          * float I = acc + bias_c, the same roundings sltp_conv_step would have stored (float: acc * 1 = acc exactly) */

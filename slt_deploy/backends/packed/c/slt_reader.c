@@ -67,6 +67,7 @@ typedef struct {
     uint8_t *arena;        /* NULL: only count bytes */
     size_t used, cap;
     uint32_t spike_total;  /* LIF outputs so far (each LIF's offset in the spike record) */
+    uint32_t T;            /* time steps */
 } parse_ctx;
 
 static size_t align8(size_t n) { return (n + 7u) & ~(size_t)7u; }
@@ -144,6 +145,23 @@ static int keeps_buffer(const uint8_t *pl, uint32_t n_nodes, uint32_t j) {
     }
     return 0;
 }
+
+#if SLT_SIMD
+/* node j (a LIF) may hold T steps of spikes (tbase): it reads a layer that reads only the model input, and every
+ * reader of its output is a synaptic layer, which looks the buffer up at each step (none works in place in it) */
+static int all_steps_lif(const parse_ctx *c, uint32_t n_nodes, uint32_t j, const slt_node *nd) {
+    uint32_t i, k;
+    if (nd->op != OP_LIF || nd->n_in != 1 || c->T < 2u || !keeps_buffer(c->pl, n_nodes, nd->in[0])) return 0;
+    for (i = j + 1; i < n_nodes; i++) {
+        const uint8_t *r = c->pl + (size_t)i * RECORD_SIZE;
+        uint32_t n_in = r[1], w1 = rd32(r + 4), w2 = rd32(r + 8), in[4];
+        in[0] = w1 & 0xFFFFu; in[1] = w1 >> 16; in[2] = w2 & 0xFFFFu; in[3] = w2 >> 16;
+        for (k = 0; k < n_in && k < MAX_INPUTS; k++)
+            if (in[k] == j && r[0] != OP_CONV && r[0] != OP_AFFINE) return 0;
+    }
+    return 1;
+}
+#endif
 
 static int same_shape(const slt_node *a, const slt_node *b) {
     return a->rank == b->rank && a->d[0] == b->d[0] && a->d[1] == b->d[1] && a->d[2] == b->d[2];
@@ -673,7 +691,8 @@ static void affine_chunk_buffers(parse_ctx *c, slt_node *nd) {
 /* buffers: every node but input/output owns an output buffer, except a single-input LIF or flatten whose input
  * node (not the model input) has no other consumer: it works in place in that node's buffer (the values are read
  * and written element by element). LIF nodes also own their membrane state. */
-static void assign_buffers(parse_ctx *c, slt_node *nodes, uint32_t n_nodes, slt_node *nd) {
+static void assign_buffers(parse_ctx *c, slt_node *nodes, uint32_t n_nodes, uint32_t j, slt_node *nd) {
+    (void)j;   /* scalar builds: no all-steps LIF */
     if ((nd->op == OP_LIF || nd->op == OP_FLATTEN) && nd->n_in == 1 && nd->in[0] != 0 &&
         consumers(c->pl, n_nodes, nd->in[0]) == 1 && !(nd->op == OP_LIF && keeps_buffer(c->pl, n_nodes, nd->in[0]))) {
         if (c->arena) {
@@ -684,6 +703,11 @@ static void assign_buffers(parse_ctx *c, slt_node *nodes, uint32_t n_nodes, slt_
             }
         }
     } else if (nd->op != OP_INPUT && nd->op != OP_OUTPUT) {
+#if SLT_SIMD
+        if (all_steps_lif(c, n_nodes, j, nd)) {
+            nd->out = nd->tbase = (float *)take(c, sizeof(float) * (size_t)nd->size * c->T);
+        } else
+#endif
         nd->out = (float *)take(c, sizeof(float) * (size_t)nd->size);
     }
     if (nd->op == OP_LIF) nd->v = (float *)take(c, sizeof(float) * (size_t)nd->size);
@@ -709,6 +733,7 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
     uint64_t all_elems = 0;
     int e = parse_header(file, len, flags, c, &n_nodes, &T);
     if (e) return e;
+    c->T = T;
     c->spike_total = 0;
     m = (slt_model *)take(c, sizeof(slt_model));
     nodes = (slt_node *)take(c, sizeof(slt_node) * (size_t)n_nodes);
@@ -721,7 +746,7 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
         if (all_elems > MAX_TOTAL_ELEMS) return SLT_E_SHAPE;
         if ((e = parse_inputs(c, &nd, w, &x)) != 0) return e;
         if ((e = PARSE[nd.op](c, &nd, &x, w)) != 0) return e;
-        assign_buffers(c, nodes, n_nodes, &nd);
+        assign_buffers(c, nodes, n_nodes, i, &nd);
         if (c->arena) copy_node(&nodes[i], &nd);
     }
     if ((e = text_ok(c, rd32(file + 48), rd32(file + 52), 0)) != SLT_OK) return e;
@@ -736,6 +761,7 @@ static int parse(const uint8_t *file, size_t len, unsigned flags, parse_ctx *c, 
         m->n_classes = nodes[n_nodes - 1].size;
         m->spike_count = c->spike_total;
         m->events = 0;
+        m->const_in = 0;
         *out = m;
     }
     return SLT_OK;
