@@ -87,7 +87,9 @@ static void run_step(slt_model *m, const float *input, const float *prev, uint32
     }
 }
 
-/* the sample's input is the same (==, as reuses_last compares) at every step; step t at x + t * stride */
+#if SLT_SIMD
+/* the sample's input is the same (==, as reuses_last compares) at every step; step t at x + t * stride (SIMD builds:
+ * their all-steps LIFs use it, see lif_const_steps) */
 static int same_every_step(const slt_model *m, const float *x, size_t stride) {
     uint32_t t, e;
     for (t = 1; t < m->T; t++) {
@@ -98,12 +100,15 @@ static int same_every_step(const slt_model *m, const float *x, size_t stride) {
     }
     return 1;
 }
+#endif
 
 int slt_run(slt_model *m, const float *input, float *logits, uint8_t *spikes) {
     uint32_t t, e;
     if (!m || !input || !logits) return SLT_E_ARG;
     for (e = 0; e < m->n_classes; e++) logits[e] = 0.0f;
+#if SLT_SIMD
     m->const_in = same_every_step(m, input, m->in_size);
+#endif
     for (t = 0; t < m->T; t++)
         run_step(m, input + (size_t)t * m->in_size, t ? input + (size_t)(t - 1u) * m->in_size : 0, t, logits,
                  spikes ? spikes + (size_t)t * m->spike_count : 0);
@@ -116,7 +121,9 @@ int slt_run_batch(slt_model *m, const float *input, uint32_t batch, float *logit
     for (b = 0; b < batch; b++) {
         float *lg = logits + (size_t)b * m->n_classes;
         for (e = 0; e < m->n_classes; e++) lg[e] = 0.0f;
+#if SLT_SIMD
         m->const_in = same_every_step(m, input + (size_t)b * m->in_size, (size_t)batch * m->in_size);
+#endif
         for (t = 0; t < m->T; t++)
             run_step(m, input + ((size_t)t * batch + b) * m->in_size,
                      t ? input + ((size_t)(t - 1u) * batch + b) * m->in_size : 0, t, lg,
