@@ -227,6 +227,23 @@ def c_before(rev, work):
     return L
 
 
+def c_loop(slt_path, seqs, work, src_dir, c_files, tag, calls):
+    """The packed runtime whose sources are `c_files` in `src_dir`, timed by bench/packed_loop.c in a C loop (no
+    Python between calls; frames = `seqs` cycled): -> ms per call (mean of the fastest of 7 blocks of `calls`)."""
+    import subprocess
+
+    from slt_deploy.backends.packed.c_runner import cflags
+
+    exe = os.path.join(work, f"packed_loop-{tag}")
+    flags = [f for f in cflags() if f not in ("-shared", "-fPIC")]
+    subprocess.run(["cc", *flags, "-I", src_dir, os.path.join(_HERE, "packed_loop.c"),
+                    *(os.path.join(src_dir, f) for f in c_files), "-o", exe], check=True)
+    frames = os.path.join(work, "frames.f32")
+    np.ascontiguousarray(np.stack([s[:, 0] for s in seqs]), np.float32).tofile(frames)
+    out = subprocess.run([exe, slt_path, frames, str(calls)], check=True, capture_output=True, text=True).stdout
+    return float(out.split()[0])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticket", required=True, help="the ticket checkpoint")
@@ -237,6 +254,8 @@ def main(argv=None):
     ap.add_argument("--verify-limit", type=int, default=None, help="test images for verify (default: all)")
     ap.add_argument("--skip-verify", action="store_true")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--c-loop-calls", type=int, default=2000,
+                    help="calls per block of the packed runtime timed in a C loop (bench/packed_loop.c); 0: skip")
     ap.add_argument("--c-before", default=None, metavar="REV",
                     help="also time the packed C runtime of this git revision (e.g. main): before/after in one run")
     ap.add_argument("--layer-probe", action="store_true",
@@ -338,6 +357,20 @@ def main(argv=None):
     for k, v in med_b2b.items():
         log(f"  {k:18s} {v:8.3f} ms   vs ORT dense export {b2b / v:6.2f}x   vs snntorch eager "
             f"{med_b2b['snntorch eager'] / v:6.1f}x")
+    if a.c_loop_calls > 0:   # the C call alone: what the Python loop around the back-to-back figures adds
+        from slt_deploy.backends.packed.c_runner import C_DIR, C_SOURCES
+
+        loops = {"packed C": c_loop(paths["packed C"], seqs, a.out, C_DIR, C_SOURCES, "now", a.c_loop_calls)}
+        if a.c_before:
+            d = os.path.join(a.out, f"c-{a.c_before}")
+            loops[f"packed C ({a.c_before})"] = c_loop(
+                paths["packed C"], seqs, a.out, d, sorted(f for f in os.listdir(d) if f.endswith(".c")), a.c_before,
+                a.c_loop_calls)
+        res["c_loop_ms"] = loops
+        log(f"[latency] the packed runtime in a C loop (bench/packed_loop.c, fastest of 7 blocks of {a.c_loop_calls})")
+        for k, v in loops.items():
+            log(f"  {k:18s} {v:8.4f} ms   vs ORT dense export back to back {b2b / v:6.2f}x   vs snntorch eager "
+                f"back to back {med_b2b['snntorch eager'] / v:6.1f}x")
     if not a.skip_verify:
         from slt_deploy.verify import verify
 
