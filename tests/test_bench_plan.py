@@ -29,7 +29,10 @@ def _out(args):
 
 class FakeCli:
     """Records start/end times and concurrency; a ticket writes ticket.json, a train model.json; an IMP search writes
-    rounds/search.json after each of its rounds (as the real one does); `fail` names an --out folder that fails."""
+    rounds/search.json after each of its rounds (as the real one does); `fail` names an --out folder that fails, at
+    once (so the scheduler sees the failure at its next poll, long before the other running step ends: a failure at
+    the same moment as another step's end left a window in which a loaded machine started a step before the
+    scheduler could know of the failure, and the test failed once in `make test` beside two training jobs)."""
 
     def __init__(self, fail=None, rounds=6, dt=0.05):
         self.fail, self.rounds, self.dt = fail, rounds, dt
@@ -43,6 +46,8 @@ class FakeCli:
             self.log.append(("start", os.path.basename(out), time.monotonic()))
         try:
             os.makedirs(out, exist_ok=True)
+            if os.path.basename(out) == self.fail:
+                raise subprocess.CalledProcessError(2, ["slt-deploy"])
             if "--sparsity" in args and args[args.index("--method") + 1] == "imp" and "--resume" in args:
                 for r in range(1, self.rounds + 1):
                     time.sleep(self.dt)
@@ -51,8 +56,6 @@ class FakeCli:
                         json.dump({"finished_round": r}, f)
             else:
                 time.sleep(self.dt)
-            if os.path.basename(out) == self.fail:
-                raise subprocess.CalledProcessError(2, ["slt-deploy"])
             open(os.path.join(out, "ticket.json" if args[0] == "ticket" else "model.json"), "w").write("{}")
         finally:
             with self.lock:
