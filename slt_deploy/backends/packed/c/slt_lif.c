@@ -98,6 +98,22 @@
  * membrane never goes out to the (L2-sized) state; step t's spikes go to tbase + t * size. The same arithmetic as
  * LIF_LOOPS, step by step, so the same bits. */
 #define LIF_BLOCK 64u
+/* one step of the block: v = V (an expression of e), the spike to out, the reset membrane to vv (LIF_LOOPS' formulas) */
+#define LIF_BLOCK_STEP(V)                                                                                     \
+    do {                                                                                                      \
+        if (sub)                                                                                              \
+            for (e = 0; e < cnt; e++) {                                                                       \
+                const float v = (V), sf = (float)(v > thr), d = sf * thr;                                     \
+                vv[e] = v - d;                                                                                \
+                out[e] = sf;                                                                                  \
+            }                                                                                                 \
+        else                                                                                                  \
+            for (e = 0; e < cnt; e++) {                                                                       \
+                const float v = (V), sf = (float)(v > thr), keep = 1.0f - sf;                                 \
+                vv[e] = v * keep;                                                                             \
+                out[e] = sf;                                                                                  \
+            }                                                                                                 \
+    } while (0)
 static void lif_const_steps(const slt_model *m, const slt_node *n, const float *restrict cur, int sub) {
     const float beta = n->beta, thr = n->thr;
     const uint32_t size = n->size, T = m->T;
@@ -107,32 +123,10 @@ static void lif_const_steps(const slt_model *m, const slt_node *n, const float *
         const uint32_t cnt = size - e0 < LIF_BLOCK ? size - e0 : LIF_BLOCK;
         const float *restrict in = cur + e0;
         float *restrict out = n->tbase + e0;
-        if (sub)
-            for (e = 0; e < cnt; e++) {
-                const float v = in[e], sf = (float)(v > thr), d = sf * thr;
-                vv[e] = v - d;
-                out[e] = sf;
-            }
-        else
-            for (e = 0; e < cnt; e++) {
-                const float v = in[e], sf = (float)(v > thr), keep = 1.0f - sf;
-                vv[e] = v * keep;
-                out[e] = sf;
-            }
+        LIF_BLOCK_STEP(in[e]);   /* t = 0: v = I */
         for (t = 1; t + 1u < T; t++) {
             out = n->tbase + (size_t)t * size + e0;
-            if (sub)
-                for (e = 0; e < cnt; e++) {
-                    const float b = beta * vv[e], v = b + in[e], sf = (float)(v > thr), d = sf * thr;
-                    vv[e] = v - d;
-                    out[e] = sf;
-                }
-            else
-                for (e = 0; e < cnt; e++) {
-                    const float b = beta * vv[e], v = b + in[e], sf = (float)(v > thr), keep = 1.0f - sf;
-                    vv[e] = v * keep;
-                    out[e] = sf;
-                }
+            LIF_BLOCK_STEP(beta * vv[e] + in[e]);   /* two roundings (-ffp-contract=off), as LIF_LOOPS */
         }
         out = n->tbase + (size_t)(T - 1u) * size + e0;   /* T >= 2 (all_steps_lif): the last membrane is not kept */
         for (e = 0; e < cnt; e++) {
