@@ -13,7 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .errors import SltError
+from .errors import SltError, brief
 from .fsio import atomic_dir, atomic_path, atomic_write, canonical_json, recover, sha256_file  # noqa: F401 (re-exported)
 from .zoo import DATASET_SHAPES, build_model, validate_recipe
 
@@ -87,7 +87,7 @@ def read_meta(ckpt_dir: str) -> dict:
         with open(mp, "rb") as f:
             meta = json.loads(f.read(1 << 26).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
-        raise SltError(f"{mp} is not valid JSON ({str(e).splitlines()[0][:120]})", "re-save or re-copy the checkpoint") from None
+        raise SltError(f"{mp} is not valid JSON ({brief(e, 120)})", "re-save or re-copy the checkpoint") from None
     except OSError as e:
         raise SltError(f"cannot read {mp} ({e.strerror})", "check the checkpoint folder") from None
     if not isinstance(meta, dict) or meta.get("format") != "slt-deploy-checkpoint":

@@ -25,7 +25,7 @@ import shutil
 import stat
 import tempfile
 
-from .errors import SltError
+from .errors import SltError, brief
 
 TMP_TAG = ".slt-tmp-"
 CKPT_FILES = ("model.json", "model.safetensors")
@@ -495,7 +495,7 @@ def check_h5(path: str, what: str = "file"):
     try:
         got = h5_digest(path)
     except Exception as e:  # noqa: BLE001 - h5py raises many types for damaged files
-        raise _damaged(path, f"not a readable HDF5 {what} ({type(e).__name__}: {str(e).splitlines()[0][:100]})") \
+        raise _damaged(path, f"not a readable HDF5 {what} ({brief(e, 100)})") \
             from None
     if not want:
         raise SltError(f"{path} carries no content digest: exported by an older slt-deploy or edited",

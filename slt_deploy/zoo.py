@@ -13,7 +13,7 @@ import yaml
 from torch import nn
 
 from .data import encode
-from .errors import SltError
+from .errors import SltError, first_line
 from .nn import LIF, ConvPEP, PatchSelect, ResBlock, SConv2d, SLinear, Tokens, TokenSum, TransformerBlock
 from .nn.layers import weight_cache
 
@@ -149,7 +149,7 @@ def load_recipe(path_or_name: str) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SltError(f"{p}: not valid yaml{at} ({getattr(e, 'problem', None) or str(e).splitlines()[0]})",
+        raise SltError(f"{p}: not valid yaml{at} ({getattr(e, 'problem', None) or first_line(e)})",
                        "fix the yaml syntax (see slt_deploy/recipes/digits-tiny.yaml)") from None
     except OSError as e:
         raise SltError(f"cannot read recipe {p} ({e.strerror})", "check the path and its permissions") from None

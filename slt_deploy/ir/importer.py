@@ -21,7 +21,7 @@ import json
 import nir
 import numpy as np
 
-from ..errors import SltError
+from ..errors import SltError, brief
 from . import meta as K
 from .graph import preds, topo_order
 
@@ -218,7 +218,7 @@ def read_foreign(path: str, T: int, **kw) -> nir.NIRGraph:
     try:
         g = nir.read(path, type_check=False)
     except Exception as e:  # noqa: BLE001 -- h5py/nir raise many types for corrupt files
-        raise SltError(f"{path} is not a readable NIR file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+        raise SltError(f"{path} is not a readable NIR file ({brief(e, 120)})",
                        "check it was written by nir.write") from None
     if any(str(k).startswith("slt.") for k in (g.metadata or {})):
         raise SltError(f"{path} was written by slt-deploy already", "export or verify it directly")

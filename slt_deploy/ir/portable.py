@@ -19,7 +19,7 @@ from __future__ import annotations
 import nir
 import numpy as np
 
-from ..errors import SltError
+from ..errors import SltError, first_line
 from . import meta as K
 from .graph import conv_attrs, gmeta, nmeta, op_of, preds, topo_order
 
@@ -104,7 +104,7 @@ def to_file(g: nir.NIRGraph) -> nir.NIRGraph:
     try:  # the file must pass NIR's own type checking (what nir.read does by default)
         nir.NIRGraph(nodes=dict(nodes), edges=list(edges), metadata=md, type_check=True)
     except (ValueError, AssertionError, NotImplementedError) as e:
-        raise SltError(f"the graph would not pass NIR's type checking: {str(e).splitlines()[0][:200]}",
+        raise SltError(f"the graph would not pass NIR's type checking: {first_line(e, 200)}",
                        "report this: every graph slt-deploy makes is meant to type-check (docs/ir.md)") from None
     return out
 

@@ -25,7 +25,7 @@ import nir
 import numpy as np
 import yaml
 
-from ...errors import SltError
+from ...errors import SltError, brief
 from ...ir import meta as K
 from ...ir.graph import conv_attrs, gmeta, nmeta, op_of, preds, succs, topo_order
 from ...passes.fold_identity_residuals import FOLDED
@@ -54,7 +54,7 @@ def load_limits(path: str | None = None) -> dict:
         with open(p, "rb") as f:
             y = yaml.safe_load(f.read(1 << 20).decode("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise SltError(f"hardware profile {p} is unreadable ({str(e).splitlines()[0][:100]})",
+        raise SltError(f"hardware profile {p} is unreadable ({brief(e, 100)})",
                        "pass a yaml like slt_deploy/hardware/loihi2.yaml") from None
     prof = check_loihi_limits(y, p)
     lim = {k: (int(v.value) if float(v.value).is_integer() else v.value) for k, v in prof.limits.items()}

@@ -5,7 +5,7 @@ import os
 
 import nir
 
-from ...errors import SltError
+from ...errors import SltError, brief
 from ...fsio import CONTENT_KEY, MODEL_KEY, atomic_file, check_h5, h5_attr, stamp_h5
 from ...ir.graph import gmeta
 from ...ir.portable import from_file, to_file
@@ -21,7 +21,7 @@ def read_nir(path: str, check: bool = True) -> nir.NIRGraph:
     try:
         g = nir.read(path, type_check=False)
     except Exception as e:  # noqa: BLE001 - h5py/nir raise many types for corrupt files, all mean the same
-        raise SltError(f"{path} is not a readable NIR file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+        raise SltError(f"{path} is not a readable NIR file ({brief(e, 120)})",
                        "re-export it, or check it was written by an NIR-compatible tool") from None
     if check and (h5_attr(path, CONTENT_KEY) or any(str(k).startswith("slt.") for k in (g.metadata or {}))):
         check_h5(path, "NIR graph")

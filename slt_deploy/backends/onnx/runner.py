@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from ...errors import SltError
+from ...errors import SltError, brief, first_line
 from ..base import Runner
 
 
@@ -40,7 +40,7 @@ def read_model(path: str):
     try:
         m = onnx.load(path)
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and friends for corrupt files
-        raise SltError(f"{path} is not a readable ONNX file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+        raise SltError(f"{path} is not a readable ONNX file ({brief(e, 120)})",
                        "re-export it with 'slt-deploy export --target onnx'") from None
     props = {p.key: p.value for p in m.metadata_props}
     if "slt.form" not in props:
@@ -107,7 +107,7 @@ class OnnxRunner(Runner):
         try:
             return ort.InferenceSession(model.SerializeToString(), so, providers=self.providers)
         except Exception as e:  # noqa: BLE001 - reported as one line with onnxruntime's own message
-            raise SltError(f"onnxruntime cannot load {self.path} ({str(e).splitlines()[0][:200]})",
+            raise SltError(f"onnxruntime cannot load {self.path} ({first_line(e, 200)})",
                            f"providers {self.providers}; available: {ort.get_available_providers()}") from None
 
     def _record_session(self):
