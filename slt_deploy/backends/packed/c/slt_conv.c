@@ -265,6 +265,8 @@ typedef __m256 slt_vf;
 #define VLOAD(p) _mm256_loadu_ps(p)
 #define VSET1(w) _mm256_set1_ps(w)
 #define VMAC(a, x, w) _mm256_add_ps((a), _mm256_mul_ps((x), (w)))
+#define VADD(a, b) _mm256_add_ps((a), (b))
+#define VMUL(a, b) _mm256_mul_ps((a), (b))
 #define VSTORE(p, a) _mm256_storeu_ps((p), (a))
 #elif defined(__SSE2__)
 #define SLT_VW 4u
@@ -273,6 +275,8 @@ typedef __m128 slt_vf;
 #define VLOAD(p) _mm_loadu_ps(p)
 #define VSET1(w) _mm_set1_ps(w)
 #define VMAC(a, x, w) _mm_add_ps((a), _mm_mul_ps((x), (w)))
+#define VADD(a, b) _mm_add_ps((a), (b))
+#define VMUL(a, b) _mm_mul_ps((a), (b))
 #define VSTORE(p, a) _mm_storeu_ps((p), (a))
 #elif defined(__aarch64__)   /* AArch64 NEON is IEEE (ARMv7 NEON flushes denormals: plain C below) */
 #define SLT_VW 4u
@@ -281,27 +285,41 @@ typedef float32x4_t slt_vf;
 #define VLOAD(p) vld1q_f32(p)
 #define VSET1(w) vdupq_n_f32(w)
 #define VMAC(a, x, w) vaddq_f32((a), vmulq_f32((x), (w)))
+#define VADD(a, b) vaddq_f32((a), (b))
+#define VMUL(a, b) vmulq_f32((a), (b))
 #define VSTORE(p, a) vst1q_f32((p), (a))
 #endif
-/* o[j] = a[j], j < n: whole vectors, the last one overlapping the one before (the same values again) instead of a
- * scalar tail; rows of 7-28 floats (a libc memcpy call per row cost ~25 instructions: callgrind, full-scale ticket) */
-SLT_HOT_INLINE void copy_row(float *restrict o, const float *restrict a, uint32_t n) {
+/* o[j] = a[j] * sc + bi (binary: the scaled accumulator, then the bias: sltp_conv_step's two roundings) or a[j] + bi
+ * (float: acc * 1 = acc exactly, so the multiply is skipped), j < n: the conv's epilogue applied as its rows leave the
+ * accumulators. Whole vectors, the last one overlapping the one before (the same values again, read from a) instead
+ * of a scalar tail; rows of 7-28 floats (a libc memcpy call per row cost ~25 instructions: callgrind, full-scale
+ * ticket). binary is a constant at each call site. */
+SLT_HOT_INLINE void epilogue_row(float *restrict o, const float *restrict a, uint32_t n, int binary, float sc, float bi) {
     uint32_t j = 0;
 #ifdef SLT_VW
+    const slt_vf s = VSET1(sc), b = VSET1(bi);
+#define EPI(v) (binary ? VADD(VMUL((v), s), b) : VADD((v), b))
     if (n >= SLT_VW) {
-        for (; j + SLT_VW <= n; j += SLT_VW) VSTORE(o + j, VLOAD(a + j));
-        if (j < n) VSTORE(o + n - SLT_VW, VLOAD(a + n - SLT_VW));
+        for (; j + SLT_VW <= n; j += SLT_VW) VSTORE(o + j, EPI(VLOAD(a + j)));
+        if (j < n) VSTORE(o + n - SLT_VW, EPI(VLOAD(a + n - SLT_VW)));
         return;
     }
+#undef EPI
 #if defined(__AVX__)
-    if (n >= 4u) {   /* 4-7 floats (a 7x7 plane): two overlapping 4-lane moves */
-        _mm_storeu_ps(o, _mm_loadu_ps(a));
-        _mm_storeu_ps(o + n - 4u, _mm_loadu_ps(a + n - 4u));
+    if (n >= 4u) {   /* 4-7 floats (a 7x7 plane): two overlapping 4-lane operations */
+        const __m128 s4 = _mm_set1_ps(sc), b4 = _mm_set1_ps(bi);
+#define EPI4(v) (binary ? _mm_add_ps(_mm_mul_ps((v), s4), b4) : _mm_add_ps((v), b4))
+        _mm_storeu_ps(o, EPI4(_mm_loadu_ps(a)));
+        _mm_storeu_ps(o + n - 4u, EPI4(_mm_loadu_ps(a + n - 4u)));
+#undef EPI4
         return;
     }
 #endif
 #endif
-    for (; j < n; j++) o[j] = a[j];
+    for (; j < n; j++) {
+        if (binary) { const float y = a[j] * sc; o[j] = y + bi; }
+        else o[j] = a[j] + bi;
+    }
 }
 
 #ifdef SLT_VW
@@ -351,12 +369,14 @@ SLT_HOT_INLINE void column_terms(float *restrict o, const float *restrict base, 
 
 /* a single-input conv through its staged planes (stage_buffers): copy the input's used channels into the planes
  * (counting the events), one output-stationary pass per output channel, then the accumulator rows [0, wo) into
- * out. Returns the synaptic events. */
+ * out with the epilogue (scale, bias) applied. Returns the synaptic events. */
 static uint64_t conv_staged(const slt_node *n, const float *x, float *out) {
     const uint32_t st = n->st, k = n->k, pd = n->pd, ih = n->ih, iw = n->iw, ho = n->d[1], wo = n->d[2];
     const uint32_t pw = n->pw, ps = n->ps, kk2 = k * k, uy = ho - 1u + (k - 1u - pd) / st + 1u;
     const size_t len = n->lb, per = (size_t)ho * wo;
     const uint32_t *rowtab = n->rowtab;
+    const int binary = (n->flags & F_BINARY) != 0;
+    const uint8_t *bias = n->params + (binary ? 4u * n->cols : 0u);
     float *acc = n->acc;
     uint64_t ev = 0;
     uint32_t ci, c, oy;
@@ -367,8 +387,15 @@ static uint64_t conv_staged(const slt_node *n, const float *x, float *out) {
                             n->evw + (size_t)ci * ih * iw, uy);
     }
     for (c = 0; c < n->cols; c++) {   /* each output channel, then its rows [0, wo) into out while they are cached */
+        const float bi = rdf(bias + 4u * c);
+        float *oc = out + (size_t)c * per;
         column_terms(acc, n->stage, n->toff + n->tcol[c], n->tw + n->tcol[c], n->tcol[c + 1] - n->tcol[c], len);
-        for (oy = 0; oy < ho; oy++) copy_row(out + (size_t)c * per + (size_t)oy * wo, acc + (size_t)oy * pw, wo);
+        if (binary) {
+            const float sc = rdf(n->params + 4u * c);
+            for (oy = 0; oy < ho; oy++) epilogue_row(oc + (size_t)oy * wo, acc + (size_t)oy * pw, wo, 1, sc, bi);
+        } else {
+            for (oy = 0; oy < ho; oy++) epilogue_row(oc + (size_t)oy * wo, acc + (size_t)oy * pw, wo, 0, 1.0f, bi);
+        }
     }
     return ev;
 }
@@ -451,6 +478,9 @@ void sltp_conv_step(slt_model *m, slt_node *n, const float *input, const float *
     if (reuses_last(m, n, input, prev)) return;
     count_events(m, n, conv_rows(m, n, input, kind, spk));
     if (n->defer) return;   /* the consumer LIF applies the epilogue (sltp_lif_step) */
+#if SLT_SIMD
+    if (n->stage) return;   /* conv_staged applied it */
+#endif
     for (c = 0; c < o; c++) {
         const float sc = binary ? rdf(n->params + 4u * c) : 1.0f, bi = rdf(bias + 4u * c);
         float *oc = n->out + (size_t)c * per;

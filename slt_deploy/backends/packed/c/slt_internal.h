@@ -46,7 +46,8 @@ typedef struct {
     uint8_t sgncol;                /* binary with cols <= 2^15: colidx holds (column << 1) | sign bit */
     uint8_t reuse;                 /* synaptic node reading only the model input: step t reuses step t-1's output
                                     * when the input did not change (direct encoding: every step) */
-    uint8_t defer;                 /* conv whose epilogue runs inside its in-place LIF (fused) */
+    uint8_t defer;                 /* conv whose epilogue runs inside its in-place LIF (fused); a staged conv never
+                                    * defers: conv_staged applies its epilogue per row */
     uint8_t fused;                 /* LIF working in place on a conv: applies the conv's epilogue per element */
     uint8_t rate;                  /* conv: nonzero fraction of its inputs in the last computed step, x255 (picks
                                     * each row's kernel for the next step; no effect on any result bit) */

@@ -688,6 +688,16 @@ static void affine_chunk_buffers(parse_ctx *c, slt_node *nd) {
 }
 #endif
 
+/* a conv that runs through staged planes applies its own epilogue (conv_staged): its LIF is not fused with it */
+static int is_staged(const slt_node *nd) {
+#if SLT_SIMD
+    return nd->stage != 0;
+#else
+    (void)nd;
+    return 0;
+#endif
+}
+
 /* buffers: every node but input/output owns an output buffer, except a single-input LIF or flatten whose input
  * node (not the model input) has no other consumer: it works in place in that node's buffer (the values are read
  * and written element by element). LIF nodes also own their membrane state. */
@@ -697,7 +707,7 @@ static void assign_buffers(parse_ctx *c, slt_node *nodes, uint32_t n_nodes, uint
         consumers(c->pl, n_nodes, nd->in[0]) == 1 && !(nd->op == OP_LIF && keeps_buffer(c->pl, n_nodes, nd->in[0]))) {
         if (c->arena) {
             nd->out = nodes[nd->in[0]].out;
-            if (nd->op == OP_LIF && nodes[nd->in[0]].op == OP_CONV) {
+            if (nd->op == OP_LIF && nodes[nd->in[0]].op == OP_CONV && !is_staged(&nodes[nd->in[0]])) {
                 nd->fused = 1;                   /* its input's only reader: y = acc*scale + bias on the fly */
                 nodes[nd->in[0]].defer = 1;
             }
