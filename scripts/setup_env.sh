@@ -16,6 +16,17 @@ if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   fi
 fi
 
+# Debian packages for the Cortex-M7 checks (tests/test_energy_mcu.py runs a ticket on QEMU, tests/test_mcu_int8.py
+# and `make bench-mcu*` cross-compile): without them those tests skip, so install them where we can (~45 s once).
+if ! command -v qemu-system-arm >/dev/null || ! command -v arm-none-eabi-gcc >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm gcc-arm-none-eabi >/dev/null \
+      || echo "note: qemu-system-arm / gcc-arm-none-eabi not installed: the Cortex-M7 tests will skip" >&2
+  else
+    echo "note: install qemu-system-arm and gcc-arm-none-eabi to run the Cortex-M7 tests" >&2
+  fi
+fi
+
 bash scripts/setup_lava.sh  # Lava in its own .venv-lava (numpy<2) for --target loihi (issue 7)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then exit 0; fi
 [ -x $VENV/bin/python ] || $PY -m venv $VENV
