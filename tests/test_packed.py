@@ -339,7 +339,9 @@ def test_first_layer_reuse_exact(ckpts, digits, recipe):
 def test_c_conv_shapes_vs_numpy():
     """Random conv geometries (k 1-4, stride 1-3, any pad < k, 1-3 channels, odd sizes), float and binary, dense
     and sparse, a first conv reading the input twice, LIF after it (own buffer: reused layer), a second conv with an
-    in-place LIF (fused epilogue, zero or subtract reset): C == numpy interpreter bit for bit, logits and spikes.
+    in-place LIF (fused epilogue, zero or subtract reset; both resets in the first LIF too, whose T steps SIMD builds
+    compute at once for a sample whose input is the same at every step): C == numpy interpreter bit for bit, logits
+    and spikes.
     The host (SIMD) build runs single-input convs through staged phase planes (8 lanes with AVX, 4 in the SSE-only
     build); the scalar (Cortex-M) build through the row kernels (one kept weight, 2-8 held in registers, more): all
     give the same bits and count the same synaptic events."""
@@ -370,7 +372,8 @@ def test_c_conv_shapes_vs_numpy():
 
         nodes = [PF.Node("input", [], (C, H, W)),
                  syn("conv", [0, 0] if rng.random() < 0.3 else [0], (O1, Ho, Wo), (O1, C, k, k)),
-                 PF.Node("lif", [1], (O1, Ho, Wo), name="l1", beta=0.5, threshold=float(rng.uniform(-0.5, 1.5))),
+                 PF.Node("lif", [1], (O1, Ho, Wo), name="l1", beta=0.5, threshold=float(rng.uniform(-0.5, 1.5)),
+                         reset="subtract" if rng.random() < 0.5 else "zero"),
                  syn("conv", [2], (O2, Ho2, Wo2), (O2, O1, k, k)),
                  PF.Node("lif", [3], (O2, Ho2, Wo2), name="l2", beta=0.9, threshold=0.5,
                          reset="subtract" if rng.random() < 0.5 else "zero"),

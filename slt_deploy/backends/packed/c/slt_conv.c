@@ -258,37 +258,6 @@ SLT_HOT_INLINE uint64_t stage_channel(const slt_node *n, const float *restrict x
  * terms (a load, a multiply and an add per term and lane group; the weight-stationary loop it replaced also loaded and
  * stored the accumulator per term, and needed the accumulators zeroed first). Exact: every output gets the same
  * terms in the same (packing-row) order, each rounded alone, starting from +0; no FMA. */
-#if defined(__AVX__)
-#define SLT_VW 8u
-typedef __m256 slt_vf;
-#define VZERO() _mm256_setzero_ps()
-#define VLOAD(p) _mm256_loadu_ps(p)
-#define VSET1(w) _mm256_set1_ps(w)
-#define VMAC(a, x, w) _mm256_add_ps((a), _mm256_mul_ps((x), (w)))
-#define VADD(a, b) _mm256_add_ps((a), (b))
-#define VMUL(a, b) _mm256_mul_ps((a), (b))
-#define VSTORE(p, a) _mm256_storeu_ps((p), (a))
-#elif defined(__SSE2__)
-#define SLT_VW 4u
-typedef __m128 slt_vf;
-#define VZERO() _mm_setzero_ps()
-#define VLOAD(p) _mm_loadu_ps(p)
-#define VSET1(w) _mm_set1_ps(w)
-#define VMAC(a, x, w) _mm_add_ps((a), _mm_mul_ps((x), (w)))
-#define VADD(a, b) _mm_add_ps((a), (b))
-#define VMUL(a, b) _mm_mul_ps((a), (b))
-#define VSTORE(p, a) _mm_storeu_ps((p), (a))
-#elif defined(__aarch64__)   /* AArch64 NEON is IEEE (ARMv7 NEON flushes denormals: plain C below) */
-#define SLT_VW 4u
-typedef float32x4_t slt_vf;
-#define VZERO() vdupq_n_f32(0.0f)
-#define VLOAD(p) vld1q_f32(p)
-#define VSET1(w) vdupq_n_f32(w)
-#define VMAC(a, x, w) vaddq_f32((a), vmulq_f32((x), (w)))
-#define VADD(a, b) vaddq_f32((a), (b))
-#define VMUL(a, b) vmulq_f32((a), (b))
-#define VSTORE(p, a) vst1q_f32((p), (a))
-#endif
 /* o[j] = a[j] * sc + bi (binary: the scaled accumulator, then the bias: sltp_conv_step's two roundings) or a[j] + bi
  * (float: acc * 1 = acc exactly, so the multiply is skipped), j < n: the conv's epilogue applied as its rows leave the
  * accumulators. Whole vectors, the last one overlapping the one before (the same values again, read from a) instead

@@ -27,6 +27,47 @@
 #include <arm_neon.h>
 #endif
 
+/* SIMD builds: vectors of SLT_VW floats (AVX 8, SSE2 and AArch64 NEON 4; ARMv7 NEON flushes denormals: none). Each
+ * is one IEEE operation per lane, the scalar code's own arithmetic (no FMA); VSPIKE(v, t, one) = (float)(v > t) per
+ * lane (NaN: 0). */
+#if SLT_SIMD && defined(__AVX__)
+#define SLT_VW 8u
+typedef __m256 slt_vf;
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VSET1(w) _mm256_set1_ps(w)
+#define VMAC(a, x, w) _mm256_add_ps((a), _mm256_mul_ps((x), (w)))
+#define VADD(a, b) _mm256_add_ps((a), (b))
+#define VMUL(a, b) _mm256_mul_ps((a), (b))
+#define VSTORE(p, a) _mm256_storeu_ps((p), (a))
+#define VSUB(a, b) _mm256_sub_ps((a), (b))
+#define VSPIKE(v, t, one) _mm256_and_ps(_mm256_cmp_ps((v), (t), _CMP_GT_OQ), (one))
+#elif SLT_SIMD && defined(__SSE2__)
+#define SLT_VW 4u
+typedef __m128 slt_vf;
+#define VZERO() _mm_setzero_ps()
+#define VLOAD(p) _mm_loadu_ps(p)
+#define VSET1(w) _mm_set1_ps(w)
+#define VMAC(a, x, w) _mm_add_ps((a), _mm_mul_ps((x), (w)))
+#define VADD(a, b) _mm_add_ps((a), (b))
+#define VMUL(a, b) _mm_mul_ps((a), (b))
+#define VSTORE(p, a) _mm_storeu_ps((p), (a))
+#define VSUB(a, b) _mm_sub_ps((a), (b))
+#define VSPIKE(v, t, one) _mm_and_ps(_mm_cmpgt_ps((v), (t)), (one))
+#elif SLT_SIMD && defined(__aarch64__)   /* AArch64 NEON is IEEE (ARMv7 NEON flushes denormals: plain C below) */
+#define SLT_VW 4u
+typedef float32x4_t slt_vf;
+#define VZERO() vdupq_n_f32(0.0f)
+#define VLOAD(p) vld1q_f32(p)
+#define VSET1(w) vdupq_n_f32(w)
+#define VMAC(a, x, w) vaddq_f32((a), vmulq_f32((x), (w)))
+#define VADD(a, b) vaddq_f32((a), (b))
+#define VMUL(a, b) vmulq_f32((a), (b))
+#define VSTORE(p, a) vst1q_f32((p), (a))
+#define VSUB(a, b) vsubq_f32((a), (b))
+#define VSPIKE(v, t, one) vreinterpretq_f32_u32(vandq_u32(vcgtq_f32((v), (t)), vreinterpretq_u32_f32(one)))
+#endif
+
 enum { OP_INPUT, OP_CONV, OP_AFFINE, OP_LIF, OP_FLATTEN, OP_ADD, OP_TOKENS, OP_PATCH, OP_ATTN, OP_TOKSUM,
        OP_OUTPUT, N_OPS };
 #define AFF_CHUNK 4u   /* SIMD builds: an affine row's kept weights in chunks of this many (affine_chunks) */

@@ -94,46 +94,58 @@
 
 #if SLT_SIMD
 /* A LIF whose input current is the same at every step of the sample (tbase; m->const_in): all T steps at step 0,
- * LIF_BLOCK neurons at a time with their membranes in a small local array, so the current is read once and the
- * membrane never goes out to the (L2-sized) state; step t's spikes go to tbase + t * size. The same arithmetic as
- * LIF_LOOPS, step by step, so the same bits. */
-#define LIF_BLOCK 64u
-/* one step of the block: v = V (an expression of e), the spike to out, the reset membrane to vv (LIF_LOOPS' formulas) */
-#define LIF_BLOCK_STEP(V)                                                                                     \
+ * SLT_VW neurons at a time with their membranes in a register, so the current is read once and the membrane state is
+ * never stored; step t's spikes go to tbase + t * size. The same arithmetic as LIF_LOOPS, step by step, so the same
+ * bits: s = v > thr; zero: v = v * (1 - s); subtract: v = v - s * thr; then v = beta * v + I (two roundings). */
+#define LIF_CONST_STEPS(VRESET, VRESET2, RESET)                                                               \
     do {                                                                                                      \
-        if (sub)                                                                                              \
-            for (e = 0; e < cnt; e++) {                                                                       \
-                const float v = (V), sf = (float)(v > thr), d = sf * thr;                                     \
-                vv[e] = v - d;                                                                                \
-                out[e] = sf;                                                                                  \
+        for (e = 0; e + 2u * SLT_VW <= size; e += 2u * SLT_VW) {   /* two vectors: half the loop overhead */  \
+            const slt_vf i = VLOAD(cur + e), i2 = VLOAD(cur + e + SLT_VW);                                    \
+            slt_vf v = i, s, v2 = i2, s2;                                                                     \
+            float *o = out + e;                                                                               \
+            for (t = 0; t + 1u < T; t++, o += size) {                                                         \
+                s = VSPIKE(v, tv, one);                                                                       \
+                s2 = VSPIKE(v2, tv, one);                                                                     \
+                VSTORE(o, s);                                                                                 \
+                VSTORE(o + SLT_VW, s2);                                                                       \
+                v = VADD(VMUL(bv, (VRESET)), i);                                                              \
+                v2 = VADD(VMUL(bv, (VRESET2)), i2);                                                           \
             }                                                                                                 \
-        else                                                                                                  \
-            for (e = 0; e < cnt; e++) {                                                                       \
-                const float v = (V), sf = (float)(v > thr), keep = 1.0f - sf;                                 \
-                vv[e] = v * keep;                                                                             \
-                out[e] = sf;                                                                                  \
+            VSTORE(o, VSPIKE(v, tv, one));                                                                    \
+            VSTORE(o + SLT_VW, VSPIKE(v2, tv, one));                                                          \
+        }                                                                                                     \
+        for (; e + SLT_VW <= size; e += SLT_VW) {                                                             \
+            const slt_vf i = VLOAD(cur + e);                                                                  \
+            slt_vf v = i, s;                                                                                  \
+            float *o = out + e;                                                                               \
+            for (t = 0; t + 1u < T; t++, o += size) {                                                         \
+                s = VSPIKE(v, tv, one);                                                                       \
+                VSTORE(o, s);                                                                                 \
+                v = VADD(VMUL(bv, (VRESET)), i);                                                              \
             }                                                                                                 \
+            VSTORE(o, VSPIKE(v, tv, one));   /* T >= 2 (all_steps_lif): the last membrane is not kept */      \
+        }                                                                                                     \
+        for (; e < size; e++) {                                                                               \
+            const float i = cur[e];                                                                           \
+            float v = i, s;                                                                                   \
+            float *o = out + e;                                                                               \
+            for (t = 0; t + 1u < T; t++, o += size) {                                                         \
+                s = (float)(v > thr);                                                                         \
+                *o = s;                                                                                       \
+                v = (RESET);                                                                                  \
+                v = beta * v + i;                                                                             \
+            }                                                                                                 \
+            *o = (float)(v > thr);                                                                            \
+        }                                                                                                     \
     } while (0)
 static void lif_const_steps(const slt_model *m, const slt_node *n, const float *restrict cur, int sub) {
     const float beta = n->beta, thr = n->thr;
     const uint32_t size = n->size, T = m->T;
-    float vv[LIF_BLOCK];
-    uint32_t e0, e, t;
-    for (e0 = 0; e0 < size; e0 += LIF_BLOCK) {
-        const uint32_t cnt = size - e0 < LIF_BLOCK ? size - e0 : LIF_BLOCK;
-        const float *restrict in = cur + e0;
-        float *restrict out = n->tbase + e0;
-        LIF_BLOCK_STEP(in[e]);   /* t = 0: v = I */
-        for (t = 1; t + 1u < T; t++) {
-            out = n->tbase + (size_t)t * size + e0;
-            LIF_BLOCK_STEP(beta * vv[e] + in[e]);   /* two roundings (-ffp-contract=off), as LIF_LOOPS */
-        }
-        out = n->tbase + (size_t)(T - 1u) * size + e0;   /* T >= 2 (all_steps_lif): the last membrane is not kept */
-        for (e = 0; e < cnt; e++) {
-            const float b = beta * vv[e], v = b + in[e];
-            out[e] = (float)(v > thr);
-        }
-    }
+    const slt_vf tv = VSET1(thr), bv = VSET1(beta), one = VSET1(1.0f);
+    float *restrict out = n->tbase;
+    uint32_t e, t;
+    if (sub) LIF_CONST_STEPS(VSUB(v, VMUL(s, tv)), VSUB(v2, VMUL(s2, tv)), v - s * thr);
+    else LIF_CONST_STEPS(VMUL(v, VSUB(one, s)), VMUL(v2, VSUB(one, s2)), v * (1.0f - s));
 }
 #endif
 
