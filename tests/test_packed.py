@@ -336,6 +336,24 @@ def test_first_layer_reuse_exact(ckpts, digits, recipe):
                 assert cm.events() == round(c.result()["totals"]["ops_per_frame"] * s.shape[1])
 
 
+def test_c_binding_repeated_shape(ckpts, digits):
+    """CModel.run keeps an input and a logits buffer per input shape it has seen (the streaming case): later calls
+    of that shape give the logits of their own input (float64 and strided inputs too, converted as before), never
+    an alias of the buffer a later call overwrites; a shape it has not seen or a bad one still goes the long way."""
+    from slt_deploy.backends.packed.c_runner import CModel
+
+    model, pm = _pm(ckpts[("digits-tiny", "sparse+binary")])
+    seq = model.encode(digits[:6]).numpy()
+    fresh = [CModel(PF.encode(pm)).run(seq[:, b:b + 1])[0] for b in range(6)]   # each on a new model: one call
+    cm = CModel(PF.encode(pm))
+    got = [cm.run(seq[:, b:b + 1].astype(np.float64) if b % 2 else seq[:, b:b + 1])[0] for b in range(6)]
+    assert len(cm._io) == 1 and any(not np.array_equal(fresh[0], f) for f in fresh[1:])
+    for f, g in zip(fresh, got):
+        assert np.array_equal(f.view(np.uint32), g.view(np.uint32))
+    with pytest.raises(SltError, match="does not fit"):
+        cm.run(seq[:, :1, :, :4])
+
+
 def test_c_conv_shapes_vs_numpy():
     """Random conv geometries (k 1-4, stride 1-3, any pad < k, 1-3 channels, odd sizes), float and binary, dense
     and sparse, a first conv reading the input twice, LIF after it (own buffer: reused layer), a second conv with an

@@ -145,18 +145,29 @@ class CModel:
         self.T, self.n_in = L.slt_T(h), L.slt_input_size(h)
         self.n_classes, self.n_spikes = L.slt_n_classes(h), L.slt_spike_count(h)
         self._run_batch, self._h = L.slt_run_batch, h.value  # looked up once: run() is called per sample
+        self._io: dict = {}   # per input shape: (input buffer, logits buffer, their addresses), for run() without record
 
     def events(self) -> int:
         return int(self.L.slt_events(self.h))
 
     def run(self, seq: np.ndarray, record: bool = False):
         """seq [T, B, ...] float32 -> (logits [B, C], spikes uint8 [T, B, n_spikes] or None)."""
+        io = None if record else self._io.get(np.shape(seq))
+        if io is not None:   # the streaming case (same shape every call): copy into buffers whose addresses are known
+            np.copyto(io[0], seq, casting="unsafe")   # a numpy .ctypes.data costs about a microsecond per array
+            code = self._run_batch(self._h, io[2], io[0].shape[1], io[3], None)
+            if code:
+                raise SltError(f"C runtime failed: {self.L.slt_error_string(code).decode()}")
+            return io[1].copy(), None
         seq = np.ascontiguousarray(seq, np.float32)
         shape = seq.shape
         T, B = shape[0], shape[1]
         if T != self.T or seq.size != T * B * self.n_in:
             raise SltError(f"input sequence {list(shape)} does not fit the model (T={self.T}, "
                            f"{self.n_in} inputs per step)")
+        if not record and B <= 64 and len(self._io) < 8:
+            buf, lg = np.empty(shape, np.float32), np.empty((B, self.n_classes), np.float32)
+            self._io[shape] = (buf, lg, buf.ctypes.data, lg.ctypes.data)
         logits = np.empty((B, self.n_classes), np.float32)  # slt_run_batch zeroes the logits itself
         spikes = np.empty((T, B, self.n_spikes), np.uint8) if record else None  # written in full
         code = self._run_batch(self._h, seq.ctypes.data, B, logits.ctypes.data,
@@ -191,11 +202,10 @@ class CPackedRunner(Runner):
         return self.c.arena_bytes
 
     def run(self, seq, record=False):
-        seq = np.ascontiguousarray(seq, np.float32)
         logits, sp = self.c.run(seq, record)
         res = {"logits": logits}
         if record:
-            T, B = seq.shape[:2]
+            T, B = np.shape(seq)[:2]
             out, off = {}, 0
             for name, shape in self.lifs:
                 n = int(np.prod(shape))
