@@ -104,6 +104,7 @@ def one_recipe(data: bytes):
         except SltError:
             return
         shape = [1, 8, 8] if r["dataset"] == "digits" else [1, 28, 28]
+        net.eval()  # one image, as inference runs it (training's batch-norm batch size is train()'s own check)
         with torch.no_grad():
             net(torch.zeros(1, *shape))
 

@@ -142,6 +142,19 @@ def mask_optimizer_state(opt, model):
 
 
 @torch.no_grad()
+def _check_batch_norm_batch(model, bs: int, world: int):
+    """Batch norm in training mode needs more than one value per channel: a batch of 1 per process (batch_size 1, or
+    fewer samples than 2 per torchrun process) would stop training with torch's ValueError at its first step."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if bs // world < 2 and any(isinstance(m, _BatchNorm) for m in model.modules()):
+        from .errors import SltError
+
+        per = f"{bs // world} sample(s) per process ({world} processes)" if world > 1 else f"{bs} sample per batch"
+        raise SltError(f"train.batch_size {bs} gives {per}; the model's batch norm layers need at least 2",
+                       f"set train.batch_size to {2 * world} or more in the recipe")
+
+
 def predict_logits(model, x, batch_size=512) -> torch.Tensor:
     """Eval-mode logits / T (the distillation teacher's targets) for every image of x, in order."""
     was = model.training
@@ -191,6 +204,7 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
     dist = _dist()
     epochs = int(cfg.get("epochs", 1) if epochs is None else epochs)
     bs = int(cfg.get("batch_size", 64))
+    _check_batch_norm_batch(model, bs, world)
     n = len(data.train.x)
     steps_per_epoch = max(1, n // bs)
     params = [p for p in model.parameters() if p.requires_grad]

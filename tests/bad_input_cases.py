@@ -355,6 +355,8 @@ case("recipe/conv-out-1e6", TRAIN, recipe_with(("arch.convs.0.out", 1000000)), o
 case("recipe/fc-1e7", TRAIN, recipe_with(("arch.fc", [10000000])), out="o")
 case("recipe/epochs-1e9", TRAIN, recipe_with(("train.epochs", 1000000000)), out="o")
 case("recipe/batch-1e9", TRAIN, recipe_with(("train.batch_size", 1000000000)), out="o")
+# batch norm after an fc layer cannot train on batches of 1 (make fuzz found it: torch's ValueError at the first step)
+case("recipe/batch-1-batch-norm", TRAIN, recipe_with(("train.batch_size", 1), ("arch.fc", [16])), out="o")
 case("recipe/spikformer-depth-1e5", TRAIN, recipe_with(("arch", {"type": "spikformer", "dim": 16, "heads": 2,
                                                                  "depth": 100000, "stem_channels": [8],
                                                                  "stem_strides": [2]})), out="o")
