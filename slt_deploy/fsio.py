@@ -444,6 +444,7 @@ def h5_digest(path: str) -> str:
             else:
                 h.update(f"{a.dtype.str}{list(a.shape)}".encode() + np.ascontiguousarray(a).tobytes())
 
+    check_h5_sizes(path)
     with h5py.File(path, "r") as f:
         names = []
         f.visit(names.append)
@@ -459,6 +460,44 @@ def h5_digest(path: str) -> str:
             else:
                 h.update(f"group {n}\0".encode())
     return h.hexdigest()
+
+
+H5_DATA_SLACK = 64 << 20   # bytes of array data an HDF5 file may declare beyond H5_DATA_RATIO x its own size
+H5_DATA_RATIO = 64
+
+
+def h5_oversize(path: str) -> str | None:
+    """Why HDF5 file `path` is refused before its data is read, or None: its datasets declare far more array data
+    than the file could hold (more than H5_DATA_RATIO x its size + H5_DATA_SLACK). h5py allocates a dataset's
+    declared shape before it reads, so a crafted 120 KB .nir file made nir.read allocate 2.8 GB (make fuzz). Reads
+    metadata only (an unreadable file raises what h5py raises); our files and nir.write's are uncompressed, so their
+    data never exceeds the file's size."""
+    import h5py
+    import numpy as np
+
+    size = os.path.getsize(path)
+    limit = H5_DATA_RATIO * size + H5_DATA_SLACK
+    total = 0
+    with h5py.File(path, "r") as f:
+        names = []
+        f.visit(names.append)
+        for n in names:
+            obj = f[n]
+            if isinstance(obj, h5py.Dataset):
+                total += int(np.prod(obj.shape, dtype=np.float64)) * max(obj.dtype.itemsize, 1)
+                if total > limit:
+                    return f"its datasets declare more than {total >> 20} MB of data in {size} bytes"
+    return None
+
+
+def check_h5_sizes(path: str, what: str = "file"):
+    """h5_oversize as a SltError (damaged file)."""
+    try:
+        why = h5_oversize(path)
+    except Exception as e:  # noqa: BLE001 - h5py raises many types for damaged files
+        raise _damaged(path, f"not a readable HDF5 {what} ({brief(e, 100)})") from None
+    if why:
+        raise _damaged(path, why)
 
 
 def stamp_h5(path: str, model_id: str = ""):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
+from ...fsio import check_h5_sizes
+
 LAYER_TYPES = ("input", "conv", "flatten", "dense")
 
 
@@ -72,6 +74,7 @@ def _str(ds) -> str:
 def read_netx(path: str) -> list:
     """The chip program stored in a netx file (inverse of write_netx)."""
     layers = []
+    check_h5_sizes(path, "netx file")
     with h5py.File(path, "r") as f:
         grp = f["layer"]
         for i in range(len(grp)):
