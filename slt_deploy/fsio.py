@@ -444,10 +444,12 @@ def h5_digest(path: str) -> str:
             else:
                 h.update(f"{a.dtype.str}{list(a.shape)}".encode() + np.ascontiguousarray(a).tobytes())
 
-    check_h5_sizes(path)
     with h5py.File(path, "r") as f:
         names = []
         f.visit(names.append)
+        why = _declared_excess(f, names, os.path.getsize(path))
+        if why:   # before reading what a crafted file declares (h5_oversize)
+            raise ValueError(why)
         for k in sorted(f.attrs):
             if k != CONTENT_KEY:
                 add("@" + k, f.attrs[k])
@@ -466,6 +468,22 @@ H5_DATA_SLACK = 64 << 20   # bytes of array data an HDF5 file may declare beyond
 H5_DATA_RATIO = 64
 
 
+def _declared_excess(f, names, size: int) -> str | None:
+    """h5_oversize's test on an open h5py file `f` (of `size` bytes) whose object names are `names`."""
+    import h5py
+    import numpy as np
+
+    limit = H5_DATA_RATIO * size + H5_DATA_SLACK
+    total = 0
+    for n in names:
+        obj = f[n]
+        if isinstance(obj, h5py.Dataset):
+            total += int(np.prod(obj.shape, dtype=np.float64)) * max(obj.dtype.itemsize, 1)
+            if total > limit:
+                return f"its datasets declare more than {total >> 20} MB of data in {size} bytes"
+    return None
+
+
 def h5_oversize(path: str) -> str | None:
     """Why HDF5 file `path` is refused before its data is read, or None: its datasets declare far more array data
     than the file could hold (more than H5_DATA_RATIO x its size + H5_DATA_SLACK). h5py allocates a dataset's
@@ -473,21 +491,26 @@ def h5_oversize(path: str) -> str | None:
     metadata only (an unreadable file raises what h5py raises); our files and nir.write's are uncompressed, so their
     data never exceeds the file's size."""
     import h5py
-    import numpy as np
 
-    size = os.path.getsize(path)
-    limit = H5_DATA_RATIO * size + H5_DATA_SLACK
-    total = 0
     with h5py.File(path, "r") as f:
         names = []
         f.visit(names.append)
-        for n in names:
-            obj = f[n]
-            if isinstance(obj, h5py.Dataset):
-                total += int(np.prod(obj.shape, dtype=np.float64)) * max(obj.dtype.itemsize, 1)
-                if total > limit:
-                    return f"its datasets declare more than {total >> 20} MB of data in {size} bytes"
-    return None
+        return _declared_excess(f, names, os.path.getsize(path))
+
+
+def read_nir_graph(path: str, fix: str):
+    """nir.read(path) (no type check) after h5_oversize, every failure one SltError with `fix` (read_nir, the
+    foreign-graph importer)."""
+    import nir
+
+    try:
+        why = h5_oversize(path)   # before nir.read allocates what a crafted file declares
+        g = None if why else nir.read(path, type_check=False)
+    except Exception as e:  # noqa: BLE001 - h5py/nir raise many types for corrupt files, all mean the same
+        raise SltError(f"{path} is not a readable NIR file ({brief(e, 120)})", fix) from None
+    if why:
+        raise SltError(f"{path} is not a readable NIR file ({why})", fix)
+    return g
 
 
 def check_h5_sizes(path: str, what: str = "file"):

@@ -21,8 +21,8 @@ import json
 import nir
 import numpy as np
 
-from ..errors import SltError, brief
-from ..fsio import h5_oversize
+from ..errors import SltError
+from ..fsio import read_nir_graph
 from . import meta as K
 from .graph import preds, topo_order
 
@@ -216,14 +216,7 @@ def read_foreign(path: str, T: int, **kw) -> nir.NIRGraph:
 
     if not os.path.isfile(path):
         raise SltError(f"{path} does not exist", "pass a .nir file (e.g. from snntorch's export_to_nir + nir.write)")
-    try:
-        why = h5_oversize(path)   # before nir.read allocates what a crafted file declares
-        g = None if why else nir.read(path, type_check=False)
-    except Exception as e:  # noqa: BLE001 -- h5py/nir raise many types for corrupt files
-        raise SltError(f"{path} is not a readable NIR file ({brief(e, 120)})",
-                       "check it was written by nir.write") from None
-    if why:
-        raise SltError(f"{path} is not a readable NIR file ({why})", "check it was written by nir.write")
+    g = read_nir_graph(path, "check it was written by nir.write")
     if any(str(k).startswith("slt.") for k in (g.metadata or {})):
         raise SltError(f"{path} was written by slt-deploy already", "export or verify it directly")
     with open(path, "rb") as f:

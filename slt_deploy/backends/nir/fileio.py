@@ -5,8 +5,8 @@ import os
 
 import nir
 
-from ...errors import SltError, brief
-from ...fsio import CONTENT_KEY, MODEL_KEY, atomic_file, check_h5, h5_attr, h5_oversize, stamp_h5
+from ...errors import SltError
+from ...fsio import CONTENT_KEY, MODEL_KEY, atomic_file, check_h5, h5_attr, read_nir_graph, stamp_h5
 from ...ir.graph import gmeta
 from ...ir.portable import from_file, to_file
 from ..sniff import nir_file as sniff  # noqa: F401 - one definition, the registry's (imports no target)
@@ -18,14 +18,7 @@ def read_nir(path: str, check: bool = True) -> nir.NIRGraph:
     if not os.path.isfile(path):
         raise SltError(f"{path} does not exist or is not a file",
                        "pass a .nir file written by 'slt-deploy export --target nir'")
-    try:
-        why = h5_oversize(path)   # before nir.read allocates what a crafted file declares
-        g = None if why else nir.read(path, type_check=False)
-    except Exception as e:  # noqa: BLE001 - h5py/nir raise many types for corrupt files, all mean the same
-        raise SltError(f"{path} is not a readable NIR file ({brief(e, 120)})",
-                       "re-export it, or check it was written by an NIR-compatible tool") from None
-    if why:
-        raise SltError(f"{path} is not a readable NIR file ({why})", "re-export it, or check it was written by an NIR-compatible tool")
+    g = read_nir_graph(path, "re-export it, or check it was written by an NIR-compatible tool")
     if check and (h5_attr(path, CONTENT_KEY) or any(str(k).startswith("slt.") for k in (g.metadata or {}))):
         check_h5(path, "NIR graph")
     return from_file(g)  # our file form (docs/ir.md "The .nir file") back to the IR; other graphs unchanged

@@ -331,19 +331,30 @@ static inline int syn_kind(const slt_model *m, const slt_node *n) {
  * computes the same bits from the same input: when every input element equals (==) the previous step's, its buffer
  * still holds the result (nobody writes into it) and only its events are counted again (returns 1). +0 == -0: both
  * are skipped. */
-static inline int reuses_last(slt_model *m, const slt_node *n, const float *input, const float *prev) {
-    uint32_t e, j;
-    const uint32_t sz = m->in_size;
-    if (!n->reuse || !prev) return 0;
 #if SLT_SIMD
-    for (e = 0; e < sz; e += 64u) {   /* 64 at a time without a branch per element (vectorized) */
-        const uint32_t lim = sz - e < 64u ? sz : e + 64u;
+/* a[e] == b[e] for every e < n (+0 == -0, NaN != NaN), 64 at a time without a branch per element (vectorized) */
+static inline int same_floats(const float *a, const float *b, uint32_t n) {
+    uint32_t e, j;
+    for (e = 0; e < n; e += 64u) {
+        const uint32_t lim = n - e < 64u ? n : e + 64u;
         uint32_t same = 1u;
-        for (j = e; j < lim; j++) same &= (uint32_t)(input[j] == prev[j]);
+        for (j = e; j < lim; j++) same &= (uint32_t)(a[j] == b[j]);
         if (!same) return 0;
     }
+    return 1;
+}
+#endif
+
+static inline int reuses_last(slt_model *m, const slt_node *n, const float *input, const float *prev) {
+#if !SLT_SIMD
+    const uint32_t sz = m->in_size;
+    uint32_t e;
+#endif
+    if (!n->reuse || !prev) return 0;
+#if SLT_SIMD   /* known already when the sample's input is the same at every step (slt_run: const_in) */
+    if (!m->const_in && !same_floats(input, prev, m->in_size)) return 0;
 #else
-    (void)j;   /* scalar builds: a branch per element is cheaper than the masks (Cortex-M, QEMU count) */
+    /* scalar builds: a branch per element is cheaper than the masks (Cortex-M, QEMU count) */
     for (e = 0; e < sz && input[e] == prev[e]; e++) {}
     if (e < sz) return 0;
 #endif

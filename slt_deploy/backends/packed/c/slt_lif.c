@@ -112,20 +112,9 @@
                 v2 = VADD(VMUL(bv, (VRESET2)), i2);                                                           \
             }                                                                                                 \
             VSTORE(o, VSPIKE(v, tv, one));                                                                    \
-            VSTORE(o + SLT_VW, VSPIKE(v2, tv, one));                                                          \
+            VSTORE(o + SLT_VW, VSPIKE(v2, tv, one));   /* T >= 2: the last membrane is not kept */            \
         }                                                                                                     \
-        for (; e + SLT_VW <= size; e += SLT_VW) {                                                             \
-            const slt_vf i = VLOAD(cur + e);                                                                  \
-            slt_vf v = i, s;                                                                                  \
-            float *o = out + e;                                                                               \
-            for (t = 0; t + 1u < T; t++, o += size) {                                                         \
-                s = VSPIKE(v, tv, one);                                                                       \
-                VSTORE(o, s);                                                                                 \
-                v = VADD(VMUL(bv, (VRESET)), i);                                                              \
-            }                                                                                                 \
-            VSTORE(o, VSPIKE(v, tv, one));   /* T >= 2 (all_steps_lif): the last membrane is not kept */      \
-        }                                                                                                     \
-        for (; e < size; e++) {                                                                               \
+        for (; e < size; e++) {   /* the neurons past the last pair of vectors */                             \
             const float i = cur[e];                                                                           \
             float v = i, s;                                                                                   \
             float *o = out + e;                                                                               \

@@ -119,14 +119,17 @@ static void copy_node(slt_node *d, const slt_node *src) {
 }
 
 /* how many input slots of the records after j name node j (records are in bounds: n_nodes*64 <= payload) */
+/* how many of record r's inputs are node j */
+static uint32_t reads_node(const uint8_t *r, uint32_t j) {
+    uint32_t n_in = r[1], w1 = rd32(r + 4), w2 = rd32(r + 8), in[4], k, cnt = 0;
+    in[0] = w1 & 0xFFFFu; in[1] = w1 >> 16; in[2] = w2 & 0xFFFFu; in[3] = w2 >> 16;
+    for (k = 0; k < n_in && k < MAX_INPUTS; k++) cnt += in[k] == j;
+    return cnt;
+}
+
 static uint32_t consumers(const uint8_t *pl, uint32_t n_nodes, uint32_t j) {
-    uint32_t i, k, cnt = 0;
-    for (i = j + 1; i < n_nodes; i++) {
-        const uint8_t *r = pl + (size_t)i * RECORD_SIZE;
-        uint32_t n_in = r[1], w1 = rd32(r + 4), w2 = rd32(r + 8), in[4];
-        in[0] = w1 & 0xFFFFu; in[1] = w1 >> 16; in[2] = w2 & 0xFFFFu; in[3] = w2 >> 16;
-        for (k = 0; k < n_in && k < MAX_INPUTS; k++) cnt += in[k] == j;
-    }
+    uint32_t i, cnt = 0;
+    for (i = j + 1; i < n_nodes; i++) cnt += reads_node(pl + (size_t)i * RECORD_SIZE, j);
     return cnt;
 }
 
@@ -150,14 +153,11 @@ static int keeps_buffer(const uint8_t *pl, uint32_t n_nodes, uint32_t j) {
 /* node j (a LIF) may hold T steps of spikes (tbase): it reads a layer that reads only the model input, and every
  * reader of its output is a synaptic layer, which looks the buffer up at each step (none works in place in it) */
 static int all_steps_lif(const parse_ctx *c, uint32_t n_nodes, uint32_t j, const slt_node *nd) {
-    uint32_t i, k;
+    uint32_t i;
     if (nd->op != OP_LIF || nd->n_in != 1 || c->T < 2u || !keeps_buffer(c->pl, n_nodes, nd->in[0])) return 0;
     for (i = j + 1; i < n_nodes; i++) {
         const uint8_t *r = c->pl + (size_t)i * RECORD_SIZE;
-        uint32_t n_in = r[1], w1 = rd32(r + 4), w2 = rd32(r + 8), in[4];
-        in[0] = w1 & 0xFFFFu; in[1] = w1 >> 16; in[2] = w2 & 0xFFFFu; in[3] = w2 >> 16;
-        for (k = 0; k < n_in && k < MAX_INPUTS; k++)
-            if (in[k] == j && r[0] != OP_CONV && r[0] != OP_AFFINE) return 0;
+        if (r[0] != OP_CONV && r[0] != OP_AFFINE && reads_node(r, j)) return 0;
     }
     return 1;
 }
