@@ -437,6 +437,11 @@ def main(args=None):
     except SltError as e:
         print(f"slt_perception: error: {e}", file=sys.stderr, flush=True)
         code = 2
+    except Exception:   # re-raised unless it is the shutdown race below
+        # Ctrl-C shuts the context down from rclpy's signal handler; a timer already due then publishes on it and
+        # raises RCLError "publisher's context is invalid" (seen with diagnostics_period 0.1): that is the shutdown
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.stop()
