@@ -75,6 +75,28 @@ def test_measured_sparsity_equals_target_within_one_weight(dense, s):
     assert abs(sparsity(m) - s) * total <= 1.0
 
 
+def test_layer_gain_moves_the_budget_and_keeps_the_total(dense):
+    """--layer-gain conv=g: the same number of weights kept overall, more of them in the convolutions as g grows;
+    g = 1 (and a gain on another kind's absent path) is the plain ranking."""
+    m = copy.deepcopy(dense[0])
+    layers = prunable(m)
+
+    def kept(gains):
+        mk = magnitude_masks(layers, 0.9, "global-raw", gains)
+        return {n: int(v.sum()) for n, v in mk.items()}
+
+    kinds = {n: lay.kind for n, lay in layers}
+    plain, one = kept(None), kept({"conv": 1.0})
+    assert plain == one
+    conv = [kept({"conv": g}) for g in (1.0, 1.5, 3.0)]
+    assert len({sum(k.values()) for k in conv}) == 1
+    in_conv = [sum(v for n, v in k.items() if kinds[n] == "conv") for k in conv]
+    assert in_conv[0] < in_conv[1] < in_conv[2], in_conv
+    first = layers[0][0]  # a module path beats the kind: only that layer moves
+    by_path = kept({"conv": 1.0, first: 3.0})
+    assert by_path[first] > plain[first]
+
+
 def test_masks_hold_through_training(dense, data):
     m = copy.deepcopy(dense[0])
     layers = prunable(m)
@@ -270,6 +292,12 @@ def test_multisp_random_baseline_has_the_same_sizes(dense_sf, data, tmp_path):
     (["--method", "nope", "--sparsity", "0.5"], "unknown"),
     (["--method", "imp", "--sparsity", "1.2"], "outside"),
     (["--method", "imp", "--sparsity", "-0.1"], "outside"),
+    (["--method", "imp", "--sparsity", "0.5", "--layer-gain", "conv=0"], "positive number"),
+    (["--method", "imp", "--sparsity", "0.5", "--layer-gain", "conv"], "KEY=G"),
+    (["--method", "imp", "--sparsity", "0.5", "--layer-gain", "attention=2", "--rounds", "1", "--epochs", "0"],
+     "no prunable layer"),
+    (["--method", "imp", "--sparsity", "0.5", "--scope", "layer", "--layer-gain", "conv=2"], "no effect"),
+    (["--method", "multiprize", "--sparsity", "0.5", "--layer-gain", "conv=2"], "no effect"),
 ])
 def test_cli_user_errors_exit_2(dense, tmp_path, capsys, args, needle):
     with pytest.raises(SystemExit) as e:

@@ -80,6 +80,27 @@ class FractionList(click.ParamType):
         return vals
 
 
+class GainList(click.ParamType):
+    """`--layer-gain conv=1.5,body.7=0.8`: comma-separated KEY=G pairs (KEY a layer kind or a module path, G > 0)."""
+
+    name = "KEY=G[,KEY=G...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dict):
+            return value
+        out = {}
+        for part in str(value).split(","):
+            key, eq, g = part.strip().partition("=")
+            try:
+                gf = float(g)
+            except ValueError:
+                gf = float("nan")
+            if not eq or not key.strip() or not (gf > 0 and math.isfinite(gf)):
+                self.fail(f"{part.strip()!r} is not KEY=G with G a positive number (e.g. conv=1.5)", param, ctx)
+            out[key.strip()] = gf
+        return out
+
+
 class Limit(Number):
     """`--limit N|all`: an integer >= 1, or `all` (-> None: the whole split)."""
 

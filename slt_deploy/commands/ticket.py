@@ -13,6 +13,7 @@ from .options import (
     SEED,
     CountList,
     FractionList,
+    GainList,
     Number,
     echo_json,
     reporting,
@@ -28,6 +29,9 @@ from .options import (
                                            "is replaced atomically)")
 @click.option("--scope", type=click.Choice(["global", "global-raw", "layer"]), default="global",
               help="magnitude pruning scope (global: |w| / layer rms; global-raw: |w|; layer: per layer)")
+@click.option("--layer-gain", type=GainList(), default=None,
+              help="global scopes: multiply the pruning scores of some layers (KEY a kind, conv/linear, or a module "
+                   "path), e.g. conv=1.5 keeps more convolution weights at the same overall sparsity")
 @click.option("--prune-fraction", type=FRACTION, default=0.25, show_default=True, help="IMP: pruned per round")
 @click.option("--rounds", type=COUNT1, default=None, help="IMP: rounds (default: enough to reach --sparsity)")
 @click.option("--rewind-epoch", type=COUNT0, default=1, show_default=True, help="IMP/random: late-rewinding epoch k")
@@ -76,7 +80,7 @@ from .options import (
 @click.option("--seed", type=SEED, default=0)
 @click.option("--data-dir", type=click.Path(), default=None)
 @reporting
-def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_epoch, rewind, epochs, sparsity_steps,
+def command(ckpt, method, sparsity, out, scope, layer_gain, prune_fraction, rounds, rewind_epoch, rewind, epochs, sparsity_steps,
             round_epochs, distill, kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, q, tau,
             eb_distance, eb_min_epochs, eb_checks, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores,
             seed, data_dir, as_json):
@@ -106,7 +110,11 @@ def command(ckpt, method, sparsity, out, scope, prune_fraction, rounds, rewind_e
             raise SltError(f"--sparsity {sparsity} is not the last of --sparsity-steps ({sparsity_steps[-1]})",
                            "drop --sparsity or make it the last step")
         sparsity = sparsity_steps[-1]
-    cfg = TicketConfig(method, sparsity, scope=scope, steps=sparsity_steps, prune_fraction=prune_fraction, rounds=rounds,
+    if layer_gain and (scope == "layer" or method_name(method) not in ("imp", "early-bird", "random")):
+        what = "--scope layer" if scope == "layer" else f"--method {method}"
+        raise SltError(f"--layer-gain has no effect with {what} (it weighs layers in a global magnitude ranking)",
+                       "drop --layer-gain, or use an IMP / Early-Bird / random search with --scope global-raw")
+    cfg = TicketConfig(method, sparsity, scope=scope, layer_gain=layer_gain, steps=sparsity_steps, prune_fraction=prune_fraction, rounds=rounds,
                        rewind_epoch=rewind_epoch, epochs=epochs, round_epochs=round_epochs, binarize=binarize,
                        binarize_epochs=binarize_epochs,
                        binarize_kind=binarize_kind, q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,

@@ -33,6 +33,7 @@ class TicketConfig:
     sparsity: float                      # target fraction of pruned weights (over the layers the method prunes)
     scope: str = "global"                # magnitude pruning over all layers ("global": |w|/layer rms,
     #                                      "global-raw": |w|) or per layer ("layer")
+    layer_gain: dict | None = None       # global scopes: {kind or module path: g}, scores of those layers x g
     prune_fraction: float = 0.25         # IMP: fraction of the remaining weights removed per round
     rounds: int | None = None            # IMP: rounds (default: as many as the target needs)
     rewind_epoch: int = 1                # IMP / random: late-rewinding point k (epochs of the dense schedule)
@@ -269,5 +270,5 @@ def config_dict(cfg: TicketConfig) -> dict:
 
 
 # the TicketConfig fields that change what a search computes (a resumed search must match them)
-RESULT_FIELDS = ("method", "sparsity", "scope", "prune_fraction", "rounds", "rewind_epoch", "rewind", "epochs",
+RESULT_FIELDS = ("method", "sparsity", "scope", "layer_gain", "prune_fraction", "rounds", "rewind_epoch", "rewind", "epochs",
                  "round_epochs", "distill", "kd_alpha", "kd_temp", "teacher", "lr", "seed", "only")

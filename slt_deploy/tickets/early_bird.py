@@ -23,7 +23,7 @@ from collections import deque
 from ..train import evaluate
 from ..zoo import build_model
 from .common import Ticket, TicketConfig, binarize, epochs_of, run_train, timer
-from .masks import magnitude_masks, mask_distance, prunable, set_masks, sparsity
+from .masks import check_gains, magnitude_masks, mask_distance, prunable, set_masks, sparsity
 
 
 def relative_distance(a: dict, b: dict) -> float:
@@ -53,6 +53,7 @@ def search(dense, data, cfg: TicketConfig, max_epochs: int | None = None) -> Tic
     t = timer()
     model = build_model(dense.recipe)
     layers = prunable(model, cfg.only)
+    check_gains(cfg.layer_gain, layers)
     window = deque(maxlen=cfg.q)
     hist, found = [], {}
     e = epochs_of(model, cfg)
@@ -64,7 +65,7 @@ def search(dense, data, cfg: TicketConfig, max_epochs: int | None = None) -> Tic
     max_e = int(max_epochs or max(int(dense.recipe["train"].get("epochs", e)), min_e))
 
     def take(ep: float):   # hist holds only the search's masks so far: the n-th mask is row n
-        window.append(magnitude_masks(layers, cfg.sparsity, cfg.scope))
+        window.append(magnitude_masks(layers, cfg.sparsity, cfg.scope, cfg.layer_gain))
         d = window_distance(window, cfg.eb_distance) if len(window) > 1 else 1.0
         hist.append({"round": f"search-{len(hist) + 1}", "epoch": round(ep, 4), "window_distance": d,
                      "seconds": t()})

@@ -28,7 +28,7 @@ from ..errors import SltError
 from ..train import evaluate, is_main, train
 from ..zoo import build_model
 from .common import RESULT_FIELDS, Ticket, TicketConfig, binarize, config_dict, epochs_of, recipe_for, run_train, timer
-from .masks import get_masks, imp_schedule, magnitude_masks, prunable, set_masks, sparsity
+from .masks import check_gains, get_masks, imp_schedule, magnitude_masks, prunable, set_masks, sparsity
 
 SEARCH_FILE = "search.json"
 
@@ -116,6 +116,7 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
     model = copy.deepcopy(dense)
     model.recipe = copy.deepcopy(dense.recipe)
     layers = prunable(model, cfg.only)
+    check_gains(cfg.layer_gain, layers)
     ladder = list(cfg.steps) if cfg.steps else imp_schedule(cfg.sparsity, cfg.prune_fraction, cfg.rounds)
     e = epochs_of(model, cfg)
     done, hist, before = (_resume_state(model, layers, cfg, ladder) if cfg.resume else (0, [], 0.0))
@@ -137,7 +138,7 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
     for r, s in enumerate(ladder, 1):
         if r <= done:
             continue
-        set_masks(layers, magnitude_masks(layers, s, cfg.scope))
+        set_masks(layers, magnitude_masks(layers, s, cfg.scope, cfg.layer_gain))
         if cfg.rewind == "lr":
             h = run_train(model, data, cfg, spans[r][0], start_epoch=spans[r][1])
         else:

@@ -77,12 +77,40 @@ def _n_prune(n: int, s: float) -> int:
 SCOPES = ("global", "global-raw", "layer")
 
 
+def gain_of(name: str, layer: Synapse, gains: dict | None) -> float:
+    """The ranking gain of one layer from a `--layer-gain` dict: its module path (or a parent path) first, then its
+    kind ("conv", "linear"), else 1."""
+    if not gains:
+        return 1.0
+    for key in sorted(gains, key=len, reverse=True):  # the longest (most specific) path that matches
+        if name == key or name.startswith(key + "."):
+            return float(gains[key])
+    return float(gains.get(layer.kind, 1.0))
+
+
+def check_gains(gains: dict | None, layers) -> dict | None:
+    """A `--layer-gain` dict whose keys all name a layer kind or a module path of `layers`, values > 0."""
+    if not gains:
+        return None
+    kinds = {m.kind for _, m in layers}
+    for key, g in gains.items():
+        if not (key in kinds or any(n == key or n.startswith(key + ".") for n, _ in layers)):
+            raise SltError(f"--layer-gain {key}={g}: no prunable layer is of kind or under path {key!r}",
+                           f"use a kind ({', '.join(sorted(kinds))}) or a path printed by 'slt-deploy inspect'")
+        if not (float(g) > 0 and math.isfinite(float(g))):
+            raise SltError(f"--layer-gain {key}={g}: the gain must be a positive number", "e.g. conv=1.5")
+    return gains
+
+
 @torch.no_grad()
-def magnitude_masks(layers, s: float, scope: str = "global") -> dict:
+def magnitude_masks(layers, s: float, scope: str = "global", gains: dict | None = None) -> dict:
     """Keep the largest |w| among the currently kept weights so that a fraction `s` of all weights is pruned:
     over all layers together ("global", "global-raw") or in each layer ("layer"). Exact counts (top-k, no
     thresholds), so the measured sparsity equals the target within one weight (per layer for "layer", overall for
     the global scopes).
+    `gains` ({kind or module path: g}, `--layer-gain`) multiplies a layer's scores in the global ranking: g > 1 keeps
+    more of its weights at the same overall sparsity (e.g. conv=1.5: the convolutions, which hold few of a VGG's
+    weights but all of its features); no effect on the "layer" scope.
     "global" ranks |w| / rms(kept w of its layer): a layer followed by batch norm is invariant to the scale of its
     weights, so raw magnitudes are not comparable across layers (raw global pruning empties whole layers of small
     nets at 90%); "global-raw" ranks the raw |w| (Kim et al.). In both global scopes every output unit keeps at
@@ -95,6 +123,9 @@ def magnitude_masks(layers, s: float, scope: str = "global") -> dict:
         if scope == "global":
             kept_w = w[m.mask > 0]
             w = w / kept_w.pow(2).mean().sqrt().clamp_min(1e-12) if kept_w.numel() else w
+        g = gain_of(n, m, gains)
+        if g != 1.0:
+            w = w * g
         scores[n] = torch.where(m.mask > 0, w, torch.full_like(w, -1.0))
     out = {}
     if scope == "layer":
