@@ -10,24 +10,26 @@ Every step is one `slt-deploy` command (printed before it runs) writing one fold
 runs/bench_tickets_full); a step whose folder holds a finished ticket is skipped and the IMP search is started with
 --resume, so an interrupted plan continues where it stopped. Steps run --workers (2) at a time, each command on one
 thread, a step as soon as what it reads exists (the binarized ticket starts when the IMP search has finished its round
-4, not the whole search), waiting steps in the order of PRIORITY; logs OUT/logs/STEP.log. Work in all: about 115
-fmnist-vgg epochs and 44 fmnist-spikformer epochs (one of those costs about 1.5 fmnist-vgg epochs), i.e. about 90
-epochs per worker, 85-100 s each on this machine: over the issue's 120 min when the three dense models are trained
-too; with them given (--dense, --sf-dense, --sf-dense-same) about 66 epochs on the longer worker: timed as one run
-on 2026-12-06, 121.7 min (docs/tickets.md; Early-Bird then at tau 0.1, about 4 min longer than now). The steps:
+5, not the whole search), waiting steps in the order of PRIORITY; logs OUT/logs/STEP.log. Work in all: about 107
+fmnist-vgg epochs and 44 fmnist-spikformer epochs (one of those costs about 1.5 fmnist-vgg epochs), i.e. about 86
+epochs per worker, 80-100 s each on this machine: over the issue's 120 min when the three dense models are trained
+too; with them given (--dense, --sf-dense, --sf-dense-same) the IMP search alone is 52 epochs on one worker. The
+plan before 2026-12-06 10:00 (IMP without --layer-gain in two steps, 8 epochs more) was timed as one run on
+2026-12-06, 121.7 min (docs/tickets.md); this one has not been timed as a whole. The steps:
   dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint)
   sf_dense       slt-deploy train fmnist-spikformer (10 epochs)             (or --sf-dense DIR)
   sf_dense_same  slt-deploy train fmnist-spikformer --epochs 18: the dense transformer trained for as many epochs as
                  sf_dense + MultiSp (the MultiSp row's reference)
-  imp98      IMP to 98 %: 50 % of the remaining weights per round (6 rounds), learning-rate rewinding, distilled from
-             the dense model; rounds 1-3 retrain the dense schedule's last 4 epochs, rounds 4-6 all 8 of them
-             (--round-epochs 4,4,4,8: the sparse rounds need the longer recovery)
-  imp98f     98 % in a finer last step: imp98's round 5 (96.9 %) pruned to 97.5 % and then 98 % (20 % of the remaining
-             weights each), both replaying the whole 8-epoch schedule, distilled from the dense model: 90.53 % against
-             imp98's 89.71 % (its 96.9 -> 98 % round halves the kept weights at once); the shipped IMP ticket
-  imp_bin95  imp98's round 4 (93.75 %) taken to 95 % in one more IMP round (8 epochs, 91.06 %), then binarized but for
-             the first layer (its ~60 weights read analog pixels; binarizing them costs 25 pt before fine-tuning), 8
-             epochs, distilled from the dense model: 90.42 % (binarizing round 5, 96.9 %, instead: 88.48 %)
+  imp98      IMP to 98 % in the steps 50, 75, 87.5, 93.75, 95, 96.9, 97.5, 98 %, learning-rate rewinding, distilled
+             from the dense model; rounds 1-3 retrain the dense schedule's last 4 epochs, the later ones all 8 of them
+             (--round-epochs 4,4,4,8: the sparse rounds need the longer recovery); global-raw ranking with the
+             convolutions' weights counted 1.25x (--layer-gain conv=1.25: at 98 % they keep about twice the weights
+             plain global-raw leaves them, taken from the 401k-weight fc1). Its round 5 (95 %) feeds imp_bin95. Before
+             2026-12-06 this was two steps without the gain (6 rounds, then a finer 97.5 -> 98 % step from round 5):
+             90.53 % at 98 %
+  imp_bin95  imp98's round 5 (95 %) binarized but for the first layer (its ~100 weights read analog pixels;
+             binarizing them costs 25 pt before fine-tuning), 8 epochs, distilled from the dense model: 90.82 %
+             (without the gain, from a 95 % round of the same accuracy: 90.42 %)
   random98   random masks with imp98's per-layer sparsity, trained from epoch 1 for 8 epochs, distilled
   eb90       Early-Bird at 90 % (relative mask distance, tau 0.25, q 5, a mask every 1/4 epoch: --eb-checks 4; with a
              mask per epoch it never stopped inside the 8-epoch schedule), retrained 2 epochs, distilled. tau 0.25,
@@ -58,11 +60,16 @@ COMMON = ["--distill", "--quiet"]
 SCOPE = "global-raw"
 # IMP retraining epochs per round (the last repeats): past 87.5 % sparsity a round replays the whole dense schedule
 ROUND_EPOCHS = "4,4,4,8"
+# IMP's sparsity after each round: halving the kept weights up to 93.75 %, then finer steps (halving them at once from
+# 96.9 to 98 % cost 0.8 pt more than two steps of 20 %), with the 95 % round the binarized ticket starts from
+IMP_STEPS = "0.5,0.75,0.875,0.9375,0.95,0.96875,0.975,0.98"
+# IMP's ranking weighs the convolutions' weights 1.25x (docs/tickets.md, "Global pruning")
+LAYER_GAIN = "conv=1.25"
 MULTISP_EPOCHS = 8
 MULTISP_LR = "0.001"  # half the recipe's: at 0.002 the validation accuracy swung by 3-5 pt between epochs
 SF_EPOCHS = 10  # the fmnist-spikformer recipe's
 # step folder -> shipped name under models/tickets/ (--ship)
-SHIP = {"imp98f": "fmnist-vgg-imp98", "imp_bin95": "fmnist-vgg-imp-binary", "multisp": "fmnist-spikformer-multisp"}
+SHIP = {"imp98": "fmnist-vgg-imp98", "imp_bin95": "fmnist-vgg-imp-binary", "multisp": "fmnist-spikformer-multisp"}
 
 
 def sf_dirs(out: str, sf_dense: str | None = None, sf_same: str | None = None) -> tuple:
@@ -78,18 +85,13 @@ def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None)
 
     sf = sf_dirs(out, sf_dense)[0]
     return [
-        ("imp98", "IMP 98% (LR rewinding, KD)",
-         ["ticket", dense, "--method", "imp", "--sparsity", "0.98", "--prune-fraction", "0.5", "--rewind", "lr",
-          "--round-epochs", ROUND_EPOCHS, "--scope", scope, "--resume", "--out", j("imp98")] + COMMON, "vgg"),
-        ("imp98f", "IMP 98% (finer last step, shipped)",
-         ["ticket", j("imp98", "rounds", "round_05"), "--method", "imp", "--sparsity", "0.98", "--prune-fraction",
-          "0.975", "--rounds", "2", "--rewind", "lr", "--epochs", "8", "--scope", scope, "--teacher", dense,
-          "--resume", "--out", j("imp98f")] + COMMON, "vgg"),
-        ("imp_bin95", "IMP 95% + binary (not 1st layer, KD)",
-         ["ticket", j("imp98", "rounds", "round_04"), "--method", "imp", "--sparsity", "0.95", "--prune-fraction",
-          "0.2", "--rounds", "1", "--rewind", "lr", "--epochs", "8", "--scope", scope, "--binarize",
-          "--binarize-kind", "spikes", "--binarize-epochs", "8", "--teacher", dense, "--out", j("imp_bin95")]
+        ("imp98", "IMP 98% (LR rewinding, KD, conv gain)",
+         ["ticket", dense, "--method", "imp", "--sparsity-steps", IMP_STEPS, "--rewind", "lr",
+          "--round-epochs", ROUND_EPOCHS, "--scope", scope, "--layer-gain", LAYER_GAIN, "--resume", "--out", j("imp98")]
          + COMMON, "vgg"),
+        ("imp_bin95", "IMP 95% + binary (not 1st layer, KD)",
+         ["ticket", j("imp98", "rounds", "round_05"), "--method", "binarize", "--binarize-kind", "spikes",
+          "--binarize-epochs", "8", "--teacher", dense, "--out", j("imp_bin95")] + COMMON, "vgg"),
         ("random98", "random, imp98's per-layer sparsity",
          ["ticket", dense, "--method", "random", "--sparsity", "0.98", "--like", j("imp98"), "--epochs", "8",
           "--out", j("random98")] + COMMON, "vgg"),
@@ -134,10 +136,10 @@ def cli(args: list, log: str | None = None):
         subprocess.run(cmd, check=True, env=env, stdout=f if log else None, stderr=subprocess.STDOUT if log else None)
 
 
-# The order in which waiting steps get a free worker: the IMP search first (the longest chain hangs on it: its round 4
-# feeds the binarized ticket, round 5 the finer 98 % step, its end the random ticket), the 18-epoch dense transformer
+# The order in which waiting steps get a free worker: the IMP search first (the longest chain hangs on it: its round 5
+# feeds the binarized ticket, its end the random ticket), the 18-epoch dense transformer
 # next (the longest single step), then the rest.
-PRIORITY = ["dense", "imp98", "sf_dense", "sf_dense_same", "imp_bin95", "imp98f", "random_bin95", "multisp",
+PRIORITY = ["dense", "imp98", "sf_dense", "sf_dense_same", "imp_bin95", "random_bin95", "multisp",
             "random98", "random_multisp", "eb90", "random90"]
 
 
@@ -247,8 +249,8 @@ def table(out: str, dense: str, sf_dense: str | None = None, sf_same: str | None
         with open(p) as f:
             t = json.load(f)
         found.append((label, t, args[1], against))
-    # a ticket's own sop/energy ratios are against the checkpoint it started from (for binarize and the finer IMP
-    # step an IMP round); the table's are against the dense model: its counts as measured for the tickets that
+    # a ticket's own sop/energy ratios are against the checkpoint it started from (for binarize: an IMP round);
+    # the table's are against the dense model: its counts as measured for the tickets that
     # started from it (the same 512 test images every time)
     dense_ops = {against: (t["measurements"]["dense_sops"], t["measurements"]["dense_energy_pj"])
                  for _label, t, src, against in found if t and src in (dense, sf) and "dense_sops" in t["measurements"]}

@@ -34,7 +34,7 @@ class FakeCli:
     the same moment as another step's end left a window in which a loaded machine started a step before the
     scheduler could know of the failure, and the test failed once in `make test` beside two training jobs)."""
 
-    def __init__(self, fail=None, rounds=6, dt=0.05):
+    def __init__(self, fail=None, rounds=8, dt=0.05):
         self.fail, self.rounds, self.dt = fail, rounds, dt
         self.lock, self.running, self.peak, self.log = threading.Lock(), 0, 0, []
 
@@ -48,7 +48,7 @@ class FakeCli:
             os.makedirs(out, exist_ok=True)
             if os.path.basename(out) == self.fail:
                 raise subprocess.CalledProcessError(2, ["slt-deploy"])
-            if "--sparsity" in args and args[args.index("--method") + 1] == "imp" and "--resume" in args:
+            if "--method" in args and args[args.index("--method") + 1] == "imp" and "--resume" in args:
                 for r in range(1, self.rounds + 1):
                     time.sleep(self.dt)
                     os.makedirs(os.path.join(out, "rounds", f"round_{r:02d}"), exist_ok=True)
@@ -88,7 +88,7 @@ def test_steps_wait_for_their_inputs_and_rounds(plan, tmp_path, monkeypatch):
     for reader, source in [("imp98", "dense"), ("eb90", "dense"), ("random98", "imp98"), ("random90", "eb90"),
                            ("random_bin95", "imp_bin95"), ("multisp", "sf_dense"), ("random_multisp", "sf_dense")]:
         assert _t(log, "start", reader) >= _t(log, "end", source), reader
-    assert _t(log, "start", "imp98f") >= _t(log, "start", "imp98") + 5 * fake.dt * 0.9  # reads round 5
+    assert _t(log, "start", "imp_bin95") >= _t(log, "start", "imp98") + 5 * fake.dt * 0.9  # reads round 5
 
 
 def test_a_round_inside_a_running_search_frees_its_reader(plan, tmp_path, monkeypatch):
@@ -99,7 +99,7 @@ def test_a_round_inside_a_running_search_frees_its_reader(plan, tmp_path, monkey
     jobs = [j for j in _jobs(plan, out) if j[0] in ("imp98", "imp_bin95")]
     os.makedirs(tmp_path / "dense")  # the user's dense model: not a step of this plan
     plan.run_plan(jobs, 2, os.path.join(out, "logs"))
-    assert _t(fake.log, "start", "imp_bin95") >= _t(fake.log, "start", "imp98") + 4 * fake.dt * 0.9
+    assert _t(fake.log, "start", "imp_bin95") >= _t(fake.log, "start", "imp98") + 5 * fake.dt * 0.9
     assert _t(fake.log, "start", "imp_bin95") < _t(fake.log, "end", "imp98")
 
 
