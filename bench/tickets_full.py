@@ -69,7 +69,10 @@ MULTISP_EPOCHS = 8
 MULTISP_LR = "0.001"  # half the recipe's: at 0.002 the validation accuracy swung by 3-5 pt between epochs
 SF_EPOCHS = 10  # the fmnist-spikformer recipe's
 # step folder -> shipped name under models/tickets/ (--ship)
-SHIP = {"imp98": "fmnist-vgg-imp98", "imp_bin95": "fmnist-vgg-imp-binary", "multisp": "fmnist-spikformer-multisp"}
+# (the tickets of the plan before --layer-gain, fmnist-vgg-imp98 and fmnist-vgg-imp-binary, stay shipped: issue 19's
+# speed and Cortex-M figures were measured on them)
+SHIP = {"imp98": "fmnist-vgg-imp98-convgain", "imp_bin95": "fmnist-vgg-imp-binary-convgain",
+        "multisp": "fmnist-spikformer-multisp"}
 
 
 def sf_dirs(out: str, sf_dense: str | None = None, sf_same: str | None = None) -> tuple:
