@@ -29,7 +29,7 @@ plan before 2026-12-06 10:00 (IMP without --layer-gain in two steps, 8 epochs mo
              90.53 % at 98 %
   imp_bin95  imp98's round 5 (95 %) binarized but for the first layer (its ~100 weights read analog pixels;
              binarizing them costs 25 pt before fine-tuning), 8 epochs, distilled from the dense model: 90.82 %
-             (without the gain, from a 95 % round of the same accuracy: 90.42 %)
+             (--seed 1 / 2: 90.26 / 89.86 %; without the gain, from a 95 % round of the same accuracy: 90.42 %)
   random98   random masks with imp98's per-layer sparsity, trained from epoch 1 for 8 epochs, distilled
   eb90       Early-Bird at 90 % (relative mask distance, tau 0.25, q 5, a mask every 1/4 epoch: --eb-checks 4; with a
              mask per epoch it never stopped inside the 8-epoch schedule), retrained 2 epochs, distilled. tau 0.25,
