@@ -77,7 +77,7 @@ def test_measured_sparsity_equals_target_within_one_weight(dense, s):
 
 def test_layer_gain_moves_the_budget_and_keeps_the_total(dense):
     """--layer-gain conv=g: the same number of weights kept overall, more of them in the convolutions as g grows;
-    g = 1 (and a gain on another kind's absent path) is the plain ranking."""
+    g = 1 is the plain ranking; a module path's gain beats its kind's."""
     m = copy.deepcopy(dense[0])
     layers = prunable(m)
 

@@ -15,6 +15,7 @@ from ..errors import SltError
 from . import binarize as binarize_ticket
 from . import early_bird, imp, multiprize, multisp, random_ticket, structured
 from .common import Ticket, TicketConfig, finalize, measure, set_teacher
+from .masks import check_gains, prunable
 
 METHODS = {"imp": imp.search, "early-bird": early_bird.search, "multiprize": multiprize.search,
            "random": random_ticket.search, "multisp": multisp.search, "binarize": binarize_ticket.search,
@@ -42,6 +43,8 @@ def find_ticket(dense, cfg: TicketConfig, out_dir: str, data=None, data_dir=None
     if cfg.sparsity is None:
         raise SltError(f"method {cfg.method} needs a target sparsity", "pass --sparsity, e.g. 0.9")
     cfg.validate()
+    if cfg.layer_gain:  # before any training: every key must name a prunable layer's kind or path
+        check_gains(cfg.layer_gain, prunable(dense_model, cfg.only))
     if data is None:
         r = dense_model.recipe
         data = load_dataset(r["dataset"], data_dir, int(r.get("seed", 0)))

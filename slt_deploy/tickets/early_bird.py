@@ -23,7 +23,7 @@ from collections import deque
 from ..train import evaluate
 from ..zoo import build_model
 from .common import Ticket, TicketConfig, binarize, epochs_of, run_train, timer
-from .masks import check_gains, magnitude_masks, mask_distance, prunable, set_masks, sparsity
+from .masks import magnitude_masks, mask_distance, prunable, set_masks, sparsity
 
 
 def relative_distance(a: dict, b: dict) -> float:
@@ -53,7 +53,6 @@ def search(dense, data, cfg: TicketConfig, max_epochs: int | None = None) -> Tic
     t = timer()
     model = build_model(dense.recipe)
     layers = prunable(model, cfg.only)
-    check_gains(cfg.layer_gain, layers)
     window = deque(maxlen=cfg.q)
     hist, found = [], {}
     e = epochs_of(model, cfg)

@@ -28,7 +28,7 @@ from ..errors import SltError
 from ..train import evaluate, is_main, train
 from ..zoo import build_model
 from .common import RESULT_FIELDS, Ticket, TicketConfig, binarize, config_dict, epochs_of, recipe_for, run_train, timer
-from .masks import check_gains, get_masks, imp_schedule, magnitude_masks, prunable, set_masks, sparsity
+from .masks import get_masks, imp_schedule, magnitude_masks, prunable, set_masks, sparsity
 
 SEARCH_FILE = "search.json"
 
@@ -116,7 +116,6 @@ def search(dense, data, cfg: TicketConfig) -> Ticket:
     model = copy.deepcopy(dense)
     model.recipe = copy.deepcopy(dense.recipe)
     layers = prunable(model, cfg.only)
-    check_gains(cfg.layer_gain, layers)
     ladder = list(cfg.steps) if cfg.steps else imp_schedule(cfg.sparsity, cfg.prune_fraction, cfg.rounds)
     e = epochs_of(model, cfg)
     done, hist, before = (_resume_state(model, layers, cfg, ladder) if cfg.resume else (0, [], 0.0))

@@ -88,10 +88,11 @@ def gain_of(name: str, layer: Synapse, gains: dict | None) -> float:
     return float(gains.get(layer.kind, 1.0))
 
 
-def check_gains(gains: dict | None, layers) -> dict | None:
-    """A `--layer-gain` dict whose keys all name a layer kind or a module path of `layers`, values > 0."""
+def check_gains(gains: dict | None, layers):
+    """SltError unless every key of a `--layer-gain` dict names a layer kind or a module path of `layers` and every
+    value is > 0 (find_ticket checks once, before any training)."""
     if not gains:
-        return None
+        return
     kinds = {m.kind for _, m in layers}
     for key, g in gains.items():
         if not (key in kinds or any(n == key or n.startswith(key + ".") for n, _ in layers)):
@@ -99,7 +100,6 @@ def check_gains(gains: dict | None, layers) -> dict | None:
                            f"use a kind ({', '.join(sorted(kinds))}) or a path printed by 'slt-deploy inspect'")
         if not (float(g) > 0 and math.isfinite(float(g))):
             raise SltError(f"--layer-gain {key}={g}: the gain must be a positive number", "e.g. conv=1.5")
-    return gains
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from ..train import evaluate
 from ..zoo import build_model
 from .common import Ticket, TicketConfig, binarize, epochs_of, run_train, timer
 from .imp import rewind, rewind_point
-from .masks import check_gains, magnitude_masks, prunable, random_masks, set_masks, sparsity
+from .masks import magnitude_masks, prunable, random_masks, set_masks, sparsity
 
 
 def per_layer_target(dense, cfg: TicketConfig) -> dict:
@@ -25,7 +25,6 @@ def per_layer_target(dense, cfg: TicketConfig) -> dict:
         return {r["layer"]: float(r["sparsity"]) for r in rows}
     ref = copy.deepcopy(dense)
     layers = prunable(ref, cfg.only)
-    check_gains(cfg.layer_gain, layers)
     masks = magnitude_masks(layers, cfg.sparsity, cfg.scope, cfg.layer_gain)
     return {n: 1.0 - float(m.sum()) / m.numel() for n, m in masks.items()}
 
