@@ -16,7 +16,15 @@ from slt_deploy.tickets.activity import layer_ops, synaptic_ops
 from slt_deploy.tickets.common import recipe_for
 from slt_deploy.tickets.early_bird import converged
 from slt_deploy.tickets.imp import rewind, rewind_point
-from slt_deploy.tickets.masks import imp_schedule, layer_stats, magnitude_masks, prunable, set_masks, sparsity
+from slt_deploy.tickets.masks import (
+    imp_schedule,
+    lamp_scores,
+    layer_stats,
+    magnitude_masks,
+    prunable,
+    set_masks,
+    sparsity,
+)
 from slt_deploy.train import train
 from slt_deploy.zoo import build_model, load_recipe
 
@@ -95,6 +103,28 @@ def test_layer_gain_moves_the_budget_and_keeps_the_total(dense):
     first = layers[0][0]  # a module path beats the kind: only that layer moves
     by_path = kept({"conv": 1.0, first: 3.0})
     assert by_path[first] > plain[first]
+
+
+def test_lamp_scores_follow_the_definition_and_ignore_layer_scale(dense):
+    """LAMP (Lee et al. 2021): score(u) = w_u^2 / sum of w_v^2 over kept v with |w_v| >= |w_u|, pruned weights 0;
+    scaling one layer changes nothing in a LAMP ranking (it moves a global-raw one); the total stays exact."""
+    w = torch.tensor([[0.5, -2.0], [1.0, 0.1]])
+    kept_ = torch.tensor([[True, True], [True, False]])
+    sc = lamp_scores(w, kept_)
+    want = torch.tensor([[0.25 / (0.25 + 1 + 4), 1.0], [1.0 / (1 + 4), 0.0]])
+    assert torch.allclose(sc, want)
+    m = copy.deepcopy(dense[0])
+    layers = prunable(m)
+    lamp = magnitude_masks(layers, 0.9, "lamp")
+    raw = magnitude_masks(layers, 0.9, "global-raw")
+    with torch.no_grad():
+        layers[0][1].weight.mul_(10.0)
+    lamp10 = magnitude_masks(layers, 0.9, "lamp")
+    raw10 = magnitude_masks(layers, 0.9, "global-raw")
+    assert all(torch.equal(lamp[n], lamp10[n]) for n in lamp)
+    assert any(not torch.equal(raw[n], raw10[n]) for n in raw)
+    total = sum(v.numel() for v in lamp.values())
+    assert abs(total - sum(int(v.sum()) for v in lamp.values()) - 0.9 * total) <= 1.0
 
 
 def test_masks_hold_through_training(dense, data):

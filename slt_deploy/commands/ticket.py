@@ -27,8 +27,9 @@ from .options import (
               help="target fraction of pruned weights (multisp: ConvPEP connection sparsity; binarize: not needed)")
 @click.option("--out", required=True, help="ticket checkpoint folder to write (not the input; an existing checkpoint "
                                            "is replaced atomically)")
-@click.option("--scope", type=click.Choice(["global", "global-raw", "layer"]), default="global",
-              help="magnitude pruning scope (global: |w| / layer rms; global-raw: |w|; layer: per layer)")
+@click.option("--scope", type=click.Choice(["global", "global-raw", "lamp", "layer"]), default="global",
+              help="magnitude pruning scope (global: |w| / layer rms; global-raw: |w|; lamp: LAMP scores, Lee et al. "
+                   "2021; layer: per layer)")
 @click.option("--layer-gain", type=GainList(), default=None,
               help="global scopes: multiply the pruning scores of some layers (KEY a kind, conv/linear, or a module "
                    "path), e.g. conv=1.5 keeps more convolution weights at the same overall sparsity")

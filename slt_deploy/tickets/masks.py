@@ -74,7 +74,7 @@ def _n_prune(n: int, s: float) -> int:
     return min(n, int(round(s * n)))
 
 
-SCOPES = ("global", "global-raw", "layer")
+SCOPES = ("global", "global-raw", "lamp", "layer")
 
 
 def gain_of(name: str, layer: Synapse, gains: dict | None) -> float:
@@ -111,6 +111,7 @@ def magnitude_masks(layers, s: float, scope: str = "global", gains: dict | None 
     `gains` ({kind or module path: g}, `--layer-gain`) multiplies a layer's scores in the global ranking: g > 1 keeps
     more of its weights at the same overall sparsity (e.g. conv=1.5: the convolutions, which hold few of a VGG's
     weights but all of its features); no effect on the "layer" scope.
+    "lamp" ranks LAMP scores (`lamp_scores`: layer-adaptive, scale invariant per layer, Lee et al., ICLR 2021).
     "global" ranks |w| / rms(kept w of its layer): a layer followed by batch norm is invariant to the scale of its
     weights, so raw magnitudes are not comparable across layers (raw global pruning empties whole layers of small
     nets at 90%); "global-raw" ranks the raw |w| (Kim et al.). In both global scopes every output unit keeps at
@@ -123,6 +124,8 @@ def magnitude_masks(layers, s: float, scope: str = "global", gains: dict | None 
         if scope == "global":
             kept_w = w[m.mask > 0]
             w = w / kept_w.pow(2).mean().sqrt().clamp_min(1e-12) if kept_w.numel() else w
+        elif scope == "lamp":
+            w = lamp_scores(w, m.mask > 0)
         g = gain_of(n, m, gains)
         if g != 1.0:
             w = w * g
@@ -146,6 +149,28 @@ def magnitude_masks(layers, s: float, scope: str = "global", gains: dict | None 
         out[n] = mflat[i:i + sc.numel()].view_as(sc).clone()
         i += sc.numel()
     return out
+
+
+def lamp_scores(w: torch.Tensor, kept_: torch.Tensor) -> torch.Tensor:
+    """LAMP score of each kept weight of one layer (Lee et al., "Layer-adaptive sparsity for the magnitude-based
+    pruning", ICLR 2021): w_u^2 / sum of w_v^2 over the kept weights v with |w_v| >= |w_u| (ties in a fixed order).
+    In (0, 1]; the layer's largest weight scores 1; multiplying a layer by a constant leaves its scores unchanged.
+    Pruning the lowest scores globally is the magnitude pruning that least distorts each layer's output in the
+    worst case. Pruned weights score 0."""
+    flat = w.flatten().pow(2)
+    k = kept_.flatten()
+    out = torch.zeros_like(flat)
+    idx = torch.nonzero(k).flatten()
+    if idx.numel():
+        v = flat[idx]
+        order = torch.argsort(v, stable=True)
+        sv = v[order].double()
+        suffix = torch.flip(torch.cumsum(torch.flip(sv, [0]), 0), [0])
+        sc = torch.zeros_like(sv)
+        nz = suffix > 0
+        sc[nz] = sv[nz] / suffix[nz]
+        out[idx[order]] = sc.to(out.dtype)
+    return out.view_as(w)
 
 
 def _topk_mask(flat: torch.Tensor, k: int) -> torch.Tensor:
