@@ -173,6 +173,20 @@ class EnergyModel:
 class PerceptionNode(Node):
     def __init__(self, **overrides):
         super().__init__("slt_perception", **overrides)
+        try:
+            self._setup()
+        except BaseException:
+            # end what was started and destroy the half-built node now: left to the garbage collector, its handles
+            # were finalized after rclpy's shutdown at interpreter exit, and once in a test run the process died of
+            # SIGSEGV after printing the error instead of exiting 2
+            if hasattr(self, "energy_thread"):  # the threads exist (a later step failed): stop() ends them
+                self.stop()
+            elif getattr(self, "energy", None) is not None:
+                self.energy.close()
+            self.destroy_node()
+            raise
+
+    def _setup(self):
         cfg = self.cfg = declare_all(self, PERCEPTION, apply=self.apply_parameters)
         self.model_path, self.backend = cfg["model"], cfg["backend"]
         self.image_topic, self.result_topic, self.diag_topic = cfg["image_topic"], cfg["result_topic"], \
