@@ -114,7 +114,7 @@ def magnitude_masks(layers, s: float, scope: str = "global", gains: dict | None 
     "lamp" ranks LAMP scores (`lamp_scores`: layer-adaptive, scale invariant per layer, Lee et al., ICLR 2021).
     "global" ranks |w| / rms(kept w of its layer): a layer followed by batch norm is invariant to the scale of its
     weights, so raw magnitudes are not comparable across layers (raw global pruning empties whole layers of small
-    nets at 90%); "global-raw" ranks the raw |w| (Kim et al.). In both global scopes every output unit keeps at
+    nets at 90%); "global-raw" ranks the raw |w| (Kim et al.). In the global scopes every output unit keeps at
     least its largest weight (no layer collapse at extreme sparsity); the total count stays exact."""
     if scope not in SCOPES:
         raise SltError(f"pruning scope {scope!r} unknown", f"use one of {', '.join(SCOPES)}")
