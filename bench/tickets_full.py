@@ -43,8 +43,9 @@ plan before 2026-12-06 10:00 (IMP without --layer-gain in two steps, 8 epochs mo
   multisp    MultiSp on sf_dense (2 epochs): 37.6 % of the patches removed, ConvPEP 55 % sparse by magnitude with
              binary weights (but the first conv, which reads analog pixels) and binary activations, then 16 epochs of
              the recipe's schedule (latent weights trained, no distillation): 89.80 % against the 18-epoch dense
-             model's 90.58 % (--seed 1: 89.22 %; the random twin below: 89.18 %). Before 2026-12-06 afternoon: from the 10-epoch dense model, multi-prize scores, 8 epochs
-             at half the learning rate, distilled: 87.17 %
+             model's 90.58 % (--seed 1 / 2: 89.22 / 89.16 %; the random twin below: 89.18 %). Before 2026-12-06
+             afternoon: from the 10-epoch dense model, multi-prize scores, 8 epochs at half the learning rate,
+             distilled: 87.17 %
   random_multisp  the same with a random patch set and random ConvPEP masks of the same sizes (--pep-method random)
 The table: test accuracy, drop against dense, weight sparsity, binary, spike rate, synaptic operations and
 modelled energy against dense (tickets.activity), search seconds.
@@ -318,7 +319,9 @@ def main(argv=None):
     ap.add_argument("--only", default=None, help="comma-separated step names to run")
     ap.add_argument("--ship", action="store_true",
                     help="copy the finished tickets to models/tickets/ (" + ", ".join(SHIP.values()) + ")")
-    ap.add_argument("--scope", default=SCOPE, choices=["global", "global-raw", "lamp", "layer"],
+    from slt_deploy.tickets.masks import SCOPES
+
+    ap.add_argument("--scope", default=SCOPE, choices=list(SCOPES),
                     help=f"pruning scope of IMP and Early-Bird (default {SCOPE})")
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)

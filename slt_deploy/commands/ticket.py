@@ -2,6 +2,7 @@ import click
 
 from ..errors import SltError
 from ..tickets import METHODS, TicketConfig, find_ticket, method_name
+from ..tickets.masks import SCOPES
 from ..tickets.multisp import PEP_METHODS
 from ..train import init_distributed, is_main
 from .options import (
@@ -27,7 +28,7 @@ from .options import (
               help="target fraction of pruned weights (multisp: ConvPEP connection sparsity; binarize: not needed)")
 @click.option("--out", required=True, help="ticket checkpoint folder to write (not the input; an existing checkpoint "
                                            "is replaced atomically)")
-@click.option("--scope", type=click.Choice(["global", "global-raw", "lamp", "layer"]), default="global",
+@click.option("--scope", type=click.Choice(list(SCOPES)), default="global",
               help="magnitude pruning scope (global: |w| / layer rms; global-raw: |w|; lamp: LAMP scores, Lee et al. "
                    "2021; layer: per layer)")
 @click.option("--layer-gain", type=GainList(), default=None,
