@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from slt_deploy.backends.loihi import tolerance
 from slt_deploy.backends.loihi.qat import ChipArithmetic, chip_roles, plan_of, snap_to_chip
 from slt_deploy.backends.loihi.runner import LoihiRunner, lava_python
 from slt_deploy.checkpoint import load
@@ -141,3 +142,27 @@ def test_finetune_cli_errors(tmp_path):
     r = CliRunner().invoke(cli, ["finetune", BINARY_TICKET, "--target", "onnx", "--out", str(tmp_path / "o")])
     assert r.exit_code != 0 and "has no fine-tuning" in str(r.exception or r.output)
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_failing_verify_names_the_fix_until_the_checkpoint_is_fine_tuned(tmp_path):
+    """The shipped Fashion-MNIST MultiSp ticket, exported as trained, fails the partitioned Loihi tolerance (8-bit
+    mantissas of its binary ConvPEP convs flip stem spikes: 82 % < 85 %): `verify` says how to fix it, and stops
+    saying so once the checkpoint carries a `finetune` record."""
+    from click.testing import CliRunner
+
+    from slt_deploy.cli import cli
+    from slt_deploy.verify import fix_hint
+
+    ckpt = os.path.join(ROOT, "models", "tickets", "fmnist-spikformer-multisp")
+    art = str(tmp_path / "ms.loihi")
+    export(ckpt, "loihi", art)
+    r = CliRunner().invoke(cli, ["verify", ckpt, art, "--limit", "64"])
+    assert r.exit_code == 1, r.output
+    assert "spike agreement" in r.output and "hint: " in r.output
+    assert f"slt-deploy finetune {ckpt} --target loihi" in r.output
+    _, meta = load(ckpt)
+    rep = {"ok": False}
+    tol = tolerance()
+    assert "slt-deploy finetune" in fix_hint(rep, tol, ckpt, meta)
+    assert fix_hint(rep, tol, ckpt, {**meta, "finetune": {"epochs": 1}}) is None
+    assert fix_hint({"ok": True}, tol, ckpt, meta) is None

@@ -40,5 +40,7 @@ def command(ckpt, artifact, data, limit, data_dir, as_json, runtime):
                                                          else f" (tolerance: {tol.get('why', '')})"))
         for f in rep["failures"]:
             click.echo(f"  - {f}")
+        if rep.get("hint"):
+            click.echo(f"hint: {rep['hint']}")
     if not rep["ok"]:
         sys.exit(1)

@@ -161,7 +161,12 @@ def tolerance(runner=None) -> dict:
     return {"exact": False, "min_pred_agreement": 0.9 if part else 0.97, "min_spike_agreement": 0.85 if part else 0.95,
             "why": "8-bit weight mantissas, 12-bit decays and integer voltages (docs/targets/loihi.md): spikes can "
                    "flip where the float voltage is within a quantization step of the threshold; the runner is "
-                   "bit-exact against Lava's Loihi 2 fixed-point simulation instead (tests/test_loihi_lava.py)"}
+                   "bit-exact against Lava's Loihi 2 fixed-point simulation instead (tests/test_loihi_lava.py)",
+            "fix": "the checkpoint's float weights are not the chip's: fine-tune it with the chip's arithmetic in the "
+                   "loop, which ends by snapping its weights to the chip's integers, then export and verify that one: "
+                   "slt-deploy finetune {ckpt} --target loihi --epochs 1 --train-n 1280 "
+                   "--out CKPT_LOIHI "
+                   "(docs/targets/loihi.md, 'Quantization-aware fine-tuning')"}
 
 
 def _layer_weights(path, m) -> dict:
