@@ -62,6 +62,9 @@ from .options import (
               show_default=True,
               help="layers made binary: all; conv = only the convolutions (float head); spikes = all but the first "
                    "layer (it reads analog pixels); hidden = all but the first and the last layer")
+@click.option("--bn-recal", type=COUNT0, default=10000, show_default=True, metavar="N",
+              help="binary tickets: re-estimate batch-norm statistics on N training images after training and keep "
+                   "them if validation accuracy rises (0: off)")
 @click.option("--q", type=Number(int, 2), default=5, show_default=True, help="Early-Bird window")
 @click.option("--tau", type=POSITIVE, default=None,
               help="Early-Bird mask-distance threshold (default 0.1 relative, 0.02 absolute)")
@@ -83,7 +86,8 @@ from .options import (
 @click.option("--data-dir", type=click.Path(), default=None)
 @reporting
 def command(ckpt, method, sparsity, out, scope, layer_gain, prune_fraction, rounds, rewind_epoch, rewind, epochs, sparsity_steps,
-            round_epochs, distill, kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, q, tau,
+            round_epochs, distill, kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, bn_recal,
+            q, tau,
             eb_distance, eb_min_epochs, eb_checks, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores,
             seed, data_dir, as_json):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
@@ -118,7 +122,7 @@ def command(ckpt, method, sparsity, out, scope, layer_gain, prune_fraction, roun
                        "drop --layer-gain, or use an IMP / Early-Bird / random search with --scope global-raw")
     cfg = TicketConfig(method, sparsity, scope=scope, layer_gain=layer_gain, steps=sparsity_steps, prune_fraction=prune_fraction, rounds=rounds,
                        rewind_epoch=rewind_epoch, epochs=epochs, round_epochs=round_epochs, binarize=binarize,
-                       binarize_epochs=binarize_epochs,
+                       binarize_epochs=binarize_epochs, bn_recal=bn_recal,
                        binarize_kind=binarize_kind, q=q, tau=tau, patch_sparsity=patch_sparsity, pep_method=pep_method,
                        pep_binary_first=not pep_float_first, like=like, lr=lr, seed=seed, progress=True,
                        rewind=rewind, distill=distill, kd_alpha=kd_alpha, kd_temp=kd_temp, teacher=teacher,

@@ -13,7 +13,7 @@ from ..checkpoint import load
 from ..data import load_dataset
 from ..errors import SltError
 from . import binarize as binarize_ticket
-from . import early_bird, imp, multiprize, multisp, random_ticket, structured
+from . import bn_recal, early_bird, imp, multiprize, multisp, random_ticket, structured
 from .common import Ticket, TicketConfig, finalize, measure, set_teacher
 from .masks import check_gains, prunable
 
@@ -50,6 +50,9 @@ def find_ticket(dense, cfg: TicketConfig, out_dir: str, data=None, data_dir=None
         data = load_dataset(r["dataset"], data_dir, int(r.get("seed", 0)))
     set_teacher(cfg, dense_model, data)
     ticket = METHODS[cfg.method](dense_model, data, cfg)
+    recal = bn_recal.apply(ticket.model, data, cfg.bn_recal, cfg.seed)  # binary tickets only (bn_recal.py)
+    if recal is not None:
+        ticket.info["bn_recal"] = recal
     from .common import config_dict
 
     return finalize(ticket, data, out_dir, dense_model, extra_info={"config": config_dict(cfg)})

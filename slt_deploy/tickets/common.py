@@ -67,6 +67,9 @@ class TicketConfig:
     pep_method: str = "multiprize"       # MultiSp: ConvPEP masks by learned scores on the frozen weights
     #                                      ("multiprize") or by |w| then weight fine-tuning ("magnitude")
     pep_binary_first: bool = True        # MultiSp: binarize the first ConvPEP conv too (it reads analog pixels)
+    bn_recal: int = 10000                # binary tickets: re-estimate batch-norm statistics on this many training
+    #                                      images after training, kept if validation accuracy rises (0: off;
+    #                                      bn_recal.py)
     lr: float | None = None              # override the recipe's learning rate
     seed: int = 0
     progress: bool = False
@@ -97,6 +100,8 @@ class TicketConfig:
             raise SltError(f"distillation temperature kd_temp={self.kd_temp} must be > 0", "pass e.g. 4")
         if self.eb_checks < 1:
             raise SltError(f"Early-Bird checks per epoch {self.eb_checks} must be >= 1", "pass e.g. 4")
+        if self.bn_recal < 0:
+            raise SltError(f"--bn-recal {self.bn_recal} is negative", "pass the number of training images, 0 = off")
         if self.rewind_epoch < 0:
             raise SltError(f"rewind epoch {self.rewind_epoch} is negative", "pass k >= 0")
         return self
