@@ -2,6 +2,7 @@ import click
 
 from ..errors import SltError
 from ..tickets import METHODS, TicketConfig, find_ticket, method_name
+from ..tickets.bn_recal import DEFAULT_IMAGES as BN_RECAL_IMAGES
 from ..tickets.masks import SCOPES
 from ..tickets.multisp import PEP_METHODS
 from ..train import init_distributed, is_main
@@ -62,7 +63,7 @@ from .options import (
               show_default=True,
               help="layers made binary: all; conv = only the convolutions (float head); spikes = all but the first "
                    "layer (it reads analog pixels); hidden = all but the first and the last layer")
-@click.option("--bn-recal", type=COUNT0, default=10000, show_default=True, metavar="N",
+@click.option("--bn-recal", type=COUNT0, default=BN_RECAL_IMAGES, show_default=True, metavar="N",
               help="binary tickets: re-estimate batch-norm statistics on N training images after training and keep "
                    "them if validation accuracy rises (0: off)")
 @click.option("--q", type=Number(int, 2), default=5, show_default=True, help="Early-Bird window")

@@ -24,6 +24,7 @@ from ..errors import SltError
 from ..nn import synapses
 from ..train import evaluate, is_main, train
 from . import activity
+from .bn_recal import DEFAULT_IMAGES as BN_RECAL_IMAGES
 from .masks import SCOPES, check_sparsity, layer_stats, sparsity
 
 
@@ -67,7 +68,7 @@ class TicketConfig:
     pep_method: str = "multiprize"       # MultiSp: ConvPEP masks by learned scores on the frozen weights
     #                                      ("multiprize") or by |w| then weight fine-tuning ("magnitude")
     pep_binary_first: bool = True        # MultiSp: binarize the first ConvPEP conv too (it reads analog pixels)
-    bn_recal: int = 10000                # binary tickets: re-estimate batch-norm statistics on this many training
+    bn_recal: int = BN_RECAL_IMAGES      # binary tickets: re-estimate batch-norm statistics on this many training
     #                                      images after training, kept if validation accuracy rises (0: off;
     #                                      bn_recal.py)
     lr: float | None = None              # override the recipe's learning rate

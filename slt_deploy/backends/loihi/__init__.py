@@ -164,8 +164,7 @@ def tolerance(runner=None) -> dict:
                    "bit-exact against Lava's Loihi 2 fixed-point simulation instead (tests/test_loihi_lava.py)",
             "fix": "the checkpoint's float weights are not the chip's: fine-tune it with the chip's arithmetic in the "
                    "loop, which ends by snapping its weights to the chip's integers, then export and verify that one: "
-                   "slt-deploy finetune {ckpt} --target loihi --epochs 1 --train-n 1280 "
-                   "--out CKPT_LOIHI "
+                   "slt-deploy finetune {ckpt} --target loihi --epochs 1 --train-n 1280 --out CKPT_LOIHI "
                    "(docs/targets/loihi.md, 'Quantization-aware fine-tuning')"}
 
 
