@@ -47,7 +47,7 @@ and does not fit the issue's 120 min (about 130 estimated; docs/tickets.md, "Tim
              binary weights (but the first conv, which reads analog pixels) and binary activations, then 16 epochs of
              the recipe's schedule (latent weights trained, no distillation), batch norms recalibrated when the
              validation split says so (--bn-recal, default): 89.80 % against the 18-epoch dense model's 90.58 %
-             (--seed 1 / 2: 89.46 / 89.85 %; the random twin below: 88.80 %; without recalibration 89.22 / 89.16 and
+             (--seed 1 / 2: 89.22 / 90.09 %; the random twin below: 89.18 %; without recalibration 89.22 / 89.16 and
              89.18 %). Before 2026-12-06 afternoon: from the 10-epoch dense model, multi-prize scores, 8 epochs at
              half the learning rate, distilled: 87.17 %
   random_multisp  the same with a random patch set and random ConvPEP masks of the same sizes (--pep-method random)
