@@ -115,6 +115,7 @@ class Train(Strict):
     schedule: Literal["cosine", "constant", "none"] = "cosine"
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     momentum: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.9
+    precision: Literal["fp32", "bf16"] = "fp32"  # of the training forward's synaptic products (nn/precision.py)
 
 
 class Recipe(Strict):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from . import log as _log
-from .nn import synapses
+from .nn import precision, synapses
 
 
 def _dist():
@@ -155,6 +155,22 @@ def _check_batch_norm_batch(model, bs: int, world: int):
                        f"set train.batch_size to {2 * world} or more in the recipe")
 
 
+def _check_precision(cfg: dict) -> str:
+    """The training precision of cfg ("fp32" unless train.precision says "bf16"; nn/precision.py); warns when this
+    CPU has no native bfloat16 kernels."""
+    prec = str(cfg.get("precision", "fp32"))
+    try:
+        precision.dtype_of(prec)
+    except ValueError as e:
+        from .errors import SltError
+
+        raise SltError(f"train.precision: {e}", f"use one of {', '.join(precision.PRECISIONS)}") from None
+    if not precision.fast(prec):
+        _log.log.warning(f"training precision {prec}: this CPU has no native bfloat16 kernels (AVX512-BF16 / AMX), "
+                  "so training may be slower than fp32; pass --precision fp32")
+    return prec
+
+
 def predict_logits(model, x, batch_size=512) -> torch.Tensor:
     """Eval-mode logits / T (the distillation teacher's targets) for every image of x, in order."""
     was = model.training
@@ -205,6 +221,7 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
     epochs = int(cfg.get("epochs", 1) if epochs is None else epochs)
     bs = int(cfg.get("batch_size", 64))
     _check_batch_norm_batch(model, bs, world)
+    prec = _check_precision(cfg)
     n = len(data.train.x)
     steps_per_epoch = max(1, n // bs)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -234,7 +251,8 @@ def train(model, data, cfg: dict, epochs: int | None = None, progress=True, on_e
         for s in bar:
             idx = perm[s * bs:(s + 1) * bs][rank::world]  # same global batch as 1 process, split across ranks
             x, y = data.train.x[idx], data.train.y[idx]
-            logits = ddp(x, generator=g)
+            with precision.compute(prec):
+                logits = ddp(x, generator=g)
             if teacher is None:
                 loss = F.cross_entropy(logits / model.T, y)
             else:

@@ -147,6 +147,16 @@ def data_dir_option(f):
                         help="folder with the Fashion-MNIST idx files (default: the usual places)")(f)
 
 
+def precision_option(f):
+    """--precision fp32|bf16 (parameter `precision`; None = the recipe's train.precision, default fp32)."""
+    from ..nn.precision import PRECISIONS
+
+    return click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+                        help="training precision of the synaptic products (default: the recipe's, fp32); bf16 "
+                             "trains faster on CPUs with AVX512-BF16/AMX, checkpoints stay float32 "
+                             "(docs/tickets.md, \"bf16 training\")")(f)
+
+
 def limit_option(f=None, *, names=("--limit",), help=None):
     """--limit N|all (parameter `limit`; None = all)."""
     def deco(f):

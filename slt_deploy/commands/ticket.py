@@ -18,6 +18,7 @@ from .options import (
     GainList,
     Number,
     echo_json,
+    precision_option,
     reporting,
 )
 
@@ -85,12 +86,13 @@ from .options import (
               help="Loihi 2 core budget: keep the most accurate ticket of the search (IMP rounds) that fits")
 @click.option("--seed", type=SEED, default=0)
 @click.option("--data-dir", type=click.Path(), default=None)
+@precision_option
 @reporting
 def command(ckpt, method, sparsity, out, scope, layer_gain, prune_fraction, rounds, rewind_epoch, rewind, epochs, sparsity_steps,
             round_epochs, distill, kd_alpha, kd_temp, teacher, resume, binarize, binarize_epochs, binarize_kind, bn_recal,
             q, tau,
             eb_distance, eb_min_epochs, eb_checks, patch_sparsity, pep_method, pep_float_first, like, lr, max_cores,
-            seed, data_dir, as_json):
+            seed, data_dir, precision, as_json):
     """Find a lottery ticket of the dense checkpoint CKPT and save it (a normal checkpoint) in --out.
     `--method binarize` makes the ticket CKPT binary instead (masks kept, fine-tuned).
     IMP also writes one checkpoint per round (OUT/rounds/) and OUT/summary.csv|json + OUT/sparsity_accuracy.png."""
@@ -128,7 +130,7 @@ def command(ckpt, method, sparsity, out, scope, layer_gain, prune_fraction, roun
                        pep_binary_first=not pep_float_first, like=like, lr=lr, seed=seed, progress=True,
                        rewind=rewind, distill=distill, kd_alpha=kd_alpha, kd_temp=kd_temp, teacher=teacher,
                        resume=resume, eb_distance=eb_distance, eb_min_epochs=eb_min_epochs,
-                       eb_checks=eb_checks)
+                       eb_checks=eb_checks, precision=precision)
     if round_epochs and method_name(method) != "imp":
         raise SltError(f"--round-epochs is for IMP searches, not {method!r}", "use --epochs")
     if not binarize and method_name(method) != "binarize" and (binarize_kind != "all" or binarize_epochs is not None):

@@ -2,7 +2,7 @@ import os
 
 import click
 
-from .options import COUNT0, echo_json, reporting
+from .options import COUNT0, echo_json, precision_option, reporting
 
 
 @click.command("train")
@@ -11,8 +11,9 @@ from .options import COUNT0, echo_json, reporting
                                            "checkpoint is replaced atomically, any other non-empty folder refused)")
 @click.option("--epochs", type=COUNT0, default=None, help="override the recipe's epoch count (>= 0)")
 @click.option("--data-dir", type=click.Path(), default=None, help="folder with the Fashion-MNIST idx files")
+@precision_option
 @reporting
-def command(recipe, out, epochs, data_dir, as_json):
+def command(recipe, out, epochs, data_dir, precision, as_json):
     """Train RECIPE (a slt_deploy/recipes/*.yaml name or path) and save a checkpoint in --out.
     Runs data-parallel when launched by torchrun."""
     from ..checkpoint import save
@@ -26,6 +27,8 @@ def command(recipe, out, epochs, data_dir, as_json):
     if epochs is not None:
         check_resources(Recipe.model_validate(r), recipe, epochs=epochs)
         r["train"]["epochs"] = int(epochs)  # the checkpoint's recipe is the schedule it was trained with (LR rewinding)
+    if precision is not None:
+        r["train"]["precision"] = precision  # recorded with the schedule (the weights stay float32)
     check_out(out, "checkpoint", inputs=[recipe] if os.path.exists(recipe) else [], folder=True)
     rank, _ = init_distributed()
     data = load_dataset(r["dataset"], data_dir, int(r.get("seed", 0)))

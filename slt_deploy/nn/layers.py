@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import precision
+
 
 class _SignSTE(torch.autograd.Function):
     @staticmethod
@@ -247,7 +249,7 @@ class Synapse(nn.Module):
         """(output, the batch-norm input detached (training) or None)."""
         if self.training:
             wq, s = self._weights()
-            y = self._op(x, wq)
+            y = self._product(x, wq)
             if self.binary or self.in_scale != 1.0:  # y * 1.0 == y exactly: skip the pass
                 y = y * s
             if self.bias is not None:
@@ -260,6 +262,14 @@ class Synapse(nn.Module):
         if scale is not None:
             y = y * self._chan(scale, x.ndim)
         return y + self._chan(bias, y.ndim), None
+
+    def _product(self, x, w):
+        """op(x, w) of the training forward, in the training precision (nn/precision.py: bf16 products, float32
+        result)."""
+        low = precision.low()
+        if low is None:
+            return self._op(x, w)
+        return self._op(x.to(low), w.to(low)).float()
 
     # --- bookkeeping -------------------------------------------------------------------------------------------
     def n_kept(self) -> int:

@@ -72,6 +72,7 @@ class TicketConfig:
     #                                      images after training, kept if validation accuracy rises (0: off;
     #                                      bn_recal.py)
     lr: float | None = None              # override the recipe's learning rate
+    precision: str | None = None         # override the recipe's training precision ("fp32", "bf16": nn/precision.py)
     seed: int = 0
     progress: bool = False
     only: str | None = None              # prune only the layers under this module path
@@ -127,6 +128,8 @@ def train_cfg(model, cfg: TicketConfig) -> dict:
     tc = dict(model.recipe["train"])
     if cfg.lr is not None:
         tc["lr"] = float(cfg.lr)
+    if cfg.precision is not None:
+        tc["precision"] = cfg.precision
     return tc
 
 
