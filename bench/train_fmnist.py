@@ -7,7 +7,8 @@ same run on the same batches with the real training loop (`--throughput-only` st
   before     = the eager LIF graph, every step recomputing the first layer, torch's default threads (the old code)
   1 thread   = the same with one torch thread (train.set_threads' default)
   + fused    = + the fused LIF autograd step (nn/lif.py)
-  + reuse    = + the first layer computed once per sequence (nn/layers.py Synapse._repeat_input) = the code now
+  + reuse    = + the first layer computed once per sequence (nn/layers.py Synapse._repeat_input) = the default now
+  + bf16     = + bfloat16 synaptic products (--precision bf16, nn/precision.py; the ticket bench trains so)
 The configurations alternate in rounds so the machine's load hits each of them alike."""
 import argparse
 import json
@@ -56,7 +57,9 @@ def plan_epochs(r, data, budget_min):
 CONFIGS = [("before", dict(fused=False, reuse=False, threads=None)),
            ("1 thread", dict(fused=False, reuse=False, threads=1)),
            ("+ fused LIF", dict(fused=True, reuse=False, threads=1)),
-           ("+ input reuse (now)", dict(fused=True, reuse=True, threads=1))]
+           ("+ input reuse (fp32)", dict(fused=True, reuse=True, threads=1)),
+           ("+ bf16 products", dict(fused=True, reuse=True, threads=1, precision="bf16"))]
+DEFAULT = "+ input reuse (fp32)"  # what `train` does without --precision
 
 
 def throughput(r, data, steps: int, rounds: int) -> dict:
@@ -74,7 +77,8 @@ def throughput(r, data, steps: int, rounds: int) -> dict:
             for name, c in CONFIGS:
                 set_fused(c["fused"])
                 set_input_reuse(c["reuse"])
-                tc = {**r["train"], "threads": c["threads"] or default_threads}
+                tc = {**r["train"], "threads": c["threads"] or default_threads,
+                      "precision": c.get("precision", "fp32")}
                 model = build_model(r)
                 train(model, warm, tc, epochs=1, progress=False)
                 t0 = time.time()
@@ -110,10 +114,11 @@ def main():
         names = [n for n, _ in CONFIGS]
         print(f"\ntraining throughput, images/s ({a.throughput_rounds} x {a.throughput_steps} batches per "
               f"configuration; load: {os.getloadavg()[0]:.1f})")
-        print(f"{'recipe':20s} " + " ".join(f"{n:>20s}" for n in names) + f" {'after vs before':>15s}")
+        print(f"{'recipe':20s} " + " ".join(f"{n:>20s}" for n in names) + f" {'fp32 vs before':>15s}"
+              f" {'bf16 vs fp32':>15s}")
         for rec, v in tp.items():
             print(f"{rec:20s} " + " ".join(f"{v[n]:20.0f}" for n in names)
-                  + f" {speed(v[names[-1]] / v[names[0]]):>15s}")
+                  + f" {speed(v[DEFAULT] / v[names[0]]):>15s} {speed(v[names[-1]] / v[DEFAULT]):>15s}")
         os.makedirs(a.out, exist_ok=True)
         with open(os.path.join(a.out, "throughput.json"), "w") as f:
             json.dump(tp, f, indent=2)
