@@ -19,7 +19,9 @@ plan before 2026-12-06 10:00 (IMP without --layer-gain in two steps, 8 epochs mo
 2026-12-06, 121.7 min (docs/tickets.md). This one with MultiSp cut to 12 epochs (--sf-dense-same not trained) was
 timed on 2026-12-06 evening: 121.7 min again (a few minutes of other jobs beside it), and at 12 epochs the MultiSp
 ticket no longer beats its random twin (88.23 / 88.31 % after batch-norm recalibration), so the plan keeps 16 epochs
-and does not fit the issue's 120 min (about 130 estimated; docs/tickets.md, "Timing, 2026-12-06 evening"). The steps:
+and did not fit the issue's 120 min in float32 (about 130 estimated; docs/tickets.md, "Timing, 2026-12-06 evening").
+Since 2026-12-06 night every ticket step trains with --precision bf16 (bfloat16 synaptic products, 1.2-1.3x faster
+steps here; --precision fp32 gives the plan before, bit for bit); the dense models stay float32. The steps:
   dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint)
   sf_dense       slt-deploy train fmnist-spikformer --epochs 2              (or --sf-dense DIR: the MultiSp ticket is
                  taken early, after 2 of 18 epochs, and trained with its patch set and ConvPEP masks for the other 16)
