@@ -21,7 +21,8 @@ timed on 2026-12-06 evening: 121.7 min again (a few minutes of other jobs beside
 ticket no longer beats its random twin (88.23 / 88.31 % after batch-norm recalibration), so the plan keeps 16 epochs
 and did not fit the issue's 120 min in float32 (about 130 estimated; docs/tickets.md, "Timing, 2026-12-06 evening").
 Since 2026-12-06 night every ticket step trains with --precision bf16 (bfloat16 synaptic products, 1.2-1.3x faster
-steps here; --precision fp32 gives the plan before, bit for bit); the dense models stay float32. The steps:
+steps here; --precision fp32 gives the plan before, bit for bit); the dense models stay float32. Timed so: 119.9 min,
+the tickets 0.02-0.92 pt under the float32 run's (docs/tickets.md, "Timing, bf16"). The steps:
   dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint)
   sf_dense       slt-deploy train fmnist-spikformer --epochs 2              (or --sf-dense DIR: the MultiSp ticket is
                  taken early, after 2 of 18 epochs, and trained with its patch set and ConvPEP masks for the other 16)
@@ -157,10 +158,13 @@ def cli(args: list, log: str | None = None):
 
 
 # The order in which waiting steps get a free worker: the IMP search first (the longest chain hangs on it: its round 5
-# feeds the binarized ticket, its end the random ticket), the 18-epoch dense transformer
-# next (the longest single step), then the rest.
-PRIORITY = ["dense", "imp98", "sf_dense", "sf_dense_same", "imp_bin95", "random_bin95", "multisp",
-            "random98", "random_multisp", "eb90", "random90"]
+# feeds the binarized ticket, its end the random ticket), the 18-epoch dense transformer next (the longest single
+# step), then the binarized ticket as soon as round 5 exists, the two MultiSp steps back to back (the longest ones
+# left), and the short VGG steps last, where they fill both workers. The order before 2026-12-06 night (binarized
+# random before MultiSp's random twin, random98 before Early-Bird) left that 46-min twin alone at the end: timed
+# 119.9 min; the same measured step times played through this order give 110 (docs/tickets.md, "Timing, bf16").
+PRIORITY = ["dense", "imp98", "sf_dense", "sf_dense_same", "imp_bin95", "multisp", "random_multisp", "random_bin95",
+            "eb90", "random90", "random98"]
 
 
 def inputs(args: list) -> list:
