@@ -101,3 +101,28 @@ def test_train_and_ticket_record_the_precision(tmp_path):
                                    "--precision", "fp32", "--out", ticket, "--quiet"])
     assert res.exit_code == 0, res.output
     assert json.load(open(tmp_path / "ticket" / "ticket.json"))["ticket"]["config"]["precision"] == "fp32"
+
+
+def test_bf16_on_a_cpu_without_native_kernels_warns(data, monkeypatch):
+    import logging
+
+    from slt_deploy import log as slt_log
+    from slt_deploy.nn import precision
+
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    h = Keep(logging.WARNING)
+    slt_log.log.addHandler(h)
+    try:
+        monkeypatch.setattr(precision, "fast", lambda p: p == "fp32")
+        r = load_recipe("digits-tiny")
+        train(build_model(r), data, {**r["train"], "precision": "fp32"}, epochs=0, progress=False)
+        assert not seen
+        train(build_model(r), data, {**r["train"], "precision": "bf16"}, epochs=0, progress=False)
+    finally:
+        slt_log.log.removeHandler(h)
+    assert len(seen) == 1 and "no native bfloat16 kernels" in seen[0] and "--precision fp32" in seen[0]
