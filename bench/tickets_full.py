@@ -338,7 +338,9 @@ def main(argv=None):
 
     ap.add_argument("--scope", default=SCOPE, choices=list(SCOPES),
                     help=f"pruning scope of IMP and Early-Bird (default {SCOPE})")
-    ap.add_argument("--precision", default=PRECISION, choices=["fp32", "bf16"],
+    from slt_deploy.nn.precision import PRECISIONS
+
+    ap.add_argument("--precision", default=PRECISION, choices=list(PRECISIONS),
                     help=f"training precision of the tickets (default {PRECISION}; fp32: the plan before 2026-12-06 "
                          "night, bit for bit)")
     a = ap.parse_args(argv)

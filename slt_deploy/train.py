@@ -155,9 +155,12 @@ def _check_batch_norm_batch(model, bs: int, world: int):
                        f"set train.batch_size to {2 * world} or more in the recipe")
 
 
+_WARNED_SLOW = set()  # precisions already warned about in this process (an IMP search trains once per round)
+
+
 def _check_precision(cfg: dict) -> str:
-    """The training precision of cfg ("fp32" unless train.precision says "bf16"; nn/precision.py); warns when this
-    CPU has no native bfloat16 kernels."""
+    """The training precision of cfg ("fp32" unless train.precision says "bf16"; nn/precision.py); warns once when
+    this CPU has no native bfloat16 kernels."""
     prec = str(cfg.get("precision", "fp32"))
     try:
         precision.dtype_of(prec)
@@ -165,9 +168,10 @@ def _check_precision(cfg: dict) -> str:
         from .errors import SltError
 
         raise SltError(f"train.precision: {e}", f"use one of {', '.join(precision.PRECISIONS)}") from None
-    if not precision.fast(prec):
+    if prec not in _WARNED_SLOW and not precision.fast(prec):
+        _WARNED_SLOW.add(prec)
         _log.log.warning(f"training precision {prec}: this CPU has no native bfloat16 kernels (AVX512-BF16 / AMX), "
-                  "so training may be slower than fp32; pass --precision fp32")
+                         "so training may be slower than fp32; pass --precision fp32")
     return prec
 
 

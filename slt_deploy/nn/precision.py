@@ -16,8 +16,8 @@ import contextlib
 
 import torch
 
-PRECISIONS = ("fp32", "bf16")
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+PRECISIONS = tuple(_DTYPES)
 _LOW = None  # the dtype of the synaptic products while a training forward runs under compute(), or None
 
 
