@@ -3,6 +3,7 @@ digits recipe once per test session (real data) and derives its ticket variants 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import pytest
@@ -88,6 +89,24 @@ def make_checkpoint(root: str, recipe: str, binary: bool = False, keep: float = 
         model, meta = load(dense_dir)
         save(_as_ticket(model, binary, keep), out, labels=meta["labels"])
     return out
+
+
+@pytest.fixture(scope="module")
+def data():
+    """The sklearn digits dataset (real data, seconds), loaded once per test module."""
+    from slt_deploy.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture
+def free_port():
+    """A TCP port free on the loopback now (torchrun's rendezvous)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,9 @@ import copy
 import json
 import os
 
-import pytest
 import torch
 
 from slt_deploy.checkpoint import load
-from slt_deploy.data import load_dataset
 from slt_deploy.nn import synapses
 from slt_deploy.tickets import TicketConfig, find_ticket
 from slt_deploy.tickets.bn_recal import apply, batch_norms, recalibrate
@@ -19,11 +17,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, "models", "tickets", "digits-tiny-imp75-binary")
 FLOAT = os.path.join(ROOT, "models", "tickets", "digits-tiny-imp90")
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset("digits")
 
 
 def test_recalibrated_statistics_are_the_average_of_the_batch_statistics(data):

@@ -1,6 +1,5 @@
 """Data-parallel training under torchrun (2 processes, gloo on loopback) gives the model one process gives."""
 import os
-import socket
 import subprocess
 import sys
 
@@ -8,15 +7,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def test_two_process_ddp_matches_one_process(tmp_path):
+def test_two_process_ddp_matches_one_process(tmp_path, free_port):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
     one = subprocess.run([sys.executable, "-m", "slt_deploy.cli", "train", "digits-tiny", "--out",
                           str(tmp_path / "one"), "--epochs", "1", "--quiet"], env=env, capture_output=True,
@@ -24,7 +15,7 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     assert one.returncode == 0, one.stderr[-2000:]
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     two = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-                          str(_free_port()), "-m", "slt_deploy.cli", "train", "digits-tiny", "--out",
+                          str(free_port), "-m", "slt_deploy.cli", "train", "digits-tiny", "--out",
                           str(tmp_path / "two"), "--epochs", "1", "--quiet"], env=env, capture_output=True,
                          text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-8000:]

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from slt_deploy.cli import cli
-from slt_deploy.data import load_dataset
 from slt_deploy.errors import SltError
 from slt_deploy.nn import SConv2d, SLinear
 from slt_deploy.nn.precision import compute
@@ -18,11 +17,6 @@ from slt_deploy.train import evaluate, train
 from slt_deploy.zoo import build_model, load_recipe
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset("digits")
 
 
 def _spikes(*shape, seed=0):

@@ -9,7 +9,6 @@ import torch
 
 from slt_deploy.checkpoint import load, save
 from slt_deploy.cli import main
-from slt_deploy.data import load_dataset
 from slt_deploy.nn import SConv2d, SLinear, TransformerBlock, synapses
 from slt_deploy.tickets import TicketConfig, find_ticket
 from slt_deploy.tickets.activity import layer_ops, synaptic_ops
@@ -29,11 +28,6 @@ from slt_deploy.train import train
 from slt_deploy.zoo import build_model, load_recipe
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")

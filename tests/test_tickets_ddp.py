@@ -4,7 +4,6 @@ equal up to near-ties (the retrained weights differ only by float summation orde
 accuracy within 2 pt."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -16,15 +15,7 @@ from slt_deploy.nn import synapses
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def test_imp_under_torchrun_matches_one_process(tmp_path):
+def test_imp_under_torchrun_matches_one_process(tmp_path, free_port):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
            "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cli = ["-m", "slt_deploy.cli"]
@@ -39,7 +30,7 @@ def test_imp_under_torchrun_matches_one_process(tmp_path):
     assert one.returncode == 0, one.stderr[-2000:]
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     two = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-                          str(_free_port())] + cli + args + ["--out", str(tmp_path / "two")], env=env,
+                          str(free_port)] + cli + args + ["--out", str(tmp_path / "two")], env=env,
                          capture_output=True, text=True, timeout=600, check=False)
     assert two.returncode == 0, two.stderr[-2000:]
     assert two.stdout.count("imp ticket:") == 1  # one report, from rank 0

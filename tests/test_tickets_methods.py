@@ -14,7 +14,6 @@ import torch
 
 from slt_deploy.checkpoint import load, save
 from slt_deploy.cli import main
-from slt_deploy.data import load_dataset
 from slt_deploy.nn import synapses
 from slt_deploy.tickets import TicketConfig, find_ticket
 from slt_deploy.tickets.common import run_train, set_teacher
@@ -26,11 +25,6 @@ train_mod = importlib.import_module("slt_deploy.train")  # `import slt_deploy.tr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")
