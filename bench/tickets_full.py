@@ -23,7 +23,8 @@ and did not fit the issue's 120 min in float32 (about 130 estimated; docs/ticket
 Since 2026-12-06 night every ticket step trains with --precision bf16 (bfloat16 synaptic products, 1.2-1.3x faster
 steps here; --precision fp32 gives the plan before, bit for bit); the dense models stay float32. Timed so: 119.9 min,
 the tickets 0.02-0.92 pt under the float32 run's (docs/tickets.md, "Timing, bf16"). The steps:
-  dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint)
+  dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint;
+                 without it, make bench-train's runs/bench/fmnist-vgg when that exists)
   sf_dense       slt-deploy train fmnist-spikformer --epochs 2              (or --sf-dense DIR: the MultiSp ticket is
                  taken early, after 2 of 18 epochs, and trained with its patch set and ConvPEP masks for the other 16)
   sf_dense_same  slt-deploy train fmnist-spikformer --epochs 18: the dense transformer trained for as many epochs as
@@ -143,6 +144,20 @@ def dense_steps(out: str, dense: str, sf_dense: str | None = None, sf_same: str 
             ("sf_dense", sf, ["train", "fmnist-spikformer", "--epochs", str(SF_EPOCHS), "--out", sf, "--quiet"]),
             ("sf_dense_same", same, ["train", "fmnist-spikformer", "--epochs", str(SF_EPOCHS + MULTISP_EPOCHS),
                                      "--out", same, "--quiet"])]
+
+
+# where `make bench-train` (bench/train_fmnist.py, default --out runs/bench) leaves its dense fmnist-vgg checkpoint
+BENCH_TRAIN_VGG = os.path.join("runs", "bench", "fmnist-vgg")
+
+
+def default_dense(out: str, bench_train: str = BENCH_TRAIN_VGG) -> str:
+    """The dense fmnist-vgg when --dense is not given: OUT/dense when an earlier run of the plan trained it, else
+    `make bench-train`'s checkpoint when there is one (the same recipe; saves the plan its 8-epoch training), else
+    OUT/dense, which the plan then trains."""
+    own = os.path.join(out, "dense")
+    if not os.path.exists(os.path.join(own, "model.json")) and os.path.exists(os.path.join(bench_train, "model.json")):
+        return bench_train
+    return own
 
 
 def done(folder: str) -> bool:
@@ -323,7 +338,8 @@ def table(out: str, dense: str, sf_dense: str | None = None, sf_same: str | None
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/bench_tickets_full")
-    ap.add_argument("--dense", default=None, help="an existing fmnist-vgg checkpoint (default: train OUT/dense)")
+    ap.add_argument("--dense", default=None, help="an existing fmnist-vgg checkpoint (default: OUT/dense if trained, else "
+                                                     f"{BENCH_TRAIN_VGG} from make bench-train, else train OUT/dense)")
     ap.add_argument("--sf-dense", default=None,
                     help="an existing fmnist-spikformer checkpoint (default: train OUT/sf_dense)")
     ap.add_argument("--sf-dense-same", default=None,
@@ -345,7 +361,9 @@ def main(argv=None):
                          "night, bit for bit)")
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
-    dense = a.dense or os.path.join(a.out, "dense")
+    dense = a.dense or default_dense(a.out)
+    if not a.dense:
+        print(f"dense fmnist-vgg: {dense}" + (" (make bench-train's)" if dense == BENCH_TRAIN_VGG else ""))
     if not a.table:
         only = a.only.split(",") if a.only else None
         jobs = [(name, folder, args) for name, folder, args in dense_steps(a.out, dense, a.sf_dense, a.sf_dense_same)

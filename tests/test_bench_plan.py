@@ -126,3 +126,16 @@ def test_inputs_outside_the_plan_are_the_users(plan, tmp_path):
     (tmp_path / "imp98" / "rounds" / "search.json").write_text(json.dumps({"finished_round": 4}))
     assert plan.available(str(tmp_path / "imp98" / "rounds" / "round_04"), makers, set())
     assert not plan.available(str(tmp_path / "imp98" / "rounds" / "round_05"), makers, set())
+
+
+def test_the_dense_model_defaults_to_bench_trains(plan, tmp_path):
+    """Without --dense: the plan's own dense model once trained, else make bench-train's checkpoint, else train it."""
+    out, bench = str(tmp_path / "out"), str(tmp_path / "bench" / "fmnist-vgg")
+    own = os.path.join(out, "dense")
+    assert plan.default_dense(out, bench) == own                 # nothing yet: the plan trains OUT/dense
+    os.makedirs(bench)
+    open(os.path.join(bench, "model.json"), "w").write("{}")
+    assert plan.default_dense(out, bench) == bench               # bench-train's model
+    os.makedirs(own)
+    open(os.path.join(own, "model.json"), "w").write("{}")
+    assert plan.default_dense(out, bench) == own                 # an earlier run's: its tickets were made from it
