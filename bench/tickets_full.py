@@ -85,9 +85,9 @@ SF_EPOCHS = 2
 MULTISP_EPOCHS = 16
 MULTISP = ["--method", "multisp", "--sparsity", "0.55", "--patch-sparsity", "0.376", "--pep-float-first",
            "--epochs", str(MULTISP_EPOCHS), "--quiet"]
-# the tickets' training precision (--precision; nn/precision.py): bfloat16 synaptic products, 1.2-1.3x faster
-# training steps on this machine's AVX512-BF16 CPU; the dense models are trained float32 (the users' models)
-PRECISION = "bf16"
+# the steps trained with --precision bf16 (nn/precision.py: bfloat16 synaptic products, 1.15-1.29x faster training
+# steps on this machine's AVX512-BF16 CPU); the others, and the dense models (the users' models), train float32
+BF16 = ("imp98", "imp_bin95", "random98", "eb90", "random90", "random_bin95", "multisp", "random_multisp")
 # step folder -> shipped name under models/tickets/ (--ship)
 # (the tickets of the plan before --layer-gain, fmnist-vgg-imp98 and fmnist-vgg-imp-binary, stay shipped: issue 19's
 # speed and Cortex-M figures were measured on them)
@@ -100,10 +100,10 @@ def sf_dirs(out: str, sf_dense: str | None = None, sf_same: str | None = None) -
     return sf_dense or os.path.join(out, "sf_dense"), sf_same or os.path.join(out, "sf_dense_same")
 
 
-def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None, precision: str = PRECISION) -> list:
+def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None, bf16=BF16) -> list:
     """(folder, label, slt-deploy arguments, reference) of every ticket; reference = the dense row it is compared
-    with ("vgg": dense fmnist-vgg; "sf": dense fmnist-spikformer trained for the same total epochs). Every ticket
-    trains with --precision `precision`."""
+    with ("vgg": dense fmnist-vgg; "sf": dense fmnist-spikformer trained for the same total epochs). The steps named
+    in `bf16` train with --precision bf16, the others with fp32."""
     def j(*p):
         return os.path.join(out, *p)
 
@@ -134,7 +134,20 @@ def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None,
         ("random_multisp", "random patches + ConvPEP masks, binary",
          ["ticket", sf, "--pep-method", "random", "--out", j("random_multisp")] + MULTISP, "sf"),
     ]
-    return [(key, label, args + ["--precision", precision], ref) for key, label, args, ref in plan]
+    return [(key, label, args + ["--precision", "bf16" if key in bf16 else "fp32"], ref)
+            for key, label, args, ref in plan]
+
+
+def bf16_steps(spec: str) -> tuple:
+    """--bf16's value -> step names: "all", "none" or a comma-separated list of ticket steps."""
+    names = [key for key, *_ in steps("", "")]
+    if spec in ("all", "none"):
+        return tuple(names) if spec == "all" else ()
+    picked = tuple(n.strip() for n in spec.split(",") if n.strip())
+    wrong = [n for n in picked if n not in names]
+    if wrong:
+        raise SystemExit(f"error: --bf16: no step {', '.join(wrong)} (the steps: {', '.join(names)}; or all, none)")
+    return picked
 
 
 def dense_steps(out: str, dense: str, sf_dense: str | None = None, sf_same: str | None = None) -> list:
@@ -354,12 +367,12 @@ def main(argv=None):
 
     ap.add_argument("--scope", default=SCOPE, choices=list(SCOPES),
                     help=f"pruning scope of IMP and Early-Bird (default {SCOPE})")
-    from slt_deploy.nn.precision import PRECISIONS
-
-    ap.add_argument("--precision", default=PRECISION, choices=list(PRECISIONS),
-                    help=f"training precision of the tickets (default {PRECISION}; fp32: the plan before 2026-12-06 "
-                         "night, bit for bit)")
+    ap.add_argument("--bf16", default=",".join(BF16), metavar="STEPS",
+                    help="ticket steps trained with --precision bf16, comma-separated, or all / none (default: "
+                         f"{','.join(BF16) if BF16 else 'none'}; none: the float32 plan before 2026-12-06 night, "
+                         "bit for bit)")
     a = ap.parse_args(argv)
+    bf16 = bf16_steps(a.bf16)
     os.makedirs(a.out, exist_ok=True)
     dense = a.dense or default_dense(a.out)
     if not a.dense:
@@ -371,7 +384,7 @@ def main(argv=None):
         if only and not any("multisp" in k for k in only):
             jobs = [j for j in jobs if not j[0].startswith("sf_")]
         jobs += [(key, os.path.join(a.out, key), args) for key, _label, args, _ref in
-                 steps(a.out, dense, a.scope, a.sf_dense, a.precision)
+                 steps(a.out, dense, a.scope, a.sf_dense, bf16)
                  if not (only and key not in only) and not done(os.path.join(a.out, key))]
         jobs.sort(key=lambda j: PRIORITY.index(j[0]) if j[0] in PRIORITY else len(PRIORITY))
         run_plan(jobs, a.workers, os.path.join(a.out, "logs"))

@@ -139,3 +139,18 @@ def test_the_dense_model_defaults_to_bench_trains(plan, tmp_path):
     os.makedirs(own)
     open(os.path.join(own, "model.json"), "w").write("{}")
     assert plan.default_dense(out, bench) == own                 # an earlier run's: its tickets were made from it
+
+
+def test_bf16_picks_the_steps_trained_in_bfloat16(plan):
+    """--bf16 names the ticket steps trained with --precision bf16; every other step gets fp32 explicitly."""
+    def prec(bf16):
+        return {k: a[a.index("--precision") + 1] for k, _l, a, _r in plan.steps("o", "d", bf16=bf16)}
+
+    names = [k for k, *_ in plan.steps("o", "d")]
+    assert set(prec(plan.bf16_steps("all")).values()) == {"bf16"} and len(names) == 8
+    assert set(prec(plan.bf16_steps("none")).values()) == {"fp32"}
+    picked = prec(plan.bf16_steps("imp98, multisp"))
+    assert [k for k, v in picked.items() if v == "bf16"] == ["imp98", "multisp"]
+    assert prec(plan.BF16) == {k: "bf16" if k in plan.BF16 else "fp32" for k in names}
+    with pytest.raises(SystemExit, match="no step imp99"):
+        plan.bf16_steps("imp98,imp99")
