@@ -20,9 +20,10 @@ plan before 2026-12-06 10:00 (IMP without --layer-gain in two steps, 8 epochs mo
 timed on 2026-12-06 evening: 121.7 min again (a few minutes of other jobs beside it), and at 12 epochs the MultiSp
 ticket no longer beats its random twin (88.23 / 88.31 % after batch-norm recalibration), so the plan keeps 16 epochs
 and did not fit the issue's 120 min in float32 (about 130 estimated; docs/tickets.md, "Timing, 2026-12-06 evening").
-Since 2026-12-06 night every ticket step trains with --precision bf16 (bfloat16 synaptic products, 1.2-1.3x faster
-steps here; --precision fp32 gives the plan before, bit for bit); the dense models stay float32. Timed so: 119.9 min,
-the tickets 0.02-0.92 pt under the float32 run's (docs/tickets.md, "Timing, bf16"). The steps:
+Since 2026-12-06 night every ticket step trains with --precision bf16 (bfloat16 synaptic products, 1.15-1.29x faster
+steps here; --bf16 picks the steps, --bf16 none gives the float32 plan before, bit for bit); the dense models stay
+float32. Timed so: 119.9 min in the old step order, 95.9 min in the present one (a quieter machine too), the tickets
+bit for bit the same both times, 0.02-0.92 pt under the float32 run's (docs/tickets.md, "Timing, bf16"). The steps:
   dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint;
                  without it, make bench-train's runs/bench/fmnist-vgg when that exists)
   sf_dense       slt-deploy train fmnist-spikformer --epochs 2              (or --sf-dense DIR: the MultiSp ticket is
@@ -190,7 +191,8 @@ def cli(args: list, log: str | None = None):
 # step), then the binarized ticket as soon as round 5 exists, the two MultiSp steps back to back (the longest ones
 # left), and the short VGG steps last, where they fill both workers. The order before 2026-12-06 night (binarized
 # random before MultiSp's random twin, random98 before Early-Bird) left that 46-min twin alone at the end: timed
-# 119.9 min; the same measured step times played through this order give 110 (docs/tickets.md, "Timing, bf16").
+# 119.9 min; the same measured step times played through this order give 110, and this order was timed at 95.9 min
+# on a quieter machine, its two workers ending 3 s apart (docs/tickets.md, "Timing, bf16").
 PRIORITY = ["dense", "imp98", "sf_dense", "sf_dense_same", "imp_bin95", "multisp", "random_multisp", "random_bin95",
             "eb90", "random90", "random98"]
 
