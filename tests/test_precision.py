@@ -98,6 +98,7 @@ def test_train_and_ticket_record_the_precision(tmp_path):
 
 
 def test_bf16_on_a_cpu_without_native_kernels_warns(data, monkeypatch):
+    import importlib
     import logging
 
     from slt_deploy import log as slt_log
@@ -113,6 +114,8 @@ def test_bf16_on_a_cpu_without_native_kernels_warns(data, monkeypatch):
     slt_log.log.addHandler(h)
     try:
         monkeypatch.setattr(precision, "fast", lambda p: p == "fp32")
+        # a fresh once-per-process record: on a CPU without native kernels an earlier bf16 test has already warned
+        monkeypatch.setattr(importlib.import_module("slt_deploy.train"), "_WARNED_SLOW", set())
         r = load_recipe("digits-tiny")
         train(build_model(r), data, {**r["train"], "precision": "fp32"}, epochs=0, progress=False)
         assert not seen
