@@ -1,12 +1,12 @@
 # slt-deploy: every target sets up what it needs itself (venv, pip pins, Debian packages).
 # One style: a target, its prerequisites, then its recipe on the lines below; every target is .PHONY (none
-# makes a file of its name). Bench options: BENCH_<NAME>_ARGS, e.g. make bench-tickets BENCH_TICKETS_ARGS=--quick
+# makes a file of its name). Bench options: BENCH_<NAME>_ARGS, e.g. make bench-tickets-small BENCH_TICKETS_SMALL_ARGS=--quick
 PY := .venv/bin/python
 SETUP := scripts/setup_env.sh
 BENCHES := bench-train bench-tickets bench-onnx bench-packed bench-loihi bench-mcu bench-mcu-int8 bench-ros2 \
 	bench-startup
 
-.PHONY: setup setup-interop demo lint test bench $(BENCHES) bench-onnx-structured bench-sparse-speed interop fuzz clean
+.PHONY: setup setup-interop demo lint test bench $(BENCHES) bench-tickets-small bench-onnx-structured bench-sparse-speed interop fuzz clean
 
 setup:
 	@bash $(SETUP)
@@ -28,12 +28,16 @@ bench: $(BENCHES)
 bench-train: setup
 	$(PY) bench/train_fmnist.py $(BENCH_TRAIN_ARGS)
 
-# lottery tickets on Fashion-MNIST (IMP, Early-Bird, binarized, random, multi-prize, MultiSp); <= 90 min on 2 cores.
-# BENCH_TICKETS_ARGS=--quick for the reduced run (~10 min); --full-scale for the real fmnist-vgg and fmnist-spikformer
-# recipes (bench/tickets_full.py: IMP 98%, binarized, random, Early-Bird 90%, MultiSp; + --ship to copy them to
-# models/tickets/)
+# issue 13's ticket bench: the full-scale plan on the real fmnist-vgg and fmnist-spikformer recipes (bench/tickets_full.py:
+# IMP 98%, binarized 95%, Early-Bird 90%, MultiSp, random twins; <= 120 min on 2 cores when the dense models exist,
+# e.g. BENCH_TICKETS_ARGS="--dense D --sf-dense S --sf-dense-same S18"; --ship copies the tickets to models/tickets/)
 bench-tickets: setup
-	$(PY) bench/tickets_fmnist.py $(BENCH_TICKETS_ARGS)
+	$(PY) bench/tickets_full.py $(BENCH_TICKETS_ARGS)
+
+# the small ticket bench on a 20k-weight VGG-small and a 1-block transformer (bench/tickets_fmnist.py: IMP, Early-Bird,
+# binarized, random, multi-prize, MultiSp; ~66 min on 2 cores); BENCH_TICKETS_SMALL_ARGS=--quick for ~10 min
+bench-tickets-small: setup
+	$(PY) bench/tickets_fmnist.py $(BENCH_TICKETS_SMALL_ARGS)
 
 # ONNX target: eager vs ORT dense vs ours, batch 1/64, sizes, exactness (issue 5)
 bench-onnx: setup

@@ -4,14 +4,13 @@ multi-prize (binary, untrained weights) and MultiSp on the spiking transformer, 
 
     .venv/bin/python bench/tickets_fmnist.py            # full run (plan "full", sized for <= 90 min on 2 cores)
     .venv/bin/python bench/tickets_fmnist.py --quick    # reduced: training subset, fewer rounds/epochs (~10 min)
-    .venv/bin/python bench/tickets_fmnist.py --full-scale [--dense DIR] [--table]   # the real fmnist-vgg recipe
-                                                        # (bench/tickets_full.py)
-    make bench-tickets
+    make bench-tickets-small [BENCH_TICKETS_SMALL_ARGS=--quick]
 
 Prints one table (accuracy, weight sparsity, patch / ConvPEP sparsity, spike rate, synaptic ops vs dense, search
 time) and the goals of issue 3 with met / not met. Writes OUT/results.json, OUT/table.csv and
-OUT/sparsity_accuracy.png; every ticket is a normal checkpoint folder under OUT/. The shipped fmnist tickets
-(models/tickets/fmnist-*) are the full-scale ones: `--full-scale --ship` (bench/tickets_full.py).
+OUT/sparsity_accuracy.png; every ticket is a normal checkpoint folder under OUT/. Issue 13's bench, on the real
+fmnist-vgg and fmnist-spikformer recipes, is bench/tickets_full.py (`make bench-tickets`); the shipped fmnist tickets
+(models/tickets/fmnist-*) are its tickets.
 
 The models are small on purpose (CPU budget): a 2-conv spiking VGG (20k weights) and a 1-block spiking
 transformer (49 patches of dim 32); the literature anchors use VGG16 / DeiT-sized nets on GPUs.
@@ -109,22 +108,15 @@ def row(name, s, extra=None):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="reduced plan (training subset, fewer rounds)")
-    ap.add_argument("--full-scale", action="store_true",
-                    help="the full-scale plan on the real fmnist-vgg recipe instead (bench/tickets_full.py; the "
-                         "remaining arguments go to it)")
     ap.add_argument("--out", default=None, help="output folder (default runs/bench_tickets[_quick])")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--ship", action="store_true",
-                    help="with --full-scale: copy the full-scale tickets to models/tickets/")
     ap.add_argument("--progress", action="store_true")
     a, rest = ap.parse_known_args(argv)
-    if a.full_scale:
-        import tickets_full
-
-        return tickets_full.main(rest + (["--out", a.out] if a.out else []) + (["--ship"] if a.ship else []))
-    if a.ship:
-        raise SystemExit("error: --ship needs --full-scale (the small plan's tickets are not shipped any more)")
+    moved = [x for x in rest if x.split("=")[0] in ("--full-scale", "--ship", "--dense", "--table")]
+    if moved:
+        raise SystemExit(f"error: {moved[0]} belongs to the full-scale plan, which is now bench/tickets_full.py "
+                         f"(make bench-tickets BENCH_TICKETS_ARGS=...); this is the small plan")
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if a.threads:

@@ -4,26 +4,21 @@ weights, not the 20k-weight VGG-small of bench/tickets_fmnist.py), on the whole 
 
     .venv/bin/python bench/tickets_full.py                 # run what is missing, then print the table
     .venv/bin/python bench/tickets_full.py --table         # only the table of what exists
-    make bench-tickets BENCH_TICKETS_ARGS=--full-scale     # the same through the ticket bench
+    make bench-tickets [BENCH_TICKETS_ARGS="--dense D --sf-dense S --sf-dense-same S18"]
 
 Every step is one `slt-deploy` command (printed before it runs) writing one folder under OUT (default
 runs/bench_tickets_full); a step whose folder holds a finished ticket is skipped and the IMP search is started with
 --resume, so an interrupted plan continues where it stopped. Steps run --workers (2) at a time, each command on one
 thread, a step as soon as what it reads exists (the binarized ticket starts when the IMP search has finished its round
-5, not the whole search), waiting steps in the order of PRIORITY; logs OUT/logs/STEP.log. Work in all: about 107
-fmnist-vgg epochs and 52 fmnist-spikformer epochs (one of those costs about 1.5 fmnist-vgg epochs), i.e. about 93
-epochs per worker, 80-100 s each on this machine: over the issue's 120 min when the three dense models are trained
-too; with them given (--dense, --sf-dense, --sf-dense-same) about 74 per worker (the IMP search alone is 52 epochs
-on one worker, the two 16-epoch MultiSp steps about 48 on the other). The
-plan before 2026-12-06 10:00 (IMP without --layer-gain in two steps, 8 epochs more) was timed as one run on
-2026-12-06, 121.7 min (docs/tickets.md). This one with MultiSp cut to 12 epochs (--sf-dense-same not trained) was
-timed on 2026-12-06 evening: 121.7 min again (a few minutes of other jobs beside it), and at 12 epochs the MultiSp
-ticket no longer beats its random twin (88.23 / 88.31 % after batch-norm recalibration), so the plan keeps 16 epochs
-and did not fit the issue's 120 min in float32 (about 130 estimated; docs/tickets.md, "Timing, 2026-12-06 evening").
-Since 2026-12-06 night every ticket step trains with --precision bf16 (bfloat16 synaptic products, 1.15-1.29x faster
-steps here; --bf16 picks the steps, --bf16 none gives the float32 plan before, bit for bit); the dense models stay
-float32. Timed so: 119.9 min in the old step order, 95.9 min in the present one (a quieter machine too), the tickets
-bit for bit the same both times, 0.02-0.92 pt under the float32 run's (docs/tickets.md, "Timing, bf16"). The steps:
+5, not the whole search), waiting steps in the order of PRIORITY; logs OUT/logs/STEP.log.
+
+Time: with the three dense models given (--dense, --sf-dense, --sf-dense-same) the longer worker has about 74
+fmnist-vgg epochs (the IMP search alone is 52 on one worker; the two 16-epoch MultiSp steps about 48 on the other; one
+fmnist-spikformer epoch costs about 1.5 fmnist-vgg epochs), 80-100 s each on this machine. Training the dense models
+too adds about 20 epochs per worker, over the issue's 120 min. --bf16 picks the ticket steps trained with
+--precision bf16 (bfloat16 synaptic products, float32 everything else; the dense models always float32). The timed
+runs, their tickets and what each precision costs are in docs/tickets.md ("Full scale").
+The steps:
   dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint;
                  without it, make bench-train's runs/bench/fmnist-vgg when that exists)
   sf_dense       slt-deploy train fmnist-spikformer --epochs 2              (or --sf-dense DIR: the MultiSp ticket is
@@ -34,27 +29,20 @@ bit for bit the same both times, 0.02-0.92 pt under the float32 run's (docs/tick
              from the dense model; rounds 1-3 retrain the dense schedule's last 4 epochs, the later ones all 8 of them
              (--round-epochs 4,4,4,8: the sparse rounds need the longer recovery); global-raw ranking with the
              convolutions' weights counted 1.25x (--layer-gain conv=1.25: at 98 % they keep about twice the weights
-             plain global-raw leaves them, taken from the 401k-weight fc1). Its round 5 (95 %) feeds imp_bin95. Before
-             2026-12-06 this was two steps without the gain (6 rounds, then a finer 97.5 -> 98 % step from round 5):
-             90.53 % at 98 %
+             plain global-raw leaves them, taken from the 401k-weight fc1). Its round 5 (95 %) feeds imp_bin95
   imp_bin95  imp98's round 5 (95 %) binarized but for the first layer (its ~100 weights read analog pixels;
-             binarizing them costs 25 pt before fine-tuning), 8 epochs, distilled from the dense model: 90.82 %
-             (--seed 1 / 2: 90.26 / 89.86 %; without the gain, from a 95 % round of the same accuracy: 90.42 %)
+             binarizing them costs 25 pt before fine-tuning), 8 epochs, distilled from the dense model
   random98   random masks with imp98's per-layer sparsity, trained from epoch 1 for 8 epochs, distilled
   eb90       Early-Bird at 90 % (relative mask distance, tau 0.25, q 5, a mask every 1/4 epoch: --eb-checks 4; with a
              mask per epoch it never stopped inside the 8-epoch schedule), retrained 2 epochs, distilled. tau 0.25,
-             not the default 0.1: it stops at epoch 3.0 instead of 5.5, 0.075-0.081 of IMP's search time in the same
-             conditions instead of 0.146, and its ticket scores 90.94 % instead of 91.01 % (2026-12-06)
+             not the default 0.1: it stops at epoch 3.0 instead of 5.5, well inside 1/10 of IMP's search time
   random90   random masks with eb90's per-layer sparsity, trained 4 epochs, distilled
   random_bin95  random masks with imp_bin95's per-layer sparsity, trained 8 epochs, binarized like it (8 epochs),
              distilled
   multisp    MultiSp on sf_dense (2 epochs): 37.6 % of the patches removed, ConvPEP 55 % sparse by magnitude with
              binary weights (but the first conv, which reads analog pixels) and binary activations, then 16 epochs of
              the recipe's schedule (latent weights trained, no distillation), batch norms recalibrated when the
-             validation split says so (--bn-recal, default): 89.80 % against the 18-epoch dense model's 90.58 %
-             (--seed 1 / 2: 89.22 / 90.09 %; the random twin below: 89.18 %; without recalibration 89.22 / 89.16 and
-             89.18 %). Before 2026-12-06 afternoon: from the 10-epoch dense model, multi-prize scores, 8 epochs at
-             half the learning rate, distilled: 87.17 %
+             validation split says so (--bn-recal, default)
   random_multisp  the same with a random patch set and random ConvPEP masks of the same sizes (--pep-method random)
 The table: test accuracy, drop against dense, weight sparsity, binary, spike rate, synaptic operations and
 modelled energy against dense (tickets.activity), search seconds.

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 
@@ -154,3 +155,20 @@ def test_bf16_picks_the_steps_trained_in_bfloat16(plan):
     assert prec(plan.BF16) == {k: "bf16" if k in plan.BF16 else "fp32" for k in names}
     with pytest.raises(SystemExit, match="no step imp99"):
         plan.bf16_steps("imp98,imp99")
+
+
+def _recipe(target: str) -> str:
+    lines = open(os.path.join(ROOT, "Makefile")).read().splitlines()
+    return lines[lines.index(f"{target}: setup") + 1].strip()
+
+
+def test_make_bench_tickets_is_the_full_scale_plan():
+    assert _recipe("bench-tickets").startswith("$(PY) bench/tickets_full.py")
+    assert _recipe("bench-tickets-small").startswith("$(PY) bench/tickets_fmnist.py")
+
+
+def test_the_small_plan_points_full_scale_options_to_their_bench():
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "tickets_fmnist.py"),
+                        "--full-scale", "--dense", "x"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "bench/tickets_full.py" in r.stderr and "Traceback" not in r.stderr
