@@ -157,6 +157,18 @@ def test_bf16_picks_the_steps_trained_in_bfloat16(plan):
         plan.bf16_steps("imp98,imp99")
 
 
+def test_a_random_twin_trains_in_its_tickets_precision(plan):
+    """The default precisions: a random ticket is trained like the ticket whose per-layer sparsity it copies (--like),
+    and the random MultiSp twin like MultiSp, so each row's margin over random is not a precision difference."""
+    st = {k: a for k, _l, a, _r in plan.steps("o", "d")}
+    prec = {k: a[a.index("--precision") + 1] for k, a in st.items()}
+    twins = {k: os.path.basename(a[a.index("--like") + 1]) for k, a in st.items() if "--like" in a}
+    twins["random_multisp"] = "multisp"
+    assert set(twins) == {"random98", "random90", "random_bin95", "random_multisp"}
+    for twin, ticket in twins.items():
+        assert prec[twin] == prec[ticket], (twin, ticket)
+
+
 def _recipe(target: str) -> str:
     lines = open(os.path.join(ROOT, "Makefile")).read().splitlines()
     return lines[lines.index(f"{target}: setup") + 1].strip()
