@@ -1,12 +1,14 @@
 # slt-deploy: every target sets up what it needs itself (venv, pip pins, Debian packages).
 # One style: a target, its prerequisites, then its recipe on the lines below; every target is .PHONY (none
-# makes a file of its name). Bench options: BENCH_<NAME>_ARGS, e.g. make bench-tickets-small BENCH_TICKETS_SMALL_ARGS=--quick
+# makes a file of its name). Bench options: BENCH_<NAME>_ARGS,
+# e.g. make bench-tickets-small BENCH_TICKETS_SMALL_ARGS=--quick
 PY := .venv/bin/python
 SETUP := scripts/setup_env.sh
 BENCHES := bench-train bench-tickets bench-onnx bench-packed bench-loihi bench-mcu bench-mcu-int8 bench-ros2 \
 	bench-startup
 
-.PHONY: setup setup-interop demo lint test bench $(BENCHES) bench-tickets-small bench-onnx-structured bench-sparse-speed interop fuzz clean
+.PHONY: setup setup-interop demo lint test bench $(BENCHES) bench-tickets-small bench-onnx-structured bench-sparse-speed \
+	interop fuzz clean
 
 setup:
 	@bash $(SETUP)
@@ -28,9 +30,10 @@ bench: $(BENCHES)
 bench-train: setup
 	$(PY) bench/train_fmnist.py $(BENCH_TRAIN_ARGS)
 
-# issue 13's ticket bench: the full-scale plan on the real fmnist-vgg and fmnist-spikformer recipes (bench/tickets_full.py:
-# IMP 98%, binarized 95%, Early-Bird 90%, MultiSp, random twins; <= 120 min on 2 cores when the dense models exist,
-# e.g. BENCH_TICKETS_ARGS="--dense D --sf-dense S --sf-dense-same S18"; --ship copies the tickets to models/tickets/)
+# issue 13's ticket bench: the full-scale plan on the real fmnist-vgg and fmnist-spikformer recipes
+# (bench/tickets_full.py: IMP 98%, binarized 95%, Early-Bird 90%, MultiSp, random twins; <= 120 min on 2 cores when
+# the dense models exist, e.g. BENCH_TICKETS_ARGS="--dense D --sf-dense S --sf-dense-same S18"; --ship copies the
+# tickets to models/tickets/)
 bench-tickets: setup
 	$(PY) bench/tickets_full.py $(BENCH_TICKETS_ARGS)
 
