@@ -113,12 +113,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--progress", action="store_true")
     a, rest = ap.parse_known_args(argv)
-    moved = [x for x in rest if x.split("=")[0] in ("--full-scale", "--ship", "--dense", "--table")]
-    if moved:
-        raise SystemExit(f"error: {moved[0]} belongs to the full-scale plan, which is now bench/tickets_full.py "
-                         f"(make bench-tickets BENCH_TICKETS_ARGS=...); this is the small plan")
     if rest:
-        ap.error(f"unrecognized arguments: {' '.join(rest)}")
+        ap.error(f"unrecognized arguments: {' '.join(rest)} (this is the small plan; the full-scale plan's options, "
+                 "e.g. --dense, --table, --ship, belong to bench/tickets_full.py: make bench-tickets "
+                 "BENCH_TICKETS_ARGS=...)")
     if a.threads:
         torch.set_num_threads(a.threads)
     plan_name = "quick" if a.quick else "full"
