@@ -134,9 +134,17 @@ def steps(out: str, dense: str, scope: str = SCOPE, sf_dense: str | None = None,
             for key, label, args, ref in plan]
 
 
-def bf16_steps(spec: str) -> tuple:
-    """--bf16's value -> step names: "all", "none" or a comma-separated list of ticket steps."""
+def bf16_steps(spec: str, native: bool | None = None) -> tuple:
+    """--bf16's value -> step names: "auto" (BF16 on a CPU with native bfloat16 kernels, `native`, default: this
+    CPU's; none elsewhere, where bf16 is emulated and slower than float32), "all", "none" or a comma-separated list of
+    ticket steps."""
     names = [key for key, *_ in steps("", "")]
+    if spec == "auto":
+        if native is None:
+            from slt_deploy.nn.precision import fast
+
+            native = fast("bf16")
+        return BF16 if native else ()
     if spec in ("all", "none"):
         return tuple(names) if spec == "all" else ()
     picked = tuple(n.strip() for n in spec.split(",") if n.strip())
@@ -365,11 +373,15 @@ def main(argv=None):
 
     ap.add_argument("--scope", default=SCOPE, choices=list(SCOPES),
                     help=f"pruning scope of IMP and Early-Bird (default {SCOPE})")
-    ap.add_argument("--bf16", default=",".join(BF16), metavar="STEPS",
-                    help="ticket steps trained with --precision bf16, comma-separated, or all / none (default: "
-                         f"{','.join(BF16) if BF16 else 'none'}; none: every step float32)")
+    ap.add_argument("--bf16", default="auto", metavar="STEPS",
+                    help="ticket steps trained with --precision bf16, comma-separated, or all / none / auto (default "
+                         f"auto: {','.join(BF16)} on a CPU with native bfloat16 kernels, AVX512-BF16 or AMX; none "
+                         "elsewhere, where bf16 is emulated and slower; none: every step float32)")
     a = ap.parse_args(argv)
     bf16 = bf16_steps(a.bf16)
+    print("steps trained in bf16: " + (", ".join(bf16) if bf16 else "none (every step float32)")
+          + (" (--bf16 auto: this CPU " + ("has" if bf16 else "has no") + " native bfloat16 kernels)"
+             if a.bf16 == "auto" else ""))
     os.makedirs(a.out, exist_ok=True)
     dense = a.dense or default_dense(a.out)
     if not a.dense:

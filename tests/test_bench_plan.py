@@ -157,6 +157,16 @@ def test_bf16_picks_the_steps_trained_in_bfloat16(plan):
         plan.bf16_steps("imp98,imp99")
 
 
+def test_bf16_auto_follows_the_cpu(plan):
+    """--bf16 auto (the default): the BF16 steps on a CPU with native bfloat16 kernels, every step float32 on one
+    that emulates them (there bf16 trains slower than float32); without `native`, this CPU's answer."""
+    from slt_deploy.nn.precision import fast
+
+    assert plan.bf16_steps("auto", native=True) == plan.BF16
+    assert plan.bf16_steps("auto", native=False) == ()
+    assert plan.bf16_steps("auto") == (plan.BF16 if fast("bf16") else ())
+
+
 def test_a_random_twin_trains_in_its_tickets_precision(plan):
     """The default precisions: a random ticket is trained like the ticket whose per-layer sparsity it copies (--like),
     and the random MultiSp twin like MultiSp, so each row's margin over random is not a precision difference."""
