@@ -4,7 +4,7 @@ import torch
 
 from slt_deploy.checkpoint import load
 from slt_deploy.data import load_dataset
-from slt_deploy.demo import TICKET_BOUND_PT, stage_ticket
+from slt_deploy.demo import DEMO_RECIPE, TICKET_BOUND_PT, stage_ticket
 from slt_deploy.nn import synapses
 from slt_deploy.train import evaluate, train
 from slt_deploy.zoo import build_model, load_recipe
@@ -12,7 +12,7 @@ from slt_deploy.zoo import build_model, load_recipe
 
 def test_demo_ticket_within_its_bound(tmp_path):
     torch.set_num_threads(1)
-    r = load_recipe("digits-tiny")  # what stage_train does
+    r = load_recipe(DEMO_RECIPE)  # what stage_train does
     data = load_dataset(r["dataset"], None, int(r.get("seed", 0)))
     model = build_model(r)
     train(model, data, r["train"], progress=False, seed=int(r.get("seed", 0)))

@@ -3,14 +3,15 @@ import os
 import click
 
 from ..backends import TARGET_MODULES
-from ..demo import run_demo, stages
+from ..demo import DEMO_RECIPE, run_demo, stages
 from ..errors import SltError
 from .options import data_dir_option, echo_json, limit_option, reporting
 
 
 @click.command("demo")
 @click.option("--out", default="runs/demo", help="folder where everything is written (created; reused if it exists)")
-@click.option("--recipe", default="digits-tiny", help="recipe to train (default: the seconds-fast digits model)")
+@click.option("--recipe", default=DEMO_RECIPE, help=f"recipe to train (default: {DEMO_RECIPE}, a digits model trained in "
+                                                    "seconds)")
 @click.option("--ticket", type=click.Path(), default=None,
               help="start from this checkpoint (e.g. models/tickets/fmnist-vgg-imp98) instead of training")
 @click.option("--only", default=None, metavar="STAGES",
