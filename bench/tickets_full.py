@@ -14,12 +14,14 @@ thread, a step as soon as what it reads exists (the binarized ticket starts when
 
 Time: with the three dense models given (--dense, --sf-dense, --sf-dense-same) the longer worker has about 74
 fmnist-vgg epochs (the IMP search alone is 52 on one worker; the two 16-epoch MultiSp steps about 48 on the other; one
-fmnist-spikformer epoch costs about 1.5 fmnist-vgg epochs), 80-100 s each on this machine. Training the dense models
-too adds about 20 epochs per worker, over the issue's 120 min. --bf16 picks the ticket steps trained with
---precision bf16 (bfloat16 synaptic products, float32 everything else; the dense models always float32): by default
-the IMP search, the binarized ticket and their random twins, where bf16 costs nothing beyond seed noise; MultiSp and
-Early-Bird lose 0.8-0.9 pt in it and train float32. Timed as one run: all bf16 95.9 min, all float32 124.1 min; the
-default replayed from those runs' step times: 109.5 min. The runs, their tickets and what each precision costs are
+fmnist-spikformer epoch costs about 1.5 fmnist-vgg epochs), 80-100 s each on the AVX512-BF16 machine the plan was
+timed on (an AVX2 CPU without AVX-512 trains about 1.5x slower). Training the dense models too adds about 20 epochs
+per worker, over the issue's 120 min. --bf16 picks the ticket steps trained with --precision bf16 (bfloat16 synaptic
+products, float32 everything else; the dense models always float32). Its default, auto: on a CPU with native
+bfloat16 kernels the IMP search, the binarized ticket and their random twins, where bf16 costs nothing beyond seed
+noise (MultiSp and Early-Bird lose 0.8-0.9 pt in it and train float32); on a CPU that emulates bfloat16, where it is
+slower than float32, none. Timed as one run on the AVX512-BF16 machine: all bf16 95.9 min, all float32 124.1 min;
+the bf16 mix replayed from those runs' step times: 109.5 min. The runs, their tickets and what each precision costs are
 in docs/tickets.md ("Full scale", "Timing, float32, and the precision per step").
 The steps:
   dense          slt-deploy train fmnist-vgg                               (or --dense DIR: an existing checkpoint;
@@ -183,7 +185,8 @@ def done(folder: str) -> bool:
 
 def cli(args: list, log: str | None = None):
     cmd = [sys.executable, "-m", "slt_deploy.cli"] + args
-    print("$ slt-deploy " + " ".join(args), flush=True)
+    sys.stdout.write("$ slt-deploy " + " ".join(args) + "\n")  # one write: two workers' lines never interleave
+    sys.stdout.flush()
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with open(log, "a") if log else open(os.devnull, "w") as f:
         subprocess.run(cmd, check=True, env=env, stdout=f if log else None, stderr=subprocess.STDOUT if log else None)
