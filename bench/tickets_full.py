@@ -15,7 +15,7 @@ thread, a step as soon as what it reads exists (the binarized ticket starts when
 Time: with the three dense models given (--dense, --sf-dense, --sf-dense-same) the longer worker has about 74
 fmnist-vgg epochs (the IMP search alone is 52 on one worker; the two 16-epoch MultiSp steps about 48 on the other; one
 fmnist-spikformer epoch costs about 1.5 fmnist-vgg epochs), 80-100 s each on the AVX512-BF16 machine the plan was
-timed on (an AVX2 CPU without AVX-512 trains about 1.5x slower). Training the dense models too adds about 20 epochs
+timed on (an AVX2 CPU without AVX-512 trains about 1.65x slower). Training the dense models too adds about 20 epochs
 per worker, over the issue's 120 min. --bf16 picks the ticket steps trained with --precision bf16 (bfloat16 synaptic
 products, float32 everything else; the dense models always float32). Its default, auto: on a CPU with native
 bfloat16 kernels the IMP search, the binarized ticket and their random twins, where bf16 costs nothing beyond seed
