@@ -80,7 +80,8 @@ MULTISP_EPOCHS = 16
 MULTISP = ["--method", "multisp", "--sparsity", "0.55", "--patch-sparsity", "0.376", "--pep-float-first",
            "--epochs", str(MULTISP_EPOCHS), "--quiet"]
 # the steps trained with --precision bf16 (nn/precision.py: bfloat16 synaptic products, 1.2-1.3x faster training
-# steps on this machine's AVX512-BF16 CPU); the others, and the dense models (the users' models), train float32.
+# steps on an AVX512-BF16 CPU; emulated, and slower than float32, elsewhere: --bf16 auto); the others, and the dense
+# models (the users' models), train float32.
 # bf16 where it costs no accuracy beyond seed noise: the IMP search and what reads it (the binarized ticket and their
 # two random twins; a twin always trains in its ticket's precision). MultiSp and Early-Bird lost 0.8-0.9 pt in bf16
 # and stay float32. The whole plan in float32 does not fit 120 min (docs/tickets.md, "Timing, float32, and the
@@ -140,13 +141,13 @@ def bf16_steps(spec: str, native: bool | None = None) -> tuple:
     """--bf16's value -> step names: "auto" (BF16 on a CPU with native bfloat16 kernels, `native`, default: this
     CPU's; none elsewhere, where bf16 is emulated and slower than float32), "all", "none" or a comma-separated list of
     ticket steps."""
-    names = [key for key, *_ in steps("", "")]
     if spec == "auto":
         if native is None:
             from slt_deploy.nn.precision import fast
 
             native = fast("bf16")
         return BF16 if native else ()
+    names = [key for key, *_ in steps("", "")]
     if spec in ("all", "none"):
         return tuple(names) if spec == "all" else ()
     picked = tuple(n.strip() for n in spec.split(",") if n.strip())
